@@ -1,0 +1,11 @@
+"""Administrative operations that change a database: ``install`` and ``protect``.
+
+They run as an administrator (a role that can create roles and alter tables), in a
+single transaction each, using the SQL builders of :mod:`tenantguard.core.sqlbuild`.
+"""
+
+from tenantguard.admin.connect import admin_connect
+from tenantguard.admin.install import InstallResult, install
+from tenantguard.admin.protect import ProtectResult, plan_protect, protect
+
+__all__ = ["InstallResult", "ProtectResult", "admin_connect", "install", "plan_protect", "protect"]

@@ -1,0 +1,78 @@
+"""``tenantguard install``: the helper schema, fail-closed helpers and roles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from tenantguard.core.rolecheck import ROLE_CHECK_QUERY, role_params, role_report
+from tenantguard.core.sqlbuild import InstallSpec, install_statements, render, role_statements
+from tenantguard.errors import UnsafeRoleError
+
+__all__ = ["InstallResult", "install"]
+
+
+@dataclass
+class InstallResult:
+    statements: list[str] = field(default_factory=list)
+    created_roles: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+
+def _role_exists(conn: psycopg.Connection[Any], role: str) -> bool:
+    row = conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", (role,)).fetchone()
+    return row is not None
+
+
+def install(
+    conn: psycopg.Connection[Any],
+    spec: InstallSpec,
+    *,
+    tenant_column: str = "tenant_id",
+    dry_run: bool = False,
+) -> InstallResult:
+    """Create what the policies need, in one transaction. Idempotent.
+
+    Refuses (raising :class:`UnsafeRoleError`, changing nothing) when the app role
+    exists and can bypass RLS: superuser, BYPASSRLS, owner of tenant tables, member
+    of the owner role, or a persistent default for the tenant setting.
+    """
+    result = InstallResult(dry_run=dry_run)
+    with conn.transaction(force_rollback=dry_run):
+        create_owner = not _role_exists(conn, spec.owner_role)
+        create_app = not _role_exists(conn, spec.app_role)
+        if not create_app:
+            row = conn.execute(
+                ROLE_CHECK_QUERY,
+                role_params(spec.app_role, tenant_column, spec.setting, spec.user_setting),
+            ).fetchone()
+            assert row is not None
+            report = role_report(row, owner_hint=spec.owner_role)
+            problems, fixes = list(report.problems), list(report.fixes)
+            member = conn.execute(
+                "SELECT pg_catalog.pg_has_role(%s, %s, 'MEMBER')",
+                (spec.app_role, spec.owner_role),
+            ).fetchone()
+            if not create_owner and member and member[0]:
+                problems.append(f"it is a member of the owner role {spec.owner_role!r}")
+                fixes.append(
+                    render(
+                        sql.SQL("REVOKE {} FROM {};").format(
+                            sql.Identifier(spec.owner_role), sql.Identifier(spec.app_role)
+                        )
+                    )
+                )
+            if problems:
+                raise UnsafeRoleError(spec.app_role, problems, fixes)
+        statements = role_statements(spec, create_owner=create_owner, create_app=create_app)
+        statements += install_statements(spec)
+        for stmt in statements:
+            result.statements.append(render(stmt) + ";")
+            conn.execute(stmt)
+        result.created_roles = [
+            r for r, made in ((spec.owner_role, create_owner), (spec.app_role, create_app)) if made
+        ]
+    return result

@@ -1,0 +1,201 @@
+"""``tenantguard protect``: RLS, policies and indexes for tenant tables, idempotently."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import psycopg
+
+from tenantguard.core.names import QualifiedName
+from tenantguard.core.sqlbuild import (
+    PolicyState,
+    ProtectSpec,
+    TableState,
+    protect_statements,
+    render,
+)
+from tenantguard.errors import MissingTenantColumn, NotInstalledError, TableNotFoundError
+
+__all__ = ["ProtectResult", "TablePlan", "plan_protect", "protect"]
+
+_CMD = {"*": "ALL", "r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE"}
+
+_TABLE_QUERY = """
+SELECT c.oid, c.relkind, c.relrowsecurity, c.relforcerowsecurity
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relname = %s
+"""
+_COLUMN_QUERY = """
+SELECT pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnum
+FROM pg_catalog.pg_attribute a
+WHERE a.attrelid = %s AND a.attname = %s AND a.attnum > 0 AND NOT a.attisdropped
+"""
+_PK_QUERY = """
+SELECT a.attname::text
+FROM pg_catalog.pg_index i
+JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
+JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indrelid = %s AND i.indisprimary
+ORDER BY k.ord
+"""
+_POLICY_QUERY = """
+SELECT p.polname::text, p.polpermissive, p.polcmd::text,
+       pg_catalog.obj_description(p.oid, 'pg_policy')
+FROM pg_catalog.pg_policy p WHERE p.polrelid = %s
+"""
+# Index key lists (attnums, expressions show as 0) of valid, non-partial indexes.
+_INDEX_QUERY = """
+SELECT i.indkey::int2[] FROM pg_catalog.pg_index i
+WHERE i.indrelid = %s AND i.indisvalid AND i.indpred IS NULL
+"""
+_FK_QUERY = """
+SELECT con.conname::text, con.conkey::int2[], con.confrelid::regclass::text
+FROM pg_catalog.pg_constraint con
+WHERE con.conrelid = %s AND con.contype = 'f'
+"""
+
+
+@dataclass
+class TablePlan:
+    spec: ProtectSpec
+    statements: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ProtectResult:
+    tables: list[TablePlan] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def statements(self) -> list[str]:
+        return [s for t in self.tables for s in t.statements]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [w for t in self.tables for w in t.warnings]
+
+
+def _plan_table(
+    conn: psycopg.Connection[Any],
+    table: QualifiedName,
+    tenant_column: str,
+    user_column: str | None,
+    user_scope: Literal["write", "all"],
+    helper_schema: str,
+) -> tuple[ProtectSpec, list[Any], list[str]]:
+    row = conn.execute(_TABLE_QUERY, (table.schema, table.name)).fetchone()
+    if row is None:
+        raise TableNotFoundError(str(table))
+    oid, relkind, rls, forced = row
+    if relkind not in ("r", "p"):
+        raise TableNotFoundError(f"{table} (it is not a table, relkind {relkind!r})")
+    col = conn.execute(_COLUMN_QUERY, (oid, tenant_column)).fetchone()
+    if col is None:
+        raise MissingTenantColumn(str(table), tenant_column)
+    tenant_type, tenant_attnum = col
+    user_type = None
+    if user_column is not None:
+        ucol = conn.execute(_COLUMN_QUERY, (oid, user_column)).fetchone()
+        if ucol is None:
+            raise MissingTenantColumn(str(table), user_column)
+        user_type = ucol[0]
+    pk = tuple(r[0] for r in conn.execute(_PK_QUERY, (oid,)).fetchall())
+    spec = ProtectSpec(
+        table=table,
+        tenant_column=tenant_column,
+        tenant_type=tenant_type,
+        pk_columns=pk,
+        user_column=user_column,
+        user_type=user_type,
+        user_scope=user_scope,
+        helper_schema=helper_schema,
+    )
+    policies = {
+        name: PolicyState(permissive, _CMD.get(cmd, cmd), comment)
+        for name, permissive, cmd, comment in conn.execute(_POLICY_QUERY, (oid,)).fetchall()
+    }
+    pk_attnums: list[int] = []
+    if pk:
+        rows = conn.execute(
+            "SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = %s AND attname = ANY(%s)",
+            (oid, list(pk)),
+        ).fetchall()
+        by_name = dict(
+            conn.execute(
+                "SELECT attname::text, attnum FROM pg_catalog.pg_attribute "
+                "WHERE attrelid = %s AND attname = ANY(%s)",
+                (oid, list(pk)),
+            ).fetchall()
+        )
+        pk_attnums = [by_name[c] for c in pk if c != tenant_column] if rows else []
+    wanted_prefix = [tenant_attnum, *pk_attnums]
+    has_index = any(
+        list(keys[: len(wanted_prefix)]) == wanted_prefix
+        for (keys,) in conn.execute(_INDEX_QUERY, (oid,)).fetchall()
+    )
+    state = TableState(
+        rls_enabled=rls, rls_forced=forced, policies=policies, has_tenant_index=has_index
+    )
+    warnings = [
+        f"{table}: foreign key {name} -> {target} does not lead with {tenant_column}; "
+        f"a row could reference another tenant's row. Make it ({tenant_column}, ...) "
+        f"referencing a ({tenant_column}, ...) unique key."
+        for name, keys, target in conn.execute(_FK_QUERY, (oid,)).fetchall()
+        if not keys or keys[0] != tenant_attnum
+    ]
+    return spec, protect_statements(spec, state), warnings
+
+
+def plan_protect(
+    conn: psycopg.Connection[Any],
+    tables: Sequence[str | QualifiedName],
+    *,
+    tenant_column: str = "tenant_id",
+    user_column: str | None = None,
+    user_scope: Literal["write", "all"] = "write",
+    helper_schema: str = "tenantguard",
+) -> list[tuple[TablePlan, list[Any]]]:
+    """Inspect the catalog and return, per table, what ``protect`` would run."""
+    if conn.execute(
+        "SELECT pg_catalog.to_regprocedure(%s)", (f"{helper_schema}.current_tenant()",)
+    ).fetchone() == (None,):
+        raise NotInstalledError(f"the helper function {helper_schema}.current_tenant()")
+    out = []
+    for t in tables:
+        name = t if isinstance(t, QualifiedName) else QualifiedName.parse(t)
+        spec, stmts, warnings = _plan_table(
+            conn, name, tenant_column, user_column, user_scope, helper_schema
+        )
+        out.append((TablePlan(spec, [render(s) + ";" for s in stmts], warnings), stmts))
+    return out
+
+
+def protect(
+    conn: psycopg.Connection[Any],
+    tables: Sequence[str | QualifiedName],
+    *,
+    tenant_column: str = "tenant_id",
+    user_column: str | None = None,
+    user_scope: Literal["write", "all"] = "write",
+    helper_schema: str = "tenantguard",
+    dry_run: bool = False,
+) -> ProtectResult:
+    """Protect *tables* in one transaction; with *dry_run* only plan (nothing changes)."""
+    result = ProtectResult(dry_run=dry_run)
+    with conn.transaction(force_rollback=dry_run):
+        for plan, stmts in plan_protect(
+            conn,
+            tables,
+            tenant_column=tenant_column,
+            user_column=user_column,
+            user_scope=user_scope,
+            helper_schema=helper_schema,
+        ):
+            result.tables.append(plan)
+            if not dry_run:
+                for stmt in stmts:
+                    conn.execute(stmt)
+    return result

@@ -1,0 +1,51 @@
+"""Binding: how a tenant context becomes database state for one transaction.
+
+The default :class:`SettingBinder` sends one statement,
+``SELECT set_config(tenant_setting, id, true), set_config(user_setting, uid, true)``:
+transaction-scoped (``is_local = true``), so it vanishes at COMMIT or ROLLBACK and a
+pooled connection can never carry it into another request. The setting names and
+values travel as bound parameters.
+
+The binder is a pluggable step: anything with ``bind_query(ctx) -> (query, params)``
+works, e.g. a signed context that SQL on the app connection cannot forge.
+"""
+
+from __future__ import annotations
+
+from typing import LiteralString, Protocol
+
+from tenantguard.core.context import TenantContext
+from tenantguard.core.names import check_setting_name
+
+__all__ = ["Binder", "SettingBinder"]
+
+
+class Binder(Protocol):
+    """Turns a tenant context into one SQL statement run first in each transaction."""
+
+    def bind_query(self, ctx: TenantContext) -> tuple[LiteralString, tuple[str, ...]]: ...
+
+
+_BIND_QUERY: LiteralString = (
+    "SELECT pg_catalog.set_config(%s, %s, true), pg_catalog.set_config(%s, %s, true)"
+)
+
+
+class SettingBinder:
+    """Bind the tenant (and the user, or ``''`` for none) as transaction-local settings.
+
+    The user setting is always written, so a user id left on a session by code
+    outside tenantguard cannot leak into a request that has no user.
+    """
+
+    __slots__ = ("setting", "user_setting")
+
+    def __init__(self, setting: str = "app.tenant_id", user_setting: str = "app.user_id") -> None:
+        self.setting = check_setting_name(setting)
+        self.user_setting = check_setting_name(user_setting)
+
+    def bind_query(self, ctx: TenantContext) -> tuple[LiteralString, tuple[str, ...]]:
+        return _BIND_QUERY, (self.setting, str(ctx.tenant), self.user_setting, ctx.user or "")
+
+    def __repr__(self) -> str:
+        return f"SettingBinder(setting={self.setting!r}, user_setting={self.user_setting!r})"

@@ -1,0 +1,149 @@
+"""Which statements can leave session state behind on a pooled connection.
+
+Every statement that goes through a tenantguard connection is classified once per
+distinct SQL text with PostgreSQL's own grammar (pglast), then cached. A statement
+that can change session state (``SET`` without ``LOCAL``, ``set_config(.., false)``,
+``LISTEN``, ``PREPARE``, temp objects, session advisory locks, ``WITH HOLD``
+cursors, ``DO``/``CALL`` whose bodies cannot be seen) marks the connection, and the
+checkin guard resets it. The clean path costs one dictionary lookup per statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pglast import ast, parse_sql
+from pglast.parser import ParseError
+
+__all__ = ["Effects", "StatementClassifier", "classify_sql"]
+
+Effects = frozenset[str]
+NONE: Effects = frozenset()
+
+_SESSION_LOCK_FUNCS = {
+    "pg_advisory_lock",
+    "pg_advisory_lock_shared",
+    "pg_try_advisory_lock",
+    "pg_try_advisory_lock_shared",
+}
+_CURSOR_OPT_HOLD = 0x0020
+# Settings that SET can touch without lasting past the transaction.
+_TRANSACTION_SETTINGS = {"transaction", "session_characteristics", "transaction_isolation"}
+
+
+def _walk(node: Any) -> Iterator[ast.Node]:
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, ast.Node):
+            yield item
+            for name in item:  # pglast nodes iterate over their attribute names
+                stack.append(getattr(item, name))
+        elif isinstance(item, tuple | list):
+            stack.extend(item)
+
+
+def _func_name(node: ast.FuncCall) -> str:
+    parts = [getattr(p, "sval", "") for p in node.funcname or ()]
+    return parts[-1].lower() if parts else ""
+
+
+def _is_true_const(node: Any) -> bool:
+    """A literal ``true`` (anything else, a bound parameter included, may be false)."""
+    if isinstance(node, ast.A_Const) and not node.isnull:
+        val = node.val
+        if isinstance(val, ast.Boolean):
+            return bool(val.boolval)
+        if isinstance(val, ast.String):
+            return val.sval.lower() in {"t", "true", "on", "yes", "1"}
+        return False
+    if isinstance(node, ast.TypeCast):
+        return _is_true_const(node.arg)
+    return False
+
+
+def _is_temp(rel: Any) -> bool:
+    return isinstance(rel, ast.RangeVar) and (
+        rel.relpersistence == "t" or (rel.schemaname or "").lower() == "pg_temp"
+    )
+
+
+def _node_effects(node: ast.Node) -> set[str]:
+    out: set[str] = set()
+    if isinstance(node, ast.VariableSetStmt):
+        name = (node.name or "").lower()
+        if not node.is_local and name not in _TRANSACTION_SETTINGS:
+            if name in {"role", "session_authorization"} or name == "session authorization":
+                out.add("role")
+            elif name == "search_path":
+                out.add("search_path")
+            else:
+                out.add("setting:" + (name or "all"))
+    elif isinstance(node, ast.ListenStmt):
+        out.add("listen")
+    elif isinstance(node, ast.PrepareStmt):
+        out.add("prepared_statement")
+    elif isinstance(node, ast.DeclareCursorStmt):
+        if (node.options or 0) & _CURSOR_OPT_HOLD:
+            out.add("hold_cursor")
+    elif isinstance(node, ast.CreateStmt | ast.CreateSeqStmt | ast.ViewStmt):
+        rel = getattr(node, "relation", None) or getattr(node, "sequence", None)
+        if _is_temp(rel) or _is_temp(getattr(node, "view", None)):
+            out.add("temp_object")
+    elif isinstance(node, ast.IntoClause):
+        if _is_temp(node.rel):
+            out.add("temp_object")
+    elif isinstance(node, ast.DoStmt | ast.CallStmt | ast.LoadStmt):
+        out.add("opaque_code")
+    elif isinstance(node, ast.FuncCall):
+        fname = _func_name(node)
+        if fname == "set_config":
+            args = node.args or ()
+            if len(args) < 3 or not _is_true_const(args[2]):
+                out.add("setting:set_config")
+        elif fname in _SESSION_LOCK_FUNCS:
+            out.add("advisory_lock")
+    return out
+
+
+def classify_sql(text: str) -> Effects:
+    """The session-state effects *text* may have; ``frozenset()`` for a clean statement."""
+    try:
+        stmts = parse_sql(text)
+    except ParseError:
+        # psycopg placeholders (%s, %(name)s) are not SQL: retry with them blanked.
+        try:
+            stmts = parse_sql(_blank_placeholders(text))
+        except ParseError:
+            return frozenset({"unparsed"})
+    out: set[str] = set()
+    for node in _walk(stmts):
+        out |= _node_effects(node)
+    return frozenset(out)
+
+
+def _blank_placeholders(text: str) -> str:
+    import re
+
+    return re.sub(r"%(\([^)]*\))?[sbt]", "NULL", text).replace("%%", "%")
+
+
+class StatementClassifier:
+    """A bounded cache in front of :func:`classify_sql`; safe to share between threads."""
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self._cache: dict[str | bytes, Effects] = {}
+        self._max = max_entries
+
+    def effects(self, query: str | bytes) -> Effects:
+        try:
+            return self._cache[query]
+        except KeyError:
+            pass
+        text = query.decode("utf-8", "replace") if isinstance(query, bytes) else query
+        result = classify_sql(text)
+        if len(self._cache) >= self._max:
+            self._cache.clear()
+        self._cache[query] = result
+        return result

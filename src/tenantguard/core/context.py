@@ -1,0 +1,79 @@
+"""The current tenant, held in a :class:`contextvars.ContextVar`.
+
+A contextvar follows the code that runs a request: each thread and each asyncio
+task sees its own value, so concurrent requests never see each other's tenant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+
+from tenantguard.core.ids import TenantId, parse_tenant_id, parse_user_id
+from tenantguard.errors import NoTenantContext
+
+__all__ = [
+    "TenantContext",
+    "current_tenant",
+    "require_tenant",
+    "reset_tenant",
+    "set_tenant",
+    "tenant",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TenantContext:
+    """Who a request acts for: the tenant and, optionally, the user inside it."""
+
+    tenant: TenantId
+    user: str | None = None
+
+
+_current: ContextVar[TenantContext | None] = ContextVar("tenantguard_tenant", default=None)
+
+
+def set_tenant(tenant_id: object, *, user: object | None = None) -> Token[TenantContext | None]:
+    """Bind a tenant for the rest of the current context; undo with :func:`reset_tenant`.
+
+    Meant for middleware that cannot use a ``with`` block. The id is validated here.
+    """
+    ctx = TenantContext(parse_tenant_id(tenant_id), None if user is None else parse_user_id(user))
+    return _current.set(ctx)
+
+
+def reset_tenant(token: Token[TenantContext | None]) -> None:
+    """Restore the tenant that was current before :func:`set_tenant`."""
+    _current.reset(token)
+
+
+@contextmanager
+def tenant(tenant_id: object, *, user: object | None = None) -> Iterator[TenantContext]:
+    """Act as *tenant_id* (and optionally *user*) inside the block.
+
+    >>> with tenant(42):
+    ...     current_tenant().tenant.value
+    42
+    """
+    token = set_tenant(tenant_id, user=user)
+    try:
+        ctx = _current.get()
+        assert ctx is not None
+        yield ctx
+    finally:
+        _current.reset(token)
+
+
+def current_tenant() -> TenantContext | None:
+    """The tenant bound in this context, or ``None``."""
+    return _current.get()
+
+
+def require_tenant(action: str = "this operation") -> TenantContext:
+    """The tenant bound in this context; :class:`NoTenantContext` when there is none."""
+    ctx = _current.get()
+    if ctx is None:
+        raise NoTenantContext(action)
+    return ctx

@@ -1,0 +1,132 @@
+"""The connection guard: what a clean pooled connection looks like, and what changed.
+
+Sans-IO: the drivers run :data:`STATE_QUERY` and feed rows to :func:`snapshot`;
+:func:`changed_kinds` compares a snapshot with the one taken when the connection
+was opened. :class:`GuardStats` counts what the guard caught and for which tenant.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any, LiteralString
+
+__all__ = [
+    "STATE_QUERY",
+    "GuardEvent",
+    "GuardStats",
+    "SessionSnapshot",
+    "changed_kinds",
+    "snapshot",
+]
+
+# Parameters: tenant setting, user setting. Every probe reads backend-local state only.
+STATE_QUERY: LiteralString = """
+SELECT current_user::text,
+       session_user::text,
+       pg_catalog.current_setting('search_path'),
+       pg_catalog.pg_my_temp_schema() <> 0 AND EXISTS (
+           SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema()),
+       EXISTS (SELECT 1 FROM pg_catalog.pg_listening_channels()),
+       EXISTS (SELECT 1 FROM pg_catalog.pg_locks
+               WHERE pid = pg_catalog.pg_backend_pid() AND locktype = 'advisory'),
+       EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE from_sql),
+       EXISTS (SELECT 1 FROM pg_catalog.pg_cursors WHERE is_holdable),
+       coalesce(pg_catalog.current_setting(%s, true), ''),
+       coalesce(pg_catalog.current_setting(%s, true), '')
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSnapshot:
+    current_user: str
+    session_user: str
+    search_path: str
+    temp_objects: bool
+    listening: bool
+    advisory_locks: bool
+    prepared_statements: bool
+    hold_cursors: bool
+    tenant_setting: str
+    user_setting: str
+
+
+def snapshot(row: tuple[Any, ...]) -> SessionSnapshot:
+    return SessionSnapshot(*row)
+
+
+_FLAGS = (
+    ("temp_objects", "temp_object"),
+    ("listening", "listen"),
+    ("advisory_locks", "advisory_lock"),
+    ("prepared_statements", "prepared_statement"),
+    ("hold_cursors", "hold_cursor"),
+)
+
+
+def changed_kinds(baseline: SessionSnapshot, now: SessionSnapshot) -> set[str]:
+    """Contamination kinds: how *now* differs from the connection's *baseline*."""
+    out: set[str] = set()
+    if now.current_user != baseline.current_user or now.session_user != baseline.session_user:
+        out.add("role")
+    if now.search_path != baseline.search_path:
+        out.add("search_path")
+    for attr, kind in _FLAGS:
+        if getattr(now, attr) and not getattr(baseline, attr):
+            out.add(kind)
+    if now.tenant_setting != baseline.tenant_setting:
+        out.add("setting:tenant")
+    if now.user_setting != baseline.user_setting:
+        out.add("setting:user")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class GuardEvent:
+    """One contaminated checkin: who returned it, what it carried, what was done."""
+
+    tenant: str | None
+    kinds: tuple[str, ...]
+    action: str  # "reset" or "discard"
+    at: float
+
+
+@dataclass
+class GuardStats:
+    """Counters for the checkin guard; read them from ``pool.guard_stats``."""
+
+    checkins: int = 0
+    verified: int = 0
+    contaminated: int = 0
+    resets: int = 0
+    discards: int = 0
+    by_kind: Counter[str] = field(default_factory=Counter)
+    by_tenant: Counter[str] = field(default_factory=Counter)
+    events: deque[GuardEvent] = field(default_factory=lambda: deque(maxlen=256))
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, tenant: str | None, kinds: set[str], action: str) -> GuardEvent:
+        event = GuardEvent(tenant, tuple(sorted(kinds)), action, time.time())
+        with self._lock:
+            self.contaminated += 1
+            self.by_kind.update(kinds)
+            self.by_tenant[tenant or "?"] += 1
+            if action == "reset":
+                self.resets += 1
+            else:
+                self.discards += 1
+            self.events.append(event)
+        return event
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "checkins": self.checkins,
+            "verified": self.verified,
+            "contaminated": self.contaminated,
+            "resets": self.resets,
+            "discards": self.discards,
+            "by_kind": dict(self.by_kind),
+            "by_tenant": dict(self.by_tenant),
+        }

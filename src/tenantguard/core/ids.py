@@ -1,0 +1,123 @@
+"""Tenant ids: validated on the client, before any I/O.
+
+A tenant id is one of four kinds, matching the column that holds it: ``int``
+(PostgreSQL ``integer``), ``bigint``, ``uuid`` or ``text``. Ids from the outside
+world (a header, a subdomain, a JWT claim) arrive as strings; :func:`parse_tenant_id`
+turns them into a :class:`TenantId` or raises :class:`~tenantguard.errors.InvalidTenantId`.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from tenantguard.errors import InvalidTenantId
+
+__all__ = ["TenantId", "TenantKind", "parse_tenant_id", "parse_user_id"]
+
+TenantKind = Literal["int", "bigint", "uuid", "text"]
+TENANT_KINDS: tuple[str, ...] = get_args(TenantKind)
+
+_INT_RANGES = {"int": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
+_INT_TEXT = re.compile(r"-?[0-9]{1,19}")
+# Text ids: printable, no surrounding blanks, no NUL or control characters.
+_TEXT_ID = re.compile(r"[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s])?")
+MAX_TEXT_LEN = 255
+
+
+@dataclass(frozen=True, slots=True)
+class TenantId:
+    """A validated tenant id. ``str(tid)`` is the text sent to the database."""
+
+    value: int | uuid.UUID | str
+    kind: TenantKind
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __repr__(self) -> str:
+        return f"TenantId({self.value!r})"
+
+
+def _parse_int(value: object, kind: Literal["int", "bigint"]) -> TenantId:
+    if isinstance(value, bool):
+        raise InvalidTenantId(value, "a bool is not a tenant id", expected=kind)
+    if isinstance(value, str):
+        if not _INT_TEXT.fullmatch(value):
+            raise InvalidTenantId(value, "not a decimal integer", expected=kind)
+        number = int(value)
+    elif isinstance(value, int):
+        number = value
+    else:
+        raise InvalidTenantId(
+            value, f"expected an integer, got {type(value).__name__}", expected=kind
+        )
+    low, high = _INT_RANGES[kind]
+    if not low <= number <= high:
+        raise InvalidTenantId(value, f"out of range for {kind}", expected=kind)
+    return TenantId(number, kind)
+
+
+def _parse_uuid(value: object) -> TenantId:
+    if isinstance(value, uuid.UUID):
+        return TenantId(value, "uuid")
+    if isinstance(value, str):
+        try:
+            return TenantId(uuid.UUID(value), "uuid")
+        except ValueError:
+            raise InvalidTenantId(value, "not a UUID", expected="uuid") from None
+    raise InvalidTenantId(value, f"expected a UUID, got {type(value).__name__}", expected="uuid")
+
+
+def _parse_text(value: object) -> TenantId:
+    if isinstance(value, bool):
+        raise InvalidTenantId(value, "a bool is not a tenant id", expected="text")
+    if isinstance(value, int | uuid.UUID):
+        value = str(value)
+    if not isinstance(value, str):
+        raise InvalidTenantId(value, f"expected text, got {type(value).__name__}", expected="text")
+    if not value:
+        raise InvalidTenantId(value, "empty", expected="text")
+    if len(value) > MAX_TEXT_LEN:
+        raise InvalidTenantId(value, f"longer than {MAX_TEXT_LEN} characters", expected="text")
+    if not _TEXT_ID.fullmatch(value):
+        raise InvalidTenantId(
+            value, "control characters or surrounding blanks are not allowed", expected="text"
+        )
+    return TenantId(value, "text")
+
+
+def parse_tenant_id(value: object, kind: TenantKind | None = None) -> TenantId:
+    """Validate *value* as a tenant id of *kind*.
+
+    With no *kind*, Python ``int`` becomes ``bigint``, :class:`uuid.UUID` becomes
+    ``uuid`` and ``str`` stays ``text``; a pool configured with a kind re-checks
+    the id against it (so ``"42"`` is accepted for a ``bigint`` pool, ``"abc"`` is not).
+    """
+    if isinstance(value, TenantId):
+        if kind is None or value.kind == kind:
+            return value
+        value = value.value
+    if kind is None:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return _parse_int(value, "bigint")
+        if isinstance(value, uuid.UUID):
+            return TenantId(value, "uuid")
+        return _parse_text(value)
+    if kind == "int" or kind == "bigint":
+        return _parse_int(value, kind)
+    if kind == "uuid":
+        return _parse_uuid(value)
+    if kind == "text":
+        return _parse_text(value)
+    raise InvalidTenantId(value, f"unknown tenant id kind {kind!r}; use one of {TENANT_KINDS}")
+
+
+def parse_user_id(value: object) -> str:
+    """Validate a user id (for user-level policies); returned as the text sent to the server."""
+    try:
+        return str(_parse_text(value))
+    except InvalidTenantId as exc:
+        raise InvalidTenantId(value, "invalid user id: " + exc.message.split(": ", 1)[-1]) from None

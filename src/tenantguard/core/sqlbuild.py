@@ -1,0 +1,407 @@
+"""SQL builders for the database side: ``install`` and ``protect``.
+
+Pure functions: they take specs (and, for idempotent planning, the observed state of
+a table) and return :class:`psycopg.sql.Composed` statements. Every identifier goes
+through :class:`~psycopg.sql.Identifier`, every value through
+:class:`~psycopg.sql.Literal` (DDL cannot take bound parameters). The CLI, the
+migration helpers and the audit all use these same builders.
+
+Render a statement for a migration file with :func:`render`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from psycopg import sql
+
+from tenantguard.core.names import QualifiedName, check_identifier, check_setting_name
+from tenantguard.errors import UsageError
+
+__all__ = [
+    "ACCESS_POLICY",
+    "GUARD_POLICY",
+    "InstallSpec",
+    "PolicyState",
+    "ProtectSpec",
+    "TableState",
+    "cast_for_type",
+    "install_statements",
+    "protect_statements",
+    "render",
+]
+
+GUARD_POLICY = "tg_tenant_guard"
+ACCESS_POLICY = "tg_tenant_access"
+USER_POLICIES = {
+    "write": (
+        ("tg_user_insert", "INSERT"),
+        ("tg_user_update", "UPDATE"),
+        ("tg_user_delete", "DELETE"),
+    ),
+    "all": (("tg_user_all", "ALL"),),
+}
+FINGERPRINT_PREFIX = "tenantguard:"
+
+# Column types tenantguard can compare with the text setting, and the cast it uses.
+# Keys are pg_catalog.format_type() output.
+_CASTS: dict[str, sql.SQL] = {
+    "integer": sql.SQL("integer"),
+    "bigint": sql.SQL("bigint"),
+    "uuid": sql.SQL("uuid"),
+    "text": sql.SQL("text"),
+}
+
+
+def cast_for_type(type_name: str) -> sql.SQL:
+    """The cast applied to the text setting so it compares with a column of *type_name*."""
+    key = type_name.lower().strip()
+    if key.startswith("character varying") or key == "varchar":
+        key = "text"
+    try:
+        return _CASTS[key]
+    except KeyError:
+        raise UsageError(
+            f"tenant column type {type_name!r} is not supported",
+            hint="use integer, bigint, uuid, text or varchar for the tenant column",
+        ) from None
+
+
+def render(statement: sql.Composable) -> str:
+    """Plain SQL text, for dry runs and migration files."""
+    return statement.as_string()
+
+
+# --------------------------------------------------------------------------- install
+
+
+@dataclass(frozen=True, slots=True)
+class InstallSpec:
+    """What ``tenantguard install`` creates."""
+
+    app_role: str
+    owner_role: str
+    setting: str = "app.tenant_id"
+    user_setting: str = "app.user_id"
+    schema: str = "tenantguard"
+
+    def __post_init__(self) -> None:
+        check_identifier(self.app_role, "role name")
+        check_identifier(self.owner_role, "role name")
+        check_identifier(self.schema, "schema name")
+        check_setting_name(self.setting)
+        check_setting_name(self.user_setting)
+        if self.app_role == self.owner_role:
+            raise UsageError(
+                "the app role and the owner role must differ",
+                hint="the owner role owns the tables; the app role only uses them",
+            )
+
+
+def _fail_closed_body(setting: str, what: str) -> str:
+    # setting is checked against a strict pattern (letters, digits, _ and dots), so it
+    # cannot break out of the quoted literals below; the whole body is then passed
+    # through sql.Literal as one more layer.
+    name = check_setting_name(setting)
+    return f"""
+DECLARE
+    v text := pg_catalog.current_setting('{name}', true);
+BEGIN
+    IF v IS NULL OR v = '' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'insufficient_privilege',
+            MESSAGE = 'tenantguard: no {what} is bound (setting {name} is unset or empty)',
+            HINT = 'bind it per transaction: SELECT set_config(''{name}'', <id>, true)';
+    END IF;
+    RETURN v;
+END
+"""
+
+
+def _function_sql(schema: str, fname: str, body: str) -> sql.Composed:
+    # STABLE, never IMMUTABLE: an IMMUTABLE function reading a setting can be folded
+    # into a cached generic plan and reused for the next tenant on the connection.
+    return sql.SQL(
+        "CREATE OR REPLACE FUNCTION {fn}() RETURNS text LANGUAGE plpgsql STABLE PARALLEL SAFE "
+        "AS {body}"
+    ).format(fn=sql.Identifier(schema, fname), body=sql.Literal(body))
+
+
+def _constant_sql(schema: str, fname: str, value: str) -> sql.Composed:
+    return sql.SQL(
+        "CREATE OR REPLACE FUNCTION {fn}() RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE "
+        "AS {body}"
+    ).format(
+        fn=sql.Identifier(schema, fname),
+        body=sql.Literal("SELECT " + sql.Literal(value).as_string()),
+    )
+
+
+def role_statements(
+    spec: InstallSpec, *, create_owner: bool, create_app: bool
+) -> list[sql.Composed]:
+    """CREATE ROLE statements for roles that do not exist yet."""
+    out: list[sql.Composed] = []
+    if create_owner:
+        out.append(
+            sql.SQL("CREATE ROLE {} NOLOGIN NOSUPERUSER NOBYPASSRLS").format(
+                sql.Identifier(spec.owner_role)
+            )
+        )
+    if create_app:
+        out.append(
+            sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB").format(
+                sql.Identifier(spec.app_role)
+            )
+        )
+    return out
+
+
+def install_statements(spec: InstallSpec) -> list[sql.Composed]:
+    """Schema and helper functions; safe to run again (``IF NOT EXISTS`` / ``OR REPLACE``)."""
+    schema = sql.Identifier(spec.schema)
+    owner = sql.Identifier(spec.owner_role)
+    app = sql.Identifier(spec.app_role)
+    fns = [
+        (
+            "current_tenant",
+            _function_sql(spec.schema, "current_tenant", _fail_closed_body(spec.setting, "tenant")),
+        ),
+        (
+            "current_user_id",
+            _function_sql(
+                spec.schema, "current_user_id", _fail_closed_body(spec.user_setting, "user")
+            ),
+        ),
+        ("tenant_setting", _constant_sql(spec.schema, "tenant_setting", spec.setting)),
+        ("user_setting", _constant_sql(spec.schema, "user_setting", spec.user_setting)),
+    ]
+    out = [
+        sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(schema, owner),
+        sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(schema, owner),
+        # Only the owner may create or replace objects here: the app role must not be
+        # able to swap the helper the policies call.
+        sql.SQL("REVOKE CREATE ON SCHEMA {} FROM PUBLIC").format(schema),
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, app),
+    ]
+    for name, create in fns:
+        fn = sql.Identifier(spec.schema, name)
+        out.append(create)
+        out.append(sql.SQL("ALTER FUNCTION {}() OWNER TO {}").format(fn, owner))
+        out.append(sql.SQL("REVOKE ALL ON FUNCTION {}() FROM PUBLIC").format(fn))
+        out.append(sql.SQL("GRANT EXECUTE ON FUNCTION {}() TO {}").format(fn, app))
+    return out
+
+
+# --------------------------------------------------------------------------- protect
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectSpec:
+    """A table to protect. Types are ``format_type()`` names (``bigint``, ``uuid``...)."""
+
+    table: QualifiedName
+    tenant_column: str = "tenant_id"
+    tenant_type: str = "bigint"
+    pk_columns: tuple[str, ...] = ()
+    user_column: str | None = None
+    user_type: str | None = None
+    user_scope: Literal["write", "all"] = "write"
+    helper_schema: str = "tenantguard"
+
+    def __post_init__(self) -> None:
+        check_identifier(self.tenant_column, "column name")
+        cast_for_type(self.tenant_type)
+        for col in self.pk_columns:
+            check_identifier(col, "column name")
+        if self.user_column is not None:
+            check_identifier(self.user_column, "column name")
+            cast_for_type(self.user_type or "text")
+        if self.user_scope not in USER_POLICIES:
+            raise UsageError(f"user_scope must be 'write' or 'all', not {self.user_scope!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyState:
+    permissive: bool
+    command: str  # ALL, SELECT, INSERT, UPDATE, DELETE
+    comment: str | None
+
+
+@dataclass(slots=True)
+class TableState:
+    """What the catalog says about a table today (see ``tenantguard.admin.catalog``)."""
+
+    rls_enabled: bool = False
+    rls_forced: bool = False
+    policies: dict[str, PolicyState] = field(default_factory=dict)
+    has_tenant_index: bool = False
+
+
+def _predicate(column: str, type_name: str, schema: str, fname: str) -> sql.Composed:
+    # The helper call sits in a scalar sub-select so the planner evaluates it once per
+    # query (an InitPlan) rather than once per row; it still drives an index scan.
+    return sql.SQL("({col} = (SELECT {fn}()::{cast}))").format(
+        col=sql.Identifier(column),
+        fn=sql.Identifier(schema, fname),
+        cast=cast_for_type(type_name),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Policy:
+    name: str
+    permissive: bool
+    command: str
+    using: sql.Composed | None
+    check: sql.Composed | None
+
+    def create(self, table: QualifiedName) -> sql.Composed:
+        parts: list[sql.Composable] = [
+            sql.SQL("CREATE POLICY {} ON {} AS {} FOR {} TO PUBLIC").format(
+                sql.Identifier(self.name),
+                table.ident,
+                sql.SQL("PERMISSIVE" if self.permissive else "RESTRICTIVE"),
+                sql.SQL(self.command),
+            )
+        ]
+        if self.using is not None:
+            parts.append(sql.SQL(" USING {}").format(self.using))
+        if self.check is not None:
+            parts.append(sql.SQL(" WITH CHECK {}").format(self.check))
+        return sql.Composed(parts)
+
+    @property
+    def fingerprint(self) -> str:
+        text = "|".join(
+            [
+                self.name,
+                str(self.permissive),
+                self.command,
+                render(self.using) if self.using is not None else "",
+                render(self.check) if self.check is not None else "",
+            ]
+        )
+        return FINGERPRINT_PREFIX + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _policies(spec: ProtectSpec) -> list[_Policy]:
+    tenant = _predicate(spec.tenant_column, spec.tenant_type, spec.helper_schema, "current_tenant")
+    out = [
+        # RESTRICTIVE: ANDed with every other policy, so a permissive policy added later
+        # (by a migration or an admin) cannot widen access across tenants.
+        _Policy(GUARD_POLICY, False, "ALL", tenant, tenant),
+        # Some permissive policy must grant access at all; this one grants the tenant's rows.
+        _Policy(ACCESS_POLICY, True, "ALL", tenant, tenant),
+    ]
+    if spec.user_column is not None:
+        user = _predicate(
+            spec.user_column, spec.user_type or "text", spec.helper_schema, "current_user_id"
+        )
+        for name, command in USER_POLICIES[spec.user_scope]:
+            using = None if command == "INSERT" else user
+            check = None if command in ("DELETE",) else user
+            if command == "ALL":
+                using, check = user, user
+            out.append(_Policy(name, False, command, using, check))
+    return out
+
+
+def tenant_index_name(table: QualifiedName, column: str) -> str:
+    base = f"{table.name}_{column}_tg_idx"
+    if len(base.encode()) <= 63:
+        return base
+    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
+    return base.encode()[:50].decode(errors="ignore") + "_" + digest + "_tg"
+
+
+def protect_statements(spec: ProtectSpec, state: TableState | None = None) -> list[sql.Composed]:
+    """Statements that bring *spec.table* to the protected state.
+
+    With ``state=None`` the table is assumed fresh and every statement is returned
+    (for migration files). With the observed state only what is missing or different
+    is returned, so running ``protect`` twice changes nothing the second time.
+    """
+    table = spec.table.ident
+    fresh = state is None
+    st = state or TableState()
+    out: list[sql.Composed] = []
+    if fresh or not st.rls_enabled:
+        out.append(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(table))
+    if fresh or not st.rls_forced:
+        # FORCE: the table owner is subject to the policies too.
+        out.append(sql.SQL("ALTER TABLE {} FORCE ROW LEVEL SECURITY").format(table))
+    wanted = _policies(spec)
+    for pol in wanted:
+        have = st.policies.get(pol.name)
+        if (
+            have is not None
+            and have.comment == pol.fingerprint
+            and have.permissive == pol.permissive
+            and have.command == pol.command
+        ):
+            continue
+        if have is not None:
+            out.append(sql.SQL("DROP POLICY {} ON {}").format(sql.Identifier(pol.name), table))
+        out.append(pol.create(spec.table))
+        out.append(
+            sql.SQL("COMMENT ON POLICY {} ON {} IS {}").format(
+                sql.Identifier(pol.name), table, sql.Literal(pol.fingerprint)
+            )
+        )
+    # Drop tenantguard's own user policies that the spec no longer asks for.
+    wanted_names = {p.name for p in wanted}
+    stale = sorted(
+        name for name in st.policies if name.startswith("tg_user_") and name not in wanted_names
+    )
+    for name in stale:
+        out.append(sql.SQL("DROP POLICY {} ON {}").format(sql.Identifier(name), table))
+    if fresh or not st.has_tenant_index:
+        cols = _dedupe([spec.tenant_column, *spec.pk_columns])
+        out.append(
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+                sql.Identifier(tenant_index_name(spec.table, spec.tenant_column)),
+                table,
+                sql.SQL(", ").join(sql.Identifier(c) for c in cols),
+            )
+        )
+    return out
+
+
+def _dedupe(cols: Iterable[str]) -> list[str]:
+    seen: list[str] = []
+    for c in cols:
+        if c not in seen:
+            seen.append(c)
+    return seen
+
+
+def grant_statements(
+    tables: Sequence[QualifiedName],
+    role: str,
+    privileges: Sequence[str] = ("SELECT", "INSERT", "UPDATE", "DELETE"),
+) -> list[sql.Composed]:
+    """GRANT the runtime role the DML it needs (never ownership, never TRUNCATE)."""
+    check_identifier(role, "role name")
+    allowed = {"SELECT", "INSERT", "UPDATE", "DELETE"}
+    bad = [p for p in privileges if p not in allowed]
+    if bad:
+        raise UsageError(f"unsupported privileges {bad}", hint=f"use a subset of {sorted(allowed)}")
+    out: list[sql.Composed] = []
+    schemas = sorted({t.schema for t in tables})
+    for s in schemas:
+        out.append(
+            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+                sql.Identifier(s), sql.Identifier(role)
+            )
+        )
+    for t in tables:
+        out.append(
+            sql.SQL("GRANT {} ON {} TO {}").format(
+                sql.SQL(", ").join(sql.SQL(p) for p in privileges), t.ident, sql.Identifier(role)
+            )
+        )
+    return out

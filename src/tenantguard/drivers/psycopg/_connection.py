@@ -1,0 +1,348 @@
+"""psycopg connection and cursor classes that bind the tenant per transaction.
+
+The binding rides in the same network round trip as the statement that opens the
+transaction: both are queued in one pipeline and sent under a single Sync. With an
+autocommit connection (the pool default) the two then form one implicit
+transaction, so ``set_config(.., true)`` lasts exactly as long as the statement.
+Inside ``with conn.transaction():`` the binding is queued with the ``BEGIN``;
+savepoints nested below it are not rebound.
+
+A connection with no tenantguard state (``_tg is None``) behaves like plain psycopg;
+the pools set the state when they create the connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import AsyncTransaction, Transaction
+from psycopg.abc import Params, Query
+from psycopg.pq import TransactionStatus
+from psycopg.rows import Row
+
+from tenantguard.core.session import ConnState
+from tenantguard.errors import UnsupportedOperation
+
+if TYPE_CHECKING:
+    from psycopg.copy import AsyncCopy, Copy
+
+__all__ = ["AsyncTenantConnection", "AsyncTenantCursor", "TenantConnection", "TenantCursor"]
+
+IDLE = TransactionStatus.IDLE
+
+_NEEDS_TX = (
+    "{what} cannot carry the tenant binding in autocommit mode outside a transaction; "
+    "wrap it in `with conn.transaction():`"
+)
+
+
+class TenantCursor(psycopg.Cursor[Row]):
+    """A cursor whose statements always run bound to the leased tenant."""
+
+    _conn: TenantConnection[Any]
+
+    def execute(
+        self,
+        query: Query,
+        params: Params | None = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> TenantCursor[Row]:
+        conn = self._conn
+        st = conn._tg
+        if st is None:
+            super().execute(query, params, prepare=prepare, binary=binary)
+            return self
+        in_pipeline = conn._pipeline is not None
+        bind = st.bind_needed(conn.pgconn.transaction_status, in_pipeline)
+        st.note(query)
+        if bind is None:
+            super().execute(query, params, prepare=prepare, binary=binary)
+        elif in_pipeline:
+            conn._raw_cursor().execute(*bind)
+            super().execute(query, params, prepare=prepare, binary=binary)
+        else:
+            with conn.pipeline():
+                conn._raw_cursor().execute(*bind)
+                super().execute(query, params, prepare=prepare, binary=binary)
+        st.after_statement(conn.pgconn.transaction_status)
+        return self
+
+    def executemany(
+        self, query: Query, params_seq: Iterable[Params], *, returning: bool = False
+    ) -> None:
+        conn = self._conn
+        st = conn._tg
+        if st is None:
+            return super().executemany(query, params_seq, returning=returning)
+        in_pipeline = conn._pipeline is not None
+        bind = st.bind_needed(conn.pgconn.transaction_status, in_pipeline)
+        st.note(query)
+        if bind is None:
+            super().executemany(query, params_seq, returning=returning)
+        elif in_pipeline:
+            conn._raw_cursor().execute(*bind)
+            super().executemany(query, params_seq, returning=returning)
+        else:
+            with conn.pipeline():
+                conn._raw_cursor().execute(*bind)
+                super().executemany(query, params_seq, returning=returning)
+        st.after_statement(conn.pgconn.transaction_status)
+        return None
+
+    @contextmanager
+    def copy(
+        self, statement: Query, params: Params | None = None, *, writer: Any = None
+    ) -> Iterator[Copy]:
+        self._conn._bind_out_of_band("COPY")
+        if self._conn._tg is not None:
+            self._conn._tg.note(statement)
+        with super().copy(statement, params, writer=writer) as cp:
+            yield cp
+
+    def stream(self, *args: Any, **kwargs: Any) -> Iterator[Row]:
+        self._conn._bind_out_of_band("stream()")
+        if self._conn._tg is not None and args:
+            self._conn._tg.note(args[0])
+        return super().stream(*args, **kwargs)
+
+
+class TenantServerCursor(psycopg.ServerCursor[Row]):
+    """Named (server-side) cursor: declared inside a bound transaction."""
+
+    _conn: TenantConnection[Any]
+
+    def execute(
+        self,
+        query: Query,
+        params: Params | None = None,
+        *,
+        binary: bool | None = None,
+        **kwargs: Any,
+    ) -> TenantServerCursor[Row]:
+        self._conn._bind_out_of_band("a server-side cursor")
+        if self._conn._tg is not None:
+            self._conn._tg.note(query)
+            if self.withhold:
+                self._conn._tg.effects.add("hold_cursor")
+        super().execute(query, params, binary=binary, **kwargs)
+        return self
+
+
+class TenantConnection(psycopg.Connection[Row]):
+    """A psycopg connection that binds every transaction to the current tenant."""
+
+    _tg: ConnState | None = None
+    _tg_raw: psycopg.Cursor[Any] | None = None
+
+    def _raw_cursor(self) -> psycopg.Cursor[Any]:
+        # A plain psycopg cursor: internal statements must not recurse into binding.
+        if self._tg_raw is None or self._tg_raw.closed:
+            self._tg_raw = psycopg.Cursor(self)
+        return self._tg_raw
+
+    def _bind_out_of_band(self, what: str) -> None:
+        """Bind before an operation that cannot be pipelined (COPY, streaming, DECLARE)."""
+        st = self._tg
+        if st is None:
+            return
+        status = self.pgconn.transaction_status
+        bind = st.bind_needed(status, self._pipeline is not None, what)
+        if bind is None:
+            return
+        if status == IDLE and self.autocommit:
+            raise UnsupportedOperation(_NEEDS_TX.format(what=what))
+        self._raw_cursor().execute(*bind)
+        st.after_statement(self.pgconn.transaction_status)
+
+    @contextmanager
+    def transaction(
+        self, savepoint_name: str | None = None, force_rollback: bool = False
+    ) -> Iterator[Transaction]:
+        st = self._tg
+        if st is None or self.pgconn.transaction_status != IDLE or self._pipeline is not None:
+            # Not ours, or nested: a savepoint inside an already-bound transaction.
+            with super().transaction(savepoint_name, force_rollback) as tx:
+                yield tx
+            return
+        bind = st.bind_needed(IDLE, False, "a transaction")
+        assert bind is not None
+        tx = Transaction(self, savepoint_name, force_rollback)
+        entered = False
+        try:
+            with self.pipeline():  # BEGIN and the binding: one round trip
+                tx.__enter__()
+                entered = True
+                self._raw_cursor().execute(*bind)
+        except BaseException as exc:
+            if entered:
+                tx.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        st.bound = True
+        try:
+            yield tx
+        except BaseException as exc:
+            if not tx.__exit__(type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            tx.__exit__(None, None, None)
+        finally:
+            st.after_statement(self.pgconn.transaction_status)
+
+
+# ------------------------------------------------------------------------- async
+
+
+class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
+    """The asyncio twin of :class:`TenantCursor`."""
+
+    _conn: AsyncTenantConnection[Any]
+
+    async def execute(
+        self,
+        query: Query,
+        params: Params | None = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> AsyncTenantCursor[Row]:
+        conn = self._conn
+        st = conn._tg
+        if st is None:
+            await super().execute(query, params, prepare=prepare, binary=binary)
+            return self
+        in_pipeline = conn._pipeline is not None
+        bind = st.bind_needed(conn.pgconn.transaction_status, in_pipeline)
+        st.note(query)
+        if bind is None:
+            await super().execute(query, params, prepare=prepare, binary=binary)
+        elif in_pipeline:
+            await conn._raw_cursor().execute(*bind)
+            await super().execute(query, params, prepare=prepare, binary=binary)
+        else:
+            async with conn.pipeline():
+                await conn._raw_cursor().execute(*bind)
+                await super().execute(query, params, prepare=prepare, binary=binary)
+        st.after_statement(conn.pgconn.transaction_status)
+        return self
+
+    async def executemany(
+        self, query: Query, params_seq: Iterable[Params], *, returning: bool = False
+    ) -> None:
+        conn = self._conn
+        st = conn._tg
+        if st is None:
+            return await super().executemany(query, params_seq, returning=returning)
+        in_pipeline = conn._pipeline is not None
+        bind = st.bind_needed(conn.pgconn.transaction_status, in_pipeline)
+        st.note(query)
+        if bind is None:
+            await super().executemany(query, params_seq, returning=returning)
+        elif in_pipeline:
+            await conn._raw_cursor().execute(*bind)
+            await super().executemany(query, params_seq, returning=returning)
+        else:
+            async with conn.pipeline():
+                await conn._raw_cursor().execute(*bind)
+                await super().executemany(query, params_seq, returning=returning)
+        st.after_statement(conn.pgconn.transaction_status)
+        return None
+
+    @asynccontextmanager
+    async def copy(
+        self, statement: Query, params: Params | None = None, *, writer: Any = None
+    ) -> AsyncIterator[AsyncCopy]:
+        await self._conn._bind_out_of_band("COPY")
+        if self._conn._tg is not None:
+            self._conn._tg.note(statement)
+        async with super().copy(statement, params, writer=writer) as cp:
+            yield cp
+
+    async def stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[Row]:  # type: ignore[override]
+        await self._conn._bind_out_of_band("stream()")
+        if self._conn._tg is not None and args:
+            self._conn._tg.note(args[0])
+        async for row in super().stream(*args, **kwargs):
+            yield row
+
+
+class AsyncTenantServerCursor(psycopg.AsyncServerCursor[Row]):
+    _conn: AsyncTenantConnection[Any]
+
+    async def execute(
+        self,
+        query: Query,
+        params: Params | None = None,
+        *,
+        binary: bool | None = None,
+        **kwargs: Any,
+    ) -> AsyncTenantServerCursor[Row]:
+        await self._conn._bind_out_of_band("a server-side cursor")
+        if self._conn._tg is not None:
+            self._conn._tg.note(query)
+            if self.withhold:
+                self._conn._tg.effects.add("hold_cursor")
+        await super().execute(query, params, binary=binary, **kwargs)
+        return self
+
+
+class AsyncTenantConnection(psycopg.AsyncConnection[Row]):
+    """The asyncio twin of :class:`TenantConnection`."""
+
+    _tg: ConnState | None = None
+    _tg_raw: psycopg.AsyncCursor[Any] | None = None
+
+    def _raw_cursor(self) -> psycopg.AsyncCursor[Any]:
+        if self._tg_raw is None or self._tg_raw.closed:
+            self._tg_raw = psycopg.AsyncCursor(self)
+        return self._tg_raw
+
+    async def _bind_out_of_band(self, what: str) -> None:
+        st = self._tg
+        if st is None:
+            return
+        status = self.pgconn.transaction_status
+        bind = st.bind_needed(status, self._pipeline is not None, what)
+        if bind is None:
+            return
+        if status == IDLE and self.autocommit:
+            raise UnsupportedOperation(_NEEDS_TX.format(what=what))
+        await self._raw_cursor().execute(*bind)
+        st.after_statement(self.pgconn.transaction_status)
+
+    @asynccontextmanager
+    async def transaction(
+        self, savepoint_name: str | None = None, force_rollback: bool = False
+    ) -> AsyncIterator[AsyncTransaction]:
+        st = self._tg
+        if st is None or self.pgconn.transaction_status != IDLE or self._pipeline is not None:
+            async with super().transaction(savepoint_name, force_rollback) as tx:
+                yield tx
+            return
+        bind = st.bind_needed(IDLE, False, "a transaction")
+        assert bind is not None
+        tx = AsyncTransaction(self, savepoint_name, force_rollback)
+        entered = False
+        try:
+            async with self.pipeline():
+                await tx.__aenter__()
+                entered = True
+                await self._raw_cursor().execute(*bind)
+        except BaseException as exc:
+            if entered:
+                await tx.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        st.bound = True
+        try:
+            yield tx
+        except BaseException as exc:
+            if not await tx.__aexit__(type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            await tx.__aexit__(None, None, None)
+        finally:
+            st.after_statement(self.pgconn.transaction_status)

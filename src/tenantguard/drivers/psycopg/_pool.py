@@ -1,0 +1,513 @@
+"""TenantPool / AsyncTenantPool: psycopg_pool with tenant binding and a checkin guard.
+
+Built on psycopg_pool's own hooks: ``configure=`` records each new connection's
+clean state and re-checks the login role; ``reset=`` is the checkin guard. The
+request path is::
+
+    with tenant(42):                      # validated id in a contextvar
+        with pool.connection() as conn:   # leased to tenant 42 (no I/O before this)
+            conn.execute(...)             # set_config(.., true) + statement, 1 round trip
+                                          # checkin: guard resets or discards dirty state
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
+from typing import Any, Literal
+
+import psycopg
+from psycopg.pq import TransactionStatus
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from tenantguard.core.binding import Binder, SettingBinder
+from tenantguard.core.classify import StatementClassifier
+from tenantguard.core.context import TenantContext, require_tenant, tenant
+from tenantguard.core.guard import STATE_QUERY, GuardStats, changed_kinds, snapshot
+from tenantguard.core.ids import TenantKind
+from tenantguard.core.rolecheck import ROLE_CHECK_QUERY, role_params, role_report
+from tenantguard.core.session import ConnState, normalize_context
+from tenantguard.drivers.psycopg._connection import (
+    AsyncTenantConnection,
+    AsyncTenantCursor,
+    AsyncTenantServerCursor,
+    TenantConnection,
+    TenantCursor,
+    TenantServerCursor,
+)
+from tenantguard.errors import (
+    ConfigurationError,
+    ConnectionFailed,
+    ContaminatedConnection,
+    UnsafeRoleError,
+)
+
+__all__ = ["AsyncTenantPool", "TenantPool"]
+
+logger = logging.getLogger("tenantguard.guard")
+
+IDLE = TransactionStatus.IDLE
+INTRANS = TransactionStatus.INTRANS
+INERROR = TransactionStatus.INERROR
+
+Verify = Literal["suspect", "always"]
+OnContamination = Literal["reset", "discard"]
+
+# Kinds the server snapshot cannot see (custom settings are not enumerable, code in
+# DO/CALL bodies is opaque): a connection flagged with these is always reset.
+_SETTINGS_SETTING_QUERY = (
+    "SELECT tenantguard.tenant_setting(), tenantguard.user_setting() "
+    "WHERE to_regprocedure('tenantguard.tenant_setting()') IS NOT NULL"
+)
+
+
+class _PoolCore:
+    """What the sync and async pools share: configuration, stats, guard decisions."""
+
+    def __init__(
+        self,
+        *,
+        tenant_kind: TenantKind | None,
+        binder: Binder | None,
+        setting: str,
+        user_setting: str,
+        tenant_column: str,
+        check_role: bool,
+        verify: Verify,
+        on_contamination: OnContamination,
+    ) -> None:
+        if verify not in ("suspect", "always"):
+            raise ConfigurationError(f"verify must be 'suspect' or 'always', not {verify!r}")
+        if on_contamination not in ("reset", "discard"):
+            raise ConfigurationError(
+                f"on_contamination must be 'reset' or 'discard', not {on_contamination!r}"
+            )
+        self.binder: Binder = binder or SettingBinder(setting, user_setting)
+        self.setting = getattr(self.binder, "setting", setting)
+        self.user_setting = getattr(self.binder, "user_setting", user_setting)
+        self.tenant_kind = tenant_kind
+        self.tenant_column = tenant_column
+        self.check_role = check_role
+        self.verify = verify
+        self.on_contamination = on_contamination
+        self.classifier = StatementClassifier()
+        self.guard_stats = GuardStats()
+
+    def new_state(self) -> ConnState:
+        return ConnState(self.binder, self.classifier, self.tenant_kind)
+
+    def role_query(self) -> tuple[str, dict[str, Any]]:
+        return ROLE_CHECK_QUERY, role_params(
+            None, self.tenant_column, self.setting, self.user_setting
+        )
+
+    def raise_if_unsafe(self, row: tuple[Any, ...] | None) -> None:
+        if row is None:
+            return
+        report = role_report(row)
+        if not report.safe:
+            raise UnsafeRoleError(report.role, report.problems, report.fixes)
+
+    def check_helper(self, row: tuple[Any, ...] | None) -> None:
+        """The database helper must read the setting this pool binds."""
+        if row is None or not isinstance(self.binder, SettingBinder):
+            return
+        db_setting, db_user_setting = row
+        if (db_setting, db_user_setting) != (self.setting, self.user_setting):
+            raise ConfigurationError(
+                f"the pool binds {self.setting}/{self.user_setting} but the database's "
+                f"tenantguard helpers read {db_setting}/{db_user_setting}",
+                hint=f"create the pool with setting={db_setting!r}, "
+                f"user_setting={db_user_setting!r} (or re-run install with --setting)",
+            )
+
+    def exit_status_kind(self, status: TransactionStatus, autocommit: bool) -> str | None:
+        """What a transaction left open at the end of a lease means."""
+        if status == INERROR:
+            return "aborted_transaction"
+        if status == INTRANS and autocommit:
+            # In autocommit mode only an explicit BEGIN (sent as SQL) leaves this.
+            return "open_transaction"
+        return None
+
+    def client_side_kinds(
+        self, conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]
+    ) -> set[str]:
+        st: ConnState = conn._tg  # type: ignore[attr-defined]
+        kinds = set(st.effects)
+        base = st.baseline
+        if base is not None:
+            # Parameters the server reports by itself (search_path from PostgreSQL 18).
+            reported = conn.pgconn.parameter_status(b"search_path")
+            if reported is not None and reported.decode() != base.search_path:
+                kinds.add("search_path")
+            auth = conn.pgconn.parameter_status(b"session_authorization")
+            if auth is not None and auth.decode() != base.session_user:
+                kinds.add("role")
+        return kinds
+
+    def report(self, lease: TenantContext | None, kinds: set[str], action: str) -> None:
+        who = None if lease is None else str(lease.tenant)
+        self.guard_stats.record(who, kinds, action)
+        logger.warning(
+            "tenant %s returned a pooled connection carrying session state (%s); %s",
+            who,
+            ", ".join(sorted(kinds)),
+            "resetting it with DISCARD ALL" if action == "reset" else "discarding it",
+        )
+
+
+def _connect_error(conninfo: str, exc: Exception) -> ConnectionFailed:
+    target = psycopg.conninfo.conninfo_to_dict(conninfo) if conninfo else {}
+    shown = " ".join(f"{k}={v}" for k, v in target.items() if k != "password") or "(default)"
+    return ConnectionFailed(shown, str(exc).strip().splitlines()[0] if str(exc) else repr(exc))
+
+
+class TenantPool:
+    """A psycopg_pool ``ConnectionPool`` whose connections are bound to a tenant.
+
+    Takes psycopg_pool's sizing and lifecycle arguments (``min_size``, ``max_size``,
+    ``timeout``, ``max_idle``, ``max_lifetime``...) and its ``kwargs`` for
+    :func:`psycopg.connect`. Connections are autocommit by default, so a single
+    statement costs one round trip; use ``with conn.transaction():`` for atomic
+    groups of statements.
+
+    :param tenant_kind: the type of the tenant column (``int``, ``bigint``, ``uuid``,
+        ``text``); ids are checked against it before any I/O.
+    :param setting: the transaction-local setting the policies read.
+    :param binder: replace the plain setting with another binding step.
+    :param check_role: refuse to start when the login role can bypass RLS.
+    :param verify: ``"suspect"`` checks session state at checkin only for connections
+        whose statements could change it; ``"always"`` checks every checkin (one more
+        round trip per request).
+    :param on_contamination: ``"reset"`` (DISCARD ALL, then verify) or ``"discard"``.
+    """
+
+    def __init__(
+        self,
+        conninfo: str = "",
+        *,
+        tenant_kind: TenantKind | None = None,
+        setting: str = "app.tenant_id",
+        user_setting: str = "app.user_id",
+        binder: Binder | None = None,
+        tenant_column: str = "tenant_id",
+        check_role: bool = True,
+        verify: Verify = "suspect",
+        on_contamination: OnContamination = "reset",
+        kwargs: dict[str, Any] | None = None,
+        open: bool = True,
+        **pool_kwargs: Any,
+    ) -> None:
+        self._core = _PoolCore(
+            tenant_kind=tenant_kind,
+            binder=binder,
+            setting=setting,
+            user_setting=user_setting,
+            tenant_column=tenant_column,
+            check_role=check_role,
+            verify=verify,
+            on_contamination=on_contamination,
+        )
+        self.conninfo = conninfo
+        self._kwargs: dict[str, Any] = {"autocommit": True, **(kwargs or {})}
+        self._pool: ConnectionPool[TenantConnection[Any]] = ConnectionPool(
+            conninfo,
+            connection_class=TenantConnection,
+            kwargs=self._kwargs,
+            configure=self._configure,
+            reset=self._reset,
+            open=False,
+            **pool_kwargs,
+        )
+        if open:
+            self.open()
+
+    # -- lifecycle -------------------------------------------------------------
+    @property
+    def guard_stats(self) -> GuardStats:
+        return self._core.guard_stats
+
+    @property
+    def pool(self) -> ConnectionPool[TenantConnection[Any]]:
+        """The underlying psycopg_pool pool (for stats and sizing)."""
+        return self._pool
+
+    def open(self, wait: bool = False, timeout: float = 30.0) -> None:
+        """Check the login role on a direct connection, then open the pool."""
+        if not self._pool.closed:
+            return
+        self.check()
+        self._pool.open(wait=wait, timeout=timeout)
+
+    def check(self) -> None:
+        """Connect once and refuse an unsafe login role or a mismatched helper setting."""
+        try:
+            conn = psycopg.connect(self.conninfo, **self._kwargs)
+        except psycopg.Error as exc:
+            raise _connect_error(self.conninfo, exc) from None
+        with conn:
+            if self._core.check_role:
+                query, params = self._core.role_query()
+                self._core.raise_if_unsafe(conn.execute(query, params).fetchone())  # type: ignore[arg-type]
+            self._core.check_helper(conn.execute(_SETTINGS_SETTING_QUERY).fetchone())
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._pool.close(timeout=timeout)
+
+    def __enter__(self) -> TenantPool:
+        self.open(wait=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- psycopg_pool hooks ----------------------------------------------------
+    def _configure(self, conn: TenantConnection[Any]) -> None:
+        conn.cursor_factory = TenantCursor
+        conn.server_cursor_factory = TenantServerCursor
+        cur = psycopg.Cursor(conn)
+        if self._core.check_role:
+            query, params = self._core.role_query()
+            self._core.raise_if_unsafe(cur.execute(query, params).fetchone())  # type: ignore[arg-type]
+        st = self._core.new_state()
+        st.baseline = snapshot(
+            cur.execute(STATE_QUERY, (self._core.setting, self._core.user_setting)).fetchone()  # type: ignore[arg-type]
+        )
+        if conn.pgconn.transaction_status != IDLE:  # non-autocommit pools
+            conn.rollback()
+        conn._tg = st
+
+    def _reset(self, conn: TenantConnection[Any]) -> None:
+        """The checkin guard (psycopg_pool calls it with the connection idle)."""
+        core = self._core
+        st = conn._tg
+        if st is None:
+            return
+        core.guard_stats.checkins += 1
+        lease = st.lease
+        kinds = core.client_side_kinds(conn)
+        try:
+            if kinds or core.verify == "always":
+                assert st.baseline is not None
+                cur = psycopg.Cursor(conn)
+                core.guard_stats.verified += 1
+                row = cur.execute(STATE_QUERY, (core.setting, core.user_setting)).fetchone()
+                kinds |= changed_kinds(st.baseline, snapshot(row))  # type: ignore[arg-type]
+                if kinds:
+                    action = core.on_contamination
+                    core.report(lease, kinds, action)
+                    if action == "discard":
+                        raise ContaminatedConnection(lease and lease.tenant.value, sorted(kinds))
+                    # psycopg sees its own DISCARD ALL and forgets its prepared statements.
+                    cur.execute("DISCARD ALL")
+                    row = cur.execute(STATE_QUERY, (core.setting, core.user_setting)).fetchone()
+                    left = changed_kinds(st.baseline, snapshot(row))  # type: ignore[arg-type]
+                    if left:
+                        raise ContaminatedConnection(lease and lease.tenant.value, sorted(left))
+        finally:
+            st.end_lease()
+
+    # -- the request path ------------------------------------------------------
+    @contextmanager
+    def connection(
+        self, timeout: float | None = None, *, tenant_id: object | None = None
+    ) -> Iterator[TenantConnection[Any]]:
+        """A connection leased to the current tenant (or *tenant_id*) for the block.
+
+        Raises :class:`~tenantguard.errors.NoTenantContext` before any I/O when no
+        tenant is bound. On normal exit an open transaction (non-autocommit) is
+        committed, on error rolled back; then the checkin guard runs.
+        """
+        with ExitStack() as stack:
+            if tenant_id is not None:
+                stack.enter_context(tenant(tenant_id))
+            ctx = require_tenant("pool.connection()")
+            normalize_context(ctx, self._core.tenant_kind)  # validate before any I/O
+            conn = self._pool.getconn(timeout)
+            try:
+                assert conn._tg is not None
+                conn._tg.start_lease(ctx)
+                try:
+                    yield conn
+                except BaseException:
+                    if not conn.closed and conn.pgconn.transaction_status != IDLE:
+                        _quiet(conn.rollback)
+                    raise
+                status = conn.pgconn.transaction_status
+                kind = self._core.exit_status_kind(status, conn.autocommit)
+                if kind is not None:
+                    conn._tg.effects.add(kind)
+                    conn.rollback()
+                elif status == INTRANS:
+                    conn.commit()
+            finally:
+                self._pool.putconn(conn)
+
+    def __repr__(self) -> str:
+        return f"<TenantPool {self._pool.name!r} {self._core.binder!r}>"
+
+
+def _quiet(fn: Any) -> None:
+    try:
+        fn()
+    except Exception:  # the connection is broken; psycopg_pool will discard it
+        logger.debug("rollback failed on a returned connection", exc_info=True)
+
+
+class AsyncTenantPool:
+    """The asyncio twin of :class:`TenantPool` (``await pool.open()`` or ``async with``)."""
+
+    def __init__(
+        self,
+        conninfo: str = "",
+        *,
+        tenant_kind: TenantKind | None = None,
+        setting: str = "app.tenant_id",
+        user_setting: str = "app.user_id",
+        binder: Binder | None = None,
+        tenant_column: str = "tenant_id",
+        check_role: bool = True,
+        verify: Verify = "suspect",
+        on_contamination: OnContamination = "reset",
+        kwargs: dict[str, Any] | None = None,
+        **pool_kwargs: Any,
+    ) -> None:
+        self._core = _PoolCore(
+            tenant_kind=tenant_kind,
+            binder=binder,
+            setting=setting,
+            user_setting=user_setting,
+            tenant_column=tenant_column,
+            check_role=check_role,
+            verify=verify,
+            on_contamination=on_contamination,
+        )
+        self.conninfo = conninfo
+        self._kwargs: dict[str, Any] = {"autocommit": True, **(kwargs or {})}
+        self._pool: AsyncConnectionPool[AsyncTenantConnection[Any]] = AsyncConnectionPool(
+            conninfo,
+            connection_class=AsyncTenantConnection,
+            kwargs=self._kwargs,
+            configure=self._configure,
+            reset=self._reset,
+            open=False,
+            **pool_kwargs,
+        )
+
+    @property
+    def guard_stats(self) -> GuardStats:
+        return self._core.guard_stats
+
+    @property
+    def pool(self) -> AsyncConnectionPool[AsyncTenantConnection[Any]]:
+        return self._pool
+
+    async def open(self, wait: bool = False, timeout: float = 30.0) -> None:
+        if not self._pool.closed:
+            return
+        await self.check()
+        await self._pool.open(wait=wait, timeout=timeout)
+
+    async def check(self) -> None:
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.conninfo, **self._kwargs)
+        except psycopg.Error as exc:
+            raise _connect_error(self.conninfo, exc) from None
+        async with conn:
+            if self._core.check_role:
+                query, params = self._core.role_query()
+                cur = await conn.execute(query, params)  # type: ignore[arg-type]
+                self._core.raise_if_unsafe(await cur.fetchone())
+            cur = await conn.execute(_SETTINGS_SETTING_QUERY)
+            self._core.check_helper(await cur.fetchone())
+
+    async def close(self, timeout: float = 5.0) -> None:
+        await self._pool.close(timeout=timeout)
+
+    async def __aenter__(self) -> AsyncTenantPool:
+        await self.open(wait=True)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _configure(self, conn: AsyncTenantConnection[Any]) -> None:
+        conn.cursor_factory = AsyncTenantCursor
+        conn.server_cursor_factory = AsyncTenantServerCursor
+        cur = psycopg.AsyncCursor(conn)
+        if self._core.check_role:
+            query, params = self._core.role_query()
+            await cur.execute(query, params)  # type: ignore[arg-type]
+            self._core.raise_if_unsafe(await cur.fetchone())
+        st = self._core.new_state()
+        await cur.execute(STATE_QUERY, (self._core.setting, self._core.user_setting))
+        st.baseline = snapshot(await cur.fetchone())  # type: ignore[arg-type]
+        if conn.pgconn.transaction_status != IDLE:
+            await conn.rollback()
+        conn._tg = st
+
+    async def _reset(self, conn: AsyncTenantConnection[Any]) -> None:
+        core = self._core
+        st = conn._tg
+        if st is None:
+            return
+        core.guard_stats.checkins += 1
+        lease = st.lease
+        kinds = core.client_side_kinds(conn)
+        try:
+            if kinds or core.verify == "always":
+                assert st.baseline is not None
+                cur = psycopg.AsyncCursor(conn)
+                core.guard_stats.verified += 1
+                await cur.execute(STATE_QUERY, (core.setting, core.user_setting))
+                kinds |= changed_kinds(st.baseline, snapshot(await cur.fetchone()))  # type: ignore[arg-type]
+                if kinds:
+                    action = core.on_contamination
+                    core.report(lease, kinds, action)
+                    if action == "discard":
+                        raise ContaminatedConnection(lease and lease.tenant.value, sorted(kinds))
+                    await cur.execute("DISCARD ALL")
+                    await cur.execute(STATE_QUERY, (core.setting, core.user_setting))
+                    left = changed_kinds(st.baseline, snapshot(await cur.fetchone()))  # type: ignore[arg-type]
+                    if left:
+                        raise ContaminatedConnection(lease and lease.tenant.value, sorted(left))
+        finally:
+            st.end_lease()
+
+    @asynccontextmanager
+    async def connection(
+        self, timeout: float | None = None, *, tenant_id: object | None = None
+    ) -> AsyncIterator[AsyncTenantConnection[Any]]:
+        """Async twin of :meth:`TenantPool.connection`."""
+        async with AsyncExitStack() as stack:
+            if tenant_id is not None:
+                stack.enter_context(tenant(tenant_id))
+            ctx = require_tenant("pool.connection()")
+            normalize_context(ctx, self._core.tenant_kind)
+            conn = await self._pool.getconn(timeout)
+            try:
+                assert conn._tg is not None
+                conn._tg.start_lease(ctx)
+                try:
+                    yield conn
+                except BaseException:
+                    if not conn.closed and conn.pgconn.transaction_status != IDLE:
+                        try:
+                            await conn.rollback()
+                        except Exception:
+                            logger.debug("rollback failed on a returned connection", exc_info=True)
+                    raise
+                status = conn.pgconn.transaction_status
+                kind = self._core.exit_status_kind(status, conn.autocommit)
+                if kind is not None:
+                    conn._tg.effects.add(kind)
+                    await conn.rollback()
+                elif status == INTRANS:
+                    await conn.commit()
+            finally:
+                await self._pool.putconn(conn)
+
+    def __repr__(self) -> str:
+        return f"<AsyncTenantPool {self._pool.name!r} {self._core.binder!r}>"

