@@ -107,6 +107,14 @@ class GuardStats:
     events: deque[GuardEvent] = field(default_factory=lambda: deque(maxlen=256))
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def count_checkin(self) -> None:
+        with self._lock:
+            self.checkins += 1
+
+    def count_verified(self) -> None:
+        with self._lock:
+            self.verified += 1
+
     def record(self, tenant: str | None, kinds: set[str], action: str) -> GuardEvent:
         event = GuardEvent(tenant, tuple(sorted(kinds)), action, time.time())
         with self._lock:

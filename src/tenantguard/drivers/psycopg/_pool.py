@@ -217,7 +217,6 @@ class TenantPool:
             connection_class=TenantConnection,
             kwargs=self._kwargs,
             configure=self._configure,
-            reset=self._reset,
             open=False,
             **pool_kwargs,
         )
@@ -279,33 +278,44 @@ class TenantPool:
             conn.rollback()
         conn._tg = st
 
-    def _reset(self, conn: TenantConnection[Any]) -> None:
-        """The checkin guard (psycopg_pool calls it with the connection idle)."""
+    def _checkin(self, conn: TenantConnection[Any]) -> None:
+        """The checkin guard: runs before the connection goes back to psycopg_pool.
+
+        The clean path reads client-side state only. A connection that may carry
+        session state is checked on the server, reset with DISCARD ALL and checked
+        again; if that fails it is closed, and psycopg_pool replaces it.
+        """
         core = self._core
         st = conn._tg
-        if st is None:
+        if st is None or conn.closed:
             return
-        core.guard_stats.checkins += 1
+        core.guard_stats.count_checkin()
         lease = st.lease
         kinds = core.client_side_kinds(conn)
         try:
             if kinds or core.verify == "always":
                 assert st.baseline is not None
                 cur = psycopg.Cursor(conn)
-                core.guard_stats.verified += 1
+                core.guard_stats.count_verified()
                 row = cur.execute(STATE_QUERY, (core.setting, core.user_setting)).fetchone()
                 kinds |= changed_kinds(st.baseline, snapshot(row))  # type: ignore[arg-type]
                 if kinds:
                     action = core.on_contamination
                     core.report(lease, kinds, action)
                     if action == "discard":
-                        raise ContaminatedConnection(lease and lease.tenant.value, sorted(kinds))
+                        conn.close()
+                        return
                     # psycopg sees its own DISCARD ALL and forgets its prepared statements.
                     cur.execute("DISCARD ALL")
                     row = cur.execute(STATE_QUERY, (core.setting, core.user_setting)).fetchone()
                     left = changed_kinds(st.baseline, snapshot(row))  # type: ignore[arg-type]
                     if left:
                         raise ContaminatedConnection(lease and lease.tenant.value, sorted(left))
+        except Exception as exc:
+            # Never hand a connection we could not prove clean to the next tenant.
+            logger.warning("checkin guard closed a connection: %s", exc)
+            core.guard_stats.record(None if lease is None else str(lease.tenant), {"unresettable"}, "discard")
+            conn.close()
         finally:
             st.end_lease()
 
@@ -343,7 +353,10 @@ class TenantPool:
                 elif status == INTRANS:
                     conn.commit()
             finally:
-                self._pool.putconn(conn)
+                try:
+                    self._checkin(conn)
+                finally:
+                    self._pool.putconn(conn)
 
     def __repr__(self) -> str:
         return f"<TenantPool {self._pool.name!r} {self._core.binder!r}>"
@@ -391,7 +404,6 @@ class AsyncTenantPool:
             connection_class=AsyncTenantConnection,
             kwargs=self._kwargs,
             configure=self._configure,
-            reset=self._reset,
             open=False,
             **pool_kwargs,
         )
@@ -448,31 +460,36 @@ class AsyncTenantPool:
             await conn.rollback()
         conn._tg = st
 
-    async def _reset(self, conn: AsyncTenantConnection[Any]) -> None:
+    async def _checkin(self, conn: AsyncTenantConnection[Any]) -> None:
         core = self._core
         st = conn._tg
-        if st is None:
+        if st is None or conn.closed:
             return
-        core.guard_stats.checkins += 1
+        core.guard_stats.count_checkin()
         lease = st.lease
         kinds = core.client_side_kinds(conn)
         try:
             if kinds or core.verify == "always":
                 assert st.baseline is not None
                 cur = psycopg.AsyncCursor(conn)
-                core.guard_stats.verified += 1
+                core.guard_stats.count_verified()
                 await cur.execute(STATE_QUERY, (core.setting, core.user_setting))
                 kinds |= changed_kinds(st.baseline, snapshot(await cur.fetchone()))  # type: ignore[arg-type]
                 if kinds:
                     action = core.on_contamination
                     core.report(lease, kinds, action)
                     if action == "discard":
-                        raise ContaminatedConnection(lease and lease.tenant.value, sorted(kinds))
+                        await conn.close()
+                        return
                     await cur.execute("DISCARD ALL")
                     await cur.execute(STATE_QUERY, (core.setting, core.user_setting))
                     left = changed_kinds(st.baseline, snapshot(await cur.fetchone()))  # type: ignore[arg-type]
                     if left:
                         raise ContaminatedConnection(lease and lease.tenant.value, sorted(left))
+        except Exception as exc:
+            logger.warning("checkin guard closed a connection: %s", exc)
+            core.guard_stats.record(None if lease is None else str(lease.tenant), {"unresettable"}, "discard")
+            await conn.close()
         finally:
             st.end_lease()
 
@@ -507,7 +524,10 @@ class AsyncTenantPool:
                 elif status == INTRANS:
                     await conn.commit()
             finally:
-                await self._pool.putconn(conn)
+                try:
+                    await self._checkin(conn)
+                finally:
+                    await self._pool.putconn(conn)
 
     def __repr__(self) -> str:
         return f"<AsyncTenantPool {self._pool.name!r} {self._core.binder!r}>"
