@@ -52,11 +52,13 @@ def install(
             assert row is not None
             report = role_report(row, owner_hint=spec.owner_role)
             problems, fixes = list(report.problems), list(report.fixes)
-            member = conn.execute(
-                "SELECT pg_catalog.pg_has_role(%s, %s, 'MEMBER')",
-                (spec.app_role, spec.owner_role),
-            ).fetchone()
-            if not create_owner and member and member[0]:
+            member = None
+            if not create_owner:
+                member = conn.execute(
+                    "SELECT pg_catalog.pg_has_role(%s, %s, 'MEMBER')",
+                    (spec.app_role, spec.owner_role),
+                ).fetchone()
+            if member and member[0]:
                 problems.append(f"it is a member of the owner role {spec.owner_role!r}")
                 fixes.append(
                     render(

@@ -1,0 +1,238 @@
+"""The ``tenantguard`` command line: a thin layer over the library.
+
+Exit codes: 0 success, 1 an isolation claim or check failed, 2 usage, connection
+or configuration error (a message that says what to do, no traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+import psycopg
+from rich.console import Console
+from rich.table import Table
+
+from tenantguard.errors import TenantGuardError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+err = Console(stderr=True)
+out = Console()
+
+
+def _fail(exc: TenantGuardError) -> None:
+    err.print(f"[bold red]error[/] [dim]{exc.code}[/] {exc.message}", highlight=False)
+    if exc.hint:
+        err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+    sys.exit(2)
+
+
+def handled(fn: F) -> F:
+    """Turn tenantguard errors into a clear message and exit code 2."""
+
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TenantGuardError as exc:
+            _fail(exc)
+        except psycopg.Error as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            err.print(f"[bold red]database error[/] {first}", highlight=False)
+            err.print(
+                "[yellow]hint:[/] nothing was committed; check the DSN's role has the "
+                "privileges this command needs (an administrator for install/protect)"
+            )
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+dsn_option = click.option(
+    "--dsn",
+    envvar="TENANTGUARD_DSN",
+    required=True,
+    help="Administrator DSN, e.g. postgresql://postgres@127.0.0.1/app (env TENANTGUARD_DSN).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tenantguard")
+def main() -> None:
+    """tenantguard: tenant isolation in PostgreSQL as a database guarantee.
+
+    \b
+    Quick start:
+      tenantguard demo                       # on an embedded PostgreSQL
+      tenantguard install --dsn ADMIN_DSN --app-role app_user --owner-role app_owner
+      tenantguard protect app.invoices app.projects --dsn ADMIN_DSN
+    """
+    import logging
+
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_time=False, show_path=False)],
+    )
+
+
+@main.command()
+@dsn_option
+@click.option("--app-role", required=True, help="Runtime role the application logs in as.")
+@click.option("--owner-role", required=True, help="NOLOGIN role that owns the tenant tables.")
+@click.option("--setting", default="app.tenant_id", show_default=True, help="Tenant setting.")
+@click.option("--user-setting", default="app.user_id", show_default=True, help="User setting.")
+@click.option("--tenant-column", default="tenant_id", show_default=True)
+@click.option("--dry-run", is_flag=True, help="Print the SQL, change nothing.")
+@handled
+def install(
+    dsn: str,
+    app_role: str,
+    owner_role: str,
+    setting: str,
+    user_setting: str,
+    tenant_column: str,
+    dry_run: bool,
+) -> None:
+    """Create the tenantguard schema, the fail-closed helpers and the roles (idempotent).
+
+    Refuses, changing nothing, when the app role is superuser, has BYPASSRLS, owns
+    tenant tables or is a member of the owner role.
+    """
+    from tenantguard.admin import admin_connect
+    from tenantguard.admin import install as do_install
+    from tenantguard.core.sqlbuild import InstallSpec
+
+    spec = InstallSpec(
+        app_role=app_role, owner_role=owner_role, setting=setting, user_setting=user_setting
+    )
+    with admin_connect(dsn, autocommit=True) as conn:
+        result = do_install(conn, spec, tenant_column=tenant_column, dry_run=dry_run)
+    if dry_run:
+        out.print("\n".join(result.statements), highlight=False, soft_wrap=True)
+        err.print("[dim]dry run: nothing changed[/]")
+        return
+    for role in result.created_roles:
+        err.print(f"created role [bold]{role}[/]")
+    err.print(
+        f"[green]installed[/] tenantguard helpers reading [bold]{setting}[/] "
+        f"({len(result.statements)} statements)"
+    )
+
+
+@main.command()
+@click.argument("tables", nargs=-1, required=True)
+@dsn_option
+@click.option("--tenant-column", default="tenant_id", show_default=True)
+@click.option("--user-column", default=None, help="Column holding the owning user id.")
+@click.option(
+    "--user-scope",
+    type=click.Choice(["write", "all"]),
+    default="write",
+    show_default=True,
+    help="With --user-column: restrict writes only, or reads too.",
+)
+@click.option("--grant-to", default=None, help="Also GRANT SELECT/INSERT/UPDATE/DELETE to ROLE.")
+@click.option("--dry-run", is_flag=True, help="Print the SQL, change nothing.")
+@handled
+def protect(
+    tables: tuple[str, ...],
+    dsn: str,
+    tenant_column: str,
+    user_column: str | None,
+    user_scope: str,
+    grant_to: str | None,
+    dry_run: bool,
+) -> None:
+    """Protect SCHEMA.TABLE... with ENABLE + FORCE RLS and tenant policies (idempotent).
+
+    Adds a RESTRICTIVE tenant guard (USING and WITH CHECK) plus a permissive access
+    policy, optional user-level policies, and the (tenant_id, pk) index.
+    """
+    from tenantguard.admin import admin_connect
+    from tenantguard.admin import protect as do_protect
+    from tenantguard.core.names import QualifiedName
+    from tenantguard.core.sqlbuild import grant_statements, render
+
+    with admin_connect(dsn, autocommit=True) as conn:
+        result = do_protect(
+            conn,
+            list(tables),
+            tenant_column=tenant_column,
+            user_column=user_column,
+            user_scope=user_scope,  # type: ignore[arg-type]
+            dry_run=dry_run,
+        )
+        grants: list[str] = []
+        if grant_to:
+            stmts = grant_statements([QualifiedName.parse(t) for t in tables], grant_to)
+            grants = [render(s) + ";" for s in stmts]
+            if not dry_run:
+                with conn.transaction():
+                    for s in stmts:
+                        conn.execute(s)
+    for w in result.warnings:
+        err.print(f"[yellow]warning:[/] {w}", highlight=False)
+    if dry_run:
+        text = "\n".join(result.statements + grants)
+        out.print(text or "-- nothing to do", highlight=False, soft_wrap=True)
+        err.print("[dim]dry run: nothing changed[/]")
+        return
+    for plan in result.tables:
+        state = f"{len(plan.statements)} statements" if plan.statements else "already protected"
+        err.print(f"[green]protected[/] {plan.spec.table} ({state})", highlight=False)
+
+
+@main.command()
+@click.option("--dsn", envvar="TENANTGUARD_DSN", default=None, help="Superuser DSN; default: embedded PostgreSQL.")
+@click.option("--keep", is_flag=True, help="Keep the demo database and roles afterwards.")
+@click.option("--json", "as_json", is_flag=True, help="Print the claims as JSON on stdout.")
+@handled
+def demo(dsn: str | None, keep: bool, as_json: bool) -> None:
+    """Show a forgotten WHERE leaking, and tenantguard stopping it, on a real database.
+
+    Without --dsn an embedded PostgreSQL is started in a temporary directory and
+    removed on exit. Exits 1 if any isolation claim it shows turns out false.
+    """
+    from contextlib import nullcontext
+
+    from tenantguard.demo import run_demo
+    from tenantguard.embedded import embedded_postgres
+
+    source = "your server" if dsn else "an embedded PostgreSQL"
+    with err.status(f"running the demo on {source}..."):
+        with (nullcontext(dsn) if dsn else embedded_postgres()) as target:
+            result = run_demo(target, keep=keep)
+    if as_json:
+        payload = {
+            "ok": result.ok,
+            "server_version": result.server_version,
+            "claims": [c.__dict__ for c in result.claims],
+        }
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        table = Table(
+            title=f"tenantguard demo (PostgreSQL {result.server_version})", show_lines=True
+        )
+        table.add_column("claim", style="bold")
+        table.add_column("plain connection", style="red")
+        table.add_column("through tenantguard", style="green")
+        table.add_column("verdict")
+        for c in result.claims:
+            table.add_row(c.claim, c.plain, c.guarded, "[green]PASS[/]" if c.ok else "[red]FAIL[/]")
+        out.print(table)
+    if not result.ok:
+        err.print("[bold red]an isolation claim was false[/]")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

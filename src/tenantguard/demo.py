@@ -1,0 +1,250 @@
+"""``tenantguard demo``: show, on a real database, what tenantguard prevents.
+
+Builds a small SaaS schema (tenants, users, projects, invoices) with three tenants
+in a scratch database, shows a forgotten ``WHERE`` leaking on a plain connection,
+protects the tables, and then checks each isolation claim. Every claim is checked
+for real; the demo exits non-zero if any claim turns out false.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from tenantguard.admin import admin_connect, install, protect
+from tenantguard.core.context import tenant
+from tenantguard.core.names import QualifiedName
+from tenantguard.core.sqlbuild import InstallSpec, grant_statements
+from tenantguard.drivers.psycopg import TenantPool
+from tenantguard.errors import NoTenantContext
+
+__all__ = ["Claim", "DemoResult", "run_demo"]
+
+SCHEMA = """
+CREATE SCHEMA app;
+CREATE TABLE app.tenants (id bigint PRIMARY KEY, name text NOT NULL UNIQUE);
+CREATE TABLE app.users (
+    tenant_id bigint NOT NULL REFERENCES app.tenants(id),
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    email text NOT NULL,
+    UNIQUE (tenant_id, id)
+);
+CREATE TABLE app.projects (
+    tenant_id bigint NOT NULL REFERENCES app.tenants(id),
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    owner_id bigint NOT NULL,
+    name text NOT NULL,
+    FOREIGN KEY (tenant_id, owner_id) REFERENCES app.users (tenant_id, id)
+);
+CREATE TABLE app.invoices (
+    tenant_id bigint NOT NULL REFERENCES app.tenants(id),
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    amount_cents bigint NOT NULL,
+    customer text NOT NULL
+);
+"""
+TENANTS = {1: ("acme", 3), 2: ("globex", 5), 3: ("initech", 7)}  # id: (name, invoices)
+TABLES = ["app.users", "app.projects", "app.invoices"]
+
+
+@dataclass
+class Claim:
+    claim: str
+    plain: str  # what a plain connection does
+    guarded: str  # what tenantguard does
+    ok: bool
+
+
+@dataclass
+class DemoResult:
+    claims: list[Claim]
+    server_version: str
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.claims)
+
+
+def _with(dsn: str, **changes: str) -> str:
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    params.update(changes)
+    return psycopg.conninfo.make_conninfo(**params)
+
+
+@contextmanager
+def _scratch(admin_dsn: str, keep: bool) -> Iterator[tuple[str, str, str, str]]:
+    suffix = secrets.token_hex(3)
+    db, owner, app = f"tenantguard_demo_{suffix}", f"tgdemo_owner_{suffix}", f"tgdemo_app_{suffix}"
+    with admin_connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+    try:
+        yield _with(admin_dsn, dbname=db), db, owner, app
+    finally:
+        if not keep:
+            with admin_connect(admin_dsn, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db))
+                )
+                for role in (app, owner):
+                    conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def _build(conn: psycopg.Connection[Any], db: str, owner: str, app: str) -> None:
+    install(conn, InstallSpec(app_role=app, owner_role=owner))
+    conn.execute(
+        sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
+            sql.Identifier(db), sql.Identifier(owner)
+        )
+    )
+    with conn.transaction():
+        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))
+        conn.execute(SCHEMA)
+    names = [QualifiedName.parse(t) for t in [*TABLES, "app.tenants"]]
+    for stmt in grant_statements(names, app):
+        conn.execute(stmt)
+    for tid, (name, n_invoices) in TENANTS.items():
+        conn.execute("INSERT INTO app.tenants VALUES (%s, %s)", (tid, name))
+        conn.execute(
+            "INSERT INTO app.users (tenant_id, email) VALUES (%s, %s), (%s, %s)",
+            (tid, f"alice@{name}.test", tid, f"bob@{name}.test"),
+        )
+        conn.execute(
+            "INSERT INTO app.invoices (tenant_id, amount_cents, customer) "
+            "SELECT %s, g * 1000, %s || ' customer ' || g FROM generate_series(1, %s) g",
+            (tid, name, n_invoices),
+        )
+
+
+def _attempt(fn: Callable[[], object]) -> tuple[bool, str]:
+    """(succeeded, short description of the outcome)."""
+    try:
+        out = fn()
+    except NoTenantContext:
+        return False, "NoTenantContext (before any I/O)"
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
+        return False, f"refused: {first[:70]}"
+    return True, str(out)
+
+
+def run_demo(admin_dsn: str, *, keep: bool = False) -> DemoResult:
+    """Run every claim against the server at *admin_dsn* (a superuser DSN)."""
+    claims: list[Claim] = []
+    with _scratch(admin_dsn, keep) as (dsn, db, owner, app):
+        app_dsn = _with(dsn, user=app)
+        with admin_connect(dsn, autocommit=True) as admin:
+            version = str(admin.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+            _build(admin, db, owner, app)
+            total = sum(n for _, n in TENANTS.values())
+
+            # 1. The bug: a forgotten WHERE on a plain connection, before protection.
+            with psycopg.connect(app_dsn, autocommit=True) as plain:
+                leaked = plain.execute("SELECT count(*) FROM app.invoices").fetchone()[0]  # type: ignore[index]
+            protect(admin, TABLES)
+
+        acme_rows = TENANTS[1][1]
+        with TenantPool(app_dsn, min_size=1, max_size=1, tenant_kind="bigint") as pool:
+
+            def guarded(
+                tid: int | None, query: str, params: tuple[Any, ...] | None = None
+            ) -> Callable[[], object]:
+                def run() -> object:
+                    if tid is None:
+                        with pool.connection() as conn:
+                            return conn.execute(query).fetchall()  # type: ignore[arg-type]
+                    with tenant(tid), pool.connection() as conn:
+                        rows = conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+                        return rows[0][0] if len(rows) == 1 else rows
+
+                return run
+
+            ok, seen = _attempt(guarded(1, "SELECT count(*) FROM app.invoices"))
+            claims.append(
+                Claim(
+                    "forgotten WHERE returns only the tenant's rows",
+                    f"leaks {leaked} rows of all {len(TENANTS)} tenants (before protect)",
+                    f"acme sees {seen} rows",
+                    leaked == total and ok and seen == str(acme_rows),
+                )
+            )
+
+            def plain_no_setting() -> object:
+                with psycopg.connect(app_dsn, autocommit=True) as plain:
+                    return plain.execute("SELECT count(*) FROM app.invoices").fetchone()
+
+            p_ok, p_seen = _attempt(plain_no_setting)
+            g_ok, g_seen = _attempt(guarded(None, "SELECT count(*) FROM app.invoices"))
+            claims.append(
+                Claim(
+                    "no tenant bound fails closed",
+                    p_seen if not p_ok else f"returned {p_seen}",
+                    g_seen,
+                    not p_ok and not g_ok,
+                )
+            )
+
+            g_ok, g_seen = _attempt(
+                guarded(
+                    1,
+                    "INSERT INTO app.invoices (tenant_id, amount_cents, customer) "
+                    "VALUES (2, 1, 'planted by acme') RETURNING id",
+                )
+            )
+            claims.append(
+                Claim("insert into another tenant is refused", "would insert", g_seen, not g_ok)
+            )
+
+            g_ok, g_seen = _attempt(guarded(1, "UPDATE app.invoices SET tenant_id = 2 RETURNING id"))
+            claims.append(
+                Claim(
+                    "UPDATE ... SET tenant_id = other (no WHERE) is refused",
+                    "would move every row",
+                    g_seen,
+                    not g_ok,
+                )
+            )
+
+            with admin_connect(dsn, autocommit=True) as admin:
+                globex_id = admin.execute(
+                    "SELECT min(id) FROM app.invoices WHERE tenant_id = 2"
+                ).fetchone()[0]  # type: ignore[index]
+            g_ok, g_seen = _attempt(
+                guarded(1, "SELECT count(*) FROM app.invoices WHERE id = %s", (globex_id,))
+            )
+            claims.append(
+                Claim(
+                    "fetching another tenant's row by id (IDOR) finds nothing",
+                    "returns globex's invoice",
+                    f"acme sees {g_seen} rows",
+                    g_ok and g_seen == "0",
+                )
+            )
+
+            # A pooled connection left dirty by one tenant.
+            with tenant(1), pool.connection() as conn:
+                pid = conn.info.backend_pid
+                conn.execute("SET search_path = pg_catalog")
+                conn.execute("CREATE TEMP TABLE invoices AS SELECT * FROM app.invoices")
+            with tenant(2), pool.connection() as conn:
+                same = conn.info.backend_pid == pid
+                path = conn.execute("SELECT current_setting('search_path')").fetchone()[0]  # type: ignore[index]
+                temp = conn.execute("SELECT to_regclass('pg_temp.invoices')").fetchone()[0]  # type: ignore[index]
+            stats = pool.guard_stats
+            caught = stats.by_tenant.get("1", 0) == 1 and {"search_path", "temp_object"} <= set(
+                stats.by_kind
+            )
+            claims.append(
+                Claim(
+                    "session state left on a pooled connection is caught",
+                    "next tenant inherits search_path and acme's temp table",
+                    f"guard reset it ({', '.join(sorted(stats.by_kind))}); next tenant clean",
+                    caught and same and temp is None and path != "pg_catalog",
+                )
+            )
+    return DemoResult(claims, version)
