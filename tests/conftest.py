@@ -115,16 +115,17 @@ def build_saas(s: Scratch, *, user_column_on_projects: bool = True) -> None:
     """Install tenantguard, create the sample schema owned by the owner role, protect it."""
     with s.admin() as conn:
         install(conn, InstallSpec(app_role=s.app_role, owner_role=s.owner_role))
-        conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
-            sql.Identifier(s.dbname), sql.Identifier(s.owner_role)))
+        conn.execute(
+            sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
+                sql.Identifier(s.dbname), sql.Identifier(s.owner_role)
+            )
+        )
         with conn.transaction():
             conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(s.owner_role)))
             conn.execute(SAAS_SCHEMA)
         protect(conn, ["app.users", "app.invoices"])
         protect(conn, ["app.projects"], user_column="owner_id" if user_column_on_projects else None)
-        for stmt in grant_statements(
-            [*map(_qn, TENANT_TABLES), _qn("app.tenants")], s.app_role
-        ):
+        for stmt in grant_statements([*map(_qn, TENANT_TABLES), _qn("app.tenants")], s.app_role):
             conn.execute(stmt)
         conn.execute("INSERT INTO app.tenants VALUES (1, 'acme'), (2, 'globex'), (3, 'initech')")
         for t in (1, 2, 3):

@@ -37,14 +37,22 @@ def test_install_creates_roles_and_is_idempotent(scratch) -> None:  # type: igno
 def test_helper_fails_closed(scratch, value) -> None:  # type: ignore[no-untyped-def]
     with scratch.admin() as conn:
         install(conn, InstallSpec(app_role=scratch.app_role, owner_role=scratch.owner_role))
-        conn.execute("CREATE TABLE IF NOT EXISTS public.fc (tenant_id bigint NOT NULL, id int PRIMARY KEY)")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS public.fc (tenant_id bigint NOT NULL, id int PRIMARY KEY)"
+        )
         conn.execute("INSERT INTO public.fc VALUES (1, 1), (2, 2) ON CONFLICT DO NOTHING")
         protect(conn, ["public.fc"])
-        conn.execute(sql.SQL("GRANT SELECT ON public.fc TO {}").format(sql.Identifier(scratch.app_role)))
+        conn.execute(
+            sql.SQL("GRANT SELECT ON public.fc TO {}").format(sql.Identifier(scratch.app_role))
+        )
     with scratch.app() as conn, conn.transaction():
         if value is not None:
             conn.execute("SELECT set_config('app.tenant_id', %s, true)", (value,))
-        error = psycopg.errors.InvalidTextRepresentation if value == "garbage" else psycopg.errors.InsufficientPrivilege
+        error = (
+            psycopg.errors.InvalidTextRepresentation
+            if value == "garbage"
+            else psycopg.errors.InsufficientPrivilege
+        )
         with pytest.raises(error):
             conn.execute("SELECT * FROM public.fc").fetchall()
 
@@ -58,8 +66,12 @@ def test_protect_is_idempotent_and_dry_run_changes_nothing(scratch) -> None:  # 
         )
         dry = protect(conn, ["public.idem"], dry_run=True)
         assert any("FORCE ROW LEVEL SECURITY" in s for s in dry.statements)
-        assert conn.execute("SELECT relrowsecurity FROM pg_class WHERE oid = 'public.idem'::regclass").fetchone() == (False,)
-        assert conn.execute("SELECT count(*) FROM pg_policy WHERE polrelid = 'public.idem'::regclass").fetchone() == (0,)
+        assert conn.execute(
+            "SELECT relrowsecurity FROM pg_class WHERE oid = 'public.idem'::regclass"
+        ).fetchone() == (False,)
+        assert conn.execute(
+            "SELECT count(*) FROM pg_policy WHERE polrelid = 'public.idem'::regclass"
+        ).fetchone() == (0,)
         assert any("foreign key" in w for w in dry.warnings)
         first = protect(conn, ["public.idem"])
         assert len(first.statements) >= 6
@@ -69,15 +81,19 @@ def test_protect_is_idempotent_and_dry_run_changes_nothing(scratch) -> None:  # 
             "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'public.idem'::regclass"
         ).fetchone()
         assert row == (True, True)
-        pols = dict(conn.execute(
-            "SELECT polname, polpermissive FROM pg_policy WHERE polrelid = 'public.idem'::regclass"
-        ).fetchall())
+        pols = dict(
+            conn.execute(
+                "SELECT polname, polpermissive FROM pg_policy WHERE polrelid = 'public.idem'::regclass"
+            ).fetchall()
+        )
         assert pols == {"tg_tenant_guard": False, "tg_tenant_access": True}
         quals = conn.execute(
             "SELECT qual, with_check FROM pg_policies WHERE tablename = 'idem'"
         ).fetchall()
         assert all(q and c and "uuid" in q for q, c in quals)
-        idx = conn.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'idem' AND indexname LIKE '%%tg_idx'").fetchone()
+        idx = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'idem' AND indexname LIKE '%%tg_idx'"
+        ).fetchone()
         assert idx is not None and "(tenant_id, id)" in idx[0]
         # A policy someone altered by hand is put back.
         conn.execute("ALTER POLICY tg_tenant_access ON public.idem USING (true)")

@@ -13,7 +13,12 @@ from tenantguard.cli import main
 def test_demo_on_given_server_passes_and_cleans_up(server_dsn: str) -> None:
     def demo_dbs() -> set[str]:
         with psycopg.connect(server_dsn) as c:
-            return {r[0] for r in c.execute("SELECT datname FROM pg_database WHERE datname LIKE 'tenantguard_demo_%'")}
+            return {
+                r[0]
+                for r in c.execute(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'tenantguard_demo_%'"
+                )
+            }
 
     before = demo_dbs()
     result = CliRunner().invoke(main, ["demo", "--dsn", server_dsn, "--json"])
@@ -27,20 +32,37 @@ def test_demo_on_given_server_passes_and_cleans_up(server_dsn: str) -> None:
 def test_install_and_protect_dry_run_then_real(scratch) -> None:  # type: ignore[no-untyped-def]
     runner = CliRunner()
     base = ["--dsn", scratch.admin_dsn]
-    r = runner.invoke(main, ["install", *base, "--app-role", scratch.app_role, "--owner-role", scratch.owner_role, "--dry-run"])
+    r = runner.invoke(
+        main,
+        [
+            "install",
+            *base,
+            "--app-role",
+            scratch.app_role,
+            "--owner-role",
+            scratch.owner_role,
+            "--dry-run",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "CREATE OR REPLACE FUNCTION" in r.stdout
     with scratch.admin() as c:
         assert c.execute("SELECT to_regnamespace('tenantguard')").fetchone() == (None,)
-    r = runner.invoke(main, ["install", *base, "--app-role", scratch.app_role, "--owner-role", scratch.owner_role])
+    r = runner.invoke(
+        main, ["install", *base, "--app-role", scratch.app_role, "--owner-role", scratch.owner_role]
+    )
     assert r.exit_code == 0, r.output
     with scratch.admin() as c:
         c.execute("CREATE TABLE public.cli_t (tenant_id text NOT NULL, id int PRIMARY KEY)")
-    r = runner.invoke(main, ["protect", "public.cli_t", *base, "--dry-run", "--grant-to", scratch.app_role])
+    r = runner.invoke(
+        main, ["protect", "public.cli_t", *base, "--dry-run", "--grant-to", scratch.app_role]
+    )
     assert r.exit_code == 0, r.output
     assert "FORCE ROW LEVEL SECURITY" in r.stdout and "GRANT" in r.stdout
     with scratch.admin() as c:
-        assert c.execute("SELECT relrowsecurity FROM pg_class WHERE oid = 'public.cli_t'::regclass").fetchone() == (False,)
+        assert c.execute(
+            "SELECT relrowsecurity FROM pg_class WHERE oid = 'public.cli_t'::regclass"
+        ).fetchone() == (False,)
     r = runner.invoke(main, ["protect", "public.cli_t", *base])
     assert r.exit_code == 0, r.output
     r = runner.invoke(main, ["protect", "public.cli_t", *base, "--dry-run"])

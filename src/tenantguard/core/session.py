@@ -88,7 +88,7 @@ class ConnState:
         return self.lease_bind
 
     def bind_needed(
-        self, status: TransactionStatus, in_pipeline: bool, action: str = "a query"
+        self, status: int, in_pipeline: bool, action: str = "a query"
     ) -> tuple[LiteralString, tuple[str, ...]] | None:
         """The binding statement to send before the next one, or None if already bound."""
         ctx = self.context_for(action)
@@ -98,7 +98,7 @@ class ConnState:
             return None
         return self.binder.bind_query(ctx)
 
-    def after_statement(self, status: TransactionStatus) -> None:
+    def after_statement(self, status: int) -> None:
         self.bound = status != IDLE
 
     def note(self, query: object) -> None:

@@ -26,6 +26,12 @@ from psycopg.rows import Row
 from tenantguard.core.session import ConnState
 from tenantguard.errors import UnsupportedOperation
 
+
+def _sup(obj: object) -> Any:
+    # psycopg's execute() is overloaded on Query vs Template; forward the call as is.
+    return obj
+
+
 if TYPE_CHECKING:
     from psycopg.copy import AsyncCopy, Copy
 
@@ -55,20 +61,20 @@ class TenantCursor(psycopg.Cursor[Row]):
         conn = self._conn
         st = conn._tg
         if st is None:
-            super().execute(query, params, prepare=prepare, binary=binary)
+            _sup(super()).execute(query, params, prepare=prepare, binary=binary)
             return self
         in_pipeline = conn._pipeline is not None
         bind = st.bind_needed(conn.pgconn.transaction_status, in_pipeline)
         st.note(query)
         if bind is None:
-            super().execute(query, params, prepare=prepare, binary=binary)
+            _sup(super()).execute(query, params, prepare=prepare, binary=binary)
         elif in_pipeline:
             conn._raw_cursor().execute(*bind)
-            super().execute(query, params, prepare=prepare, binary=binary)
+            _sup(super()).execute(query, params, prepare=prepare, binary=binary)
         else:
             with conn.pipeline():
                 conn._raw_cursor().execute(*bind)
-                super().execute(query, params, prepare=prepare, binary=binary)
+                _sup(super()).execute(query, params, prepare=prepare, binary=binary)
         st.after_statement(conn.pgconn.transaction_status)
         return self
 
@@ -213,20 +219,20 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
         conn = self._conn
         st = conn._tg
         if st is None:
-            await super().execute(query, params, prepare=prepare, binary=binary)
+            await _sup(super()).execute(query, params, prepare=prepare, binary=binary)
             return self
         in_pipeline = conn._pipeline is not None
         bind = st.bind_needed(conn.pgconn.transaction_status, in_pipeline)
         st.note(query)
         if bind is None:
-            await super().execute(query, params, prepare=prepare, binary=binary)
+            await _sup(super()).execute(query, params, prepare=prepare, binary=binary)
         elif in_pipeline:
             await conn._raw_cursor().execute(*bind)
-            await super().execute(query, params, prepare=prepare, binary=binary)
+            await _sup(super()).execute(query, params, prepare=prepare, binary=binary)
         else:
             async with conn.pipeline():
                 await conn._raw_cursor().execute(*bind)
-                await super().execute(query, params, prepare=prepare, binary=binary)
+                await _sup(super()).execute(query, params, prepare=prepare, binary=binary)
         st.after_statement(conn.pgconn.transaction_status)
         return self
 
@@ -262,7 +268,7 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
         async with super().copy(statement, params, writer=writer) as cp:
             yield cp
 
-    async def stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[Row]:  # type: ignore[override]
+    async def stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[Row]:
         await self._conn._bind_out_of_band("stream()")
         if self._conn._tg is not None and args:
             self._conn._tg.note(args[0])

@@ -122,7 +122,7 @@ class _PoolCore:
                 f"user_setting={db_user_setting!r} (or re-run install with --setting)",
             )
 
-    def exit_status_kind(self, status: TransactionStatus, autocommit: bool) -> str | None:
+    def exit_status_kind(self, status: int, autocommit: bool) -> str | None:
         """What a transaction left open at the end of a lease means."""
         if status == INERROR:
             return "aborted_transaction"
@@ -132,9 +132,10 @@ class _PoolCore:
         return None
 
     def client_side_kinds(
-        self, conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]
+        self, conn: TenantConnection[Any] | AsyncTenantConnection[Any]
     ) -> set[str]:
-        st: ConnState = conn._tg  # type: ignore[attr-defined]
+        st = conn._tg
+        assert st is not None
         kinds = set(st.effects)
         base = st.baseline
         if base is not None:
@@ -249,7 +250,7 @@ class TenantPool:
         with conn:
             if self._core.check_role:
                 query, params = self._core.role_query()
-                self._core.raise_if_unsafe(conn.execute(query, params).fetchone())  # type: ignore[arg-type]
+                self._core.raise_if_unsafe(conn.execute(query, params).fetchone())
             self._core.check_helper(conn.execute(_SETTINGS_SETTING_QUERY).fetchone())
 
     def close(self, timeout: float = 5.0) -> None:
@@ -269,7 +270,7 @@ class TenantPool:
         cur = psycopg.Cursor(conn)
         if self._core.check_role:
             query, params = self._core.role_query()
-            self._core.raise_if_unsafe(cur.execute(query, params).fetchone())  # type: ignore[arg-type]
+            self._core.raise_if_unsafe(cur.execute(query, params).fetchone())
         st = self._core.new_state()
         st.baseline = snapshot(
             cur.execute(STATE_QUERY, (self._core.setting, self._core.user_setting)).fetchone()  # type: ignore[arg-type]
@@ -314,7 +315,9 @@ class TenantPool:
         except Exception as exc:
             # Never hand a connection we could not prove clean to the next tenant.
             logger.warning("checkin guard closed a connection: %s", exc)
-            core.guard_stats.record(None if lease is None else str(lease.tenant), {"unresettable"}, "discard")
+            core.guard_stats.record(
+                None if lease is None else str(lease.tenant), {"unresettable"}, "discard"
+            )
             conn.close()
         finally:
             st.end_lease()
@@ -430,7 +433,7 @@ class AsyncTenantPool:
         async with conn:
             if self._core.check_role:
                 query, params = self._core.role_query()
-                cur = await conn.execute(query, params)  # type: ignore[arg-type]
+                cur = await conn.execute(query, params)
                 self._core.raise_if_unsafe(await cur.fetchone())
             cur = await conn.execute(_SETTINGS_SETTING_QUERY)
             self._core.check_helper(await cur.fetchone())
@@ -451,7 +454,7 @@ class AsyncTenantPool:
         cur = psycopg.AsyncCursor(conn)
         if self._core.check_role:
             query, params = self._core.role_query()
-            await cur.execute(query, params)  # type: ignore[arg-type]
+            await cur.execute(query, params)
             self._core.raise_if_unsafe(await cur.fetchone())
         st = self._core.new_state()
         await cur.execute(STATE_QUERY, (self._core.setting, self._core.user_setting))
@@ -488,7 +491,9 @@ class AsyncTenantPool:
                         raise ContaminatedConnection(lease and lease.tenant.value, sorted(left))
         except Exception as exc:
             logger.warning("checkin guard closed a connection: %s", exc)
-            core.guard_stats.record(None if lease is None else str(lease.tenant), {"unresettable"}, "discard")
+            core.guard_stats.record(
+                None if lease is None else str(lease.tenant), {"unresettable"}, "discard"
+            )
             await conn.close()
         finally:
             st.end_lease()
