@@ -174,3 +174,28 @@ def test_setting_mismatch_with_helper_is_refused(saas) -> None:  # type: ignore[
 
     with pytest.raises(ConfigurationError, match="app.other"):
         TenantPool(saas.app_dsn, setting="app.other", min_size=1)
+
+
+def test_pool_works_on_a_database_tenantguard_did_not_install(server_dsn) -> None:  # type: ignore[no-untyped-def]
+    """Own policies, own setting, no tenantguard schema: the pool still binds per transaction."""
+    from conftest import make_scratch
+
+    from tenantguard import tenant
+
+    gen = make_scratch(server_dsn)
+    s = next(gen)
+    try:
+        with s.admin() as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(s.app_role)))
+            conn.execute("CREATE TABLE public.docs (org text NOT NULL, body text)")
+            conn.execute("ALTER TABLE public.docs ENABLE ROW LEVEL SECURITY")
+            conn.execute(
+                "CREATE POLICY p ON public.docs USING (org = current_setting('my.org'))"
+            )
+            conn.execute("INSERT INTO public.docs VALUES ('a', 'x'), ('b', 'y')")
+            conn.execute(sql.SQL("GRANT SELECT ON public.docs TO {}").format(sql.Identifier(s.app_role)))
+        with TenantPool(s.app_dsn, setting="my.org", tenant_column="org", min_size=1) as pool:
+            with tenant("b"), pool.connection() as c:
+                assert c.execute("SELECT body FROM public.docs").fetchall() == [("y",)]
+    finally:
+        gen.close()

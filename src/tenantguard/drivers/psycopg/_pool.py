@@ -56,10 +56,8 @@ OnContamination = Literal["reset", "discard"]
 
 # Kinds the server snapshot cannot see (custom settings are not enumerable, code in
 # DO/CALL bodies is opaque): a connection flagged with these is always reset.
-_SETTINGS_SETTING_QUERY = (
-    "SELECT tenantguard.tenant_setting(), tenantguard.user_setting() "
-    "WHERE to_regprocedure('tenantguard.tenant_setting()') IS NOT NULL"
-)
+_HELPER_EXISTS_QUERY = "SELECT to_regprocedure('tenantguard.tenant_setting()') IS NOT NULL"
+_HELPER_SETTINGS_QUERY = "SELECT tenantguard.tenant_setting(), tenantguard.user_setting()"
 
 
 class _PoolCore:
@@ -251,7 +249,8 @@ class TenantPool:
             if self._core.check_role:
                 query, params = self._core.role_query()
                 self._core.raise_if_unsafe(conn.execute(query, params).fetchone())
-            self._core.check_helper(conn.execute(_SETTINGS_SETTING_QUERY).fetchone())
+            if conn.execute(_HELPER_EXISTS_QUERY).fetchone() == (True,):
+                self._core.check_helper(conn.execute(_HELPER_SETTINGS_QUERY).fetchone())
 
     def close(self, timeout: float = 5.0) -> None:
         self._pool.close(timeout=timeout)
@@ -435,8 +434,10 @@ class AsyncTenantPool:
                 query, params = self._core.role_query()
                 cur = await conn.execute(query, params)
                 self._core.raise_if_unsafe(await cur.fetchone())
-            cur = await conn.execute(_SETTINGS_SETTING_QUERY)
-            self._core.check_helper(await cur.fetchone())
+            cur = await conn.execute(_HELPER_EXISTS_QUERY)
+            if await cur.fetchone() == (True,):
+                cur = await conn.execute(_HELPER_SETTINGS_QUERY)
+                self._core.check_helper(await cur.fetchone())
 
     async def close(self, timeout: float = 5.0) -> None:
         await self._pool.close(timeout=timeout)

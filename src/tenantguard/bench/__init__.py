@@ -1,0 +1,1 @@
+"""Benchmarks: the cost of isolation, measured side by side (``tenantguard bench``)."""

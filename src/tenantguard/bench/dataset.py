@@ -1,0 +1,130 @@
+"""Benchmark dataset: N tenants x M rows, generated server-side, in two table shapes.
+
+``bench.items``       RLS-protected by tenantguard, with the composite (tenant_id, id) index.
+``bench.items_noidx`` the same rows and policies, without the composite index.
+
+Ids are tenant-major (``id = (tenant - 1) * rows + r``), so a tenant's rows are
+contiguous and the newest-N list is an index range scan when the index exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from tenantguard.admin import install, protect
+from tenantguard.core.sqlbuild import InstallSpec, grant_statements
+from tenantguard.core.names import QualifiedName
+
+__all__ = ["Dataset", "build_dataset", "explain_list"]
+
+TABLES = ("items", "items_noidx")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    tenants: int
+    rows_per_tenant: int
+    app_role: str
+    raw_role: str  # BYPASSRLS: the hand-written WHERE baseline on the same table
+
+    @property
+    def rows(self) -> int:
+        return self.tenants * self.rows_per_tenant
+
+
+def _exists(conn: psycopg.Connection[Any], tenants: int, rows: int) -> bool:
+    """A dataset of this exact size is already there (reuse it across runs)."""
+    row = conn.execute(
+        "SELECT obj_description('bench.items'::regclass, 'pg_class') "
+        "WHERE to_regclass('bench.items') IS NOT NULL"
+    ).fetchone()
+    return row is not None and row[0] == f"tenantguard-bench {tenants}x{rows}"
+
+
+def build_dataset(
+    conn: psycopg.Connection[Any],
+    tenants: int,
+    rows_per_tenant: int,
+    *,
+    app_role: str = "tg_bench_app",
+    owner_role: str = "tg_bench_owner",
+    raw_role: str = "tg_bench_raw",
+    progress: Callable[[int, int], None] | None = None,
+) -> Dataset:
+    """Create (or reuse) the dataset as an administrator on an autocommit connection."""
+    ds = Dataset(tenants, rows_per_tenant, app_role, raw_role)
+    install(conn, InstallSpec(app_role=app_role, owner_role=owner_role))
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (raw_role,)).fetchone() is None:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN BYPASSRLS").format(sql.Identifier(raw_role)))
+    if _exists(conn, tenants, rows_per_tenant):
+        if progress:
+            progress(tenants, tenants)
+        return ds
+    conn.execute("DROP SCHEMA IF EXISTS bench CASCADE")
+    conn.execute(sql.SQL("CREATE SCHEMA bench AUTHORIZATION {}").format(sql.Identifier(owner_role)))
+    for name in TABLES:
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE {} (tenant_id bigint NOT NULL, id bigint NOT NULL, "
+                "created_at timestamptz NOT NULL, amount int NOT NULL, note text) "
+                "WITH (fillfactor = 90)"
+            ).format(sql.Identifier("bench", name))
+        )
+    # Generate server-side, in chunks of tenants, so progress can be shown.
+    chunk = max(1, min(tenants, 200_000 // max(1, rows_per_tenant)))
+    done = 0
+    while done < tenants:
+        hi = min(tenants, done + chunk)
+        for name in TABLES:
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} SELECT t, (t - 1) * %(r)s + g, "
+                    "now() - ((%(r)s - g) * interval '1 minute'), (t + g) %% 1000, 'n' "
+                    "FROM generate_series(%(lo)s, %(hi)s) t, generate_series(1, %(r)s) g"
+                ).format(sql.Identifier("bench", name)),
+                {"r": rows_per_tenant, "lo": done + 1, "hi": hi},
+            )
+        done = hi
+        if progress:
+            progress(done, tenants)
+    for name in TABLES:
+        ident = sql.Identifier("bench", name)
+        conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (id)").format(ident))
+        conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(ident, sql.Identifier(owner_role)))
+    protect(conn, [QualifiedName("bench", "items")])  # adds the (tenant_id, id) index
+    # items_noidx: the same policies, minus the composite index protect() would add.
+    plan = protect(conn, [QualifiedName("bench", "items_noidx")], dry_run=True)
+    with conn.transaction():
+        for stmt in plan.statements:
+            if not stmt.startswith("CREATE INDEX"):
+                conn.execute(stmt)
+    tables = [QualifiedName("bench", n) for n in TABLES]
+    for role in (app_role, raw_role):
+        for stmt in grant_statements(tables, role):
+            conn.execute(stmt)
+    for name in TABLES:
+        conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier("bench", name)))
+    conn.execute(
+        sql.SQL("COMMENT ON TABLE bench.items IS {}").format(
+            sql.Literal(f"tenantguard-bench {tenants}x{rows_per_tenant}")
+        )
+    )
+    return ds
+
+
+def explain_list(conn: psycopg.Connection[Any], table: str, tenant_id: int, limit: int = 10) -> str:
+    """EXPLAIN ANALYZE of the newest-N list as the app role would run it (RLS applies)."""
+    with conn.transaction(force_rollback=True):
+        conn.execute("SELECT set_config('app.tenant_id', %s, true)", (str(tenant_id),))
+        rows = conn.execute(
+            sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) "
+                    "SELECT id, amount FROM {} ORDER BY id DESC LIMIT {}").format(
+                sql.Identifier("bench", table), sql.Literal(limit)
+            )
+        ).fetchall()
+    return "\n".join(r[0] for r in rows)

@@ -1,0 +1,224 @@
+"""Benchmark variants: each is its own client code path, as a user would write it.
+
+A variant opens shared resources once (``open``), hands each client thread a
+*session* whose methods run one operation and return the rows it saw, and closes.
+Every result row carries ``tenant_id`` so the harness counts cross-tenant rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, LiteralString, Protocol
+
+import psycopg
+from psycopg import sql
+
+from tenantguard.core.context import tenant
+from tenantguard.drivers.psycopg import AsyncTenantPool, TenantPool
+
+__all__ = ["VARIANTS", "Session", "Variant", "WORKLOADS"]
+
+WORKLOADS = ("select", "list", "insert", "update")
+Rows = list[tuple[Any, ...]]
+
+# Fresh ids for inserts, above the generated range (set by the harness).
+_insert_ids = itertools.count(10**12)
+_ids_lock = threading.Lock()
+
+
+def next_insert_id() -> int:
+    with _ids_lock:
+        return next(_insert_ids)
+
+
+class Session(Protocol):
+    def run(self, workload: str, tid: int, key: int) -> Rows: ...
+    def close(self) -> None: ...
+
+
+def _queries(table: str, hand_where: bool) -> dict[str, sql.Composed]:
+    t = sql.Identifier("bench", table)
+    w = sql.SQL("tenant_id = %(t)s AND ") if hand_where else sql.SQL("")
+    lw = sql.SQL("WHERE tenant_id = %(t)s ") if hand_where else sql.SQL("")
+    return {
+        "select": sql.SQL("SELECT tenant_id, id, amount FROM {} WHERE {}id = %(k)s").format(t, w),
+        "list": sql.SQL("SELECT tenant_id, id, amount FROM {} {}ORDER BY id DESC LIMIT 10").format(
+            t, lw
+        ),
+        "insert": sql.SQL(
+            "INSERT INTO {} (tenant_id, id, created_at, amount) VALUES (%(t)s, %(k)s, now(), 1) "
+            "RETURNING tenant_id"
+        ).format(t),
+        "update": sql.SQL(
+            "UPDATE {} SET amount = amount + 1 WHERE {}id = %(k)s RETURNING tenant_id"
+        ).format(t, w),
+    }
+
+
+def _params(workload: str, tid: int, key: int) -> dict[str, int]:
+    return {"t": tid, "k": next_insert_id() if workload == "insert" else key}
+
+
+@dataclass
+class Variant:
+    """A named client code path. ``kind`` is ``sync`` or ``async``."""
+
+    name: str
+    description: str
+    kind: str
+    factory: Callable[[str, dict[str, Any]], Any]  # (dsn, options) -> VariantRuntime
+
+
+# ----------------------------------------------------------------- sync, per-thread
+
+
+class _ConnSession:
+    def __init__(self, dsn: str, queries: dict[str, sql.Composed], style: str, **kw: Any) -> None:
+        self.conn = psycopg.connect(dsn, autocommit=True, **kw)
+        self.q = queries
+        self.style = style
+        self.cur = self.conn.cursor()
+
+    def run(self, workload: str, tid: int, key: int) -> Rows:
+        q, p = self.q[workload], _params(workload, tid, key)
+        cur = self.cur
+        if self.style == "raw":
+            cur.execute(q, p)
+        elif self.style == "naive":  # BEGIN / set_config / query / COMMIT: 4 round trips
+            with self.conn.transaction():
+                cur.execute("SELECT set_config('app.tenant_id', %s, true)", (str(tid),))
+                cur.execute(q, p)
+                return cur.fetchall()
+        else:  # "session": SET on the session, then the query (unsafe with pools)
+            cur.execute("SELECT set_config('app.tenant_id', %s, false)", (str(tid),))
+            cur.execute(q, p)
+        return cur.fetchall()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _ConnRuntime:
+    def __init__(self, dsn: str, queries: dict[str, sql.Composed], style: str, **kw: Any):
+        self.dsn, self.q, self.style, self.kw = dsn, queries, style, kw
+
+    def session(self) -> _ConnSession:
+        return _ConnSession(self.dsn, self.q, self.style, **self.kw)
+
+    def close(self) -> None:
+        pass
+
+
+# ----------------------------------------------------------------- tenantguard pools
+
+
+class _UnguardedPool(TenantPool):
+    """TenantPool with the checkin guard switched off: only to measure the guard's cost."""
+
+    def _checkin(self, conn: Any) -> None:
+        if conn._tg is not None:
+            conn._tg.end_lease()
+
+
+class _PoolSession:
+    def __init__(self, pool: TenantPool, queries: dict[str, sql.Composed]) -> None:
+        self.pool, self.q = pool, queries
+
+    def run(self, workload: str, tid: int, key: int) -> Rows:
+        with tenant(tid), self.pool.connection() as conn:
+            return conn.execute(self.q[workload], _params(workload, tid, key)).fetchall()
+
+    def close(self) -> None:
+        pass
+
+
+class _PoolRuntime:
+    def __init__(
+        self, dsn: str, queries: dict[str, sql.Composed], size: int, cls: type[TenantPool], **kw: Any
+    ):
+        self.pool = cls(dsn, min_size=size, max_size=size, tenant_kind="bigint", kwargs=kw or None)
+        self.pool.pool.wait(timeout=30)
+        self.q = queries
+
+    def session(self) -> _PoolSession:
+        return _PoolSession(self.pool, self.q)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class _AsyncRuntime:
+    """AsyncTenantPool driven by an event loop in its own thread."""
+
+    def __init__(self, dsn: str, queries: dict[str, sql.Composed], size: int, **kw: Any):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.q = queries
+        self.pool = AsyncTenantPool(
+            dsn, min_size=size, max_size=size, tenant_kind="bigint", kwargs=kw or None
+        )
+        self._call(self.pool.open(wait=True))
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
+
+    async def run_async(self, workload: str, tid: int, key: int) -> Rows:
+        with tenant(tid):
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(self.q[workload], _params(workload, tid, key))
+                return await cur.fetchall()
+
+    def close(self) -> None:
+        self._call(self.pool.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
+def _tables(opts: dict[str, Any]) -> str:
+    return str(opts.get("table", "items"))
+
+
+def _raw(dsn: str, o: dict[str, Any]) -> _ConnRuntime:
+    return _ConnRuntime(o["raw_dsn"], _queries(_tables(o), True), "raw", **o.get("conn_kw", {}))
+
+
+def _naive(dsn: str, o: dict[str, Any]) -> _ConnRuntime:
+    return _ConnRuntime(dsn, _queries(_tables(o), False), "naive", **o.get("conn_kw", {}))
+
+
+def _session_set(dsn: str, o: dict[str, Any]) -> _ConnRuntime:
+    return _ConnRuntime(dsn, _queries(_tables(o), False), "session", **o.get("conn_kw", {}))
+
+
+def _tg(dsn: str, o: dict[str, Any]) -> _PoolRuntime:
+    return _PoolRuntime(dsn, _queries(_tables(o), False), o["size"], TenantPool, **o.get("conn_kw", {}))
+
+
+def _tg_noguard(dsn: str, o: dict[str, Any]) -> _PoolRuntime:
+    return _PoolRuntime(
+        dsn, _queries(_tables(o), False), o["size"], _UnguardedPool, **o.get("conn_kw", {})
+    )
+
+
+def _tg_async(dsn: str, o: dict[str, Any]) -> _AsyncRuntime:
+    return _AsyncRuntime(dsn, _queries(_tables(o), False), o["size"], **o.get("conn_kw", {}))
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in [
+        Variant("raw", "psycopg autocommit, WHERE tenant_id = %s by hand, RLS bypassed (baseline)", "sync", _raw),
+        Variant("naive", "BEGIN; set_config(.., true); query; COMMIT, each its own round trip", "sync", _naive),
+        Variant("session_set", "set_config(.., false) on the session, then the query (unsafe)", "sync", _session_set),
+        Variant("tenantguard", "TenantPool: binding pipelined with the query, checkin guard on", "sync", _tg),
+        Variant("tenantguard_noguard", "TenantPool with the checkin guard off (guard cost)", "sync", _tg_noguard),
+        Variant("tenantguard_async", "AsyncTenantPool, one task per client", "async", _tg_async),
+    ]
+}
+
+BIND: LiteralString = "SELECT set_config('app.tenant_id', %s, true)"
