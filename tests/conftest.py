@@ -35,7 +35,7 @@ def server_dsn() -> Iterator[str]:
     if dsn:
         yield dsn
         return
-    with embedded_postgres(prefix="tenantguard-test-") as dsn:
+    with embedded_postgres(prefix="tenantguard-test-", share_socket=True) as dsn:
         yield dsn
 
 

@@ -9,6 +9,7 @@ SIGTERM. It listens on a Unix socket only.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import tempfile
 import warnings
@@ -27,8 +28,15 @@ def _sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
-def embedded_postgres(prefix: str = "tenantguard-pg-") -> Iterator[str]:
-    """Start a throwaway PostgreSQL and yield a superuser DSN for it."""
+def embedded_postgres(
+    prefix: str = "tenantguard-pg-", *, share_socket: bool = False
+) -> Iterator[str]:
+    """Start a throwaway PostgreSQL and yield a superuser DSN for it.
+
+    With *share_socket* the data directory is made traversable (0711) after start so
+    a process running as another local user (PgBouncer as ``postgres``) can reach the
+    Unix socket. The server trusts local connections: use it on test machines only.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -54,6 +62,8 @@ def embedded_postgres(prefix: str = "tenantguard-pg-") -> Iterator[str]:
                 hint="pass --dsn to use your own server",
             ) from exc
         try:
+            if share_socket:
+                os.chmod(datadir, 0o711)
             uri = server.get_uri()
             params = psycopg.conninfo.conninfo_to_dict(uri)
             params.pop("password", None)

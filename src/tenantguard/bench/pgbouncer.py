@@ -1,0 +1,146 @@
+"""Run a real PgBouncer on a free loopback port (for tests and benchmarks).
+
+Uses the ``pgbouncer`` binary on the machine (Debian's package). PgBouncer refuses to
+run as root, so as root it is started with ``-u postgres`` (or ``run_as``). Auth is
+``trust`` against an auth file listing the given users: loopback testing only.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ["PgBouncer", "find_pgbouncer"]
+
+
+def find_pgbouncer() -> str | None:
+    return shutil.which("pgbouncer") or (
+        "/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PgBouncer:
+    """``with PgBouncer(host, port, users=[...]) as pgb: connect to 127.0.0.1:pgb.port``.
+
+    *host* is an IP/hostname or a Unix socket directory (the directory must be
+    traversable by the user PgBouncer runs as).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        users: list[str],
+        pool_mode: str = "transaction",
+        pool_size: int = 2,
+        run_as: str = "postgres",
+        max_client_conn: int = 200,
+    ) -> None:
+        binary = find_pgbouncer()
+        if binary is None:
+            raise RuntimeError("pgbouncer is not installed (apt-get install -y pgbouncer)")
+        self.binary = binary
+        self.host, self.upstream_port = host, port
+        self.users = users
+        self.pool_mode, self.pool_size = pool_mode, pool_size
+        self.max_client_conn = max_client_conn
+        self.run_as = run_as if os.geteuid() == 0 else None
+        self.port = _free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="tenantguard-pgbouncer-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _write_config(self) -> Path:
+        auth = self.dir / "users.txt"
+        auth.write_text("".join(f'"{u}" ""\n' for u in self.users))
+        cfg = self.dir / "pgbouncer.ini"
+        cfg.write_text(
+            "[databases]\n"
+            f"* = host={self.host} port={self.upstream_port}\n"
+            "[pgbouncer]\n"
+            "listen_addr = 127.0.0.1\n"
+            f"listen_port = {self.port}\n"
+            "unix_socket_dir =\n"
+            "auth_type = trust\n"
+            f"auth_file = {auth}\n"
+            f"pool_mode = {self.pool_mode}\n"
+            f"default_pool_size = {self.pool_size}\n"
+            "min_pool_size = 0\n"
+            "reserve_pool_size = 0\n"
+            f"max_client_conn = {self.max_client_conn}\n"
+            "server_reset_query =\n"
+            "ignore_startup_parameters = extra_float_digits,options\n"
+            f"logfile = {self.dir / 'pgbouncer.log'}\n"
+            f"pidfile = {self.dir / 'pgbouncer.pid'}\n"
+        )
+        if self.run_as:
+            pw = pwd.getpwnam(self.run_as)
+            for p in (self.dir, auth, cfg):
+                os.chown(p, pw.pw_uid, pw.pw_gid)
+        return cfg
+
+    def start(self, timeout: float = 10.0) -> PgBouncer:
+        cfg = self._write_config()
+        cmd = [self.binary, str(cfg)]
+        if self.run_as:
+            cmd = [self.binary, "-u", self.run_as, str(cfg)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        log = self.log_tail()
+        self.stop()
+        raise RuntimeError(f"pgbouncer did not start on 127.0.0.1:{self.port}:\n{log}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        text = ""
+        logfile = self.dir / "pgbouncer.log"
+        if logfile.exists():
+            text = "\n".join(logfile.read_text(errors="replace").splitlines()[-lines:])
+        if self.proc is not None and self.proc.stderr is not None and self.proc.poll() is not None:
+            text += self.proc.stderr.read().decode(errors="replace")
+        return text
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        if self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()
+        self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def conninfo(self, **params: str) -> dict[str, str]:
+        return {"host": "127.0.0.1", "port": str(self.port), "sslmode": "disable", **params}
+
+    def __enter__(self) -> PgBouncer:
+        return self.start()
+
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
