@@ -212,3 +212,16 @@ def test_server_cursor_is_bound(pool) -> None:  # type: ignore[no-untyped-def]
         with conn.cursor(name="c1") as cur:
             cur.execute("SELECT tenant_id FROM app.invoices")
             assert {r[0] for r in cur.fetchall()} == {3}
+
+
+def test_cached_generic_plans_never_reuse_a_tenant(saas) -> None:  # type: ignore[no-untyped-def]
+    """Same SQL text, one connection, prepared and forced onto a generic plan."""
+    opts = {"options": "-c plan_cache_mode=force_generic_plan", "prepare_threshold": 0}
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1, kwargs=opts) as p:
+        for _round in range(3):
+            for tid, expected in ((1, 2), (2, 4), (3, 6)):
+                with tenant(tid), p.connection() as conn:
+                    rows = conn.execute("SELECT tenant_id FROM app.invoices WHERE amount > %s", (0,)).fetchall()
+                    assert len(rows) == expected and {r[0] for r in rows} == {tid}
+        with tenant(1), p.connection() as conn:
+            assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0] >= 1

@@ -101,33 +101,41 @@ class InstallSpec:
             )
 
 
-def _fail_closed_body(setting: str, what: str) -> str:
-    # setting is checked against a strict pattern (letters, digits, _ and dots), so it
-    # cannot break out of the quoted literals below; the whole body is then passed
-    # through sql.Literal as one more layer.
-    name = check_setting_name(setting)
-    return f"""
-DECLARE
-    v text := pg_catalog.current_setting('{name}', true);
+_FAIL_BODY = """
 BEGIN
-    IF v IS NULL OR v = '' THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'insufficient_privilege',
-            MESSAGE = 'tenantguard: no {what} is bound (setting {name} is unset or empty)',
-            HINT = 'bind it per transaction: SELECT set_config(''{name}'', <id>, true)';
-    END IF;
-    RETURN v;
+    RAISE EXCEPTION USING
+        ERRCODE = 'insufficient_privilege',
+        MESSAGE = format('tenantguard: no %s is bound (setting %s is unset or empty)', what, setting),
+        HINT = format('bind it per transaction: SELECT set_config(%L, <id>, true)', setting);
 END
 """
 
 
-def _function_sql(schema: str, fname: str, body: str) -> sql.Composed:
-    # STABLE, never IMMUTABLE: an IMMUTABLE function reading a setting can be folded
-    # into a cached generic plan and reused for the next tenant on the connection.
+def _fail_sql(schema: str) -> sql.Composed:
+    # Only reached when the setting is missing: the error path, never the hot path.
     return sql.SQL(
-        "CREATE OR REPLACE FUNCTION {fn}() RETURNS text LANGUAGE plpgsql STABLE PARALLEL SAFE "
-        "AS {body}"
-    ).format(fn=sql.Identifier(schema, fname), body=sql.Literal(body))
+        "CREATE OR REPLACE FUNCTION {fn}(setting text, what text) RETURNS text "
+        "LANGUAGE plpgsql STABLE PARALLEL SAFE AS {body}"
+    ).format(fn=sql.Identifier(schema, "_fail"), body=sql.Literal(_FAIL_BODY))
+
+
+def _helper_sql(schema: str, fname: str, setting: str, what: str) -> sql.Composed:
+    """A fail-closed reader of *setting*: returns it, or raises when unset/NULL/empty.
+
+    LANGUAGE sql with a single SELECT, so the planner inlines it into the policy (no
+    function call on the hot path; plpgsql runs only to raise). STABLE, never
+    IMMUTABLE: an IMMUTABLE function reading a setting can be folded into a cached
+    generic plan and reused for the next tenant on the connection.
+    """
+    name = sql.Literal(check_setting_name(setting))
+    body = sql.SQL(
+        "SELECT CASE WHEN pg_catalog.current_setting({name}, true) <> '' "
+        "THEN pg_catalog.current_setting({name}, true) "
+        "ELSE {fail}({name}, {what}) END"
+    ).format(name=name, fail=sql.Identifier(schema, "_fail"), what=sql.Literal(what))
+    return sql.SQL(
+        "CREATE OR REPLACE FUNCTION {fn}() RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS {body}"
+    ).format(fn=sql.Identifier(schema, fname), body=sql.Literal(render(body)))
 
 
 def _constant_sql(schema: str, fname: str, value: str) -> sql.Composed:
@@ -166,18 +174,15 @@ def install_statements(spec: InstallSpec) -> list[sql.Composed]:
     owner = sql.Identifier(spec.owner_role)
     app = sql.Identifier(spec.app_role)
     fns = [
-        (
-            "current_tenant",
-            _function_sql(spec.schema, "current_tenant", _fail_closed_body(spec.setting, "tenant")),
-        ),
+        ("_fail", "text, text", _fail_sql(spec.schema)),
+        ("current_tenant", "", _helper_sql(spec.schema, "current_tenant", spec.setting, "tenant")),
         (
             "current_user_id",
-            _function_sql(
-                spec.schema, "current_user_id", _fail_closed_body(spec.user_setting, "user")
-            ),
+            "",
+            _helper_sql(spec.schema, "current_user_id", spec.user_setting, "user"),
         ),
-        ("tenant_setting", _constant_sql(spec.schema, "tenant_setting", spec.setting)),
-        ("user_setting", _constant_sql(spec.schema, "user_setting", spec.user_setting)),
+        ("tenant_setting", "", _constant_sql(spec.schema, "tenant_setting", spec.setting)),
+        ("user_setting", "", _constant_sql(spec.schema, "user_setting", spec.user_setting)),
     ]
     out = [
         sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(schema, owner),
@@ -187,12 +192,12 @@ def install_statements(spec: InstallSpec) -> list[sql.Composed]:
         sql.SQL("REVOKE CREATE ON SCHEMA {} FROM PUBLIC").format(schema),
         sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, app),
     ]
-    for name, create in fns:
-        fn = sql.Identifier(spec.schema, name)
+    for name, args, create in fns:
+        fn = sql.SQL("{}({})").format(sql.Identifier(spec.schema, name), sql.SQL(args))
         out.append(create)
-        out.append(sql.SQL("ALTER FUNCTION {}() OWNER TO {}").format(fn, owner))
-        out.append(sql.SQL("REVOKE ALL ON FUNCTION {}() FROM PUBLIC").format(fn))
-        out.append(sql.SQL("GRANT EXECUTE ON FUNCTION {}() TO {}").format(fn, app))
+        out.append(sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(fn, owner))
+        out.append(sql.SQL("REVOKE ALL ON FUNCTION {} FROM PUBLIC").format(fn))
+        out.append(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(fn, app))
     return out
 
 
