@@ -189,11 +189,11 @@ def test_pool_works_on_a_database_tenantguard_did_not_install(server_dsn) -> Non
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(s.app_role)))
             conn.execute("CREATE TABLE public.docs (org text NOT NULL, body text)")
             conn.execute("ALTER TABLE public.docs ENABLE ROW LEVEL SECURITY")
-            conn.execute(
-                "CREATE POLICY p ON public.docs USING (org = current_setting('my.org'))"
-            )
+            conn.execute("CREATE POLICY p ON public.docs USING (org = current_setting('my.org'))")
             conn.execute("INSERT INTO public.docs VALUES ('a', 'x'), ('b', 'y')")
-            conn.execute(sql.SQL("GRANT SELECT ON public.docs TO {}").format(sql.Identifier(s.app_role)))
+            conn.execute(
+                sql.SQL("GRANT SELECT ON public.docs TO {}").format(sql.Identifier(s.app_role))
+            )
         with TenantPool(s.app_dsn, setting="my.org", tenant_column="org", min_size=1) as pool:
             with tenant("b"), pool.connection() as c:
                 assert c.execute("SELECT body FROM public.docs").fetchall() == [("y",)]

@@ -239,5 +239,126 @@ def demo(dsn: str | None, keep: bool, as_json: bool) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.option(
+    "--dsn",
+    envvar="TENANTGUARD_DSN",
+    default=None,
+    help="Superuser DSN; default: embedded PostgreSQL.",
+)
+@click.option("--tenants", default=10_000, show_default=True, type=click.IntRange(1))
+@click.option("--rows-per-tenant", default=100, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--clients", default="1,4,16", show_default=True, help="Comma-separated client counts."
+)
+@click.option(
+    "--duration",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0.05, 60),
+    help="Seconds per cell per round.",
+)
+@click.option("--rounds", default=5, show_default=True, type=click.IntRange(1, 50))
+@click.option(
+    "--output",
+    default="bench",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Directory for JSON and plots.",
+)
+@click.option(
+    "--markdown",
+    default="BENCHMARKS.md",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Report regenerated from every results file in --output.",
+)
+@click.option("--no-pgbouncer", is_flag=True, help="Skip the PgBouncer group.")
+@handled
+def bench(
+    dsn: str | None,
+    tenants: int,
+    rows_per_tenant: int,
+    clients: str,
+    duration: float,
+    rounds: int,
+    output: str,
+    markdown: str,
+    no_pgbouncer: bool,
+) -> None:
+    """Measure the cost of isolation side by side and write BENCHMARKS.md.
+
+    Builds TENANTS x ROWS-PER-TENANT rows server-side (reused across runs), runs every
+    variant interleaved in rounds, counts round trips, and checks the targets.
+    Load goes to the given server (or the embedded one) only; every loop is bounded.
+    """
+    from contextlib import nullcontext
+    from pathlib import Path
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tenantguard.bench.report import load_results, plot, write_markdown
+    from tenantguard.bench.run import BenchConfig, run_bench, save
+    from tenantguard.embedded import embedded_postgres
+
+    try:
+        client_list = sorted({int(c) for c in clients.split(",") if c.strip()})
+    except ValueError:
+        raise click.BadParameter("use a comma-separated list of integers, e.g. 1,4,16") from None
+    if not client_list or min(client_list) < 1 or max(client_list) > 64:
+        raise click.BadParameter("client counts must be between 1 and 64")
+    out_dir = Path(output)
+    command = (
+        "tenantguard bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "tenantguard bench"
+    )
+    server = nullcontext(dsn) if dsn else embedded_postgres(share_socket=True)
+    with (
+        server as target,
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+        ) as bar,
+    ):
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        cfg = BenchConfig(
+            dsn=target,
+            tenants=tenants,
+            rows_per_tenant=rows_per_tenant,
+            clients=client_list,
+            seconds=duration,
+            rounds=rounds,
+            output=out_dir,
+            pgbouncer=not no_pgbouncer,
+            command=command,
+        )
+        results = run_bench(cfg, progress=progress)
+    path = save(results, out_dir)
+    path = path.rename(out_dir / f"results-{tenants}x{rows_per_tenant}.json")
+    plot(results, out_dir)
+    write_markdown(load_results(out_dir), out_dir, Path(markdown), rel=output)
+    table = Table(title=f"targets ({tenants}x{rows_per_tenant})")
+    for col in ("target", "value", "goal", "met"):
+        table.add_column(col)
+    for t in results["targets"]:
+        v = t["value"]
+        table.add_row(
+            t["target"],
+            f"{v:.3f}" if isinstance(v, float) else str(v),
+            t["goal"],
+            {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[t["met"]],
+        )
+    out.print(table)
+    err.print(f"wrote {path}, plots and {markdown}")
+
+
 if __name__ == "__main__":
     main()

@@ -17,8 +17,8 @@ import psycopg
 from psycopg import sql
 
 from tenantguard.admin import install, protect
-from tenantguard.core.sqlbuild import InstallSpec, grant_statements
 from tenantguard.core.names import QualifiedName
+from tenantguard.core.sqlbuild import InstallSpec, grant_statements
 
 __all__ = ["Dataset", "build_dataset", "explain_list"]
 
@@ -39,10 +39,7 @@ class Dataset:
 
 def _exists(conn: psycopg.Connection[Any], tenants: int, rows: int) -> bool:
     """A dataset of this exact size is already there (reuse it across runs)."""
-    row = conn.execute(
-        "SELECT obj_description('bench.items'::regclass, 'pg_class') "
-        "WHERE to_regclass('bench.items') IS NOT NULL"
-    ).fetchone()
+    row = conn.execute("SELECT obj_description(to_regclass('bench.items'), 'pg_class')").fetchone()
     return row is not None and row[0] == f"tenantguard-bench {tenants}x{rows}"
 
 
@@ -83,9 +80,10 @@ def build_dataset(
         for name in TABLES:
             conn.execute(
                 sql.SQL(
-                    "INSERT INTO {} SELECT t, (t - 1) * %(r)s + g, "
+                    "INSERT INTO {} SELECT t, (t - 1) * %(r)s::bigint + g, "
                     "now() - ((%(r)s - g) * interval '1 minute'), (t + g) %% 1000, 'n' "
-                    "FROM generate_series(%(lo)s, %(hi)s) t, generate_series(1, %(r)s) g"
+                    "FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) t, "
+                    "generate_series(1::bigint, %(r)s::bigint) g"
                 ).format(sql.Identifier("bench", name)),
                 {"r": rows_per_tenant, "lo": done + 1, "hi": hi},
             )
@@ -95,7 +93,9 @@ def build_dataset(
     for name in TABLES:
         ident = sql.Identifier("bench", name)
         conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (id)").format(ident))
-        conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(ident, sql.Identifier(owner_role)))
+        conn.execute(
+            sql.SQL("ALTER TABLE {} OWNER TO {}").format(ident, sql.Identifier(owner_role))
+        )
     protect(conn, [QualifiedName("bench", "items")])  # adds the (tenant_id, id) index
     # items_noidx: the same policies, minus the composite index protect() would add.
     plan = protect(conn, [QualifiedName("bench", "items_noidx")], dry_run=True)
@@ -122,9 +122,9 @@ def explain_list(conn: psycopg.Connection[Any], table: str, tenant_id: int, limi
     with conn.transaction(force_rollback=True):
         conn.execute("SELECT set_config('app.tenant_id', %s, true)", (str(tenant_id),))
         rows = conn.execute(
-            sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) "
-                    "SELECT id, amount FROM {} ORDER BY id DESC LIMIT {}").format(
-                sql.Identifier("bench", table), sql.Literal(limit)
-            )
+            sql.SQL(
+                "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) "
+                "SELECT id, amount FROM {} ORDER BY id DESC LIMIT {}"
+            ).format(sql.Identifier("bench", table), sql.Literal(limit))
         ).fetchall()
     return "\n".join(r[0] for r in rows)

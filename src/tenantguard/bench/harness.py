@@ -129,7 +129,13 @@ def _run_sync(
     for s in sessions:
         s.close()
     ops = sum(o[0] for o in out)
-    return ops, elapsed, [x for o in out for x in o[1]], sum(o[2] for o in out), sum(o[3] for o in out)
+    return (
+        ops,
+        elapsed,
+        [x for o in out for x in o[1]],
+        sum(o[2] for o in out),
+        sum(o[3] for o in out),
+    )
 
 
 def _run_async(

@@ -8,6 +8,7 @@ bytes on that connection (and for the first client send). Clients must connect w
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import socket
 import threading
@@ -144,8 +145,6 @@ class RoundTripProxy:
         for s in (a, b):
             if s in self._pairs:
                 del self._pairs[s]
-                try:
+                with contextlib.suppress(KeyError, ValueError):
                     self._sel.unregister(s)
-                except (KeyError, ValueError):
-                    pass
                 s.close()

@@ -20,7 +20,7 @@ from psycopg import sql
 from tenantguard.core.context import tenant
 from tenantguard.drivers.psycopg import AsyncTenantPool, TenantPool
 
-__all__ = ["VARIANTS", "Session", "Variant", "WORKLOADS"]
+__all__ = ["VARIANTS", "WORKLOADS", "Session", "Variant"]
 
 WORKLOADS = ("select", "list", "insert", "update")
 Rows = list[tuple[Any, ...]]
@@ -138,7 +138,12 @@ class _PoolSession:
 
 class _PoolRuntime:
     def __init__(
-        self, dsn: str, queries: dict[str, sql.Composed], size: int, cls: type[TenantPool], **kw: Any
+        self,
+        dsn: str,
+        queries: dict[str, sql.Composed],
+        size: int,
+        cls: type[TenantPool],
+        **kw: Any,
     ):
         self.pool = cls(dsn, min_size=size, max_size=size, tenant_kind="bigint", kwargs=kw or None)
         self.pool.pool.wait(timeout=30)
@@ -196,7 +201,9 @@ def _session_set(dsn: str, o: dict[str, Any]) -> _ConnRuntime:
 
 
 def _tg(dsn: str, o: dict[str, Any]) -> _PoolRuntime:
-    return _PoolRuntime(dsn, _queries(_tables(o), False), o["size"], TenantPool, **o.get("conn_kw", {}))
+    return _PoolRuntime(
+        dsn, _queries(_tables(o), False), o["size"], TenantPool, **o.get("conn_kw", {})
+    )
 
 
 def _tg_noguard(dsn: str, o: dict[str, Any]) -> _PoolRuntime:
@@ -212,11 +219,36 @@ def _tg_async(dsn: str, o: dict[str, Any]) -> _AsyncRuntime:
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in [
-        Variant("raw", "psycopg autocommit, WHERE tenant_id = %s by hand, RLS bypassed (baseline)", "sync", _raw),
-        Variant("naive", "BEGIN; set_config(.., true); query; COMMIT, each its own round trip", "sync", _naive),
-        Variant("session_set", "set_config(.., false) on the session, then the query (unsafe)", "sync", _session_set),
-        Variant("tenantguard", "TenantPool: binding pipelined with the query, checkin guard on", "sync", _tg),
-        Variant("tenantguard_noguard", "TenantPool with the checkin guard off (guard cost)", "sync", _tg_noguard),
+        Variant(
+            "raw",
+            "psycopg autocommit, WHERE tenant_id = %s by hand, RLS bypassed (baseline)",
+            "sync",
+            _raw,
+        ),
+        Variant(
+            "naive",
+            "BEGIN; set_config(.., true); query; COMMIT, each its own round trip",
+            "sync",
+            _naive,
+        ),
+        Variant(
+            "session_set",
+            "set_config(.., false) on the session, then the query (unsafe)",
+            "sync",
+            _session_set,
+        ),
+        Variant(
+            "tenantguard",
+            "TenantPool: binding pipelined with the query, checkin guard on",
+            "sync",
+            _tg,
+        ),
+        Variant(
+            "tenantguard_noguard",
+            "TenantPool with the checkin guard off (guard cost)",
+            "sync",
+            _tg_noguard,
+        ),
         Variant("tenantguard_async", "AsyncTenantPool, one task per client", "async", _tg_async),
     ]
 }

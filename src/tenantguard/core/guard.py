@@ -108,7 +108,7 @@ class GuardStats:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count_checkin(self) -> None:
-        with self._lock:
+        with self._lock:  # uncontended, ~0.1 us; an unlocked += can lose counts
             self.checkins += 1
 
     def count_verified(self) -> None:

@@ -16,7 +16,7 @@ from psycopg.pq import TransactionStatus
 
 from tenantguard.core.binding import Binder
 from tenantguard.core.classify import StatementClassifier
-from tenantguard.core.context import TenantContext, current_tenant
+from tenantguard.core.context import TenantContext, _current
 from tenantguard.core.guard import SessionSnapshot
 from tenantguard.core.ids import TenantKind, parse_tenant_id
 from tenantguard.errors import NoTenantContext, TenantContextChanged
@@ -60,9 +60,9 @@ class ConnState:
         self.baseline: SessionSnapshot | None = None
 
     # -- lease -----------------------------------------------------------------
-    def start_lease(self, ctx: TenantContext) -> None:
+    def start_lease(self, ctx: TenantContext, bind_ctx: TenantContext | None = None) -> None:
         self.lease = ctx
-        self.lease_bind = normalize_context(ctx, self.kind)
+        self.lease_bind = bind_ctx if bind_ctx is not None else normalize_context(ctx, self.kind)
         self.bound = False
         self.effects.clear()
 
@@ -76,13 +76,15 @@ class ConnState:
     # -- per statement ---------------------------------------------------------
     def context_for(self, action: str) -> TenantContext:
         """The (validated) context to bind now; raises before any I/O when wrong."""
-        ctx = current_tenant()
+        ctx = _current.get()
+        lease = self.lease
+        if ctx is lease and ctx is not None:  # the common case
+            return self.lease_bind  # type: ignore[return-value]
         if ctx is None:
             raise NoTenantContext(action)
-        lease = self.lease
         if lease is None:
             return normalize_context(ctx, self.kind)
-        if ctx is not lease and ctx != lease:
+        if ctx != lease:
             raise TenantContextChanged(lease.tenant.value, ctx.tenant.value)
         assert self.lease_bind is not None
         return self.lease_bind

@@ -31,7 +31,9 @@ class Severity(IntEnum):
         try:
             return cls[text.upper()]
         except KeyError:
-            raise ValueError(f"unknown severity {text!r}; use low, medium, high or critical") from None
+            raise ValueError(
+                f"unknown severity {text!r}; use low, medium, high or critical"
+            ) from None
 
     def __str__(self) -> str:
         return self.name.lower()

@@ -13,8 +13,8 @@ request path is::
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Literal
 
 import psycopg
@@ -322,46 +322,81 @@ class TenantPool:
             st.end_lease()
 
     # -- the request path ------------------------------------------------------
-    @contextmanager
     def connection(
         self, timeout: float | None = None, *, tenant_id: object | None = None
-    ) -> Iterator[TenantConnection[Any]]:
+    ) -> _Lease:
         """A connection leased to the current tenant (or *tenant_id*) for the block.
 
         Raises :class:`~tenantguard.errors.NoTenantContext` before any I/O when no
         tenant is bound. On normal exit an open transaction (non-autocommit) is
         committed, on error rolled back; then the checkin guard runs.
         """
-        with ExitStack() as stack:
-            if tenant_id is not None:
-                stack.enter_context(tenant(tenant_id))
+        return _Lease(self, timeout, tenant_id)
+
+    def __repr__(self) -> str:
+        return f"<TenantPool {self._pool.name!r} {self._core.binder!r}>"
+
+
+class _Lease:
+    """``with pool.connection() as conn:`` (a class, not a generator: this is the hot path)."""
+
+    __slots__ = ("conn", "pool", "tenant_cm", "tenant_id", "timeout")
+
+    def __init__(self, pool: TenantPool, timeout: float | None, tenant_id: object | None):
+        self.pool = pool
+        self.timeout = timeout
+        self.tenant_id = tenant_id
+        self.tenant_cm: Any = None
+        self.conn: TenantConnection[Any] | None = None
+
+    def __enter__(self) -> TenantConnection[Any]:
+        if self.tenant_id is not None:
+            self.tenant_cm = tenant(self.tenant_id)
+            self.tenant_cm.__enter__()
+        try:
             ctx = require_tenant("pool.connection()")
-            normalize_context(ctx, self._core.tenant_kind)  # validate before any I/O
-            conn = self._pool.getconn(timeout)
-            try:
-                assert conn._tg is not None
-                conn._tg.start_lease(ctx)
-                try:
-                    yield conn
-                except BaseException:
-                    if not conn.closed and conn.pgconn.transaction_status != IDLE:
-                        _quiet(conn.rollback)
-                    raise
-                status = conn.pgconn.transaction_status
-                kind = self._core.exit_status_kind(status, conn.autocommit)
+            st_ctx = normalize_context(ctx, self.pool._core.tenant_kind)  # before any I/O
+            conn = self.pool._pool.getconn(self.timeout)
+        except BaseException:
+            self._exit_tenant()
+            raise
+        assert conn._tg is not None
+        conn._tg.start_lease(ctx, st_ctx)
+        self.conn = conn
+        return conn
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        conn = self.conn
+        assert conn is not None
+        pool = self.pool
+        try:
+            if exc_type is not None:
+                if not conn.closed and conn.pgconn.transaction_status != IDLE:
+                    _quiet(conn.rollback)
+                return
+            status = conn.pgconn.transaction_status
+            if status != IDLE:
+                kind = pool._core.exit_status_kind(status, conn.autocommit)
                 if kind is not None:
+                    assert conn._tg is not None
                     conn._tg.effects.add(kind)
                     conn.rollback()
                 elif status == INTRANS:
                     conn.commit()
+        finally:
+            try:
+                pool._checkin(conn)
             finally:
-                try:
-                    self._checkin(conn)
-                finally:
-                    self._pool.putconn(conn)
+                pool._pool.putconn(conn)
+                self.conn = None
+                self._exit_tenant()
 
-    def __repr__(self) -> str:
-        return f"<TenantPool {self._pool.name!r} {self._core.binder!r}>"
+    def _exit_tenant(self) -> None:
+        if self.tenant_cm is not None:
+            self.tenant_cm.__exit__(None, None, None)
+            self.tenant_cm = None
 
 
 def _quiet(fn: Any) -> None:
@@ -508,11 +543,11 @@ class AsyncTenantPool:
             if tenant_id is not None:
                 stack.enter_context(tenant(tenant_id))
             ctx = require_tenant("pool.connection()")
-            normalize_context(ctx, self._core.tenant_kind)
+            st_ctx = normalize_context(ctx, self._core.tenant_kind)
             conn = await self._pool.getconn(timeout)
             try:
                 assert conn._tg is not None
-                conn._tg.start_lease(ctx)
+                conn._tg.start_lease(ctx, st_ctx)
                 try:
                     yield conn
                 except BaseException:

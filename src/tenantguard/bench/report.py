@@ -1,0 +1,228 @@
+"""BENCHMARKS.md and PNG plots, generated from the harness's JSON (never by hand)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["load_results", "plot", "write_markdown"]
+
+
+def load_results(out_dir: Path) -> list[dict[str, Any]]:
+    files = sorted(out_dir.glob("results-*.json"), key=lambda p: _rows_of(p))
+    return [json.loads(p.read_text()) for p in files]
+
+
+def _rows_of(p: Path) -> int:
+    try:
+        t, r = p.stem.removeprefix("results-").split("x")
+        return int(t) * int(r)
+    except ValueError:
+        return 0
+
+
+def _tag(res: dict[str, Any]) -> str:
+    d = res["meta"]["dataset"]
+    return f"{d['tenants']}x{d['rows_per_tenant']}"
+
+
+def _fmt(v: Any, nd: int = 2) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.{nd}f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def plot(res: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Throughput by clients per variant, latency distribution, seq vs index scan."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tag = _tag(res)
+    paths: list[Path] = []
+    clients = res["meta"]["clients"]
+    variants = ["raw", "naive", "session_set", "tenantguard", "tenantguard_async"]
+
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4), sharey=False)
+    for ax, w in zip(axes, ("select", "list", "insert", "update"), strict=True):
+        for v in variants:
+            ys = []
+            for c in clients:
+                cell = next(
+                    (
+                        x
+                        for x in res["groups"].get(f"workloads/{w}/{c}", {}).get("cells", [])
+                        if x["label"] == v
+                    ),
+                    None,
+                )
+                ys.append(cell["throughput_median"] if cell else 0)
+            ax.plot(clients, ys, marker="o", label=v)
+        ax.set_title(f"{w}")
+        ax.set_xlabel("clients")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(clients, [str(c) for c in clients])
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("ops/s (median of rounds)")
+    axes[-1].legend(fontsize=8)
+    fig.suptitle(f"Throughput by clients ({tag})")
+    fig.tight_layout()
+    p = out_dir / f"throughput-{tag}.png"
+    fig.savefig(p, dpi=90)
+    plt.close(fig)
+    paths.append(p)
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    data, labels = [], []
+    for v in variants:
+        cell = next(
+            (
+                x
+                for x in res["groups"].get("workloads/select/1", {}).get("cells", [])
+                if x["label"] == v
+            ),
+            None,
+        )
+        if cell:
+            data.append([cell["p50_ms"], cell["p99_ms"]])
+            labels.append(v)
+    xs = range(len(labels))
+    ax.bar([x - 0.2 for x in xs], [d[0] for d in data], width=0.4, label="p50")
+    ax.bar([x + 0.2 for x in xs], [d[1] for d in data], width=0.4, label="p99")
+    ax.set_xticks(list(xs), labels, rotation=15)
+    ax.set_ylabel("ms")
+    ax.set_title(f"Point select latency, 1 client ({tag})")
+    ax.legend()
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    p = out_dir / f"latency-{tag}.png"
+    fig.savefig(p, dpi=90)
+    plt.close(fig)
+    paths.append(p)
+
+    g = res["groups"].get("index/list/1")
+    if g:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        labels = [c["label"] for c in g["cells"]]
+        ax.bar(labels, [c["p50_ms"] or 0 for c in g["cells"]])
+        ax.set_yscale("log")
+        ax.set_ylabel("p50 latency, ms (log)")
+        ax.set_title(f"Newest-10 list: index scan vs seq scan ({tag})")
+        ax.tick_params(axis="x", labelrotation=10)
+        fig.tight_layout()
+        p = out_dir / f"index-{tag}.png"
+        fig.savefig(p, dpi=90)
+        plt.close(fig)
+        paths.append(p)
+    return paths
+
+
+_VARIANT_DOCS = {
+    "raw": "psycopg, autocommit, `WHERE tenant_id = %s` written by hand; a BYPASSRLS role on the same table, so RLS costs nothing here (the baseline a user keeps).",
+    "naive": "the seeds' safe pattern written plainly: `BEGIN`, `set_config(.., true)`, the query, `COMMIT`, each its own round trip.",
+    "session_set": "`set_config(.., false)` on the session, then the query: what many libraries do; unsafe with pools (reference only).",
+    "tenantguard": "`TenantPool`: the binding queued in a pipeline with the query under one Sync; checkin guard on.",
+    "tenantguard_noguard": "`TenantPool` with the checkin guard switched off, to measure the guard's cost.",
+    "tenantguard_async": "`AsyncTenantPool`, one asyncio task per client.",
+}
+
+
+def write_markdown(results: list[dict[str, Any]], out_dir: Path, path: Path, rel: str) -> None:
+    """Write BENCHMARKS.md from every results file (one section per dataset)."""
+    lines: list[str] = [
+        "# Benchmarks",
+        "",
+        "Generated by `tenantguard bench` from the JSON next to it "
+        f"(`{rel}/results-*.json`); do not edit by hand.",
+        "",
+        "Variants run interleaved in rounds (A B C A B C ...); each figure is the median of",
+        "per-round ratios to the baseline measured in the same round, so machine noise hits",
+        "every variant alike. Absolute numbers are for this machine only.",
+        "",
+        "## Variants",
+        "",
+    ]
+    for v, doc in _VARIANT_DOCS.items():
+        lines.append(f"- **{v}**: {doc}")
+    lines.append("")
+    for res in results:
+        meta = res["meta"]
+        tag = _tag(res)
+        lines += [
+            f"## Dataset {tag} ({meta['dataset']['rows']:,} rows)",
+            "",
+            f"- command: `{meta['command']}`",
+            f"- server: PostgreSQL {meta['server_version']}; machine: {meta['machine']}",
+            f"- {meta['rounds']} rounds x {meta['seconds_per_cell']} s per cell; run took {meta.get('duration_s')} s",
+            "",
+            "### Targets",
+            "",
+            "| target | value | goal | met |",
+            "|---|---|---|---|",
+        ]
+        for t in res["targets"]:
+            met = {True: "yes", False: "**no**", None: "-"}[t["met"]]
+            lines.append(f"| {t['target']} | {_fmt(t['value'], 3)} | {t['goal']} | {met} |")
+        lines += [
+            "",
+            "### Round trips per operation (counted by a forwarding proxy)",
+            "",
+            "| variant | " + " | ".join(("select", "list", "insert", "update")) + " |",
+            "|---|---|---|---|---|",
+        ]
+        for v, per in res.get("round_trips", {}).items():
+            lines.append(
+                f"| {v} | "
+                + " | ".join(_fmt(per.get(w), 1) for w in ("select", "list", "insert", "update"))
+                + " |"
+            )
+        lines += ["", "### Results", ""]
+        lines += [
+            "| group | variant | clients | ops/s (median) | ratio to baseline (median) | p50 ms | p99 ms | cross-tenant rows |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, g in res["groups"].items():
+            for c in g["cells"]:
+                lines.append(
+                    f"| {name.rsplit('/', 1)[0]} | {c['label']} | {c['clients']} | {_fmt(c['throughput_median'], 0)} | "
+                    f"{_fmt(c['ratio_median'], 3)} | {_fmt(c['p50_ms'], 3)} | {_fmt(c['p99_ms'], 3)} | {c['cross_tenant_rows']} |"
+                )
+        cost = res.get("server_rls_cost", {})
+        if cost:
+            lines += [
+                "",
+                "### RLS vs hand-written WHERE, server execution time (EXPLAIN ANALYZE, median)",
+                "",
+                "| query | RLS (ms) | hand WHERE (ms) | ratio |",
+                "|---|---|---|---|",
+            ]
+            for w, v in cost.items():
+                lines.append(
+                    f"| {w} | {_fmt(v['rls_ms'], 4)} | {_fmt(v['where_ms'], 4)} | {_fmt(v['ratio'], 3)} |"
+                )
+        ex = res.get("explain", {})
+        if ex:
+            lines += ["", "### Plans (newest-10 list as the app role)", ""]
+            for table, plan in ex.items():
+                lines += [f"`bench.{table}`:", "", "```", plan, "```", ""]
+        lines += ["### Plots", ""]
+        for kind in ("throughput", "latency", "index"):
+            p = out_dir / f"{kind}-{tag}.png"
+            if p.exists():
+                lines.append(f"![{kind} {tag}]({rel}/{p.name})")
+                lines.append("")
+    lines += [
+        "## Reproduce",
+        "",
+        "```console",
+        "make bench                       # embedded PostgreSQL, both datasets",
+        "tenantguard bench --tenants 10000 --rows-per-tenant 100 --clients 1,4,16",
+        "tenantguard bench --dsn postgresql://postgres@127.0.0.1:5432/postgres --tenants 100000",
+        "```",
+        "",
+    ]
+    path.write_text("\n".join(lines))

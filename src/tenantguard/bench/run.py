@@ -1,0 +1,368 @@
+"""``tenantguard bench``: build the dataset, run the groups, write BENCHMARKS.md.
+
+Groups (each interleaved in rounds, ratios to the group's baseline in the same round):
+
+* ``workloads``: every workload x {raw, naive, session_set, tenantguard,
+  tenantguard_async} x clients; baseline ``raw``.
+* ``guard``: point select, tenantguard with and without the checkin guard.
+* ``index``: newest-N list, RLS on the table with vs without the composite index,
+  and the hand-written WHERE; with EXPLAIN ANALYZE of both plans.
+* ``pgbouncer``: point select, tenantguard direct vs through PgBouncer (transaction mode).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from tenantguard.admin import admin_connect
+from tenantguard.bench.dataset import Dataset, build_dataset, explain_list
+from tenantguard.bench.harness import Cell, Group, count_round_trips, run_group
+from tenantguard.bench.pgbouncer import PgBouncer, find_pgbouncer
+from tenantguard.bench.rtproxy import RoundTripProxy
+from tenantguard.bench.variants import VARIANTS, WORKLOADS
+
+__all__ = ["BenchConfig", "run_bench"]
+
+
+@dataclass
+class BenchConfig:
+    dsn: str  # superuser DSN
+    tenants: int = 10_000
+    rows_per_tenant: int = 100
+    clients: list[int] = field(default_factory=lambda: [1, 4, 16])
+    seconds: float = 0.5  # per cell per round
+    rounds: int = 5
+    output: Path = Path("bench-results")
+    pgbouncer: bool = True
+    command: str = ""
+
+
+def _with(dsn: str, **changes: str) -> str:
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    params.update(changes)
+    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
+
+
+def _upstream(dsn: str) -> tuple[str, int]:
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    return str(params.get("host") or "/var/run/postgresql"), int(params.get("port") or 5432)
+
+
+def _runtime_for(cell: Cell, dsns: dict[str, str], raw_dsn: str, size: int) -> Any:
+    opts: dict[str, Any] = {"table": cell.table, "size": size, "raw_dsn": raw_dsn}
+    dsn = dsns[cell.via]
+    if cell.via == "pgbouncer":
+        opts["conn_kw"] = {"prepare_threshold": None}
+        opts["raw_dsn"] = _with(raw_dsn, **_bouncer_params(dsn))
+    return VARIANTS[cell.variant].factory(dsn, opts)
+
+
+def _bouncer_params(dsn: str) -> dict[str, str]:
+    p = psycopg.conninfo.conninfo_to_dict(dsn)
+    return {"host": str(p["host"]), "port": str(p["port"]), "sslmode": "disable"}
+
+
+def _server_rls_cost(
+    app_dsn: str, raw_dsn: str, tenants: int, rows: int, n: int = 200
+) -> dict[str, Any]:
+    """Server-side execution time (EXPLAIN ANALYZE) of RLS vs hand-written WHERE, indexed table."""
+    import random
+
+    rnd = random.Random(5)
+    out: dict[str, Any] = {}
+    for workload, rls_q, raw_q in (
+        (
+            "select",
+            "SELECT tenant_id, id, amount FROM bench.items WHERE id = %(k)s",
+            "SELECT tenant_id, id, amount FROM bench.items WHERE tenant_id = %(t)s AND id = %(k)s",
+        ),
+        (
+            "list",
+            "SELECT tenant_id, id, amount FROM bench.items ORDER BY id DESC LIMIT 10",
+            "SELECT tenant_id, id, amount FROM bench.items WHERE tenant_id = %(t)s "
+            "ORDER BY id DESC LIMIT 10",
+        ),
+    ):
+        times: dict[str, list[float]] = {"rls": [], "where": []}
+        with (
+            psycopg.connect(app_dsn, autocommit=True) as app,
+            psycopg.connect(raw_dsn, autocommit=True) as raw,
+        ):
+            for _ in range(n):  # interleaved, same keys for both
+                t = rnd.randint(1, tenants)
+                k = (t - 1) * rows + rnd.randint(1, rows)
+                for label, conn, q in (("rls", app, rls_q), ("where", raw, raw_q)):
+                    with conn.transaction(force_rollback=True):
+                        conn.execute("SELECT set_config('app.tenant_id', %s, true)", (str(t),))
+                        plan = conn.execute(
+                            "EXPLAIN (ANALYZE, FORMAT JSON, TIMING OFF) " + q,  # type: ignore[operator]
+                            {"t": t, "k": k},
+                        ).fetchone()[0]  # type: ignore[index]
+                    times[label].append(float(plan[0]["Execution Time"]))
+        rls, where = statistics.median(times["rls"]), statistics.median(times["where"])
+        out[workload] = {"rls_ms": rls, "where_ms": where, "ratio": rls / where if where else None}
+    return out
+
+
+def _round_trips(
+    dsns: dict[str, str], raw_dsn: str, tenants: int, rows: int
+) -> dict[str, dict[str, float]]:
+    host, port = _upstream(dsns["direct"])
+    upstream: str | tuple[str, int] = (
+        f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
+    )
+    out: dict[str, dict[str, float]] = {}
+    with RoundTripProxy(upstream) as proxy:
+        pdsn = _with(dsns["direct"], **proxy.conninfo())
+        praw = _with(raw_dsn, **proxy.conninfo())
+        for name in ("raw", "naive", "session_set", "tenantguard", "tenantguard_async"):
+            cell = Cell(name, "select", 1)
+            rt = _runtime_for(cell, {"direct": pdsn}, praw, 1)
+            try:
+                out[name] = {}
+                for w in WORKLOADS:
+                    if VARIANTS[name].kind == "async":
+                        out[name][w] = _async_rt(rt, w, proxy, tenants, rows)
+                    else:
+                        out[name][w] = count_round_trips(rt.session, w, proxy, tenants, rows)
+            finally:
+                rt.close()
+    return out
+
+
+def _async_rt(rt: Any, workload: str, proxy: RoundTripProxy, tenants: int, rows: int) -> float:
+    import random
+
+    rnd = random.Random(3)
+
+    def key() -> tuple[int, int]:
+        t = rnd.randint(1, tenants)
+        return t, (t - 1) * rows + rnd.randint(1, rows)
+
+    for _ in range(8):
+        rt._call(rt.run_async(workload, *key()))
+    time.sleep(0.05)
+    proxy.reset()
+    for _ in range(20):
+        rt._call(rt.run_async(workload, *key()))
+    time.sleep(0.05)
+    return proxy.round_trips / 20
+
+
+@contextmanager
+def _maybe_bouncer(cfg: BenchConfig, ds: Dataset, admin_dsn: str) -> Iterator[PgBouncer | None]:
+    if not cfg.pgbouncer or find_pgbouncer() is None:
+        yield None
+        return
+    host, port = _upstream(admin_dsn)
+    size = max(cfg.clients)
+    with PgBouncer(host, port, users=[ds.app_role, ds.raw_role], pool_size=min(size, 8)) as pgb:
+        yield pgb
+
+
+def run_bench(
+    cfg: BenchConfig,
+    *,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run everything and return the results (also written to ``cfg.output``)."""
+    started = time.time()
+    with admin_connect(cfg.dsn, autocommit=True) as admin:
+        db = f"tenantguard_bench_{cfg.tenants}x{cfg.rows_per_tenant}"
+        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is None:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+        server_version = str(admin.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+    admin_dsn = _with(cfg.dsn, dbname=db)
+    with admin_connect(admin_dsn, autocommit=True) as admin:
+        ds = build_dataset(
+            admin,
+            cfg.tenants,
+            cfg.rows_per_tenant,
+            progress=(lambda d, t: progress("dataset", d, t)) if progress else None,
+        )
+    app_dsn = _with(admin_dsn, user=ds.app_role)
+    raw_dsn = _with(admin_dsn, user=ds.raw_role)
+
+    results: dict[str, Any] = {
+        "meta": {
+            "command": cfg.command,
+            "server_version": server_version,
+            "machine": f"{platform.machine()}, {platform.system()} {platform.release()}, "
+            f"{_cpus()} CPUs, Python {platform.python_version()}, psycopg {psycopg.__version__}",
+            "dataset": {
+                "tenants": cfg.tenants,
+                "rows_per_tenant": cfg.rows_per_tenant,
+                "rows": ds.rows,
+            },
+            "rounds": cfg.rounds,
+            "seconds_per_cell": cfg.seconds,
+            "clients": cfg.clients,
+        },
+        "groups": {},
+    }
+    with ExitStack() as stack:
+        bouncer = stack.enter_context(_maybe_bouncer(cfg, ds, admin_dsn))
+        dsns = {"direct": app_dsn}
+        if bouncer is not None:
+            dsns["pgbouncer"] = _with(app_dsn, **bouncer.conninfo())
+        groups: list[Group] = []
+        main_variants = ["raw", "naive", "session_set", "tenantguard", "tenantguard_async"]
+        for w in WORKLOADS:
+            for c in cfg.clients:
+                cells = [Cell(v, w, c) for v in main_variants]
+                groups.append(Group(f"workloads/{w}/{c}", cells, cells[0]))
+        for c in cfg.clients[:2]:
+            cells = [Cell("tenantguard", "select", c), Cell("tenantguard_noguard", "select", c)]
+            groups.append(Group(f"guard/select/{c}", cells, cells[1]))
+        cells = [
+            Cell("raw", "list", 1),
+            Cell("tenantguard", "list", 1),
+            Cell("tenantguard", "list", 1, table="items_noidx"),
+        ]
+        groups.append(Group("index/list/1", cells, cells[0]))
+        if bouncer is not None:
+            for c in cfg.clients[:2]:
+                cells = [
+                    Cell("tenantguard", "select", c),
+                    Cell("tenantguard", "select", c, via="pgbouncer"),
+                ]
+                groups.append(Group(f"pgbouncer/select/{c}", cells, cells[0]))
+
+        total = sum(len(g.cells) for g in groups) * cfg.rounds
+        done = [0]
+
+        def tick() -> None:
+            done[0] += 1
+            if progress:
+                progress("measure", done[0], total)
+
+        for g in groups:
+            size = max(c.clients for c in g.cells)
+            runtimes: dict[Cell, Any] = {}
+            try:
+                for cell in g.cells:
+                    runtimes[cell] = _runtime_for(cell, dsns, raw_dsn, size)
+                res = run_group(
+                    g,
+                    runtimes,
+                    rounds=cfg.rounds,
+                    seconds=cfg.seconds,
+                    tenants=cfg.tenants,
+                    rows=cfg.rows_per_tenant,
+                    on_cell=tick,
+                )
+            finally:
+                for rt in runtimes.values():
+                    rt.close()
+            results["groups"][g.name] = {
+                "baseline": g.baseline.label,
+                "cells": [r.summary() for r in res],
+            }
+        if progress:
+            progress("round trips", 0, 1)
+        results["round_trips"] = _round_trips(dsns, raw_dsn, cfg.tenants, cfg.rows_per_tenant)
+    with psycopg.connect(app_dsn, autocommit=True) as app:
+        mid = max(1, cfg.tenants // 2)
+        results["explain"] = {
+            "items": explain_list(app, "items", mid),
+            "items_noidx": explain_list(app, "items_noidx", mid),
+        }
+    results["server_rls_cost"] = _server_rls_cost(
+        app_dsn, raw_dsn, cfg.tenants, cfg.rows_per_tenant
+    )
+    results["meta"]["duration_s"] = round(time.time() - started, 1)
+    results["targets"] = evaluate_targets(results)
+    return results
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+def _cell(results: dict[str, Any], group: str, label: str) -> dict[str, Any] | None:
+    g = results["groups"].get(group)
+    if g is None:
+        return None
+    for c in g["cells"]:
+        if c["label"] == label:
+            return dict(c)
+    return None
+
+
+def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Check the project's performance targets against one run's results."""
+    out: list[dict[str, Any]] = []
+    clients = results["meta"]["clients"]
+
+    def add(name: str, value: float | None, goal: str, ok: bool | None) -> None:
+        out.append({"target": name, "value": value, "goal": goal, "met": ok})
+
+    for c in clients:
+        tg = _cell(results, f"workloads/select/{c}", "tenantguard")
+        naive = _cell(results, f"workloads/select/{c}", "naive")
+        if tg and tg["ratio_median"] is not None:
+            add(
+                f"point select vs raw, {c} client(s)",
+                tg["ratio_median"],
+                ">= 0.85x",
+                tg["ratio_median"] >= 0.85,
+            )
+            if naive and naive["ratio_median"]:
+                r = tg["ratio_median"] / naive["ratio_median"]
+                add(f"point select vs naive, {c} client(s)", r, ">= 2x", r >= 2.0)
+    rt = results.get("round_trips", {}).get("tenantguard", {}).get("select")
+    if rt is not None:
+        add("round trips per point select", rt, "== 1", rt == 1.0)
+    cost = results.get("server_rls_cost", {})
+    for w in ("select", "list"):
+        if w in cost and cost[w]["ratio"] is not None:
+            add(
+                f"RLS with index vs hand WHERE, server time, {w}",
+                cost[w]["ratio"],
+                "<= 1.1x",
+                cost[w]["ratio"] <= 1.1,
+            )
+    for c in clients[:2]:
+        pgb = _cell(results, f"pgbouncer/select/{c}", "tenantguard via pgbouncer")
+        if pgb and pgb["ratio_median"] is not None:
+            add(
+                f"PgBouncer vs direct, {c} client(s)",
+                pgb["ratio_median"],
+                ">= 0.9x",
+                pgb["ratio_median"] >= 0.9,
+            )
+            add(
+                f"cross-tenant rows via PgBouncer, {c} client(s)",
+                pgb["cross_tenant_rows"],
+                "== 0",
+                pgb["cross_tenant_rows"] == 0,
+            )
+        g = _cell(results, f"guard/select/{c}", "tenantguard")
+        if g and g["ratio_median"] is not None:
+            cost_pct = (1 - g["ratio_median"]) * 100
+            add(
+                f"checkin guard cost, clean path, {c} client(s)", cost_pct, "<= 3%", cost_pct <= 3.0
+            )
+    cross = sum(c["cross_tenant_rows"] for g in results["groups"].values() for c in g["cells"])
+    add("cross-tenant rows, all variants", cross, "== 0", cross == 0)
+    return out
+
+
+def save(results: dict[str, Any], out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "results.json"
+    path.write_text(json.dumps(results, indent=2, default=str))
+    return path
