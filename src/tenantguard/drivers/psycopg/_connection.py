@@ -24,6 +24,8 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import Row
 
 from tenantguard.core.session import ConnState
+from tenantguard.drivers.psycopg._fastpath import AVAILABLE as FAST_PATH
+from tenantguard.drivers.psycopg._fastpath import BindStatementMissing, bound_execute_gen
 from tenantguard.errors import UnsupportedOperation
 
 
@@ -71,12 +73,36 @@ class TenantCursor(psycopg.Cursor[Row]):
         elif in_pipeline:
             conn._raw_cursor().execute(*bind)
             _sup(super()).execute(query, params, prepare=prepare, binary=binary)
+        elif conn._tg_fast and conn.autocommit:
+            self._fast_execute(bind, query, params, prepare, binary)
         else:
             with conn.pipeline():
                 conn._raw_cursor().execute(*bind)
                 _sup(super()).execute(query, params, prepare=prepare, binary=binary)
         st.after_statement(conn.pgconn.transaction_status)
         return self
+
+    def _fast_execute(
+        self,
+        bind: tuple[str, tuple[str, ...]],
+        query: Query,
+        params: Params | None,
+        prepare: bool | None,
+        binary: bool | None,
+    ) -> None:
+        conn = self._conn
+        for attempt in (1, 2):
+            try:
+                with conn.lock:
+                    conn.wait(
+                        bound_execute_gen(self, bind, query, params, prepare=prepare, binary=binary)
+                    )
+                return
+            except BindStatementMissing:
+                if attempt == 2:
+                    raise
+            except psycopg.errors._NO_TRACEBACK as ex:  # as psycopg does
+                raise ex.with_traceback(None) from None
 
     def executemany(
         self, query: Query, params_seq: Iterable[Params], *, returning: bool = False
@@ -143,6 +169,8 @@ class TenantConnection(psycopg.Connection[Row]):
     """A psycopg connection that binds every transaction to the current tenant."""
 
     _tg: ConnState | None = None
+    _tg_fast: bool = FAST_PATH
+    _tg_bind_ready: bool = False  # the binding is prepared on the server
     _tg_raw: psycopg.Cursor[Any] | None = None
 
     def _raw_cursor(self) -> psycopg.Cursor[Any]:
@@ -229,12 +257,36 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
         elif in_pipeline:
             await conn._raw_cursor().execute(*bind)
             await _sup(super()).execute(query, params, prepare=prepare, binary=binary)
+        elif conn._tg_fast and conn.autocommit:
+            await self._fast_execute(bind, query, params, prepare, binary)
         else:
             async with conn.pipeline():
                 await conn._raw_cursor().execute(*bind)
                 await _sup(super()).execute(query, params, prepare=prepare, binary=binary)
         st.after_statement(conn.pgconn.transaction_status)
         return self
+
+    async def _fast_execute(
+        self,
+        bind: tuple[str, tuple[str, ...]],
+        query: Query,
+        params: Params | None,
+        prepare: bool | None,
+        binary: bool | None,
+    ) -> None:
+        conn = self._conn
+        for attempt in (1, 2):
+            try:
+                async with conn.lock:
+                    await conn.wait(
+                        bound_execute_gen(self, bind, query, params, prepare=prepare, binary=binary)
+                    )
+                return
+            except BindStatementMissing:
+                if attempt == 2:
+                    raise
+            except psycopg.errors._NO_TRACEBACK as ex:
+                raise ex.with_traceback(None) from None
 
     async def executemany(
         self, query: Query, params_seq: Iterable[Params], *, returning: bool = False
@@ -300,6 +352,8 @@ class AsyncTenantConnection(psycopg.AsyncConnection[Row]):
     """The asyncio twin of :class:`TenantConnection`."""
 
     _tg: ConnState | None = None
+    _tg_fast: bool = FAST_PATH
+    _tg_bind_ready: bool = False
     _tg_raw: psycopg.AsyncCursor[Any] | None = None
 
     def _raw_cursor(self) -> psycopg.AsyncCursor[Any]:

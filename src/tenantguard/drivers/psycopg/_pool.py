@@ -307,6 +307,7 @@ class TenantPool:
                         return
                     # psycopg sees its own DISCARD ALL and forgets its prepared statements.
                     cur.execute("DISCARD ALL")
+                    conn._tg_bind_ready = False  # DISCARD ALL dropped the prepared binding
                     row = cur.execute(STATE_QUERY, (core.setting, core.user_setting)).fetchone()
                     left = changed_kinds(st.baseline, snapshot(row))  # type: ignore[arg-type]
                     if left:
@@ -521,6 +522,7 @@ class AsyncTenantPool:
                         await conn.close()
                         return
                     await cur.execute("DISCARD ALL")
+                    conn._tg_bind_ready = False
                     await cur.execute(STATE_QUERY, (core.setting, core.user_setting))
                     left = changed_kinds(st.baseline, snapshot(await cur.fetchone()))  # type: ignore[arg-type]
                     if left:

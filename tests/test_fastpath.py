@@ -1,0 +1,57 @@
+"""The lean binding path: same guarantees as conn.pipeline(), less client CPU."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from tenantguard import TenantPool, tenant
+from tenantguard.drivers.psycopg._fastpath import AVAILABLE
+
+
+def test_fast_path_is_enabled_for_this_psycopg() -> None:
+    assert AVAILABLE, f"psycopg {psycopg.__version__}: fast path disabled, check _fastpath.py"
+
+
+@pytest.fixture(scope="module")
+def pool(saas):  # type: ignore[no-untyped-def]
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1) as p:
+        yield p
+
+
+def test_binding_survives_deallocate_all(pool) -> None:  # type: ignore[no-untyped-def]
+    with tenant(1), pool.connection() as conn:
+        conn.execute("SELECT 1")  # prepares the binding on the server
+        assert conn._tg_bind_ready
+        psycopg.Cursor(conn).execute("DEALLOCATE ALL")  # the server forgets it
+        assert conn.execute("SELECT count(*) FROM app.invoices").fetchone()[0] == 2
+
+
+def test_errors_surface_and_connection_stays_usable(pool) -> None:  # type: ignore[no-untyped-def]
+    with tenant(2), pool.connection() as conn:
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            conn.execute("SELECT * FROM app.nope")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO app.invoices (tenant_id, amount) VALUES (1, 1)")
+        for _ in range(7):  # through psycopg's prepare threshold
+            assert conn.execute("SELECT count(*) FROM app.invoices WHERE amount > %s", (0,)).fetchone()[0] == 4
+        cur = conn.execute("SELECT tenant_id, amount FROM app.invoices ORDER BY id")
+        assert cur.rowcount == 4 and cur.description[0].name == "tenant_id"
+
+
+def test_user_pipeline_still_binds_every_statement(pool) -> None:  # type: ignore[no-untyped-def]
+    with tenant(3), pool.connection() as conn:
+        with conn.pipeline():
+            c1 = conn.execute("SELECT count(*) FROM app.invoices")
+            c2 = conn.execute("SELECT count(*) FROM app.projects")
+        assert c1.fetchone()[0] == 6 and c2.fetchone()[0] == 2
+
+
+def test_fast_and_fallback_paths_agree(saas) -> None:  # type: ignore[no-untyped-def]
+    results = {}
+    for fast in (True, False):
+        with TenantPool(saas.app_dsn, min_size=1, max_size=1) as p:
+            with tenant(3), p.connection() as conn:
+                conn._tg_fast = fast
+                results[fast] = conn.execute("SELECT tenant_id, amount FROM app.invoices ORDER BY id").fetchall()
+    assert results[True] == results[False] and len(results[True]) == 6
