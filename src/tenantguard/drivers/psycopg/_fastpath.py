@@ -53,6 +53,9 @@ FATAL_ERROR = pq.ExecStatus.FATAL_ERROR
 BIND_NAME = b"_tg_bind"
 
 
+_BIND_SHAPES: dict[Any, tuple[bytes, Any, Any]] = {}
+
+
 class BindStatementMissing(Exception):
     """The server forgot the prepared binding (DEALLOCATE ALL / DISCARD ALL); retry."""
 
@@ -65,7 +68,7 @@ def _raise_first_error(results: list[Any], encoding: str) -> None:
 
 def bound_execute_gen(
     cur: Any,
-    bind: tuple[Query, Params],
+    bind: tuple[str, tuple[str, ...]],
     query: Query,
     params: Params | None,
     *,
@@ -82,7 +85,13 @@ def bound_execute_gen(
     conn = cur._conn
     pgconn = conn.pgconn
     yield from cur._start_query(query)
-    bq = cur._convert_query(*bind)  # psycopg's own placeholder conversion and dumping
+    bind_query, bind_values = bind
+    shape = _BIND_SHAPES.get(bind_query)  # (query bytes, types, formats): the binder's SQL
+    if shape is None:  # is constant and its values are text, so convert it once
+        bq = cur._convert_query(bind_query, bind_values)
+        shape = _BIND_SHAPES[bind_query] = (bq.query, bq.types, bq.formats)
+    bind_sql, bind_types, bind_formats = shape
+    bind_params = [v.encode(cur._encoding) for v in bind_values]
     pgq = cur._convert_query(query, params)
     prep, name = cur._get_prepared(pgq, prepare)
     use_prepared_bind = conn.prepare_threshold is not None
@@ -90,12 +99,12 @@ def bound_execute_gen(
     pgconn.enter_pipeline_mode()
     try:
         if prepare_bind:
-            pgconn.send_prepare(BIND_NAME, bq.query, param_types=bq.types)
+            pgconn.send_prepare(BIND_NAME, bind_sql, param_types=bind_types)
         if use_prepared_bind:
-            pgconn.send_query_prepared(BIND_NAME, bq.params, param_formats=bq.formats)
+            pgconn.send_query_prepared(BIND_NAME, bind_params, param_formats=bind_formats)
         else:
             pgconn.send_query_params(
-                bq.query, bq.params, param_types=bq.types, param_formats=bq.formats
+                bind_sql, bind_params, param_types=bind_types, param_formats=bind_formats
             )
         if prep is Prepare.NO:
             cur._execute_send(pgq, force_extended=True, binary=binary)
