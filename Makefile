@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck check clean
+.PHONY: install demo test lint typecheck check clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,3 +31,8 @@ check: lint typecheck test
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmarks: embedded PostgreSQL 18, 1M rows then 10M rows (generated server-side).
+bench: $(STAMP)
+	$(BIN)/tenantguard bench --tenants 10000 --rows-per-tenant 100 --clients 1,4,16
+	$(BIN)/tenantguard bench --tenants 100000 --rows-per-tenant 100 --clients 1,4,16 --rounds 3

@@ -46,6 +46,8 @@ class BenchConfig:
     output: Path = Path("bench-results")
     pgbouncer: bool = True
     command: str = ""
+    database: str | None = None  # default: tenantguard_bench_<tenants>x<rows> (reused)
+    role_prefix: str = "tg_bench"  # roles <prefix>_app, <prefix>_owner, <prefix>_raw
 
 
 def _with(dsn: str, **changes: str) -> str:
@@ -179,7 +181,7 @@ def run_bench(
     """Run everything and return the results (also written to ``cfg.output``)."""
     started = time.time()
     with admin_connect(cfg.dsn, autocommit=True) as admin:
-        db = f"tenantguard_bench_{cfg.tenants}x{cfg.rows_per_tenant}"
+        db = cfg.database or f"tenantguard_bench_{cfg.tenants}x{cfg.rows_per_tenant}"
         if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is None:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
         server_version = str(admin.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
@@ -189,6 +191,9 @@ def run_bench(
             admin,
             cfg.tenants,
             cfg.rows_per_tenant,
+            app_role=f"{cfg.role_prefix}_app",
+            owner_role=f"{cfg.role_prefix}_owner",
+            raw_role=f"{cfg.role_prefix}_raw",
             progress=(lambda d, t: progress("dataset", d, t)) if progress else None,
         )
     app_dsn = _with(admin_dsn, user=ds.app_role)

@@ -1,0 +1,54 @@
+"""The benchmark harness runs end to end (tiny, untimed: nothing here asserts speed)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+import psycopg
+from psycopg import sql
+
+from tenantguard.bench.report import load_results, plot, write_markdown
+from tenantguard.bench.run import BenchConfig, evaluate_targets, run_bench, save
+
+
+def test_harness_runs_and_writes_report(server_dsn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    suffix = secrets.token_hex(3)
+    cfg = BenchConfig(
+        dsn=server_dsn,
+        tenants=20,
+        rows_per_tenant=5,
+        clients=[1, 2],
+        seconds=0.05,
+        rounds=1,
+        output=tmp_path,
+        command="pytest smoke",
+        database=f"tg_benchsmoke_{suffix}",
+        role_prefix=f"tg_bs_{suffix}",
+    )
+    try:
+        results = run_bench(cfg)
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as c:
+            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(cfg.database)))
+            for r in ("app", "owner", "raw"):
+                c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(f"{cfg.role_prefix}_{r}")))
+    path = save(results, tmp_path).rename(tmp_path / "results-20x5.json")
+    assert json.loads(path.read_text())["meta"]["dataset"]["rows"] == 100
+    groups = results["groups"]
+    assert "workloads/select/1" in groups and "index/list/1" in groups and "guard/select/1" in groups
+    assert "pgbouncer/select/1" in groups  # pgbouncer is installed wherever the suite runs
+    every = [c for g in groups.values() for c in g["cells"]]
+    assert all(c["ops"] > 0 for c in every), [c["label"] for c in every if not c["ops"]]
+    assert all(c["errors"] == 0 for c in every), [(c["label"], c["errors"]) for c in every if c["errors"]]
+    assert sum(c["cross_tenant_rows"] for c in every) == 0
+    assert results["round_trips"]["tenantguard"]["select"] == 1.0
+    assert results["round_trips"]["naive"]["select"] == 4.0
+    assert "Index" in results["explain"]["items"]
+    assert {t["target"] for t in evaluate_targets(results)} >= {"round trips per point select"}
+    pngs = plot(results, tmp_path)
+    assert all(p.exists() and p.stat().st_size > 1000 for p in pngs)
+    md = tmp_path / "BENCHMARKS.md"
+    write_markdown(load_results(tmp_path), tmp_path, md, rel=".")
+    text = md.read_text()
+    assert "## Dataset 20x5" in text and "pytest smoke" in text and "| tenantguard |" in text
