@@ -100,9 +100,9 @@ def build_dataset(
     # items_noidx: the same policies, minus the composite index protect() would add.
     plan = protect(conn, [QualifiedName("bench", "items_noidx")], dry_run=True)
     with conn.transaction():
-        for stmt in plan.statements:
-            if not stmt.startswith("CREATE INDEX"):
-                conn.execute(stmt)
+        for text in plan.statements:
+            if not text.startswith("CREATE INDEX"):
+                conn.execute(sql.SQL(text))
     tables = [QualifiedName("bench", n) for n in TABLES]
     for role in (app_role, raw_role):
         for stmt in grant_statements(tables, role):

@@ -45,7 +45,7 @@ def plot(res: dict[str, Any], out_dir: Path) -> list[Path]:
     tag = _tag(res)
     paths: list[Path] = []
     clients = res["meta"]["clients"]
-    variants = ["raw", "naive", "session_set", "tenantguard", "tenantguard_async"]
+    variants = ["raw", "pool_where", "naive", "session_set", "tenantguard", "tenantguard_async"]
 
     fig, axes = plt.subplots(1, 4, figsize=(16, 4), sharey=False)
     for ax, w in zip(axes, ("select", "list", "insert", "update"), strict=True):
@@ -123,6 +123,8 @@ def plot(res: dict[str, Any], out_dir: Path) -> list[Path]:
 
 _VARIANT_DOCS = {
     "raw": "psycopg, autocommit, `WHERE tenant_id = %s` written by hand; a BYPASSRLS role on the same table, so RLS costs nothing here (the baseline a user keeps).",
+    "pool_where": "psycopg_pool `ConnectionPool` + the hand-written `WHERE`, RLS bypassed: what a user with a pool keeps (isolates the pool's own cost).",
+    "tg_where_bypass": "the `TenantPool` client path on a BYPASSRLS role with the hand-written `WHERE`: differs from `tenantguard` only by RLS (the RLS-vs-WHERE target).",
     "naive": "the seeds' safe pattern written plainly: `BEGIN`, `set_config(.., true)`, the query, `COMMIT`, each its own round trip.",
     "session_set": "`set_config(.., false)` on the session, then the query: what many libraries do; unsafe with pools (reference only).",
     "tenantguard": "`TenantPool`: the binding queued in a pipeline with the query under one Sync; checkin guard on.",

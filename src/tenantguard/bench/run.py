@@ -108,7 +108,7 @@ def _server_rls_cost(
                     with conn.transaction(force_rollback=True):
                         conn.execute("SELECT set_config('app.tenant_id', %s, true)", (str(t),))
                         plan = conn.execute(
-                            "EXPLAIN (ANALYZE, FORMAT JSON, TIMING OFF) " + q,  # type: ignore[operator]
+                            "EXPLAIN (ANALYZE, FORMAT JSON, TIMING OFF) " + q,
                             {"t": t, "k": k},
                         ).fetchone()[0]  # type: ignore[index]
                     times[label].append(float(plan[0]["Execution Time"]))
@@ -128,7 +128,14 @@ def _round_trips(
     with RoundTripProxy(upstream) as proxy:
         pdsn = _with(dsns["direct"], **proxy.conninfo())
         praw = _with(raw_dsn, **proxy.conninfo())
-        for name in ("raw", "naive", "session_set", "tenantguard", "tenantguard_async"):
+        for name in (
+            "raw",
+            "pool_where",
+            "naive",
+            "session_set",
+            "tenantguard",
+            "tenantguard_async",
+        ):
             cell = Cell(name, "select", 1)
             rt = _runtime_for(cell, {"direct": pdsn}, praw, 1)
             try:
@@ -222,7 +229,14 @@ def run_bench(
         if bouncer is not None:
             dsns["pgbouncer"] = _with(app_dsn, **bouncer.conninfo())
         groups: list[Group] = []
-        main_variants = ["raw", "naive", "session_set", "tenantguard", "tenantguard_async"]
+        main_variants = [
+            "raw",
+            "pool_where",
+            "naive",
+            "session_set",
+            "tenantguard",
+            "tenantguard_async",
+        ]
         for w in WORKLOADS:
             for c in cfg.clients:
                 cells = [Cell(v, w, c) for v in main_variants]
@@ -230,6 +244,9 @@ def run_bench(
         for c in cfg.clients[:2]:
             cells = [Cell("tenantguard", "select", c), Cell("tenantguard_noguard", "select", c)]
             groups.append(Group(f"guard/select/{c}", cells, cells[1]))
+        for w in ("select", "list"):
+            cells = [Cell("tg_where_bypass", w, 1), Cell("tenantguard", w, 1)]
+            groups.append(Group(f"rls/{w}/1", cells, cells[0]))
         cells = [
             Cell("raw", "list", 1),
             Cell("tenantguard", "list", 1),

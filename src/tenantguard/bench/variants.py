@@ -136,6 +136,37 @@ class _PoolSession:
         pass
 
 
+class _PsycopgPoolSession:
+    def __init__(self, pool: Any, queries: dict[str, sql.Composed]) -> None:
+        self.pool, self.q = pool, queries
+
+    def run(self, workload: str, tid: int, key: int) -> Rows:
+        with self.pool.connection() as conn:
+            return list(conn.execute(self.q[workload], _params(workload, tid, key)).fetchall())
+
+    def close(self) -> None:
+        pass
+
+
+class _PsycopgPoolRuntime:
+    """Plain psycopg_pool with the WHERE written by hand (what a user with a pool keeps)."""
+
+    def __init__(self, dsn: str, queries: dict[str, sql.Composed], size: int, **kw: Any):
+        from psycopg_pool import ConnectionPool
+
+        self.pool: ConnectionPool[Any] = ConnectionPool(
+            dsn, min_size=size, max_size=size, kwargs={"autocommit": True, **kw}, open=True
+        )
+        self.pool.wait(timeout=30)
+        self.q = queries
+
+    def session(self) -> _PsycopgPoolSession:
+        return _PsycopgPoolSession(self.pool, self.q)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
 class _PoolRuntime:
     def __init__(
         self,
@@ -143,9 +174,17 @@ class _PoolRuntime:
         queries: dict[str, sql.Composed],
         size: int,
         cls: type[TenantPool],
+        check_role: bool = True,
         **kw: Any,
     ):
-        self.pool = cls(dsn, min_size=size, max_size=size, tenant_kind="bigint", kwargs=kw or None)
+        self.pool = cls(
+            dsn,
+            min_size=size,
+            max_size=size,
+            tenant_kind="bigint",
+            kwargs=kw or None,
+            check_role=check_role,
+        )
         self.pool.pool.wait(timeout=30)
         self.q = queries
 
@@ -206,6 +245,25 @@ def _tg(dsn: str, o: dict[str, Any]) -> _PoolRuntime:
     )
 
 
+def _pool_where(dsn: str, o: dict[str, Any]) -> _PsycopgPoolRuntime:
+    return _PsycopgPoolRuntime(
+        o["raw_dsn"], _queries(_tables(o), True), o["size"], **o.get("conn_kw", {})
+    )
+
+
+def _tg_where_bypass(dsn: str, o: dict[str, Any]) -> _PoolRuntime:
+    # The same TenantPool client path, on a BYPASSRLS role with the WHERE by hand: the
+    # only difference from "tenantguard" is RLS itself. (The role check must be off.)
+    return _PoolRuntime(
+        o["raw_dsn"],
+        _queries(_tables(o), True),
+        o["size"],
+        TenantPool,
+        check_role=False,
+        **o.get("conn_kw", {}),
+    )
+
+
 def _tg_noguard(dsn: str, o: dict[str, Any]) -> _PoolRuntime:
     return _PoolRuntime(
         dsn, _queries(_tables(o), False), o["size"], _UnguardedPool, **o.get("conn_kw", {})
@@ -224,6 +282,18 @@ VARIANTS: dict[str, Variant] = {
             "psycopg autocommit, WHERE tenant_id = %s by hand, RLS bypassed (baseline)",
             "sync",
             _raw,
+        ),
+        Variant(
+            "pool_where",
+            "psycopg_pool + WHERE by hand, RLS bypassed (a user with a pool)",
+            "sync",
+            _pool_where,
+        ),
+        Variant(
+            "tg_where_bypass",
+            "TenantPool path on a BYPASSRLS role, WHERE by hand (isolates RLS cost)",
+            "sync",
+            _tg_where_bypass,
         ),
         Variant(
             "naive",

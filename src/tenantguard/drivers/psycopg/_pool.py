@@ -56,7 +56,13 @@ OnContamination = Literal["reset", "discard"]
 
 # Kinds the server snapshot cannot see (custom settings are not enumerable, code in
 # DO/CALL bodies is opaque): a connection flagged with these is always reset.
-_HELPER_EXISTS_QUERY = "SELECT to_regprocedure('tenantguard.tenant_setting()') IS NOT NULL"
+# Catalog lookup (to_regprocedure needs USAGE on the schema and errors without it).
+_HELPER_EXISTS_QUERY = (
+    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
+    "WHERE n.nspname = 'tenantguard' AND p.proname = 'tenant_setting' "
+    "AND has_schema_privilege(n.oid, 'USAGE') AND has_function_privilege(p.oid, 'EXECUTE'))"
+)
 _HELPER_SETTINGS_QUERY = "SELECT tenantguard.tenant_setting(), tenantguard.user_setting()"
 
 
