@@ -83,3 +83,14 @@ def test_errors_exit_2_without_traceback(scratch) -> None:  # type: ignore[no-un
         r = runner.invoke(main, args)
         assert r.exit_code == 2, (args, r.output)
         assert "Traceback" not in r.output and "error" in r.output, (args, r.output)
+
+
+def test_demo_exits_1_when_a_claim_is_false(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import tenantguard.demo as demo_mod
+
+    def fake(dsn: str, keep: bool = False) -> demo_mod.DemoResult:
+        return demo_mod.DemoResult([demo_mod.Claim("x", "leaks", "leaks too", False)], "18")
+
+    monkeypatch.setattr(demo_mod, "run_demo", fake)
+    r = CliRunner().invoke(main, ["demo", "--dsn", "postgresql://unused@127.0.0.1/x"])
+    assert r.exit_code == 1 and "FAIL" in r.output

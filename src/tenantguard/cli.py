@@ -274,6 +274,11 @@ def demo(dsn: str | None, keep: bool, as_json: bool) -> None:
     help="Report regenerated from every results file in --output.",
 )
 @click.option("--no-pgbouncer", is_flag=True, help="Skip the PgBouncer group.")
+@click.option(
+    "--report-only",
+    is_flag=True,
+    help="Only regenerate --markdown and plots from the JSON already in --output.",
+)
 @handled
 def bench(
     dsn: str | None,
@@ -285,6 +290,7 @@ def bench(
     output: str,
     markdown: str,
     no_pgbouncer: bool,
+    report_only: bool,
 ) -> None:
     """Measure the cost of isolation side by side and write BENCHMARKS.md.
 
@@ -308,6 +314,15 @@ def bench(
     if not client_list or min(client_list) < 1 or max(client_list) > 64:
         raise click.BadParameter("client counts must be between 1 and 64")
     out_dir = Path(output)
+    if report_only:
+        existing = load_results(out_dir)
+        if not existing:
+            raise click.UsageError(f"no results-*.json in {out_dir}; run the benchmark first")
+        for res in existing:
+            plot(res, out_dir)
+        write_markdown(existing, out_dir, Path(markdown), rel=output)
+        err.print(f"regenerated {markdown} from {len(existing)} result file(s)")
+        return
     command = (
         "tenantguard bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "tenantguard bench"
     )

@@ -42,6 +42,7 @@ class CellResult:
     throughputs: list[float] = field(default_factory=list)  # ops/s per round
     latencies_ms: list[float] = field(default_factory=list)
     ops: int = 0
+    cpu_s: float = 0.0  # client CPU (thread time) spent in the measured loops
     cross_tenant_rows: int = 0
     errors: int = 0
     ratios: list[float] = field(default_factory=list)  # per-round, to the baseline
@@ -62,6 +63,7 @@ class CellResult:
             "via": self.cell.via,
             "label": self.cell.label,
             "ops": self.ops,
+            "cpu_us_per_op": (self.cpu_s / self.ops * 1e6) if self.ops else None,
             "throughput_median": statistics.median(self.throughputs) if self.throughputs else 0.0,
             "throughput_rounds": self.throughputs,
             "ratio_median": statistics.median(self.ratios) if self.ratios else None,
@@ -87,12 +89,15 @@ def _keys(rnd: random.Random, tenants: int, rows: int) -> tuple[int, int]:
     return tid, (tid - 1) * rows + rnd.randint(1, rows)
 
 
-def _run_sync(
-    runtime: Any, cell: Cell, seconds: float, tenants: int, rows: int, seed: int
-) -> tuple[int, float, list[float], int, int]:
+Run = tuple[
+    int, float, list[float], int, int, float
+]  # ops, wall s, latencies, cross, errors, cpu s
+
+
+def _run_sync(runtime: Any, cell: Cell, seconds: float, tenants: int, rows: int, seed: int) -> Run:
     sessions = [runtime.session() for _ in range(cell.clients)]
     barrier = threading.Barrier(cell.clients + 1)
-    out: list[tuple[int, list[float], int, int]] = [(0, [], 0, 0)] * cell.clients
+    out: list[tuple[int, list[float], int, int, float]] = [(0, [], 0, 0, 0.0)] * cell.clients
     stop_at = [0.0]
 
     def client(i: int) -> None:
@@ -102,6 +107,7 @@ def _run_sync(
         n = cross = errs = 0
         barrier.wait()
         end = stop_at[0]
+        cpu0 = time.thread_time()
         while True:
             tid, key = _keys(rnd, tenants, rows)
             t0 = time.perf_counter()
@@ -115,7 +121,7 @@ def _run_sync(
             lats.append((time.perf_counter() - t0) * 1000)
             cross += sum(1 for r in got if r[0] != tid)
             n += 1
-        out[i] = (n, lats, cross, errs)
+        out[i] = (n, lats, cross, errs, time.thread_time() - cpu0)
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(cell.clients)]
     for t in threads:
@@ -129,20 +135,21 @@ def _run_sync(
     for s in sessions:
         s.close()
     ops = sum(o[0] for o in out)
+    lats = [x for o in out for x in o[1]]
     return (
         ops,
         elapsed,
-        [x for o in out for x in o[1]],
+        lats,
         sum(o[2] for o in out),
         sum(o[3] for o in out),
+        sum(o[4] for o in out),
     )
 
 
-def _run_async(
-    runtime: Any, cell: Cell, seconds: float, tenants: int, rows: int, seed: int
-) -> tuple[int, float, list[float], int, int]:
-    async def main() -> tuple[int, float, list[float], int, int]:
+def _run_async(runtime: Any, cell: Cell, seconds: float, tenants: int, rows: int, seed: int) -> Run:
+    async def main() -> Run:
         start = time.perf_counter()
+        cpu0 = time.thread_time()  # the event loop's thread runs every task
         end = start + seconds
 
         async def client(i: int) -> tuple[int, list[float], int, int]:
@@ -172,9 +179,10 @@ def _run_async(
             [x for r in res for x in r[1]],
             sum(r[2] for r in res),
             sum(r[3] for r in res),
+            time.thread_time() - cpu0,
         )
 
-    result: tuple[int, float, list[float], int, int] = runtime._call(main())
+    result: Run = runtime._call(main())
     return result
 
 
@@ -196,8 +204,11 @@ def run_group(
         for cell in order:
             runtime = runtimes[cell]
             runner = _run_async if VARIANTS[cell.variant].kind == "async" else _run_sync
-            ops, elapsed, lats, cross, errs = runner(runtime, cell, seconds, tenants, rows, seed=r)
+            ops, elapsed, lats, cross, errs, cpu = runner(
+                runtime, cell, seconds, tenants, rows, seed=r
+            )
             res = results[cell]
+            res.cpu_s += cpu
             tput = ops / elapsed if elapsed > 0 else 0.0
             res.throughputs.append(tput)
             res.latencies_ms.extend(lats)
