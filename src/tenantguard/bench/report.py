@@ -244,7 +244,7 @@ def write_markdown(results: list[dict[str, Any]], out_dir: Path, path: Path, rel
         for v, per in res.get("round_trips", {}).items():
             lines.append(
                 f"| {v} | "
-                + " | ".join(_fmt(per.get(w), 1) for w in ("select", "list", "insert", "update"))
+                + " | ".join(_fmt(per.get(w), 2) for w in ("select", "list", "insert", "update"))
                 + " |"
             )
         lines += ["", "### Results", ""]
