@@ -13,7 +13,7 @@ request path is::
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Literal
 
@@ -52,6 +52,7 @@ INTRANS = TransactionStatus.INTRANS
 INERROR = TransactionStatus.INERROR
 
 Verify = Literal["suspect", "always"]
+Step = tuple[str, Any, Any]
 OnContamination = Literal["reset", "discard"]
 
 # Kinds the server snapshot cannot see (custom settings are not enumerable, code in
@@ -151,6 +152,50 @@ class _PoolCore:
             if auth is not None and auth.decode() != base.session_user:
                 kinds.add("role")
         return kinds
+
+    def checkin_steps(
+        self, conn: TenantConnection[Any] | AsyncTenantConnection[Any]
+    ) -> Generator[Step, Any, None]:
+        """The checkin guard's logic, without I/O: yields the statements to run.
+
+        Steps are ``("fetch", sql, params)`` (send back the first row), ``("exec", sql,
+        None)`` and ``("close", None, None)``. The sync and async pools drive it; an
+        I/O error is thrown back in, so a connection that cannot be proven clean is
+        always closed (psycopg_pool then replaces it) and never handed to the next tenant.
+        """
+        st = conn._tg
+        if st is None or conn.closed:
+            return
+        self.guard_stats.count_checkin()
+        lease = st.lease
+        kinds = self.client_side_kinds(conn)  # the clean path stops here: no I/O
+        try:
+            if kinds or self.verify == "always":
+                assert st.baseline is not None
+                self.guard_stats.count_verified()
+                state = (self.setting, self.user_setting)
+                kinds |= changed_kinds(st.baseline, snapshot((yield ("fetch", STATE_QUERY, state))))
+                if kinds:
+                    self.report(lease, kinds, self.on_contamination)
+                    if self.on_contamination == "discard":
+                        yield ("close", None, None)
+                        return
+                    # psycopg sees its own DISCARD ALL and forgets its prepared statements;
+                    # tenantguard's prepared binding is gone too.
+                    yield ("exec", "DISCARD ALL", None)
+                    conn._tg_bind_ready = False
+                    left = changed_kinds(
+                        st.baseline, snapshot((yield ("fetch", STATE_QUERY, state)))
+                    )
+                    if left:
+                        raise ContaminatedConnection(lease and lease.tenant.value, sorted(left))
+        except Exception as exc:
+            logger.warning("checkin guard closed a connection: %s", exc)
+            who = None if lease is None else str(lease.tenant)
+            self.guard_stats.record(who, {"unresettable"}, "discard")
+            yield ("close", None, None)
+        finally:
+            st.end_lease()
 
     def report(self, lease: TenantContext | None, kinds: set[str], action: str) -> None:
         who = None if lease is None else str(lease.tenant)
@@ -285,48 +330,27 @@ class TenantPool:
         conn._tg = st
 
     def _checkin(self, conn: TenantConnection[Any]) -> None:
-        """The checkin guard: runs before the connection goes back to psycopg_pool.
-
-        The clean path reads client-side state only. A connection that may carry
-        session state is checked on the server, reset with DISCARD ALL and checked
-        again; if that fails it is closed, and psycopg_pool replaces it.
-        """
-        core = self._core
-        st = conn._tg
-        if st is None or conn.closed:
-            return
-        core.guard_stats.count_checkin()
-        lease = st.lease
-        kinds = core.client_side_kinds(conn)
+        """The checkin guard (see :meth:`_PoolCore.checkin_steps`), before psycopg_pool."""
+        steps = self._core.checkin_steps(conn)
+        cur: psycopg.Cursor[Any] | None = None
         try:
-            if kinds or core.verify == "always":
-                assert st.baseline is not None
-                cur = psycopg.Cursor(conn)
-                core.guard_stats.count_verified()
-                row = cur.execute(STATE_QUERY, (core.setting, core.user_setting)).fetchone()
-                kinds |= changed_kinds(st.baseline, snapshot(row))  # type: ignore[arg-type]
-                if kinds:
-                    action = core.on_contamination
-                    core.report(lease, kinds, action)
-                    if action == "discard":
+            step = next(steps)
+            while True:
+                kind, query, params = step
+                try:
+                    result = None
+                    if kind == "close":
                         conn.close()
-                        return
-                    # psycopg sees its own DISCARD ALL and forgets its prepared statements.
-                    cur.execute("DISCARD ALL")
-                    conn._tg_bind_ready = False  # DISCARD ALL dropped the prepared binding
-                    row = cur.execute(STATE_QUERY, (core.setting, core.user_setting)).fetchone()
-                    left = changed_kinds(st.baseline, snapshot(row))  # type: ignore[arg-type]
-                    if left:
-                        raise ContaminatedConnection(lease and lease.tenant.value, sorted(left))
-        except Exception as exc:
-            # Never hand a connection we could not prove clean to the next tenant.
-            logger.warning("checkin guard closed a connection: %s", exc)
-            core.guard_stats.record(
-                None if lease is None else str(lease.tenant), {"unresettable"}, "discard"
-            )
-            conn.close()
-        finally:
-            st.end_lease()
+                    else:
+                        cur = cur or psycopg.Cursor(conn)
+                        cur.execute(query, params)
+                        result = cur.fetchone() if kind == "fetch" else None
+                except Exception as exc:
+                    step = steps.throw(exc)
+                    continue
+                step = steps.send(result)
+        except StopIteration:
+            pass
 
     # -- the request path ------------------------------------------------------
     def connection(
@@ -507,40 +531,26 @@ class AsyncTenantPool:
         conn._tg = st
 
     async def _checkin(self, conn: AsyncTenantConnection[Any]) -> None:
-        core = self._core
-        st = conn._tg
-        if st is None or conn.closed:
-            return
-        core.guard_stats.count_checkin()
-        lease = st.lease
-        kinds = core.client_side_kinds(conn)
+        steps = self._core.checkin_steps(conn)
+        cur: psycopg.AsyncCursor[Any] | None = None
         try:
-            if kinds or core.verify == "always":
-                assert st.baseline is not None
-                cur = psycopg.AsyncCursor(conn)
-                core.guard_stats.count_verified()
-                await cur.execute(STATE_QUERY, (core.setting, core.user_setting))
-                kinds |= changed_kinds(st.baseline, snapshot(await cur.fetchone()))  # type: ignore[arg-type]
-                if kinds:
-                    action = core.on_contamination
-                    core.report(lease, kinds, action)
-                    if action == "discard":
+            step = next(steps)
+            while True:
+                kind, query, params = step
+                try:
+                    result = None
+                    if kind == "close":
                         await conn.close()
-                        return
-                    await cur.execute("DISCARD ALL")
-                    conn._tg_bind_ready = False
-                    await cur.execute(STATE_QUERY, (core.setting, core.user_setting))
-                    left = changed_kinds(st.baseline, snapshot(await cur.fetchone()))  # type: ignore[arg-type]
-                    if left:
-                        raise ContaminatedConnection(lease and lease.tenant.value, sorted(left))
-        except Exception as exc:
-            logger.warning("checkin guard closed a connection: %s", exc)
-            core.guard_stats.record(
-                None if lease is None else str(lease.tenant), {"unresettable"}, "discard"
-            )
-            await conn.close()
-        finally:
-            st.end_lease()
+                    else:
+                        cur = cur or psycopg.AsyncCursor(conn)
+                        await cur.execute(query, params)
+                        result = await cur.fetchone() if kind == "fetch" else None
+                except Exception as exc:
+                    step = steps.throw(exc)
+                    continue
+                step = steps.send(result)
+        except StopIteration:
+            pass
 
     @asynccontextmanager
     async def connection(

@@ -1,0 +1,110 @@
+"""The checkin guard's decisions, without a database (the logic is sans-IO)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from tenantguard.core.context import TenantContext
+from tenantguard.core.guard import SessionSnapshot
+from tenantguard.core.ids import parse_tenant_id
+from tenantguard.drivers.psycopg._pool import _PoolCore
+
+CLEAN = SessionSnapshot("app", "app", '"$user", public', False, False, False, False, False, "", "")
+
+
+def core(**kw: Any) -> _PoolCore:
+    opts: dict[str, Any] = dict(
+        tenant_kind=None,
+        binder=None,
+        setting="app.tenant_id",
+        user_setting="app.user_id",
+        tenant_column="tenant_id",
+        check_role=True,
+        verify="suspect",
+        on_contamination="reset",
+    )
+    opts.update(kw)
+    return _PoolCore(**opts)
+
+
+def fake_conn(c: _PoolCore, effects: set[str]) -> Any:
+    st = c.new_state()
+    st.baseline = CLEAN
+    st.start_lease(TenantContext(parse_tenant_id(7)))
+    st.effects |= effects
+    pg = SimpleNamespace(parameter_status=lambda name: None)
+    return SimpleNamespace(_tg=st, closed=False, pgconn=pg, _tg_bind_ready=True)
+
+
+def drive(
+    c: _PoolCore, conn: Any, rows: list[tuple[Any, ...]], fail_on: str | None = None
+) -> list[str]:
+    """Run the steps against canned rows; return the step kinds seen."""
+    seen: list[str] = []
+    steps = c.checkin_steps(conn)
+    try:
+        step = next(steps)
+        while True:
+            kind, query, _ = step
+            seen.append(kind if kind != "exec" else query)
+            if fail_on and (query or "").startswith(fail_on):
+                step = steps.throw(RuntimeError("server went away"))
+                continue
+            step = steps.send(rows.pop(0) if kind == "fetch" else None)
+    except StopIteration:
+        pass
+    return seen
+
+
+def as_row(s: SessionSnapshot) -> tuple[Any, ...]:
+    return tuple(getattr(s, f) for f in SessionSnapshot.__slots__)
+
+
+def test_clean_path_does_no_io() -> None:
+    c = core()
+    conn = fake_conn(c, set())
+    assert drive(c, conn, []) == []
+    assert c.guard_stats.checkins == 1 and c.guard_stats.verified == 0
+    assert conn._tg.lease is None  # the lease always ends
+
+
+def test_suspect_connection_is_reset_and_verified() -> None:
+    c = core()
+    conn = fake_conn(c, {"listen"})
+    dirty = (*as_row(CLEAN)[:4], True, *as_row(CLEAN)[5:])
+    assert drive(c, conn, [dirty, as_row(CLEAN)]) == ["fetch", "DISCARD ALL", "fetch"]
+    assert c.guard_stats.resets == 1 and c.guard_stats.by_tenant == {"7": 1}
+    assert conn._tg_bind_ready is False
+
+
+def test_state_that_survives_discard_closes_the_connection() -> None:
+    c = core()
+    conn = fake_conn(c, {"search_path"})
+    dirty = (*as_row(CLEAN)[:2], "evil", *as_row(CLEAN)[3:])
+    assert drive(c, conn, [dirty, dirty]) == ["fetch", "DISCARD ALL", "fetch", "close"]
+    assert c.guard_stats.by_kind["unresettable"] == 1
+
+
+@pytest.mark.parametrize("fail_on", ["DISCARD", "\nSELECT"])
+def test_io_errors_during_the_guard_close_the_connection(fail_on: str) -> None:
+    c = core()
+    conn = fake_conn(c, {"opaque_code"})
+    seen = drive(c, conn, [as_row(CLEAN), as_row(CLEAN)], fail_on=fail_on)
+    assert seen[-1] == "close"
+
+
+def test_discard_mode_closes_without_reset() -> None:
+    c = core(on_contamination="discard")
+    conn = fake_conn(c, {"setting:app.x"})
+    assert drive(c, conn, [as_row(CLEAN)]) == ["fetch", "close"]
+    assert c.guard_stats.discards == 1
+
+
+def test_verify_always_checks_clean_connections_too() -> None:
+    c = core(verify="always")
+    conn = fake_conn(c, set())
+    assert drive(c, conn, [as_row(CLEAN)]) == ["fetch"]
+    assert c.guard_stats.verified == 1 and c.guard_stats.contaminated == 0
