@@ -8,51 +8,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-import psycopg
-from rich.console import Console
 from rich.table import Table
 
-from tenantguard.errors import TenantGuardError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-err = Console(stderr=True)
-out = Console()
-
-
-def _fail(exc: TenantGuardError) -> None:
-    err.print(f"[bold red]error[/] [dim]{exc.code}[/] {exc.message}", highlight=False)
-    if exc.hint:
-        err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
-    sys.exit(2)
-
-
-def handled(fn: F) -> F:
-    """Turn tenantguard errors into a clear message and exit code 2."""
-
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except TenantGuardError as exc:
-            _fail(exc)
-        except psycopg.Error as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            err.print(f"[bold red]database error[/] {first}", highlight=False)
-            err.print(
-                "[yellow]hint:[/] nothing was committed; check the DSN's role has the "
-                "privileges this command needs (an administrator for install/protect)"
-            )
-            sys.exit(2)
-
-    return wrapper  # type: ignore[return-value]
-
+from tenantguard._cli_util import err, handled, out
 
 dsn_option = click.option(
     "--dsn",
@@ -374,6 +335,14 @@ def bench(
     out.print(table)
     err.print(f"wrote {path}, plots and {markdown}")
 
+
+def _register_tools() -> None:
+    from tenantguard.tooling.audit.cli import audit_command
+
+    main.add_command(audit_command, "audit")
+
+
+_register_tools()
 
 if __name__ == "__main__":
     main()

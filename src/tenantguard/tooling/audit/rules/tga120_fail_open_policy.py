@@ -1,0 +1,55 @@
+"""TGA120 fail-open-policy: rows are visible when the tenant setting is empty or unset."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+from psycopg import sql
+
+from tenantguard.tooling.audit.catalog import AuditContext
+from tenantguard.tooling.findings import Finding, Rule, Severity
+
+RULE = Rule(
+    code="TGA120",
+    name="fail-open-policy",
+    severity=Severity.CRITICAL,
+    tool="audit",
+    summary="Policies let rows through when no tenant is bound",
+    description="A predicate such as current_setting('app.tenant_id', true) IS NULL OR ... "
+    "or coalesce(...) is true when the setting is missing or empty, so a code path that "
+    "forgets to bind a tenant sees every tenant. Checked by running the query as the "
+    "runtime role with the setting empty, inside a transaction that is rolled back.",
+    anti_pattern="CREATE POLICY p ON app.t USING (\n"
+    "  current_setting('app.tenant_id', true) IS NULL\n"
+    "  OR tenant_id = current_setting('app.tenant_id', true)::bigint);",
+    best_practice="USING (tenant_id = (SELECT tenantguard.current_tenant()::bigint))"
+    "  -- raises when unset",
+)
+
+
+def check(ctx: AuditContext) -> Iterator[Finding]:
+    for t in ctx.tables:
+        if not t.rls or "SELECT" not in t.privileges:
+            continue
+        try:
+            with ctx.conn.transaction(force_rollback=True):
+                ctx.conn.execute(
+                    sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(ctx.runtime_role))
+                )
+                ctx.conn.execute("SELECT pg_catalog.set_config(%s, '', true)", (ctx.setting,))
+                row = ctx.conn.execute(
+                    sql.SQL("SELECT count(*) FROM {}").format(t.name.ident)
+                ).fetchone()
+        except psycopg.Error:
+            continue  # an error with no tenant bound is exactly fail-closed
+        visible = int(row[0]) if row else 0
+        if visible > 0:
+            yield Finding(
+                RULE,
+                t.label,
+                f"{visible} row(s) visible to {ctx.runtime_role!r} with {ctx.setting} empty",
+                fix_sql=t.protect_sql(),
+                evidence=f"SET ROLE {ctx.runtime_role}; SELECT set_config('{ctx.setting}', '', true); "
+                f"SELECT count(*) FROM {t.name};  -- {visible}",
+            )

@@ -1,0 +1,35 @@
+"""TGA123 escape-hatch-setting: a policy trusts a setting the app connection can change."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from tenantguard.tooling.audit.catalog import AuditContext, settings_read
+from tenantguard.tooling.findings import Finding, Rule, Severity
+
+RULE = Rule(
+    code="TGA123",
+    name="escape-hatch-setting",
+    severity=Severity.HIGH,
+    tool="audit",
+    summary="A policy reads a setting other than the tenant/user setting (an escape hatch)",
+    description="Any role can SET any custom setting. A policy such as "
+    "USING (... OR current_setting('app.is_admin', true) = 'on') lets SQL on the app "
+    "connection switch isolation off.",
+    anti_pattern="USING (tenant_id = ... OR current_setting('app.bypass', true) = 'on')",
+    best_practice="Use a separate, audited admin role for cross-tenant work.",
+)
+
+
+def check(ctx: AuditContext) -> Iterator[Finding]:
+    allowed = {ctx.setting, ctx.user_setting}
+    for t in ctx.tables:
+        for p in t.policies:
+            extra = (settings_read(p.qual) | settings_read(p.with_check)) - allowed
+            if extra:
+                yield Finding(
+                    RULE,
+                    f"{p.label} on {t.label}",
+                    f"reads {', '.join(sorted(extra))}, which any session can set",
+                    fix_sql=f"-- remove the {', '.join(sorted(extra))} branch from {p.name}",
+                )

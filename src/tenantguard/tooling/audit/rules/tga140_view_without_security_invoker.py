@@ -1,0 +1,58 @@
+"""TGA140 view-bypasses-rls: a view over a tenant table that runs as a role skipping RLS."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from psycopg import sql
+
+from tenantguard.tooling.audit.catalog import AuditContext
+from tenantguard.tooling.findings import Finding, Rule, Severity
+
+RULE = Rule(
+    code="TGA140",
+    name="view-without-security-invoker",
+    severity=Severity.HIGH,
+    tool="audit",
+    summary="View over a tenant table without security_invoker",
+    description="A view reads its tables with its owner's rights. If the owner is a superuser "
+    "or BYPASSRLS role (views are often created by the migration role), the view returns "
+    "every tenant's rows to anyone who can select from it.",
+    anti_pattern="CREATE VIEW app.big_invoices AS SELECT * FROM app.invoices WHERE amount > 100;",
+    best_practice="CREATE VIEW app.big_invoices WITH (security_invoker = true) AS ...;  -- PG 15+",
+)
+
+_QUERY = """
+SELECT DISTINCT v.oid::regclass::text, pg_catalog.pg_get_userbyid(v.relowner)::text,
+       o.rolsuper OR o.rolbypassrls, v.relkind::text,
+       pg_catalog.has_table_privilege(%(role)s, v.oid, 'SELECT')
+FROM pg_catalog.pg_rewrite r
+JOIN pg_catalog.pg_class v ON v.oid = r.ev_class
+JOIN pg_catalog.pg_depend d ON d.objid = r.oid AND d.classid = 'pg_rewrite'::regclass
+JOIN pg_catalog.pg_roles o ON o.oid = v.relowner
+WHERE v.relkind IN ('v', 'm') AND d.refobjid = ANY(%(oids)s) AND d.refobjid <> v.oid
+  AND NOT coalesce('security_invoker=true' = ANY(v.reloptions), false)
+  AND NOT coalesce('security_invoker=on' = ANY(v.reloptions), false)
+ORDER BY 1
+"""
+
+
+def check(ctx: AuditContext) -> Iterator[Finding]:
+    for view, owner, bypass, kind, readable in ctx.fetch(
+        _QUERY, {"role": ctx.runtime_role, "oids": ctx.tenant_oids}
+    ):
+        if kind == "m":
+            continue  # materialized views: TGA141
+        sev = Severity.CRITICAL if bypass and readable else None
+        name = view.split(".")
+        ident = sql.Identifier(*name) if len(name) == 2 else sql.Identifier(view)
+        yield Finding(
+            RULE,
+            f"view {view}",
+            f"reads tenant tables as {owner!r}"
+            + (" (bypasses RLS), readable by the runtime role" if sev else ""),
+            severity=sev,
+            fix_sql=sql.SQL("ALTER VIEW {} SET (security_invoker = true);")
+            .format(ident)
+            .as_string(),
+        )

@@ -1,0 +1,49 @@
+"""TGA160 no-tenant-index: no index leads with the tenant column."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from psycopg import sql
+
+from tenantguard.core.sqlbuild import tenant_index_name
+from tenantguard.tooling.audit.catalog import AuditContext
+from tenantguard.tooling.findings import Finding, Rule, Severity
+
+RULE = Rule(
+    code="TGA160",
+    name="no-tenant-index",
+    severity=Severity.LOW,
+    tool="audit",
+    summary="No index leads with the tenant column",
+    description="Every query on the table carries the tenant predicate; without a "
+    "(tenant_id, ...) index the planner scans the whole table for each tenant (the seeds' "
+    "145 ms sequential scan vs 12 ms index scan at 10k tenants).",
+    anti_pattern="PRIMARY KEY (id)  -- and no index on tenant_id",
+    best_practice="CREATE INDEX ON app.invoices (tenant_id, id);",
+)
+
+
+def check(ctx: AuditContext) -> Iterator[Finding]:
+    rows = ctx.fetch(
+        "SELECT i.indrelid::int, (i.indkey::int2[])[0] FROM pg_catalog.pg_index i "
+        "WHERE i.indrelid = ANY(%s) AND i.indisvalid AND i.indpred IS NULL",
+        (ctx.tenant_oids,),
+    )
+    leading = {(relid, first) for relid, first in rows}
+    for t in ctx.tables:
+        if t.relkind == "p":
+            continue  # partitioned parents have no storage; their partitions are checked
+        if (t.oid, t.tenant_attnum) not in leading:
+            yield Finding(
+                RULE,
+                t.label,
+                f"no index starts with {t.tenant_column}",
+                fix_sql=sql.SQL("CREATE INDEX {} ON {} ({});")
+                .format(
+                    sql.Identifier(tenant_index_name(t.name, t.tenant_column)),
+                    t.name.ident,
+                    sql.Identifier(t.tenant_column),
+                )
+                .as_string(),
+            )

@@ -1,0 +1,38 @@
+"""Readable output through rich (to stderr by convention)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+
+from tenantguard.tooling.findings import Report, Severity
+from tenantguard.tooling.report.json_report import summary
+
+_STYLE = {
+    Severity.CRITICAL: "bold red",
+    Severity.HIGH: "red",
+    Severity.MEDIUM: "yellow",
+    Severity.LOW: "cyan",
+}
+
+
+def print_human(report: Report, console: Console) -> None:
+    counts = summary(report)
+    console.print(
+        f"[bold]tenantguard {report.tool}[/] {escape(report.target)}: "
+        + ", ".join(f"{counts[str(s)]} {s}" for s in sorted(Severity, reverse=True))
+    )
+    for f in sorted(report.findings, key=lambda f: (-f.level, f.rule.code, f.object)):
+        style = _STYLE[f.level]
+        where = f" {f.location.path}:{f.location.line}" if f.location else ""
+        console.print(
+            f"[{style}]{str(f.level).upper():8s}[/] [bold]{f.rule.code}[/] {f.rule.name}"
+            f" [dim]{escape(f.object)}{escape(where)}[/]"
+        )
+        console.print(f"         {escape(f.message)}")
+        if f.fix_sql:
+            console.print(f"         [green]fix:[/] {escape(f.fix_sql)}")
+        if f.evidence:
+            console.print(f"         [dim]evidence: {escape(f.evidence)}[/]")
+    if not report.findings:
+        console.print("[green]no findings[/]")

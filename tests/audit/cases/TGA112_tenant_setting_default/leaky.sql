@@ -1,0 +1,1 @@
+ALTER ROLE {app} SET app.tenant_id = '1';
