@@ -179,7 +179,6 @@ def test_setting_mismatch_with_helper_is_refused(saas) -> None:  # type: ignore[
 def test_pool_works_on_a_database_tenantguard_did_not_install(server_dsn) -> None:  # type: ignore[no-untyped-def]
     """Own policies, own setting, no tenantguard schema: the pool still binds per transaction."""
     from conftest import make_scratch
-
     from tenantguard import tenant
 
     gen = make_scratch(server_dsn)

@@ -30,17 +30,29 @@ def test_harness_runs_and_writes_report(server_dsn, tmp_path) -> None:  # type: 
         results = run_bench(cfg)
     finally:
         with psycopg.connect(server_dsn, autocommit=True) as c:
-            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(cfg.database)))
+            c.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(cfg.database)
+                )
+            )
             for r in ("app", "owner", "raw"):
-                c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(f"{cfg.role_prefix}_{r}")))
+                c.execute(
+                    sql.SQL("DROP ROLE IF EXISTS {}").format(
+                        sql.Identifier(f"{cfg.role_prefix}_{r}")
+                    )
+                )
     path = save(results, tmp_path).rename(tmp_path / "results-20x5.json")
     assert json.loads(path.read_text())["meta"]["dataset"]["rows"] == 100
     groups = results["groups"]
-    assert "workloads/select/1" in groups and "index/list/1" in groups and "guard/select/1" in groups
+    assert (
+        "workloads/select/1" in groups and "index/list/1" in groups and "guard/select/1" in groups
+    )
     assert "pgbouncer/select/1" in groups  # pgbouncer is installed wherever the suite runs
     every = [c for g in groups.values() for c in g["cells"]]
     assert all(c["ops"] > 0 for c in every), [c["label"] for c in every if not c["ops"]]
-    assert all(c["errors"] == 0 for c in every), [(c["label"], c["errors"]) for c in every if c["errors"]]
+    assert all(c["errors"] == 0 for c in every), [
+        (c["label"], c["errors"]) for c in every if c["errors"]
+    ]
     assert sum(c["cross_tenant_rows"] for c in every) == 0
     assert results["round_trips"]["tenantguard"]["select"] == 1.0
     assert results["round_trips"]["naive"]["select"] == 4.0

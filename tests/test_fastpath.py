@@ -34,7 +34,12 @@ def test_errors_surface_and_connection_stays_usable(pool) -> None:  # type: igno
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("INSERT INTO app.invoices (tenant_id, amount) VALUES (1, 1)")
         for _ in range(7):  # through psycopg's prepare threshold
-            assert conn.execute("SELECT count(*) FROM app.invoices WHERE amount > %s", (0,)).fetchone()[0] == 4
+            assert (
+                conn.execute(
+                    "SELECT count(*) FROM app.invoices WHERE amount > %s", (0,)
+                ).fetchone()[0]
+                == 4
+            )
         cur = conn.execute("SELECT tenant_id, amount FROM app.invoices ORDER BY id")
         assert cur.rowcount == 4 and cur.description[0].name == "tenant_id"
 
@@ -53,5 +58,7 @@ def test_fast_and_fallback_paths_agree(saas) -> None:  # type: ignore[no-untyped
         with TenantPool(saas.app_dsn, min_size=1, max_size=1) as p:
             with tenant(3), p.connection() as conn:
                 conn._tg_fast = fast
-                results[fast] = conn.execute("SELECT tenant_id, amount FROM app.invoices ORDER BY id").fetchall()
+                results[fast] = conn.execute(
+                    "SELECT tenant_id, amount FROM app.invoices ORDER BY id"
+                ).fetchall()
     assert results[True] == results[False] and len(results[True]) == 6

@@ -221,7 +221,9 @@ def test_cached_generic_plans_never_reuse_a_tenant(saas) -> None:  # type: ignor
         for _round in range(3):
             for tid, expected in ((1, 2), (2, 4), (3, 6)):
                 with tenant(tid), p.connection() as conn:
-                    rows = conn.execute("SELECT tenant_id FROM app.invoices WHERE amount > %s", (0,)).fetchall()
+                    rows = conn.execute(
+                        "SELECT tenant_id FROM app.invoices WHERE amount > %s", (0,)
+                    ).fetchall()
                     assert len(rows) == expected and {r[0] for r in rows} == {tid}
         with tenant(1), p.connection() as conn:
             assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0] >= 1

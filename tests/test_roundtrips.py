@@ -42,10 +42,10 @@ def test_single_statement_is_one_round_trip(proxy, proxied_dsn) -> None:  # type
     with TenantPool(proxied_dsn, min_size=1, max_size=1) as pool:
         for n in range(8):  # before and after psycopg starts preparing (threshold 5)
 
-            def request() -> None:
-                with tenant(1 + n % 3), pool.connection() as conn:
+            def request(t: int = 1 + n % 3) -> None:
+                with tenant(t), pool.connection() as conn:
                     rows = conn.execute("SELECT tenant_id FROM app.invoices").fetchall()
-                    assert {r[0] for r in rows} == {1 + n % 3}
+                    assert {r[0] for r in rows} == {t}
 
             assert measure(proxy, request) == 1
 

@@ -10,8 +10,8 @@ from psycopg import sql
 
 from tenantguard import InvalidTenantId, TenantContext, TenantPool, tenant
 from tenantguard.admin import install, protect
-from tenantguard.core.sqlbuild import InstallSpec, grant_statements
 from tenantguard.core.names import QualifiedName
+from tenantguard.core.sqlbuild import InstallSpec, grant_statements
 
 A, B = uuid.UUID(int=1), uuid.UUID(int=2)
 
@@ -21,13 +21,21 @@ def kinds(scratch):  # type: ignore[no-untyped-def]
     with scratch.admin() as conn:
         install(conn, InstallSpec(app_role=scratch.app_role, owner_role=scratch.owner_role))
         conn.execute("CREATE TABLE public.u_docs (tenant_id uuid NOT NULL, id int PRIMARY KEY)")
-        conn.execute("CREATE TABLE public.t_docs (tenant_id varchar(64) NOT NULL, id int PRIMARY KEY)")
+        conn.execute(
+            "CREATE TABLE public.t_docs (tenant_id varchar(64) NOT NULL, id int PRIMARY KEY)"
+        )
         conn.execute("INSERT INTO public.u_docs VALUES (%s, 1), (%s, 2), (%s, 3)", (A, B, B))
         conn.execute("INSERT INTO public.t_docs VALUES ('acme', 1), ('globex', 2), ('globex', 3)")
         for t in ("u_docs", "t_docs"):
-            conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(sql.Identifier("public", t), sql.Identifier(scratch.owner_role)))
+            conn.execute(
+                sql.SQL("ALTER TABLE {} OWNER TO {}").format(
+                    sql.Identifier("public", t), sql.Identifier(scratch.owner_role)
+                )
+            )
         protect(conn, ["public.u_docs", "public.t_docs"])
-        for stmt in grant_statements([QualifiedName("public", "u_docs"), QualifiedName("public", "t_docs")], scratch.app_role):
+        for stmt in grant_statements(
+            [QualifiedName("public", "u_docs"), QualifiedName("public", "t_docs")], scratch.app_role
+        ):
             conn.execute(stmt)
     return scratch
 
@@ -35,7 +43,10 @@ def kinds(scratch):  # type: ignore[no-untyped-def]
 def test_uuid_tenants(kinds) -> None:  # type: ignore[no-untyped-def]
     with TenantPool(kinds.app_dsn, min_size=1, max_size=1, tenant_kind="uuid") as pool:
         with tenant(str(B)), pool.connection() as conn:  # a string from a header is fine
-            assert conn.execute("SELECT id FROM public.u_docs ORDER BY id").fetchall() == [(2,), (3,)]
+            assert conn.execute("SELECT id FROM public.u_docs ORDER BY id").fetchall() == [
+                (2,),
+                (3,),
+            ]
         with tenant(A), pool.connection() as conn:
             assert conn.execute("SELECT id FROM public.u_docs").fetchall() == [(1,)]
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -66,7 +77,11 @@ class HeaderBinder:
 
 
 def test_custom_binder_is_used(kinds) -> None:  # type: ignore[no-untyped-def]
-    with TenantPool(kinds.app_dsn, min_size=1, max_size=1, binder=HeaderBinder(), tenant_kind="text") as pool:
+    with TenantPool(
+        kinds.app_dsn, min_size=1, max_size=1, binder=HeaderBinder(), tenant_kind="text"
+    ) as pool:
         with tenant("acme"), pool.connection() as conn:
-            row = conn.execute("SELECT count(*), current_setting('app.request') FROM public.t_docs").fetchone()
+            row = conn.execute(
+                "SELECT count(*), current_setting('app.request') FROM public.t_docs"
+            ).fetchone()
             assert row == (1, "r-1")

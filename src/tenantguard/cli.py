@@ -338,8 +338,10 @@ def bench(
 
 def _register_tools() -> None:
     from tenantguard.tooling.audit.cli import audit_command
+    from tenantguard.tooling.lint.cli import lint_command
 
     main.add_command(audit_command, "audit")
+    main.add_command(lint_command, "lint")
 
 
 _register_tools()

@@ -54,7 +54,9 @@ def test_rule_fixture(server_dsn, case: str, variant: str) -> None:  # type: ign
     try:
         with s.admin() as conn:
             install(conn, InstallSpec(app_role=s.app_role, owner_role=s.owner_role))
-            run_case(conn, (CASES_DIR / case / f"{variant}.sql").read_text(), s.app_role, s.owner_role)
+            run_case(
+                conn, (CASES_DIR / case / f"{variant}.sql").read_text(), s.app_role, s.owner_role
+            )
             report = audit_database(conn, app_role=s.app_role)
         hits = [f for f in report.findings if f.rule.code == code]
         if variant == "leaky":
@@ -111,19 +113,36 @@ def test_cli_exit_codes_and_formats(saas, tmp_path) -> None:  # type: ignore[no-
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["summary"]["total"] == 0
     with saas.admin() as conn:
-        conn.execute(sql.SQL("GRANT TRUNCATE ON app.invoices TO {}").format(sql.Identifier(saas.app_role)))
+        conn.execute(
+            sql.SQL("GRANT TRUNCATE ON app.invoices TO {}").format(sql.Identifier(saas.app_role))
+        )
     try:
         r = runner.invoke(main, [*base, "--format", "sarif"])
         assert r.exit_code == 1
         sarif = json.loads(r.stdout)
         assert sarif["version"] == "2.1.0" and sarif["runs"][0]["results"][0]["ruleId"] == "TGA142"
-        r = runner.invoke(main, [*base, "--fail-on", "critical", "--format", "html", "--output", str(tmp_path / "r.html")])
+        r = runner.invoke(
+            main,
+            [
+                *base,
+                "--fail-on",
+                "critical",
+                "--format",
+                "html",
+                "--output",
+                str(tmp_path / "r.html"),
+            ],
+        )
         assert r.exit_code == 1 and "TGA142" in (tmp_path / "r.html").read_text()
         r = runner.invoke(main, [*base, "--table", "app.users"])  # the grant is on invoices
         assert r.exit_code == 0, r.output
     finally:
         with saas.admin() as conn:
-            conn.execute(sql.SQL("REVOKE TRUNCATE ON app.invoices FROM {}").format(sql.Identifier(saas.app_role)))
+            conn.execute(
+                sql.SQL("REVOKE TRUNCATE ON app.invoices FROM {}").format(
+                    sql.Identifier(saas.app_role)
+                )
+            )
     r = runner.invoke(main, ["audit", "--dsn", saas.admin_dsn])
     assert r.exit_code == 2
     r = runner.invoke(main, ["audit", "--dsn", "postgresql://x@127.0.0.1:1/db", "--app-role", "a"])

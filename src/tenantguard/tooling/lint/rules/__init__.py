@@ -1,0 +1,52 @@
+"""Lint rules: one module per rule (``tgl1xx_*.py``) with ``RULE`` and ``check(ctx)``."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterable
+
+from tenantguard.tooling.findings import Finding, Rule, Severity
+
+__all__ = ["META", "RULES", "all_rules"]
+
+# Rules the engine itself reports (parse errors and suppression hygiene).
+META = {
+    "TGL100": Rule(
+        "TGL100",
+        "parse-error",
+        Severity.HIGH,
+        "lint",
+        "The file is not valid PostgreSQL SQL",
+        "A migration the linter cannot parse cannot be checked; it would also fail to apply.",
+    ),
+    "TGL198": Rule(
+        "TGL198",
+        "suppression-without-reason",
+        Severity.MEDIUM,
+        "lint",
+        "A suppression comment gives no reason",
+        "Write `-- tenantguard: ignore TGLxxx reason: <why this is safe>`; without a "
+        "reason the suppression does not apply.",
+    ),
+    "TGL199": Rule(
+        "TGL199",
+        "unused-suppression",
+        Severity.LOW,
+        "lint",
+        "A suppression comment matches no finding",
+        "Stale suppressions hide the next real finding on that line; remove them.",
+    ),
+}
+
+
+def all_rules() -> list[tuple[Rule, Callable[..., Iterable[Finding]]]]:
+    mods = [
+        importlib.import_module(f"{__name__}.{m.name}")
+        for m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name)
+        if m.name.startswith("tgl")
+    ]
+    return [(m.RULE, m.check) for m in mods]
+
+
+RULES: list[Rule] = [r for r, _ in all_rules()] + list(META.values())

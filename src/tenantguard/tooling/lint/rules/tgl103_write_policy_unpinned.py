@@ -1,0 +1,59 @@
+"""TGL103 write-policy-unpinned: a write policy without a tenant-pinned WITH CHECK."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pglast import ast
+
+from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.lint.engine import LintContext, finding, mentions_column, rel_name
+
+RULE = Rule(
+    code="TGL103",
+    name="write-policy-unpinned",
+    severity=Severity.HIGH,
+    tool="lint",
+    summary="A permissive INSERT/UPDATE/ALL policy does not pin written rows to the tenant",
+    description="WITH CHECK validates the rows a statement writes. Counted as pinned: a WITH "
+    "CHECK that mentions the tenant column, or (ALL/UPDATE only) no WITH CHECK and a USING that "
+    "does, since PostgreSQL then reuses USING. A restrictive tenant guard in the same files "
+    "also pins writes.",
+    anti_pattern="CREATE POLICY ins ON app.t FOR INSERT WITH CHECK (true);",
+    best_practice="CREATE POLICY ins ON app.t FOR INSERT\n"
+    "  WITH CHECK (tenant_id = (SELECT tenantguard.current_tenant()::bigint));",
+)
+
+
+def _restrictive_guard(ctx: LintContext, table: str) -> bool:
+    for st in ctx.policies.get(table, []):
+        p: Any = st.node
+        if (
+            not p.permissive
+            and (p.cmd_name or "all") == "all"
+            and mentions_column(p.qual, ctx.tenant_column)
+        ):
+            return True
+    return False
+
+
+def check(ctx: LintContext) -> Iterator[Finding]:
+    for st in ctx.statements:
+        p = st.node
+        if not isinstance(p, ast.CreatePolicyStmt) or not p.permissive:
+            continue
+        cmd = (p.cmd_name or "all").lower()
+        if cmd not in ("all", "insert", "update"):
+            continue
+        table = rel_name(p.table)
+        effective = (
+            p.with_check if p.with_check is not None else (p.qual if cmd != "insert" else None)
+        )
+        if not mentions_column(effective, ctx.tenant_column) and not _restrictive_guard(ctx, table):
+            yield finding(
+                RULE,
+                st,
+                f"policy {p.policy_name} on {table}",
+                f"FOR {cmd.upper()} does not pin {ctx.tenant_column} in WITH CHECK",
+            )

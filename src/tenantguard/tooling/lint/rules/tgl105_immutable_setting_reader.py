@@ -1,0 +1,50 @@
+"""TGL105 immutable-setting-reader: an IMMUTABLE function reads a setting."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from pglast import ast
+
+from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.lint.engine import LintContext, finding
+
+RULE = Rule(
+    code="TGL105",
+    name="immutable-setting-reader",
+    severity=Severity.HIGH,
+    tool="lint",
+    summary="IMMUTABLE function reads current_setting()",
+    description="IMMUTABLE results may be folded into cached generic plans, so the tenant read "
+    "once is reused for the next tenant on the same connection.",
+    anti_pattern="CREATE FUNCTION app.tenant() RETURNS bigint LANGUAGE sql IMMUTABLE AS\n"
+    "$$ SELECT current_setting('app.tenant_id')::bigint $$;",
+    best_practice="... LANGUAGE sql STABLE AS $$ ... $$;",
+)
+
+
+def opts(n: ast.CreateFunctionStmt) -> dict[str, object]:
+    return {o.defname: o.arg for o in n.options or ()}
+
+
+def body(n: ast.CreateFunctionStmt) -> str:
+    arg = opts(n).get("as")
+    parts = arg if isinstance(arg, tuple | list) else (arg,)
+    return " ".join(getattr(p, "sval", "") or "" for p in parts if p is not None)
+
+
+def check(ctx: LintContext) -> Iterator[Finding]:
+    for st in ctx.statements:
+        n = st.node
+        if isinstance(n, ast.CreateFunctionStmt):
+            vol = getattr(opts(n).get("volatility"), "sval", "")
+            # the body is a string literal (SQL or plpgsql source); a substring test is enough
+            if vol == "immutable" and "current_setting" in body(n).lower():
+                name = ".".join(getattr(p, "sval", "") for p in n.funcname or ())
+                yield finding(
+                    RULE,
+                    st,
+                    f"function {name}",
+                    "IMMUTABLE but reads current_setting()",
+                    fix=f"ALTER FUNCTION {name} STABLE;",
+                )

@@ -1,0 +1,42 @@
+"""TGL109 session-level-tenant-set: the tenant setting set for the whole session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from pglast import ast
+
+from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.lint.engine import LintContext, finding, walk
+
+RULE = Rule(
+    code="TGL109",
+    name="session-level-tenant-set",
+    severity=Severity.HIGH,
+    tool="lint",
+    summary="The tenant setting is set for the session (SET / set_config(.., false))",
+    description="A session-level value outlives the transaction: behind a pool or PgBouncer in "
+    "transaction mode it reaches the next client, who then acts as that tenant.",
+    anti_pattern="SET app.tenant_id = '42';",
+    best_practice="SET LOCAL app.tenant_id = '42';  -- or set_config('app.tenant_id', '42', true)",
+)
+
+
+def check(ctx: LintContext) -> Iterator[Finding]:
+    for st in ctx.statements:
+        for n in walk(st.node):
+            if isinstance(n, ast.VariableSetStmt) and n.name == ctx.setting and not n.is_local:
+                yield finding(RULE, st, ctx.setting, "SET without LOCAL")
+            elif (
+                isinstance(n, ast.FuncCall)
+                and getattr((n.funcname or (None,))[-1], "sval", "") == "set_config"
+            ):
+                args = n.args or ()
+                name = getattr(getattr(args[0], "val", None), "sval", None) if args else None
+                local = (
+                    len(args) > 2
+                    and isinstance(args[2], ast.A_Const)
+                    and getattr(args[2].val, "boolval", False)
+                )
+                if name == ctx.setting and not local:
+                    yield finding(RULE, st, ctx.setting, "set_config(.., false): session-level")

@@ -1,0 +1,32 @@
+"""TGL111 role-bypass-attribute: SUPERUSER or BYPASSRLS given to a role."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from pglast import ast
+
+from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.lint.engine import LintContext, finding
+
+RULE = Rule(
+    code="TGL111",
+    name="role-bypass-attribute",
+    severity=Severity.CRITICAL,
+    tool="lint",
+    summary="A migration gives SUPERUSER or BYPASSRLS to a role",
+    description="Superusers and BYPASSRLS roles ignore every policy; granting either in a "
+    "migration (often 'for debugging') is a permanent hole.",
+    anti_pattern="ALTER ROLE app_user BYPASSRLS;",
+    best_practice="Keep runtime roles NOSUPERUSER NOBYPASSRLS; use an audited break-glass role.",
+)
+
+
+def check(ctx: LintContext) -> Iterator[Finding]:
+    for st in ctx.statements:
+        n = st.node
+        if isinstance(n, ast.CreateRoleStmt | ast.AlterRoleStmt):
+            role = n.role if isinstance(n, ast.CreateRoleStmt) else getattr(n.role, "rolename", "?")
+            for o in n.options or ():
+                if o.defname in ("superuser", "bypassrls") and getattr(o.arg, "boolval", False):
+                    yield finding(RULE, st, f"role {role}", f"{o.defname.upper()} granted")

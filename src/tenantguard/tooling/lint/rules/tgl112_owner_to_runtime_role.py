@@ -1,0 +1,36 @@
+"""TGL112 owner-to-runtime-role: a table's ownership given to the runtime role."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from pglast import ast
+
+from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.lint.engine import LintContext, finding, rel_name
+
+RULE = Rule(
+    code="TGL112",
+    name="owner-to-runtime-role",
+    severity=Severity.CRITICAL,
+    tool="lint",
+    summary="Ownership of a table given to the runtime role (needs --app-role)",
+    description="Owners are exempt from RLS unless it is forced, and can disable it or drop "
+    "policies: the runtime role must own nothing.",
+    anti_pattern="ALTER TABLE app.invoices OWNER TO app_user;",
+    best_practice="ALTER TABLE app.invoices OWNER TO app_owner;  -- a NOLOGIN owner role",
+)
+
+
+def check(ctx: LintContext) -> Iterator[Finding]:
+    if not ctx.app_role:
+        return
+    for st in ctx.statements:
+        n = st.node
+        if isinstance(n, ast.AlterTableStmt) and n.relation is not None:
+            for cmd in n.cmds or ():
+                owner = getattr(getattr(cmd, "newowner", None), "rolename", None)
+                if getattr(cmd.subtype, "name", "") == "AT_ChangeOwner" and owner == ctx.app_role:
+                    yield finding(
+                        RULE, st, rel_name(n.relation), f"OWNER TO {owner} (the runtime role)"
+                    )

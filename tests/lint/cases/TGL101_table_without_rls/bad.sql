@@ -1,0 +1,2 @@
+CREATE TABLE app.t (tenant_id bigint NOT NULL, id bigint PRIMARY KEY);
+ALTER TABLE app.t ENABLE ROW LEVEL SECURITY;

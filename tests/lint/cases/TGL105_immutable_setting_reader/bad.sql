@@ -1,0 +1,2 @@
+CREATE FUNCTION app.tenant() RETURNS bigint LANGUAGE sql IMMUTABLE
+  AS $$ SELECT current_setting('app.tenant_id')::bigint $$;

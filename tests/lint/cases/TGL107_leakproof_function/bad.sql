@@ -1,0 +1,1 @@
+CREATE FUNCTION app.eq(a text, b text) RETURNS bool LANGUAGE sql IMMUTABLE LEAKPROOF AS 'SELECT a = b';

@@ -1,0 +1,2 @@
+SET LOCAL app.tenant_id = '1';
+SELECT set_config('app.tenant_id', '1', true);

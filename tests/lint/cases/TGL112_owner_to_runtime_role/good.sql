@@ -1,0 +1,1 @@
+ALTER TABLE app.t OWNER TO app_owner;
