@@ -7,19 +7,30 @@ policy expressions are parsed with PostgreSQL's grammar (pglast), never regexes.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import psycopg
-from pglast import ast, parse_sql
+from pglast import ast, enums, parse_plpgsql, parse_sql
 from pglast.parser import ParseError
+from psycopg import sql
 
 from tenantguard.core.names import QualifiedName
 from tenantguard.core.rolecheck import ROLE_CHECK_QUERY, role_params
 from tenantguard.core.sqlbuild import ProtectSpec, protect_statements, render
 
-__all__ = ["AuditContext", "Policy", "Table", "load_context"]
+__all__ = [
+    "AuditContext",
+    "Function",
+    "Policy",
+    "Table",
+    "is_pinned",
+    "load_context",
+    "parse_expr",
+    "relations_in",
+]
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "tenantguard")
 # Function rules look at tenantguard's own helpers too: they get no exemption.
@@ -38,6 +49,17 @@ class Policy:
     @property
     def label(self) -> str:
         return f"policy {self.name}"
+
+    def covers(self, command: str) -> bool:
+        """Does the policy apply to *command* (SELECT, INSERT, UPDATE, DELETE)?"""
+        return self.command in ("ALL", command)
+
+    @property
+    def effective_check(self) -> str | None:
+        """The expression new rows are checked against (USING when WITH CHECK is absent)."""
+        if self.with_check is not None:
+            return self.with_check
+        return self.qual if self.command in ("ALL", "UPDATE") else None
 
 
 @dataclass
@@ -180,6 +202,7 @@ class AuditContext:
     tables: list[Table]
     server_version_num: int
     app_dsn: str | None = None
+    pooler: Any = None  # tenantguard.tooling.audit.pooler.PoolerInfo when --pooler-dsn is given
     extra: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
@@ -195,6 +218,73 @@ class AuditContext:
 
     def fetch(self, query: Any, params: Any = None) -> list[tuple[Any, ...]]:
         return self.conn.execute(query, params).fetchall()
+
+    @cached_property
+    def database(self) -> str:
+        row = self.conn.execute("SELECT current_database()::text").fetchone()
+        return str(row[0]) if row else ""
+
+    @cached_property
+    def runtime_roles(self) -> set[str]:
+        """'public' and every role the runtime role is a member of (itself included)."""
+        rows = self.fetch(
+            "SELECT r.rolname::text FROM pg_catalog.pg_roles r "
+            "WHERE pg_catalog.pg_has_role(%s, r.oid, 'MEMBER')",
+            (self.runtime_role,),
+        )
+        return {"public", self.runtime_role, *(r[0] for r in rows)}
+
+    def applies(self, policy: Policy) -> bool:
+        """Does *policy* apply to the runtime role (directly, via PUBLIC or a membership)?"""
+        return any(r in self.runtime_roles for r in policy.roles)
+
+    @cached_property
+    def builtin_functions(self) -> frozenset[str]:
+        rows = self.fetch(
+            "SELECT DISTINCT p.proname::text FROM pg_catalog.pg_proc p "
+            "WHERE p.pronamespace = 'pg_catalog'::regnamespace"
+        )
+        return frozenset(r[0] for r in rows)
+
+    def is_helper(self, schema: str | None, name: str) -> bool:
+        """Is a call to (schema.)name a user function (a tenant helper), not a built-in?"""
+        if schema is not None:
+            return schema != "pg_catalog"
+        return name not in self.builtin_functions
+
+    def pinned(self, expr: str | None, column: str) -> bool:
+        """Is the policy expression *expr* pinned to the bound tenant? See :func:`is_pinned`."""
+        node = parse_expr(expr)
+        settings = frozenset((self.setting, self.user_setting))
+        return node is not None and is_pinned(node, column, settings, self.is_helper)
+
+    @cached_property
+    def functions(self) -> list[Function]:
+        """User functions (not in pg_catalog / information_schema), with their bodies."""
+        rows = self.fetch(
+            _FUNCTIONS,
+            {"role": self.runtime_role, "excluded": list(FUNCTION_EXCLUDED_SCHEMAS)},
+        )
+        return [Function(*r) for r in rows]
+
+    def tables_named(
+        self, schema: str | None, name: str, search_path: list[str] | None = None
+    ) -> list[Table]:
+        """Tenant tables a reference (schema.)name can resolve to.
+
+        Qualified: that table. Unqualified: the first schema of a pinned *search_path*
+        holding a tenant table of that name, else every tenant table of that name (the
+        caller's search_path decides, so be conservative)."""
+        matches = [t for t in self.tables if t.name.name == name]
+        if schema is not None:
+            return [t for t in matches if t.name.schema == schema]
+        if search_path:
+            for s in search_path:
+                hit = [t for t in matches if t.name.schema == s]
+                if hit:
+                    return hit
+            return []
+        return matches
 
 
 def infer_setting(conn: psycopg.Connection[Any], policies: list[Policy]) -> str:
@@ -213,6 +303,23 @@ def infer_setting(conn: psycopg.Connection[Any], policies: list[Policy]) -> str:
             for name in settings_read(expr):
                 seen[name] = seen.get(name, 0) + 1
     return max(seen, key=lambda k: seen[k]) if seen else "app.tenant_id"
+
+
+_FUNCTIONS = """
+SELECT p.oid::int, p.oid::regprocedure::text, l.lanname::text, p.prosrc,
+       CASE WHEN p.prokind IN ('f', 'p') AND l.lanname IN ('sql', 'plpgsql')
+            THEN pg_catalog.pg_get_functiondef(p.oid) END,
+       pg_catalog.pg_get_userbyid(p.proowner)::text, o.rolsuper OR o.rolbypassrls,
+       p.prosecdef, coalesce(p.proconfig, '{}'::text[]),
+       pg_catalog.has_function_privilege(%(role)s, p.oid, 'EXECUTE'),
+       n.nspname::text, p.proname::text, pg_catalog.pg_get_function_identity_arguments(p.oid)
+FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+JOIN pg_catalog.pg_roles o ON o.oid = p.proowner
+WHERE n.nspname <> ALL(%(excluded)s) AND n.nspname NOT LIKE 'pg\\_%%'
+ORDER BY 2
+"""
 
 
 def load_context(
@@ -271,3 +378,271 @@ def load_context(
         server_version_num=version,
         app_dsn=app_dsn,
     )
+
+
+# --- expression analysis (PostgreSQL's grammar via pglast) -----------------------------
+
+
+def iter_nodes(root: Any, *, into_sublinks: bool = True) -> Iterator[ast.Node]:
+    """Every node under *root* (a node, or a tuple/list of them), depth first."""
+    stack: list[Any] = [root]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, ast.Node):
+            yield item
+            if not into_sublinks and isinstance(item, ast.SubLink) and item is not root:
+                continue
+            stack.extend(getattr(item, name) for name in item)
+        elif isinstance(item, tuple | list):
+            stack.extend(item)
+
+
+def parse_expr(expr: str | None) -> ast.Node | None:
+    """The parse tree of a deparsed policy expression (None if absent or unparsable)."""
+    if not expr:
+        return None
+    try:
+        stmts = parse_sql(f"SELECT {expr}")
+    except ParseError:
+        return None
+    stmt = stmts[0].stmt
+    if not isinstance(stmt, ast.SelectStmt) or not stmt.targetList or len(stmt.targetList) != 1:
+        return None
+    val = stmt.targetList[0].val
+    return val if isinstance(val, ast.Node) else None
+
+
+def relations_in(root: Any) -> list[tuple[str | None, str]]:
+    """(schema or None, name) of every table reference (RangeVar) under *root*, CTEs excluded."""
+    nodes = list(iter_nodes(root))
+    ctes = {n.ctename for n in nodes if isinstance(n, ast.CommonTableExpr)}
+    out: list[tuple[str | None, str]] = []
+    for n in nodes:
+        if isinstance(n, ast.RangeVar) and n.relname:
+            if n.schemaname is None and n.relname in ctes:
+                continue
+            ref = (n.schemaname, n.relname)
+            if ref not in out:
+                out.append(ref)
+    return out
+
+
+def _column_name(node: Any) -> str | None:
+    while isinstance(node, ast.TypeCast):
+        node = node.arg
+    if isinstance(node, ast.ColumnRef) and node.fields:
+        last = node.fields[-1]
+        return getattr(last, "sval", None)
+    return None
+
+
+def _call_name(node: ast.FuncCall) -> tuple[str | None, str]:
+    parts = [getattr(p, "sval", "") for p in node.funcname or ()]
+    return (parts[-2] if len(parts) > 1 else None, parts[-1] if parts else "")
+
+
+def _literal_text(node: Any) -> str | None:
+    while isinstance(node, ast.TypeCast):
+        node = node.arg
+    if isinstance(node, ast.A_Const) and isinstance(node.val, ast.String):
+        return node.val.sval
+    return None
+
+
+_IDENTITY_FUNCS = {
+    enums.SQLValueFunctionOp.SVFOP_CURRENT_USER,
+    enums.SQLValueFunctionOp.SVFOP_SESSION_USER,
+    enums.SQLValueFunctionOp.SVFOP_USER,
+    enums.SQLValueFunctionOp.SVFOP_CURRENT_ROLE,
+}
+
+
+def _is_context(
+    node: Any, settings: frozenset[str], is_helper: Callable[[str | None, str], bool]
+) -> bool:
+    """Does *node* compute the bound context: current_setting(<tenant/user setting>), a user
+    helper function, or a sub-select over those / the session user; and no column of
+    the row itself (outside sub-selects)?"""
+    if isinstance(node, ast.SubLink):
+        return any(_is_source(n, settings, is_helper) for n in iter_nodes(node.subselect))
+    outer = list(iter_nodes(node, into_sublinks=False))
+    if any(isinstance(n, ast.ColumnRef) for n in outer):
+        return False
+    return any(_is_source(n, settings, is_helper) for n in iter_nodes(node))
+
+
+def _is_source(
+    node: ast.Node, settings: frozenset[str], is_helper: Callable[[str | None, str], bool]
+) -> bool:
+    if isinstance(node, ast.FuncCall):
+        schema, name = _call_name(node)
+        if name == "current_setting" and schema in (None, "pg_catalog"):
+            first = _literal_text(node.args[0]) if node.args else None
+            return first is not None and first in settings
+        return is_helper(schema, name)
+    return isinstance(node, ast.SQLValueFunction) and node.op in _IDENTITY_FUNCS
+
+
+def is_pinned(
+    node: Any,
+    column: str,
+    settings: frozenset[str],
+    is_helper: Callable[[str | None, str], bool],
+) -> bool:
+    """Is the boolean expression *node* true only for rows of the bound tenant?
+
+    AND: one pinned conjunct suffices; OR: every branch must be pinned; a comparison
+    ``column = <tenant context>`` (either side, casts allowed) or ``column IN (SELECT
+    ...)`` / ``= ANY (...)`` over the context (*settings*: the tenant and user settings,
+    user helper functions, the session user) is pinned. Anything else
+    (``IS NOT NULL``, ``= other_column``, constant lists, a bare flag) is not.
+    """
+    if isinstance(node, ast.BoolExpr):
+        args = list(node.args or ())
+        if node.boolop == enums.BoolExprType.AND_EXPR:
+            return any(is_pinned(a, column, settings, is_helper) for a in args)
+        if node.boolop == enums.BoolExprType.OR_EXPR:
+            return bool(args) and all(is_pinned(a, column, settings, is_helper) for a in args)
+        return False
+    if isinstance(node, ast.A_Expr):
+        op = getattr((node.name or (None,))[-1], "sval", None)
+        if op != "=":
+            return False
+        if node.kind == enums.A_Expr_Kind.AEXPR_OP:
+            left, right = node.lexpr, node.rexpr
+            if _column_name(left) == column:
+                return _is_context(right, settings, is_helper)
+            if _column_name(right) == column:
+                return _is_context(left, settings, is_helper)
+            return False
+        if node.kind == enums.A_Expr_Kind.AEXPR_OP_ANY and _column_name(node.lexpr) == column:
+            return _is_context(node.rexpr, settings, is_helper)
+        if node.kind == enums.A_Expr_Kind.AEXPR_IN and _column_name(node.lexpr) == column:
+            items = node.rexpr if isinstance(node.rexpr, tuple | list) else (node.rexpr,)
+            return bool(items) and all(_is_context(i, settings, is_helper) for i in items)
+        return False
+    if isinstance(node, ast.SubLink) and node.subLinkType == enums.SubLinkType.ANY_SUBLINK:
+        return _column_name(node.testexpr) == column and _is_context(node, settings, is_helper)
+    return False
+
+
+# --- function bodies --------------------------------------------------------------------
+
+
+@dataclass
+class Function:
+    """A user function and what its body does, parsed on demand."""
+
+    oid: int
+    signature: str  # regprocedure text, already quoted by the server
+    language: str
+    source: str | None
+    definition: str | None  # pg_get_functiondef (sql / plpgsql only)
+    owner: str
+    owner_bypasses: bool  # owner is superuser or BYPASSRLS
+    security_definer: bool
+    config: list[str]
+    executable: bool  # by the runtime role
+    schema: str
+    name: str
+    identity_args: str
+
+    @property
+    def ident(self) -> sql.Composed:
+        """schema.name(args) for SQL (ALTER / REVOKE ... FUNCTION), identifiers quoted."""
+        return sql.SQL("{}.{}({})").format(
+            sql.Identifier(self.schema),
+            sql.Identifier(self.name),
+            sql.SQL(self.identity_args),  # type: ignore[arg-type,unused-ignore]  # server-rendered
+        )
+
+    @property
+    def search_path(self) -> list[str] | None:
+        """The pinned search_path (SET search_path = ...), or None."""
+        for item in self.config:
+            key, _, value = item.partition("=")
+            if key == "search_path":
+                return [
+                    p.strip().strip('"')
+                    for p in value.split(",")
+                    if p.strip() not in ("", "pg_temp")
+                ]
+        return None
+
+    @cached_property
+    def statements(self) -> list[ast.Node] | None:
+        """The parsed SQL statements of the body; None when the body cannot be analysed
+        (another language, or a parse error)."""
+        try:
+            if self.language == "sql":
+                if self.source and self.source.strip():
+                    return _statements(self.source)
+                if self.definition:  # BEGIN ATOMIC: the body is in the definition
+                    return _statements(self.definition)
+                return []
+            if self.language == "plpgsql" and self.definition:
+                return _plpgsql_statements(parse_plpgsql(self.definition))
+        except ParseError:
+            return None
+        return None
+
+
+def _statements(text: str) -> list[ast.Node]:
+    return [s.stmt for s in parse_sql(text) if s.stmt is not None]
+
+
+def _plpgsql_statements(tree: Any) -> list[ast.Node] | None:
+    """Parse every embedded SQL expression of a PL/pgSQL function tree (pglast JSON)."""
+    queries: list[str] = []
+    stack: list[Any] = [tree]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            q = item.get("query")
+            if isinstance(q, str):
+                queries.append(q)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    out: list[ast.Node] = []
+    for q in queries:
+        candidates = [q, f"SELECT {q}"]
+        if ":=" in q:  # an assignment: target := expression
+            candidates.append("SELECT " + q.split(":=", 1)[1])
+        for text in candidates:
+            try:
+                out.extend(_statements(text))
+                break
+            except ParseError:
+                continue
+        else:
+            return None
+    return out
+
+
+def setting_changes(stmts: list[ast.Node], setting: str) -> list[str]:
+    """How *stmts* change *setting*: 'SET', 'SET LOCAL', 'set_config(..., false)' ..."""
+    found: list[str] = []
+    for n in iter_nodes(stmts):
+        if (
+            isinstance(n, ast.VariableSetStmt)
+            and n.name == setting
+            and n.kind
+            in (enums.VariableSetKind.VAR_SET_VALUE, enums.VariableSetKind.VAR_SET_CURRENT)
+        ):
+            found.append("SET LOCAL" if n.is_local else "SET")
+        elif isinstance(n, ast.FuncCall):
+            schema, name = _call_name(n)
+            args = list(n.args or ())
+            if (
+                name == "set_config"
+                and schema in (None, "pg_catalog")
+                and len(args) == 3
+                and _literal_text(args[0]) == setting
+            ):
+                local = args[2]
+                if isinstance(local, ast.A_Const) and isinstance(local.val, ast.Boolean):
+                    found.append(f"set_config(..., {str(local.val.boolval).lower()})")
+                else:
+                    found.append("set_config(...)")
+    return found

@@ -1,0 +1,65 @@
+"""TGA133 security-definer-reads-tenant-table: a SECURITY DEFINER function reads a tenant
+table as an owner that row level security does not apply to."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from psycopg import sql
+
+from tenantguard.tooling.audit.catalog import AuditContext, Function, Table, relations_in
+from tenantguard.tooling.findings import Finding, Rule, Severity
+
+RULE = Rule(
+    code="TGA133",
+    name="security-definer-reads-tenant-table",
+    severity=Severity.HIGH,
+    tool="audit",
+    summary="SECURITY DEFINER function reads a tenant table with row level security bypassed",
+    description="A SECURITY DEFINER function runs as its owner. If the owner is a superuser or "
+    "BYPASSRLS role, or owns the table and the table is not FORCEd, no policy applies inside "
+    "the function: its own WHERE clause is the only isolation, and any caller the runtime "
+    "role can act as reads (or changes) every tenant's rows through it. Bodies are parsed with "
+    "PostgreSQL's grammar (LANGUAGE sql) and the PL/pgSQL parser; dynamic SQL (EXECUTE) and "
+    "other languages cannot be analysed.",
+    anti_pattern="CREATE FUNCTION app.invoice_total(i bigint) RETURNS numeric\n"
+    "  LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog\n"
+    "  AS $$ SELECT amount FROM app.invoices WHERE id = i $$;  -- owned by postgres",
+    best_practice="ALTER FUNCTION app.invoice_total(bigint) SECURITY INVOKER;\n"
+    "-- or: owner subject to RLS (NOSUPERUSER NOBYPASSRLS) and FORCE ROW LEVEL SECURITY",
+)
+
+
+def _bypass(ctx: AuditContext, f: Function, t: Table) -> str | None:
+    """Why RLS does not apply to *f*'s owner on *t* (None: it applies)."""
+    if f.owner_bypasses:
+        return f"owner {f.owner!r} is superuser or BYPASSRLS"
+    if t.forced:
+        return None
+    row = ctx.conn.execute(
+        "SELECT pg_catalog.pg_has_role(%s, %s, 'USAGE')", (f.owner, t.owner)
+    ).fetchone()
+    if row and row[0]:
+        return f"owner {f.owner!r} owns it (or is a member of {t.owner!r}) and RLS is not forced"
+    return None
+
+
+def check(ctx: AuditContext) -> Iterator[Finding]:
+    for f in ctx.functions:
+        if not f.security_definer or not f.executable or not f.statements:
+            continue
+        reasons: list[str] = []
+        for schema, name in relations_in(f.statements):
+            for t in ctx.tables_named(schema, name, f.search_path):
+                why = _bypass(ctx, f, t) if t.rls else None  # RLS off: TGA101
+                if why:
+                    reasons.append(f"{t.label} ({why})")
+        if reasons:
+            yield Finding(
+                RULE,
+                f"function {f.signature}",
+                f"executable by {ctx.runtime_role!r}, reads {'; '.join(reasons)}",
+                fix_sql=sql.SQL("ALTER FUNCTION {} SECURITY INVOKER;").format(f.ident).as_string()
+                + "\n-- or give it an owner that is NOSUPERUSER NOBYPASSRLS and FORCE ROW LEVEL "
+                "SECURITY on the tables it reads",
+            )

@@ -1,0 +1,6 @@
+-- Reads the tenant setting and sets another one: no tenant switch.
+CREATE FUNCTION public.set_locale(l text) RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+BEGIN
+  PERFORM set_config('app.locale', l, false);
+  RETURN current_setting('app.tenant_id', true);
+END $$;
