@@ -339,9 +339,11 @@ def bench(
 def _register_tools() -> None:
     from tenantguard.tooling.audit.cli import audit_command
     from tenantguard.tooling.lint.cli import lint_command
+    from tenantguard.tooling.probe.cli import probe_command
 
     main.add_command(audit_command, "audit")
     main.add_command(lint_command, "lint")
+    main.add_command(probe_command, "probe")
 
 
 _register_tools()

@@ -1,0 +1,49 @@
+"""TGP108 unique-key-oracle: a unique key without the tenant reveals tenant B's values."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.probe._target import CannotBuildRow, TableProbe, build_row, insert_sql
+
+RULE = Rule(
+    code="TGP108",
+    name="unique-key-oracle",
+    severity=Severity.HIGH,
+    tool="probe",
+    summary="Inserting tenant B's unique value as tenant A fails: an existence oracle",
+    description="Unique constraints are checked across all rows, whatever the policies say. "
+    "When a unique key leaves out the tenant column, tenant A learns whether a value (an "
+    "email, a domain, an invoice number) exists in another tenant, and the error detail "
+    "prints it; ON CONFLICT DO NOTHING answers the same question silently.",
+    anti_pattern="CREATE TABLE app.users (tenant_id bigint, email text UNIQUE, ...);",
+    best_practice="UNIQUE (tenant_id, email)",
+)
+
+
+def run(tp: TableProbe) -> Iterator[Finding]:
+    if "INSERT" not in tp.table.privileges:
+        return
+    for key in tp.meta.unique_keys:
+        cols = [tp.meta.column(c) for c in key.columns]
+        if all(c.identity or c.sequence_default for c in cols):
+            continue  # generated ids: sequential, not secrets
+        overrides = {c: tp.row_b.get(c) for c in key.columns}
+        overrides[tp.table.tenant_column] = tp.tenant_a
+        try:
+            row = build_row(tp.meta, tp.row_b, overrides)
+        except CannotBuildRow as exc:
+            tp.note(f"unique key {key.name}", str(exc))
+            continue
+        outcome, evidence = tp.attempt(tp.tenant_a, *insert_sql(tp.meta, row))
+        if outcome.sqlstate == "23505" and outcome.constraint == key.name:
+            yield tp.leak(
+                RULE,
+                f"unique key {key.name} ({', '.join(key.columns)}) answers for tenant "
+                f"{tp.tenant_b}: {outcome.error}",
+                evidence,
+                obj=f"index {key.name} on {tp.table.label}",
+            )
+        elif not outcome.ok and not outcome.denied and outcome.sqlstate != "23505":
+            tp.note(f"unique key {key.name}", outcome.error)

@@ -1,0 +1,7 @@
+CREATE TABLE public.t (tenant_id bigint NOT NULL, id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, email text NOT NULL);
+INSERT INTO public.t (tenant_id, email) VALUES (1, 'a@one'), (1, 'b@one'), (2, 'c@two');
+GRANT SELECT, INSERT, UPDATE, DELETE ON public.t TO {app};
+ALTER TABLE public.t ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.t FORCE ROW LEVEL SECURITY;
+CREATE POLICY r ON public.t FOR SELECT USING (tenant_id = (SELECT tenantguard.current_tenant()::bigint));
+CREATE POLICY d ON public.t FOR DELETE USING (true);

@@ -1,0 +1,8 @@
+CREATE TABLE public.t (tenant_id bigint NOT NULL, id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, email text NOT NULL);
+INSERT INTO public.t (tenant_id, email) VALUES (1, 'a@one'), (1, 'b@one'), (2, 'c@two');
+GRANT SELECT, INSERT, UPDATE, DELETE ON public.t TO {app};
+ALTER TABLE public.t ADD UNIQUE (tenant_id, id);
+CREATE TABLE public.notes (tenant_id bigint NOT NULL, id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  t_id bigint NOT NULL, body text, FOREIGN KEY (tenant_id, t_id) REFERENCES public.t (tenant_id, id));
+GRANT SELECT, INSERT, UPDATE, DELETE ON public.notes TO {app};
+-- protect: public.t public.notes

@@ -1,0 +1,172 @@
+"""The probe: every attack has a leaky and a safe fixture, run on a real server.
+
+Fixtures live in ``cases/<CODE>_<name>/{leaky,safe}.sql`` and follow the audit's
+conventions: they run as the admin in a fresh database with tenantguard installed,
+``{app}`` is the runtime role, and ``-- protect: T ...`` protects tables afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from psycopg import sql
+
+from tenantguard.admin import install, protect
+from tenantguard.core.sqlbuild import InstallSpec
+from tenantguard.tooling.probe import RULES, probe_database
+
+CASES_DIR = Path(__file__).parent / "cases"
+CASES = sorted(p.name for p in CASES_DIR.iterdir() if p.is_dir())
+
+
+def run_case(conn: psycopg.Connection, text: str, app: str) -> None:  # type: ignore[type-arg]
+    conn.execute(text.replace("{app}", sql.Identifier(app).as_string(conn)))
+    for line in text.splitlines():
+        if line.startswith("-- protect:"):
+            protect(conn, line.split(":", 1)[1].split())
+
+
+@pytest.fixture
+def fresh(server_dsn: str) -> Iterator:  # type: ignore[type-arg]
+    from conftest import make_scratch
+
+    gen = make_scratch(server_dsn)
+    s = next(gen)
+    with s.admin() as conn:
+        install(conn, InstallSpec(app_role=s.app_role, owner_role=s.owner_role))
+    yield s
+    next(gen, None)
+
+
+def test_every_attack_has_fixtures() -> None:
+    assert {r.code for r in RULES} == {c.split("_", 1)[0] for c in CASES}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_attack_fixture(fresh, case: str) -> None:  # type: ignore[no-untyped-def]
+    code = case.split("_", 1)[0]
+    with fresh.admin() as conn:
+        run_case(conn, (CASES_DIR / case / "leaky.sql").read_text(), fresh.app_role)
+        leaky = probe_database(conn, app_role=fresh.app_role)
+        hits = [f for f in leaky.findings if f.rule.code == code]
+        assert hits, [(f.rule.code, f.message) for f in leaky.findings]
+        assert all(f.evidence and f.fix_sql for f in hits)
+        conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+        run_case(conn, (CASES_DIR / case / "safe.sql").read_text(), fresh.app_role)
+        safe = probe_database(conn, app_role=fresh.app_role)
+    assert [(f.rule.code, f.object, f.message) for f in safe.findings] == []
+
+
+def test_core_output_has_no_leaks(saas) -> None:  # type: ignore[no-untyped-def]
+    with saas.admin() as conn:
+        report = probe_database(conn, app_role=saas.app_role)
+    assert [(f.rule.code, f.object, f.message) for f in report.findings] == []
+    assert report.meta["tables_probed"] == 3
+    assert report.meta["attempts"] > 50
+    assert report.meta["inconclusive"] == []  # app.users is empty: probed with synthetic rows
+
+
+CHECKSUM = """
+SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname IN ('public', 'app') ORDER BY 1
+"""
+
+
+def snapshot(conn: psycopg.Connection) -> dict[str, object]:  # type: ignore[type-arg]
+    """Every table's content, every sequence, role, role setting, policy and RLS flag."""
+    out: dict[str, object] = {}
+    for (rel,) in conn.execute(CHECKSUM).fetchall():
+        q = sql.SQL(
+            "SELECT md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')), count(*) FROM {} x"
+        )
+        out[rel] = conn.execute(q.format(sql.SQL(rel))).fetchone()
+    for name, query in {
+        "sequences": "SELECT schemaname, sequencename, last_value FROM pg_sequences ORDER BY 1, 2",
+        "roles": "SELECT rolname, rolsuper, rolbypassrls, rolinherit FROM pg_roles ORDER BY 1",
+        "settings": "SELECT setdatabase, setrole, setconfig FROM pg_db_role_setting ORDER BY 1, 2",
+        "policies": "SELECT polrelid::regclass::text, polname, pg_get_expr(polqual, polrelid) "
+        "FROM pg_policy ORDER BY 1, 2",
+        "rls": "SELECT oid::regclass::text, relrowsecurity, relforcerowsecurity FROM pg_class "
+        "WHERE relkind IN ('r', 'p') ORDER BY 1",
+        "prepared": "SELECT count(*) FROM pg_prepared_statements",
+    }.items():
+        out[name] = conn.execute(query).fetchall()
+    return out
+
+
+def test_probe_leaves_everything_as_it_found_it(fresh) -> None:  # type: ignore[no-untyped-def]
+    """Leaky tables (every attack succeeds), an empty one (synthetic rows), serials."""
+    with fresh.admin() as conn:
+        for case in ("TGP101_cross_tenant_read", "TGP108_unique_key_oracle"):
+            text = (
+                (CASES_DIR / case / "leaky.sql")
+                .read_text()
+                .replace("public.t", f"public.t_{case[:6].lower()}")
+            )
+            run_case(conn, text, fresh.app_role)
+        conn.execute(
+            "CREATE TABLE public.empty (tenant_id bigint NOT NULL, id serial PRIMARY KEY, "
+            "code text UNIQUE, ts timestamptz NOT NULL DEFAULT now(), n int NOT NULL)"
+        )
+        conn.execute(
+            sql.SQL("GRANT ALL ON public.empty TO {}").format(sql.Identifier(fresh.app_role))
+        )
+        before = snapshot(conn)
+        report = probe_database(conn, app_role=fresh.app_role)
+        after = snapshot(conn)
+    assert before == after
+    leaked = {(f.rule.code, f.object) for f in report.findings}
+    assert ("TGP101", "public.empty") in leaked and ("TGP103", "public.empty") in leaked
+    assert report.meta["sequences_moved"] == []
+
+
+def test_role_default_is_found_by_emulation_and_by_a_fresh_login(fresh) -> None:  # type: ignore[no-untyped-def]
+    with fresh.admin() as conn:
+        run_case(
+            conn, (CASES_DIR / "TGP101_cross_tenant_read" / "safe.sql").read_text(), fresh.app_role
+        )
+        conn.execute(
+            sql.SQL("ALTER ROLE {} SET app.tenant_id = '1'").format(sql.Identifier(fresh.app_role))
+        )
+        try:
+            report = probe_database(conn, app_dsn=fresh.app_dsn)
+        finally:
+            conn.execute(sql.SQL("ALTER ROLE {} RESET ALL").format(sql.Identifier(fresh.app_role)))
+    hits = [f for f in report.findings if f.rule.code == "TGP113"]
+    assert len(hits) == 2, [(f.rule.code, f.message) for f in report.findings]
+    assert any("fresh login" in f.message for f in hits)
+    assert any("the role's default applies" in (f.evidence or "") for f in hits)
+
+
+def test_cli_formats_and_exit_codes(fresh, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from tenantguard.cli import main
+
+    with fresh.admin() as conn:
+        run_case(
+            conn, (CASES_DIR / "TGP101_cross_tenant_read" / "leaky.sql").read_text(), fresh.app_role
+        )
+    runner = CliRunner()
+    base = ["probe", "--dsn", fresh.admin_dsn, "--app-role", fresh.app_role]
+    r = runner.invoke(main, [*base, "--format", "json"])
+    assert r.exit_code == 1, r.output
+    doc = json.loads(r.stdout)
+    assert doc["tool"] == "probe" and doc["summary"]["critical"] >= 1
+    assert all(f["evidence"] for f in doc["findings"])
+    r = runner.invoke(main, [*base, "--format", "sarif", "--output", str(tmp_path / "p.sarif")])
+    assert r.exit_code == 1 and json.loads((tmp_path / "p.sarif").read_text())["version"] == "2.1.0"
+    r = runner.invoke(main, [*base, "--format", "html", "--output", str(tmp_path / "p.html")])
+    assert r.exit_code == 1 and "TGP101" in (tmp_path / "p.html").read_text()
+    with fresh.admin() as conn:
+        conn.execute("DROP TABLE public.t")
+    assert runner.invoke(main, base).exit_code == 0
+    r = runner.invoke(main, ["probe", "--dsn", fresh.admin_dsn])
+    assert r.exit_code == 2
+    r = runner.invoke(
+        main, ["probe", "--dsn", "postgresql://nobody@127.0.0.1:1/x", "--app-role", "a"]
+    )
+    assert r.exit_code == 2 and "TG105" in r.output
