@@ -24,7 +24,7 @@ from pglast.parser import ParseError
 
 from tenantguard.tooling.findings import Finding, Location, Report, Rule, Severity
 
-__all__ = ["LintContext", "Statement", "lint_paths", "walk"]
+__all__ = ["LintContext", "Statement", "has_restrictive_guard", "lint_paths", "walk"]
 
 # Suppression comments are comments, not SQL structure: a line scan is the right tool.
 _SUPPRESS = re.compile(
@@ -93,6 +93,19 @@ def mentions_column(node: Any, column: str) -> bool:
         isinstance(n, ast.ColumnRef) and getattr((n.fields or (None,))[-1], "sval", None) == column
         for n in walk(node)
     )
+
+
+def has_restrictive_guard(ctx: LintContext, table: str) -> bool:
+    """Do the files create a restrictive FOR ALL policy on *table* that mentions the tenant?"""
+    for st in ctx.policies.get(table, []):
+        p: Any = st.node
+        if (
+            not p.permissive
+            and (p.cmd_name or "all") == "all"
+            and mentions_column(p.qual, ctx.tenant_column)
+        ):
+            return True
+    return False
 
 
 def _line_col(data: bytes, offset: int) -> tuple[int, int]:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from pglast import ast
 
 from tenantguard.tooling.findings import Finding, Rule, Severity
-from tenantguard.tooling.lint.engine import LintContext, finding, mentions_column, rel_name
+from tenantguard.tooling.lint.engine import (
+    LintContext,
+    finding,
+    has_restrictive_guard,
+    mentions_column,
+    rel_name,
+)
 
 RULE = Rule(
     code="TGL103",
@@ -26,18 +31,6 @@ RULE = Rule(
 )
 
 
-def _restrictive_guard(ctx: LintContext, table: str) -> bool:
-    for st in ctx.policies.get(table, []):
-        p: Any = st.node
-        if (
-            not p.permissive
-            and (p.cmd_name or "all") == "all"
-            and mentions_column(p.qual, ctx.tenant_column)
-        ):
-            return True
-    return False
-
-
 def check(ctx: LintContext) -> Iterator[Finding]:
     for st in ctx.statements:
         p = st.node
@@ -50,7 +43,9 @@ def check(ctx: LintContext) -> Iterator[Finding]:
         effective = (
             p.with_check if p.with_check is not None else (p.qual if cmd != "insert" else None)
         )
-        if not mentions_column(effective, ctx.tenant_column) and not _restrictive_guard(ctx, table):
+        if not mentions_column(effective, ctx.tenant_column) and not has_restrictive_guard(
+            ctx, table
+        ):
             yield finding(
                 RULE,
                 st,
