@@ -3,14 +3,18 @@
 Fixtures live in ``cases/<CODE>_<name>/{leaky,safe}.sql``. They run as the admin in a
 fresh database with tenantguard installed; ``{app}`` / ``{owner}`` are the scratch
 roles. ``-- protect: T ...`` runs ``tenantguard protect`` on T after the SQL, and
-``-- after: SQL`` lines run after that.
+``-- after: SQL`` lines run after that. ``-- pooler: key = value`` lines start a
+PgBouncer with those settings (``-- pooler-database: {db} = ...`` adds a [databases]
+entry; ``{db}`` is the scratch database) and audit with ``pooler_dsn``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 from psycopg import sql
@@ -37,6 +41,27 @@ def run_case(conn, text: str, app: str, owner: str) -> None:  # type: ignore[no-
             conn.execute(line.split(":", 1)[1])
 
 
+def pooler_for(text: str, dbname: str, server_dsn: str):  # type: ignore[no-untyped-def]
+    """The PgBouncer a fixture asks for (not started), or None."""
+    settings: dict[str, str] = {}
+    databases: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("-- pooler:"):
+            key, _, value = line.split(":", 1)[1].partition("=")
+            settings[key.strip()] = value.strip()
+        elif line.startswith("-- pooler-database:"):
+            databases.append(line.split(":", 1)[1].strip().replace("{db}", dbname))
+    if not settings and not databases:
+        return None
+    from audit.pgbouncer_admin import AdminPgBouncer, require_pgbouncer
+
+    require_pgbouncer()
+    params = psycopg.conninfo.conninfo_to_dict(server_dsn)
+    host = str(params.get("host") or "127.0.0.1")
+    port = int(params.get("port") or 5432)
+    return AdminPgBouncer(host, port, settings=settings, databases=databases)
+
+
 def test_every_rule_has_fixtures() -> None:
     codes = {c.split("_", 1)[0] for c in CASES}
     missing = {r.code for r in RULES} - codes - {"TGA170"}  # TGA170: needs an old server, see below
@@ -51,13 +76,15 @@ def test_rule_fixture(server_dsn, case: str, variant: str) -> None:  # type: ign
     code = case.split("_", 1)[0]
     gen = make_scratch(server_dsn)
     s = next(gen)
+    text = (CASES_DIR / case / f"{variant}.sql").read_text()
     try:
-        with s.admin() as conn:
+        pooler = pooler_for(text, s.dbname, server_dsn)
+        with s.admin() as conn, pooler or contextlib.nullcontext():
             install(conn, InstallSpec(app_role=s.app_role, owner_role=s.owner_role))
-            run_case(
-                conn, (CASES_DIR / case / f"{variant}.sql").read_text(), s.app_role, s.owner_role
+            run_case(conn, text, s.app_role, s.owner_role)
+            report = audit_database(
+                conn, app_role=s.app_role, pooler_dsn=pooler.console_dsn if pooler else None
             )
-            report = audit_database(conn, app_role=s.app_role)
         hits = [f for f in report.findings if f.rule.code == code]
         if variant == "leaky":
             assert hits, f"{code} did not fire; findings: {[f.rule.code for f in report.findings]}"

@@ -15,6 +15,7 @@ import psycopg
 from tenantguard.admin.connect import admin_connect, describe_dsn
 from tenantguard.errors import UsageError
 from tenantguard.tooling.audit.catalog import AuditContext, load_context
+from tenantguard.tooling.audit.pooler import load_pooler
 from tenantguard.tooling.audit.rules import RULES, all_rules
 from tenantguard.tooling.findings import Report
 
@@ -30,8 +31,13 @@ def audit_database(
     setting: str | None = None,
     schemas: list[str] | None = None,
     tables: list[str] | None = None,
+    pooler_dsn: str | None = None,
 ) -> Report:
-    """Run every audit rule against the database *conn* (an autocommit admin connection)."""
+    """Run every audit rule against the database *conn* (an autocommit admin connection).
+
+    *pooler_dsn*: a PgBouncer in front of the database; its admin console (database
+    ``pgbouncer``, a user in ``admin_users`` or ``stats_users``) is read for TGA171.
+    """
     if app_role is None and app_dsn is None:
         raise UsageError(
             "the audit needs the runtime role", hint="pass --app-role ROLE or --app-dsn DSN"
@@ -42,6 +48,7 @@ def audit_database(
             row = app.execute("SELECT current_user::text").fetchone()
             app_role = str(row[0]) if row else ""
     started = time.monotonic()
+    pooler = load_pooler(pooler_dsn) if pooler_dsn else None
     ctx = load_context(
         conn,
         runtime_role=app_role,
@@ -51,6 +58,7 @@ def audit_database(
         tables=tables,
         app_dsn=app_dsn,
     )
+    ctx.pooler = pooler
     report = Report(
         tool="audit",
         target=describe_dsn(conn.info.dsn),
@@ -61,6 +69,7 @@ def audit_database(
             "tenant_column": tenant_column,
             "setting": ctx.setting,
             "tenant_tables": len(ctx.tables),
+            **({"pooler": pooler.version, "pool_mode": pooler.pool_mode} if pooler else {}),
         },
     )
     for _rule, check in all_rules():

@@ -25,6 +25,13 @@ LEVELS = click.Choice(["low", "medium", "high", "critical"])
     default=None,
     help="Or: the application's DSN (its login role is audited; a fresh session shows server-level defaults).",
 )
+@click.option(
+    "--pooler-dsn",
+    default=None,
+    help="PgBouncer in front of the database: its admin console is read (SHOW CONFIG, "
+    "DATABASES, POOLS; dbname is set to pgbouncer; the user must be in admin_users or "
+    "stats_users).",
+)
 @click.option("--tenant-column", default="tenant_id", show_default=True)
 @click.option(
     "--setting", default=None, help="Tenant setting (default: inferred from the policies)."
@@ -50,6 +57,7 @@ def audit_command(
     dsn: str,
     app_role: str | None,
     app_dsn: str | None,
+    pooler_dsn: str | None,
     tenant_column: str,
     setting: str | None,
     schemas: tuple[str, ...],
@@ -82,6 +90,7 @@ def audit_command(
             setting=setting,
             schemas=list(schemas) or None,
             tables=list(tables) or None,
+            pooler_dsn=pooler_dsn,
         )
     write(report, fmt, output, err)  # type: ignore[arg-type]
     sys.exit(exit_code(report, Severity.parse(fail_on)))
