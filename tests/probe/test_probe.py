@@ -170,3 +170,30 @@ def test_cli_formats_and_exit_codes(fresh, tmp_path: Path) -> None:  # type: ign
         main, ["probe", "--dsn", "postgresql://nobody@127.0.0.1:1/x", "--app-role", "a"]
     )
     assert r.exit_code == 2 and "TG105" in r.output
+
+
+@pytest.mark.parametrize(
+    ("kind", "a", "b"),
+    [
+        ("uuid", "00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000002"),
+        ("text", "acme", "globex"),
+    ],
+)
+def test_uuid_and_text_tenants(fresh, kind: str, a: str, b: str) -> None:  # type: ignore[no-untyped-def]
+    with fresh.admin() as conn:
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE public.d (tenant_id {} NOT NULL, id uuid PRIMARY KEY DEFAULT gen_random_uuid(), "
+                "slug varchar(12) NOT NULL, UNIQUE (tenant_id, slug))"
+            ).format(sql.SQL(kind))
+        )
+        conn.execute("INSERT INTO public.d (tenant_id, slug) VALUES (%s, 'x'), (%s, 'y')", (a, b))
+        conn.execute("CREATE TABLE public.e (LIKE public.d)")  # empty: synthetic tenants
+        conn.execute(
+            sql.SQL("GRANT ALL ON public.d, public.e TO {}").format(sql.Identifier(fresh.app_role))
+        )
+        protect(conn, ["public.d", "public.e"])
+        assert [f.rule.code for f in probe_database(conn, app_role=fresh.app_role).findings] == []
+        conn.execute("ALTER TABLE public.e DISABLE ROW LEVEL SECURITY")
+        leaked = {f.rule.code for f in probe_database(conn, app_role=fresh.app_role).findings}
+    assert {"TGP101", "TGP103", "TGP106"} <= leaked

@@ -173,15 +173,15 @@ class TableProbe:
 def fetch_row(conn: Any, meta: TableMeta, col: str, tenant: str | None) -> Row | None:
     """One row of *tenant* (or of anyone when None) as text, read as the administrator."""
     names = [c.name for c in meta.columns]
-    template = sql.SQL(
-        "SELECT {}, ctid::text FROM {} WHERE %s::text IS NULL OR {}::text = %s LIMIT 1"
-    )
-    query = template.format(
+    select = sql.SQL("SELECT {}, ctid::text FROM {}").format(
         sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(n)) for n in names),
         meta.name.ident,
-        sql.Identifier(col),
     )
-    got = conn.execute(query, (tenant, tenant)).fetchone()
+    if tenant is None:
+        got = conn.execute(sql.SQL("{} LIMIT 1").format(select)).fetchone()
+    else:  # an untyped parameter compares as the column's type: the tenant index serves it
+        query = sql.SQL("{} WHERE {} = %s LIMIT 1").format(select, sql.Identifier(col))
+        got = conn.execute(query, (tenant,)).fetchone()
     if got is None:
         return None
     row: Row = dict(zip([*names, "ctid"], got, strict=True))
@@ -257,7 +257,7 @@ def prepare_target(
     row_b = fetch_row(conn, meta, table.tenant_column, b)
     if row_b is None or (row_a is None and not attacker_without_rows):  # pragma: no cover
         raise CannotBuildRow("the sample rows disappeared")
-    count = sql.SQL("SELECT count(*) FROM {} WHERE {}::text = %s").format(meta.name.ident, col)
+    count = sql.SQL("SELECT count(*) FROM {} WHERE {} = %s").format(meta.name.ident, col)
     count_a = int(conn.execute(count, (a,)).fetchone()[0])  # type: ignore[index]
     count_b = int(conn.execute(count, (b,)).fetchone()[0])  # type: ignore[index]
     return TableProbe(

@@ -27,8 +27,8 @@ def run(tp: TableProbe) -> Iterator[Finding]:
         return
     for key in tp.meta.unique_keys:
         cols = [tp.meta.column(c) for c in key.columns]
-        if all(c.identity or c.sequence_default for c in cols):
-            continue  # generated ids: sequential, not secrets
+        if all(c.identity or c.has_default for c in cols):
+            continue  # ids the database generates (identity, serial, gen_random_uuid()): no oracle
         overrides = {c: tp.row_b.get(c) for c in key.columns}
         overrides[tp.table.tenant_column] = tp.tenant_a
         try:
