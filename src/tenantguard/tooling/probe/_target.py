@@ -157,12 +157,20 @@ class TableProbe:
     ) -> tuple[Any, str]:
         return self.prober.attempt(tenant, query, params)
 
-    def leak(self, rule: Rule, message: str, evidence: str, obj: str | None = None) -> Finding:
+    def leak(
+        self,
+        rule: Rule,
+        message: str,
+        evidence: str,
+        obj: str | None = None,
+        fix: str | None = None,
+    ) -> Finding:
+        """A finding; the fix defaults to what ``tenantguard protect`` runs on the table."""
         return Finding(
             rule,
             obj or self.table.label,
             message,
-            fix_sql=self.table.protect_sql(self.meta.primary_key),
+            fix_sql=fix or self.table.protect_sql(self.meta.primary_key),
             evidence=evidence,
         )
 

@@ -22,6 +22,7 @@ def print_human(report: Report, console: Console) -> None:
         f"[bold]tenantguard {report.tool}[/] {escape(report.target)}: "
         + ", ".join(f"{counts[str(s)]} {s}" for s in sorted(Severity, reverse=True))
     )
+    shown_fixes: dict[str, str] = {}  # fix SQL -> the object it was first printed for
     for f in sorted(report.findings, key=lambda f: (-f.level, f.rule.code, f.object)):
         style = _STYLE[f.level]
         where = f" {f.location.path}:{f.location.line}" if f.location else ""
@@ -30,9 +31,17 @@ def print_human(report: Report, console: Console) -> None:
             f" [dim]{escape(f.object)}{escape(where)}[/]"
         )
         console.print(f"         {escape(f.message)}")
-        if f.fix_sql:
-            console.print(f"         [green]fix:[/] {escape(f.fix_sql)}")
+        if f.fix_sql and f.fix_sql in shown_fixes:
+            console.print(f"         [green]fix:[/] as for {escape(shown_fixes[f.fix_sql])} above")
+        elif f.fix_sql:
+            shown_fixes[f.fix_sql] = f.object
+            console.print(f"         [green]fix:[/] {_indent(escape(f.fix_sql))}")
         if f.evidence:
-            console.print(f"         [dim]evidence: {escape(f.evidence)}[/]")
+            console.print(f"         [dim]evidence: {_indent(escape(f.evidence))}[/]")
     if not report.findings:
         console.print("[green]no findings[/]")
+
+
+def _indent(text: str) -> str:
+    """Continuation lines of multi-line SQL line up under the first."""
+    return text.replace("\n", "\n" + " " * 14)

@@ -56,6 +56,9 @@ def run(tp: TableProbe) -> Iterator[Finding]:
                 f"{tp.tenant_b}'s {tp.table.label} row",
                 evidence,
                 obj=obj,
+                fix=f"-- replace {fk.name} with a key that includes the tenant:\n"
+                f"ALTER TABLE {child.label} ADD FOREIGN KEY ({', '.join([child.tenant_column, *fk.child_columns])}) "
+                f"REFERENCES {tp.table.label} ({', '.join([tp.table.tenant_column, *fk.parent_columns])});",
             )
         elif outcome.sqlstate == "23503" and outcome.constraint == fk.name:
             continue  # refused by this very key: safe

@@ -44,6 +44,8 @@ def run(tp: TableProbe) -> Iterator[Finding]:
                 f"{tp.tenant_b}: {outcome.error}",
                 evidence,
                 obj=f"index {key.name} on {tp.table.label}",
+                fix=f"-- replace {key.name} with a key that leads with the tenant:\n"
+                f"CREATE UNIQUE INDEX ON {tp.table.label} ({', '.join([tp.table.tenant_column, *key.columns])});",
             )
         elif not outcome.ok and not outcome.denied and outcome.sqlstate != "23505":
             tp.note(f"unique key {key.name}", outcome.error)

@@ -50,4 +50,11 @@ def run(tp: TableProbe) -> Iterator[Finding]:
                 f"tenants with {owner}",
                 evidence,
                 obj=f"{what} {name}",
+                fix=(
+                    f"ALTER VIEW {name.ident.as_string(tp.prober.conn)} SET (security_invoker = true);"
+                    if kind == "v"
+                    else f"REVOKE ALL ON {name.ident.as_string(tp.prober.conn)} FROM "
+                    f"{sql.Identifier(tp.prober.app_role).as_string(tp.prober.conn)};"
+                    "  -- a materialized view has no policies"
+                ),
             )

@@ -64,4 +64,5 @@ def run(tp: TableProbe) -> Iterator[Finding]:
                 f"{fn.signature} returned {shown} with {situation}",
                 evidence,
                 obj=f"function {fn.signature}",
+                fix=f"ALTER FUNCTION {fn.signature} SECURITY INVOKER;  -- or filter on the tenant inside",
             )

@@ -74,5 +74,8 @@ def run(tp: TableProbe) -> Iterator[Finding]:
                 f"with plan_cache_mode={mode}, a statement prepared under tenant {tp.tenant_a} "
                 f"returned tenant {tp.tenant_a}'s rows to tenant {tp.tenant_b}",
                 evidence,
+                fix="-- make every function the policies call to read the tenant STABLE, not IMMUTABLE\n"
+                "-- (ALTER FUNCTION ... STABLE), or use tenantguard protect's helper:\n"
+                + tp.table.protect_sql(tp.meta.primary_key),
             )
             return
