@@ -372,3 +372,87 @@ def test_a_missing_tool_collects_nothing_and_its_fixture_skips(
     with pytest.raises(pytest.skip.Exception, match="tenantguard probe is not available"):
         pytest_plugin._execute("probe", target)  # before any connection attempt
 
+
+# --------------------------------------------------------------------------- probe
+
+
+def test_probe_checks_fail_on_a_leaky_database_with_evidence(
+    pytester: pytest.Pytester, leaky
+) -> None:  # type: ignore[no-untyped-def]
+    from tenantguard.tooling.probe import RULES as PROBE_RULES
+
+    r = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "--tenantguard",  # both tools by default
+        f"--tenantguard-dsn={leaky.admin_dsn}",
+        f"--tenantguard-app-role={leaky.app_role}",
+        "-v",
+    )
+    out = r.stdout.str()
+    assert "tenantguard: isolation checks (audit, probe)" in out
+    outcomes = r.parseoutcomes()
+    assert outcomes["passed"] + outcomes["failed"] == len(AUDIT_RULES) + len(PROBE_RULES) + 2
+    r.stdout.fnmatch_lines(
+        [
+            "*::tenantguard::probe::TGP101-cross-tenant-read FAILED*",
+            "*::tenantguard::probe::TGP104-move-row-to-other-tenant PASSED*",
+            "*::tenantguard::probe::TGP113-no-tenant-context FAILED*",
+            "*::tenantguard::probe::other-rules PASSED*",
+        ]
+    )
+    r.stdout.fnmatch_lines(
+        [
+            "*tenantguard probe TGP113*",
+            "tenantguard rule TGP113: 1 finding(s) at or above low in *",
+            "[[]CRITICAL[]] TGP113 no-tenant-context: public.notes",
+            "    * row(s) visible with no tenant bound",
+            "    why: *",
+            "    evidence (the SQL that proved it):",
+            f'      SET ROLE "{leaky.app_role}"; BEGIN; /[*] no tenant bound [*]/ SELECT count(*) FROM "public"."notes"; ROLLBACK;',
+            "    fix:",
+            '      ALTER TABLE "public"."notes" ENABLE ROW LEVEL SECURITY;',
+        ]
+    )
+
+
+def test_probe_checks_pass_on_the_core_output(pytester: pytest.Pytester, saas) -> None:  # type: ignore[no-untyped-def]
+    from tenantguard.tooling.probe import RULES as PROBE_RULES
+
+    r = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "--tenantguard",
+        "--tenantguard-tool=probe",
+        f"--tenantguard-dsn={saas.admin_dsn}",
+        f"--tenantguard-app-role={saas.app_role}",
+    )
+    r.assert_outcomes(passed=len(PROBE_RULES) + 1)
+
+
+PROBE_BY_HAND = """
+from tenantguard.pytest_plugin import assert_isolated
+
+
+def test_probe(tenantguard_probe):
+    report = tenantguard_probe(tables=["{table}"])
+    assert report.tool == "probe"
+    assert_isolated(report, fail_on="critical")
+"""
+
+
+def test_probe_fixture_in_hand_written_tests(pytester: pytest.Pytester, saas, leaky) -> None:  # type: ignore[no-untyped-def]
+    pytester.makepyfile(PROBE_BY_HAND.format(table="app.invoices"))
+    r = pytester.runpytest_subprocess(*_args(saas))
+    r.assert_outcomes(passed=1)
+    pytester.makepyfile(PROBE_BY_HAND.format(table="public.notes"))
+    r = pytester.runpytest_subprocess(*_args(leaky))
+    r.assert_outcomes(failed=1)
+    r.stdout.fnmatch_lines(
+        [
+            "E * tenantguard probe: * finding(s) at or above critical in *",
+            "E *[[]CRITICAL[]] TGP101 cross-tenant-read: public.notes",
+            "E *evidence (the SQL that proved it):",
+            "E *SET ROLE *",
+        ]
+    )
