@@ -197,3 +197,23 @@ def test_uuid_and_text_tenants(fresh, kind: str, a: str, b: str) -> None:  # typ
         conn.execute("ALTER TABLE public.e DISABLE ROW LEVEL SECURITY")
         leaked = {f.rule.code for f in probe_database(conn, app_role=fresh.app_role).findings}
     assert {"TGP101", "TGP103", "TGP106"} <= leaked
+
+
+def test_an_admin_that_cannot_become_the_runtime_role_is_an_error(fresh) -> None:  # type: ignore[no-untyped-def]
+    """Every attack runs after SET ROLE; a probe that could not would silently test nothing."""
+    from tenantguard.errors import UsageError
+
+    with fresh.admin() as conn:
+        with pytest.raises(UsageError, match="cannot act as the runtime role"):
+            probe_database(conn, app_role="no_such_role_anywhere")
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(f"tg_other_{fresh.suffix}"))
+        )
+        conn.execute(
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                sql.Identifier(fresh.dbname), sql.Identifier(f"tg_other_{fresh.suffix}")
+            )
+        )
+    with psycopg.connect(fresh.dsn_as(f"tg_other_{fresh.suffix}"), autocommit=True) as other:
+        with pytest.raises(UsageError, match="GRANT"):
+            probe_database(other, app_role=fresh.app_role)

@@ -69,6 +69,7 @@ def probe_database(
         with admin_connect(app_dsn, autocommit=True) as app:
             app_role = str(app.execute("SELECT current_user::text").fetchone()[0])  # type: ignore[index]
     started = time.monotonic()
+    _check_can_become(conn, app_role)
     ctx = load_context(
         conn,
         runtime_role=app_role,
@@ -157,6 +158,20 @@ def _probe_table(
     except psycopg.Error as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return [f"{t.label}: not probed: {first}"]
+
+
+def _check_can_become(conn: psycopg.Connection[Any], role: str) -> None:
+    """Every attack runs after SET ROLE: if that fails, nothing would be tested. Say so."""
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+    except psycopg.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UsageError(
+            f"the administrator cannot act as the runtime role {role!r}: {first}",
+            hint=f"use a superuser DSN, or GRANT {sql.Identifier(role).as_string(conn)} TO the "
+            "admin role; check the role name",
+        ) from None
 
 
 def _known_tenants(conn: psycopg.Connection[Any], tables: list[Table]) -> list[str]:
