@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from pathlib import Path
 
 import psycopg
@@ -174,3 +175,84 @@ def test_cli_exit_codes_and_formats(saas, tmp_path) -> None:  # type: ignore[no-
     assert r.exit_code == 2
     r = runner.invoke(main, ["audit", "--dsn", "postgresql://x@127.0.0.1:1/db", "--app-role", "a"])
     assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+def test_explicit_setting_overrides_inference(server_dsn) -> None:  # type: ignore[no-untyped-def]
+    from conftest import make_scratch
+
+    gen = make_scratch(server_dsn)
+    s = next(gen)
+    try:
+        with s.admin() as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(s.app_role)))
+            conn.execute(
+                "CREATE TABLE public.d (org_id bigint NOT NULL, x int);"
+                "ALTER TABLE public.d ENABLE ROW LEVEL SECURITY;"
+                "CREATE POLICY p ON public.d USING (org_id = (SELECT current_setting('my.org')::bigint));"
+                "CREATE POLICY q ON public.d FOR SELECT USING (org_id = (SELECT current_setting('my.org')::bigint));"
+                "CREATE POLICY r ON public.d FOR SELECT USING (org_id = (SELECT current_setting('my.other')::bigint))"
+            )
+            inferred = audit_database(conn, app_role=s.app_role, tenant_column="org_id")
+            given = audit_database(
+                conn, app_role=s.app_role, tenant_column="org_id", setting="my.other"
+            )
+        assert inferred.meta["setting"] == "my.org"  # the most used setting wins
+        assert {f.object for f in inferred.findings if f.rule.code == "TGA123"} == {
+            "policy r on public.d"
+        }
+        assert given.meta["setting"] == "my.other"
+        assert {f.object for f in given.findings if f.rule.code == "TGA123"} == {
+            "policy p on public.d",
+            "policy q on public.d",
+        }
+    finally:
+        gen.close()
+
+
+def _with_options(dsn: str, options: str) -> str:
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    params["options"] = options
+    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
+
+
+def test_app_dsn_fresh_session_shows_defaults(saas) -> None:  # type: ignore[no-untyped-def]
+    # pg_db_role_setting is empty here: only a fresh session of the app DSN shows it.
+    leaky = _with_options(saas.app_dsn, "-c app.tenant_id=1")
+    with saas.admin() as conn:
+        clean = audit_database(conn, app_dsn=saas.app_dsn)
+        report = audit_database(conn, app_dsn=leaky)
+    assert clean.meta["runtime_role"] == saas.app_role and clean.findings == []
+    hits = [f for f in report.findings if f.rule.code == "TGA112"]
+    assert [f.object for f in hits] == ["setting app.tenant_id"], report.findings
+    assert "'1'" in hits[0].message
+
+
+def test_app_dsn_server_level_default(server_dsn, saas) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    if os.environ.get("TENANTGUARD_TEST_DSN"):
+        pytest.skip("changes postgresql.auto.conf: only on the suite's own embedded server")
+
+    def reload(su, want: str | None) -> None:  # type: ignore[no-untyped-def]
+        su.execute("SELECT pg_reload_conf()")
+        for _ in range(100):  # the reload is asynchronous: wait until new sessions see it
+            with psycopg.connect(server_dsn, autocommit=True) as fresh:
+                row = fresh.execute("SELECT current_setting('app.tenant_id', true)").fetchone()
+            if (row[0] or None) == want:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"server did not reload app.tenant_id = {want!r}")
+
+    with psycopg.connect(server_dsn, autocommit=True) as su:
+        su.execute("ALTER SYSTEM SET app.tenant_id = '2'")
+        try:
+            reload(su, "2")
+            with saas.admin() as conn:
+                by_role = audit_database(conn, app_role=saas.app_role)
+                by_dsn = audit_database(conn, app_dsn=saas.app_dsn)
+        finally:
+            su.execute("ALTER SYSTEM RESET app.tenant_id")
+            reload(su, None)
+    assert not [f for f in by_role.findings if f.rule.code == "TGA112"]  # invisible in catalogs
+    hits = [f for f in by_dsn.findings if f.rule.code == "TGA112"]
+    assert hits and "'2'" in hits[0].message
