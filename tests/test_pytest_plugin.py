@@ -76,6 +76,34 @@ def test_inert_unless_asked(pytester: pytest.Pytester) -> None:
         assert flag in help_text
 
 
+def test_collection_does_not_touch_the_database(pytester: pytest.Pytester) -> None:
+    r = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "--tenantguard",
+        "--tenantguard-dsn=postgresql://nobody@127.0.0.1:9/none",
+        "--co",
+        "-q",
+    )
+    assert r.ret == pytest.ExitCode.OK
+    r.stdout.fnmatch_lines(
+        [
+            "*tenantguard::audit::TGA101-rls-disabled",
+            "*tenantguard::audit::other-rules",
+            "*tenantguard::probe::TGP101-cross-tenant-read",
+            "*tenantguard::probe::other-rules",
+        ]
+    )
+
+
+def test_options_accept_lists_and_severity_names() -> None:
+    from tenantguard.pytest_plugin import TenantguardOptions
+
+    opts = TenantguardOptions(schemas=["app"], tables=["app.a"], fail_on="high")  # type: ignore[arg-type]
+    assert (opts.schemas, opts.tables, opts.fail_on) == (("app",), ("app.a",), Severity.HIGH)
+    hash(opts)  # part of the session cache key
+
+
 def test_checks_fail_per_rule_on_a_leaky_database(pytester: pytest.Pytester, leaky) -> None:  # type: ignore[no-untyped-def]
     pytester.makepyfile("def test_app():\n    assert True\n")
     r = pytester.runpytest_subprocess(*_args(leaky, "--tenantguard", "-v"))

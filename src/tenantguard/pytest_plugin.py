@@ -78,6 +78,11 @@ class TenantguardOptions:
     tables: tuple[str, ...] = ()
     fail_on: Severity = Severity.LOW
 
+    def __post_init__(self) -> None:  # accept lists and "high" from hand-written overrides
+        object.__setattr__(self, "schemas", tuple(self.schemas))
+        object.__setattr__(self, "tables", tuple(self.tables))
+        object.__setattr__(self, "fail_on", _severity(self.fail_on))
+
 
 # --------------------------------------------------------------------------- messages
 
