@@ -239,6 +239,12 @@ class AuditContext:
         return any(r in self.runtime_roles for r in policy.roles)
 
     @cached_property
+    def session_schemas(self) -> list[str]:
+        """This (admin) session's search_path, as the server deparses names against it."""
+        row = self.conn.execute("SELECT current_schemas(false)::text[]").fetchone()
+        return list(row[0]) if row else []
+
+    @cached_property
     def builtin_functions(self) -> frozenset[str]:
         rows = self.fetch(
             "SELECT DISTINCT p.proname::text FROM pg_catalog.pg_proc p "
@@ -252,11 +258,24 @@ class AuditContext:
             return schema != "pg_catalog"
         return name not in self.builtin_functions
 
-    def pinned(self, expr: str | None, column: str) -> bool:
-        """Is the policy expression *expr* pinned to the bound tenant? See :func:`is_pinned`."""
+    def pinned(
+        self,
+        expr: str | None,
+        column: str,
+        distrust: frozenset[tuple[str | None, str]] = frozenset(),
+        distrust_functions: frozenset[tuple[str | None, str]] = frozenset(),
+    ) -> bool:
+        """Is the policy expression *expr* pinned to the bound tenant? See :func:`is_pinned`.
+
+        *distrust*: tables whose sub-selects pin nothing; *distrust_functions*: calls
+        (schema or None, name) that do not count as tenant helpers."""
         node = parse_expr(expr)
         settings = frozenset((self.setting, self.user_setting))
-        return node is not None and is_pinned(node, column, settings, self.is_helper)
+
+        def helper(schema: str | None, name: str) -> bool:
+            return (schema, name) not in distrust_functions and self.is_helper(schema, name)
+
+        return node is not None and is_pinned(node, column, settings, helper, distrust)
 
     @cached_property
     def functions(self) -> list[Function]:
@@ -457,30 +476,80 @@ _IDENTITY_FUNCS = {
 }
 
 
-def _is_context(
-    node: Any, settings: frozenset[str], is_helper: Callable[[str | None, str], bool]
-) -> bool:
-    """Does *node* compute the bound context: current_setting(<tenant/user setting>), a user
-    helper function, or a sub-select over those / the session user; and no column of
-    the row itself (outside sub-selects)?"""
-    if isinstance(node, ast.SubLink):
-        return any(_is_source(n, settings, is_helper) for n in iter_nodes(node.subselect))
-    outer = list(iter_nodes(node, into_sublinks=False))
-    if any(isinstance(n, ast.ColumnRef) for n in outer):
+@dataclass(frozen=True)
+class _Pinning:
+    column: str
+    settings: frozenset[str]
+    is_helper: Callable[[str | None, str], bool]
+    distrust: frozenset[tuple[str | None, str]]  # sub-selects reading these decide nothing
+
+    def context(self, node: Any) -> bool:
+        """Does *node* compute the bound context: current_setting(<tenant/user setting>),
+        a user helper function, or a sub-select over those / the session user; and no
+        column of the row itself (outside sub-selects)?"""
+        if isinstance(node, ast.SubLink):
+            return self.trusted(node) and any(self.source(n) for n in iter_nodes(node.subselect))
+        outer = list(iter_nodes(node, into_sublinks=False))
+        if any(isinstance(n, ast.ColumnRef) for n in outer):
+            return False
+        subs = [n for n in iter_nodes(node) if isinstance(n, ast.SubLink)]
+        return all(self.trusted(n) for n in subs) and any(self.source(n) for n in iter_nodes(node))
+
+    def trusted(self, sublink: ast.SubLink) -> bool:
+        return not any(r in self.distrust for r in relations_in(sublink.subselect))
+
+    def source(self, node: ast.Node) -> bool:
+        if isinstance(node, ast.FuncCall):
+            schema, name = _call_name(node)
+            if name == "current_setting" and schema in (None, "pg_catalog"):
+                first = _literal_text(node.args[0]) if node.args else None
+                return first is not None and first in self.settings
+            return self.is_helper(schema, name)
+        return isinstance(node, ast.SQLValueFunction) and node.op in _IDENTITY_FUNCS
+
+    def correlated(self, sublink: ast.SubLink) -> bool:
+        """EXISTS (SELECT ... WHERE x.<column> = <outer>.<column> AND <context>)."""
+        where = getattr(sublink.subselect, "whereClause", None)
+        joins = any(
+            isinstance(n, ast.A_Expr)
+            and n.kind == enums.A_Expr_Kind.AEXPR_OP
+            and getattr((n.name or (None,))[-1], "sval", None) == "="
+            and _column_name(n.lexpr) == self.column
+            and _column_name(n.rexpr) == self.column
+            for n in iter_nodes(where)
+        )
+        return joins and self.trusted(sublink) and any(self.source(n) for n in iter_nodes(where))
+
+    def pinned(self, node: Any) -> bool:
+        if isinstance(node, ast.BoolExpr):
+            args = list(node.args or ())
+            if node.boolop == enums.BoolExprType.AND_EXPR:
+                return any(self.pinned(a) for a in args)
+            if node.boolop == enums.BoolExprType.OR_EXPR:
+                return bool(args) and all(self.pinned(a) for a in args)
+            return False
+        if isinstance(node, ast.A_Expr):
+            op = getattr((node.name or (None,))[-1], "sval", None)
+            if op != "=":
+                return False
+            if node.kind == enums.A_Expr_Kind.AEXPR_OP:
+                if _column_name(node.lexpr) == self.column:
+                    return self.context(node.rexpr)
+                if _column_name(node.rexpr) == self.column:
+                    return self.context(node.lexpr)
+                return False
+            if node.kind == enums.A_Expr_Kind.AEXPR_OP_ANY:
+                return _column_name(node.lexpr) == self.column and self.context(node.rexpr)
+            if node.kind == enums.A_Expr_Kind.AEXPR_IN and _column_name(node.lexpr) == self.column:
+                items = node.rexpr if isinstance(node.rexpr, tuple | list) else (node.rexpr,)
+                return bool(items) and all(self.context(i) for i in items)
+            return False
+        if isinstance(node, ast.SubLink):
+            if node.subLinkType == enums.SubLinkType.ANY_SUBLINK:
+                return _column_name(node.testexpr) == self.column and self.context(node)
+            if node.subLinkType == enums.SubLinkType.EXISTS_SUBLINK:
+                return self.correlated(node)
         return False
-    return any(_is_source(n, settings, is_helper) for n in iter_nodes(node))
-
-
-def _is_source(
-    node: ast.Node, settings: frozenset[str], is_helper: Callable[[str | None, str], bool]
-) -> bool:
-    if isinstance(node, ast.FuncCall):
-        schema, name = _call_name(node)
-        if name == "current_setting" and schema in (None, "pg_catalog"):
-            first = _literal_text(node.args[0]) if node.args else None
-            return first is not None and first in settings
-        return is_helper(schema, name)
-    return isinstance(node, ast.SQLValueFunction) and node.op in _IDENTITY_FUNCS
 
 
 def is_pinned(
@@ -488,42 +557,19 @@ def is_pinned(
     column: str,
     settings: frozenset[str],
     is_helper: Callable[[str | None, str], bool],
+    distrust: frozenset[tuple[str | None, str]] = frozenset(),
 ) -> bool:
     """Is the boolean expression *node* true only for rows of the bound tenant?
 
-    AND: one pinned conjunct suffices; OR: every branch must be pinned; a comparison
-    ``column = <tenant context>`` (either side, casts allowed) or ``column IN (SELECT
-    ...)`` / ``= ANY (...)`` over the context (*settings*: the tenant and user settings,
-    user helper functions, the session user) is pinned. Anything else
+    AND: one pinned conjunct suffices; OR: every branch must be pinned. Pinned:
+    ``column = <context>`` (either side, casts allowed), ``column IN (SELECT ...)`` /
+    ``= ANY (...)`` over the context, and ``EXISTS (SELECT ... WHERE m.column =
+    t.column AND <context>)``; the context is the tenant or user setting
+    (*settings*), a user helper function or the session user. Anything else
     (``IS NOT NULL``, ``= other_column``, constant lists, a bare flag) is not.
+    Sub-selects reading a table in *distrust* (schema or None, name) pin nothing.
     """
-    if isinstance(node, ast.BoolExpr):
-        args = list(node.args or ())
-        if node.boolop == enums.BoolExprType.AND_EXPR:
-            return any(is_pinned(a, column, settings, is_helper) for a in args)
-        if node.boolop == enums.BoolExprType.OR_EXPR:
-            return bool(args) and all(is_pinned(a, column, settings, is_helper) for a in args)
-        return False
-    if isinstance(node, ast.A_Expr):
-        op = getattr((node.name or (None,))[-1], "sval", None)
-        if op != "=":
-            return False
-        if node.kind == enums.A_Expr_Kind.AEXPR_OP:
-            left, right = node.lexpr, node.rexpr
-            if _column_name(left) == column:
-                return _is_context(right, settings, is_helper)
-            if _column_name(right) == column:
-                return _is_context(left, settings, is_helper)
-            return False
-        if node.kind == enums.A_Expr_Kind.AEXPR_OP_ANY and _column_name(node.lexpr) == column:
-            return _is_context(node.rexpr, settings, is_helper)
-        if node.kind == enums.A_Expr_Kind.AEXPR_IN and _column_name(node.lexpr) == column:
-            items = node.rexpr if isinstance(node.rexpr, tuple | list) else (node.rexpr,)
-            return bool(items) and all(_is_context(i, settings, is_helper) for i in items)
-        return False
-    if isinstance(node, ast.SubLink) and node.subLinkType == enums.SubLinkType.ANY_SUBLINK:
-        return _column_name(node.testexpr) == column and _is_context(node, settings, is_helper)
-    return False
+    return _Pinning(column, settings, is_helper, distrust).pinned(node)
 
 
 # --- function bodies --------------------------------------------------------------------
@@ -568,6 +614,16 @@ class Function:
                     if p.strip() not in ("", "pg_temp")
                 ]
         return None
+
+    @property
+    def bound_body(self) -> bool:
+        """A LANGUAGE sql BEGIN ATOMIC body: bound at creation, deparsed by the server
+        relative to the *audit session's* search_path."""
+        return self.language == "sql" and not (self.source and self.source.strip())
+
+    def lookup_path(self, session_schemas: list[str]) -> list[str] | None:
+        """Where an unqualified table name in the parsed body resolves (None: unknown)."""
+        return session_schemas if self.bound_body else self.search_path
 
     @cached_property
     def statements(self) -> list[ast.Node] | None:

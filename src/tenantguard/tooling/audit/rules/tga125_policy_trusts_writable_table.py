@@ -53,20 +53,24 @@ WHERE c.relname = %(name)s AND c.relkind IN ('r', 'p', 'v', 'f')
 """
 
 
-def _references(ctx: AuditContext, expr: str | None) -> list[tuple[str | None, str, str]]:
-    """(schema, table, via) read by *expr*: directly, or inside a user function it calls."""
-    refs = [(s, n, "") for s, n in relations_in(parse_expr(expr))]
+Ref = tuple[tuple[str | None, str] | None, str | None, str, str]
+
+
+def _references(ctx: AuditContext, expr: str | None) -> list[Ref]:
+    """(function call or None, schema, table, via) for each table *expr* reads: directly,
+    or inside a user function it calls (then *call* is that call as written)."""
+    refs: list[Ref] = [(None, s, n, "") for s, n in relations_in(parse_expr(expr))]
     for schema, name in func_names(expr):
         if not ctx.is_helper(schema, name):
             continue
         for f in ctx.functions:
             if f.name != name or (schema is not None and f.schema != schema):
                 continue
+            path = f.lookup_path(ctx.session_schemas)
             for s, n in relations_in(f.statements or []):
-                if s is None and f.search_path:
-                    refs.extend((sp, n, f" (in {f.signature})") for sp in f.search_path[:1])
-                else:
-                    refs.append((s, n, f" (in {f.signature})"))
+                if s is None and path:  # the first schema of the path holding it
+                    s = next((sp for sp in path if _writable(ctx, sp, n)), path[0])
+                refs.append(((schema, name), s, n, f" (in {f.signature})"))
     return refs
 
 
@@ -78,22 +82,34 @@ def _writable(ctx: AuditContext, schema: str | None, name: str) -> list[tuple[An
 def _policy_findings(ctx: AuditContext, t: Table, p: Policy) -> Iterator[Finding]:
     seen: set[int] = set()
     for expr in (p.qual, p.with_check):
-        for schema, name, via in _references(ctx, expr):
-            for oid, label, nsp, rel, _rls, privs in _writable(ctx, schema, name):
-                if oid == t.oid or oid in seen:
-                    continue
-                seen.add(oid)
-                yield Finding(
-                    RULE,
-                    f"{p.label} on {t.label}",
-                    f"reads {label}{via}, which {ctx.runtime_role!r} can {' and '.join(privs)} "
-                    "without row level security: it can grant itself another tenant's rows",
-                    fix_sql=sql.SQL("REVOKE INSERT, UPDATE ON {} FROM {};")
-                    .format(sql.Identifier(nsp, rel), sql.Identifier(ctx.runtime_role))
-                    .as_string()
-                    + "\n-- or ENABLE + FORCE row level security on it with a tenant-pinned "
-                    "WITH CHECK",
-                )
+        hits = [
+            (ref, row)
+            for ref in _references(ctx, expr)
+            for row in _writable(ctx, ref[1], ref[2])
+            if row[0] != t.oid
+        ]
+        if not hits:
+            continue
+        # Still pinned to the tenant without those tables? Then they decide nothing.
+        distrust = frozenset((ref[1], ref[2]) for ref, _ in hits if ref[0] is None)
+        calls = frozenset(ref[0] for ref, _ in hits if ref[0] is not None)
+        if ctx.pinned(expr, t.tenant_column, distrust, calls):
+            continue
+        for (_call, _s, _n, via), (oid, label, nsp, rel, _rls, privs) in hits:
+            if oid in seen:
+                continue
+            seen.add(oid)
+            yield Finding(
+                RULE,
+                f"{p.label} on {t.label}",
+                f"reads {label}{via}, which {ctx.runtime_role!r} can {' and '.join(privs)} "
+                "without row level security: it can grant itself another tenant's rows",
+                fix_sql=sql.SQL("REVOKE INSERT, UPDATE ON {} FROM {};")
+                .format(sql.Identifier(nsp, rel), sql.Identifier(ctx.runtime_role))
+                .as_string()
+                + "\n-- or ENABLE + FORCE row level security on it with a tenant-pinned "
+                "WITH CHECK",
+            )
 
 
 def check(ctx: AuditContext) -> Iterator[Finding]:
@@ -107,7 +123,7 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
             not r.permissive
             and r.command == "ALL"
             and ctx.pinned(r.qual, t.tenant_column)
-            and not any(_writable(ctx, s, n) for s, n, _via in _references(ctx, r.qual))
+            and not any(_writable(ctx, ref[1], ref[2]) for ref in _references(ctx, r.qual))
             for r in applicable
         )
         if guarded:

@@ -50,7 +50,7 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
             continue
         reasons: list[str] = []
         for schema, name in relations_in(f.statements):
-            for t in ctx.tables_named(schema, name, f.search_path):
+            for t in ctx.tables_named(schema, name, f.lookup_path(ctx.session_schemas)):
                 why = _bypass(ctx, f, t) if t.rls else None  # RLS off: TGA101
                 if why:
                     reasons.append(f"{t.label} ({why})")
