@@ -74,6 +74,8 @@ def test_inert_unless_asked(pytester: pytest.Pytester) -> None:
     help_text = pytester.runpytest_subprocess("--help").stdout.str()
     for flag in ("--tenantguard ", "--tenantguard-dsn", "--tenantguard-fail-on", "tenantguard_dsn"):
         assert flag in help_text
+    help_text = pytester.runpytest_subprocess("-p", "no:tenantguard", "--help").stdout.str()
+    assert "--tenantguard" not in help_text  # the entry point's name turns it off
 
 
 def test_collection_does_not_touch_the_database(pytester: pytest.Pytester) -> None:
