@@ -235,9 +235,6 @@ class Tenantguard:
         options: dict[str, Any],
     ) -> _Target:
         opts = {k: v for k, v in options.items() if v is not None}
-        for key in ("schemas", "tables"):
-            if key in opts:
-                opts[key] = tuple(opts[key])
         if app_role is None and app_dsn is None:
             app_role, app_dsn = self.target.app_role, self.target.app_dsn
         return _Target(
@@ -401,6 +398,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "tenantguard: a tenant-isolation check collected by --tenantguard"
     )
     if _checks_enabled(config):
+        if not hasattr(pytest, "Directory"):  # the fixtures work on any pytest
+            raise pytest.UsageError("--tenantguard needs pytest 8 or later")
         _options_from(config)  # report a bad fail-on before collection, not per item
         _tools(config)
 
@@ -576,7 +575,7 @@ _DIRS = pytest.StashKey[list[pytest.Directory]]()
 
 
 def pytest_collectstart(collector: pytest.Collector) -> None:
-    if isinstance(collector, pytest.Directory):
+    if _checks_enabled(collector.config) and isinstance(collector, pytest.Directory):
         collector.session.stash.setdefault(_DIRS, []).append(collector)
 
 
