@@ -72,6 +72,14 @@ CREATE FUNCTION public.f_config() RETURNS bigint LANGUAGE sql SECURITY DEFINER
   SET search_path = pg_catalog SET app.tenant_id = '1' AS $$ SELECT 1::bigint $$;
 CREATE FUNCTION public.f_dynamic() RETURNS void LANGUAGE plpgsql SECURITY DEFINER
   SET search_path = pg_catalog AS $$ BEGIN EXECUTE 'SELECT 1'; END $$;
+CREATE FUNCTION public.n_fixed(i bigint) RETURNS void LANGUAGE plpgsql
+  AS $$ BEGIN PERFORM pg_notify('invoices', i::text); END $$;
+CREATE FUNCTION public.n_stmt() RETURNS void LANGUAGE sql AS $$ NOTIFY invoices $$;
+CREATE FUNCTION public.n_lock() RETURNS void LANGUAGE sql
+  AS $$ SELECT pg_advisory_xact_lock(hashtext('billing')) $$;
+CREATE FUNCTION public.n_tenant(t bigint, i bigint) RETURNS void LANGUAGE plpgsql
+  AS $$ BEGIN PERFORM pg_notify('invoices_' || t, i::text);
+             PERFORM pg_advisory_xact_lock(t::int, 42); END $$;
 CREATE FUNCTION public.f_reads_setting() RETURNS text LANGUAGE sql SECURITY DEFINER
   SET search_path = pg_catalog AS $$ SELECT current_setting('app.tenant_id', true) $$;
 """
@@ -93,6 +101,7 @@ EXPECTED = {
     "TGA125": {"policy pol0 on public.p_exists_w", "policy pol0 on public.p_helper"},
     "TGA133": {"function f_sql()", "function f_atomic()", "function f_owner()"},
     "TGA134": {"function f_set()", "function f_config()"},
+    "TGA180": {"function n_fixed(bigint)", "function n_stmt()", "function n_lock()"},
 }
 
 

@@ -25,9 +25,10 @@ RULE = Rule(
 _QUERY = """
 SELECT DISTINCT v.oid::regclass::text, pg_catalog.pg_get_userbyid(v.relowner)::text,
        o.rolsuper OR o.rolbypassrls, v.relkind::text,
-       pg_catalog.has_table_privilege(%(role)s, v.oid, 'SELECT')
+       pg_catalog.has_table_privilege(%(role)s, v.oid, 'SELECT'), vn.nspname::text, v.relname::text
 FROM pg_catalog.pg_rewrite r
 JOIN pg_catalog.pg_class v ON v.oid = r.ev_class
+JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
 JOIN pg_catalog.pg_depend d ON d.objid = r.oid AND d.classid = 'pg_rewrite'::regclass
 JOIN pg_catalog.pg_roles o ON o.oid = v.relowner
 WHERE v.relkind IN ('v', 'm') AND d.refobjid = ANY(%(oids)s) AND d.refobjid <> v.oid
@@ -38,14 +39,13 @@ ORDER BY 1
 
 
 def check(ctx: AuditContext) -> Iterator[Finding]:
-    for view, owner, bypass, kind, readable in ctx.fetch(
+    for view, owner, bypass, kind, readable, schema, name in ctx.fetch(
         _QUERY, {"role": ctx.runtime_role, "oids": ctx.tenant_oids}
     ):
         if kind == "m":
             continue  # materialized views: TGA141
         sev = Severity.CRITICAL if bypass and readable else None
-        name = view.split(".")
-        ident = sql.Identifier(*name) if len(name) == 2 else sql.Identifier(view)
+        ident = sql.Identifier(schema, name)
         yield Finding(
             RULE,
             f"view {view}",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from psycopg import sql
+
 from tenantguard.tooling.audit.catalog import AuditContext
 from tenantguard.tooling.audit.rules.tga140_view_without_security_invoker import _QUERY
 from tenantguard.tooling.findings import Finding, Rule, Severity
@@ -22,7 +24,7 @@ RULE = Rule(
 
 
 def check(ctx: AuditContext) -> Iterator[Finding]:
-    for view, owner, _bypass, kind, readable in ctx.fetch(
+    for view, owner, _bypass, kind, readable, schema, name in ctx.fetch(
         _QUERY, {"role": ctx.runtime_role, "oids": ctx.tenant_oids}
     ):
         if kind != "m":
@@ -33,5 +35,7 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
             f"copies tenant rows (owner {owner!r})"
             + ("; the runtime role can read it" if readable else ""),
             severity=Severity.CRITICAL if readable else None,
-            fix_sql=f"REVOKE ALL ON {view} FROM {ctx.runtime_role};",
+            fix_sql=sql.SQL("REVOKE ALL ON {} FROM {};")
+            .format(sql.Identifier(schema, name), sql.Identifier(ctx.runtime_role))
+            .as_string(),
         )

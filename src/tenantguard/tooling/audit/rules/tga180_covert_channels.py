@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
-from tenantguard.tooling.audit.catalog import FUNCTION_EXCLUDED_SCHEMAS, AuditContext
+from pglast import ast
+
+from tenantguard.tooling.audit.catalog import AuditContext, iter_nodes
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -12,28 +15,63 @@ RULE = Rule(
     name="covert-channels",
     severity=Severity.LOW,
     tool="audit",
-    summary="Functions use NOTIFY or advisory locks (channels RLS does not cover)",
+    summary="Functions use NOTIFY or advisory locks with fixed names (channels RLS does not cover)",
     description="Channel names and advisory lock keys are database-wide: a tenant can listen on "
-    "another tenant's channel or probe its locks unless names and keys include the tenant.",
+    "another tenant's channel or probe its locks unless names and keys include the tenant. "
+    "Function bodies (LANGUAGE sql and plpgsql) are parsed with PostgreSQL's grammar; a "
+    "NOTIFY statement, or a pg_notify / pg_advisory_* call whose arguments are all constants, "
+    "is reported.",
     anti_pattern="PERFORM pg_notify('invoices', row.id::text);",
     best_practice="PERFORM pg_notify('invoices_' || row.tenant_id, row.id::text);",
 )
 
+_ADVISORY = {
+    "pg_advisory_lock",
+    "pg_advisory_lock_shared",
+    "pg_try_advisory_lock",
+    "pg_try_advisory_lock_shared",
+    "pg_advisory_xact_lock",
+    "pg_advisory_xact_lock_shared",
+    "pg_try_advisory_xact_lock",
+    "pg_try_advisory_xact_lock_shared",
+}
+
+
+def _constant(node: Any) -> bool:
+    """No column, variable, parameter or function of the row/session in *node*."""
+    for n in iter_nodes(node):
+        if isinstance(n, ast.ColumnRef | ast.ParamRef | ast.SQLValueFunction):
+            return False
+        if isinstance(n, ast.FuncCall):
+            name = getattr((n.funcname or ())[-1], "sval", "")
+            if name not in ("hashtext", "hashtextextended", "md5"):
+                return False
+    return True
+
+
+def _uses(stmts: list[ast.Node]) -> list[str]:
+    out: list[str] = []
+    for n in iter_nodes(stmts):
+        if isinstance(n, ast.NotifyStmt):
+            out.append(f"NOTIFY {n.conditionname}")
+        elif isinstance(n, ast.FuncCall):
+            name = getattr((n.funcname or ())[-1], "sval", "")
+            args = list(n.args or ())
+            if name == "pg_notify" and args and _constant(args[0]):
+                out.append("pg_notify with a fixed channel")
+            elif name in _ADVISORY and args and all(_constant(a) for a in args):
+                out.append(f"{name} with a fixed key")
+    return list(dict.fromkeys(out))
+
 
 def check(ctx: AuditContext) -> Iterator[Finding]:
-    rows = ctx.fetch(
-        "SELECT p.oid::regprocedure::text, "
-        "ARRAY(SELECT w FROM unnest(ARRAY['pg_notify','pg_advisory_lock','pg_try_advisory_lock',"
-        "'pg_advisory_xact_lock']) w WHERE position(w IN lower(p.prosrc)) > 0) "
-        "FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
-        "WHERE n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_%%' AND p.prolang <> 13 "
-        "AND p.prosrc ~* '(pg_notify|advisory)' ORDER BY 1",
-        (list(FUNCTION_EXCLUDED_SCHEMAS),),
-    )
-    for fn, uses in rows:
+    for f in ctx.functions:
+        if f.schema == "tenantguard" or not f.statements:
+            continue
+        uses = _uses(f.statements)
         if uses:
             yield Finding(
                 RULE,
-                f"function {fn}",
+                f"function {f.signature}",
                 f"uses {', '.join(uses)}; make channel names / lock keys tenant-specific",
             )
