@@ -23,7 +23,7 @@ RULE = Rule(
     "policy on: whoever can read it reads every tenant's rows. Found with a low false-positive "
     "rate: the table's columns (name and type) must be a subset of a tenant table's, include "
     "its key and at least one other column, and most of a sample of its rows (up to 200, "
-    "joined on the key, read-only, 5 s timeout) must equal rows of that tenant table. Copies "
+    "joined on the key, in a transaction that rolls back, 5 s timeout) must equal rows of that tenant table. Copies "
     "that rename columns or drop the key are not detected. Copies that keep the tenant column "
     "(SELECT *, LIKE) are tenant tables themselves and are reported by TGA101-TGA103.",
     anti_pattern="CREATE TABLE app.invoices_2025 AS SELECT id, amount FROM app.invoices;",
@@ -94,8 +94,7 @@ def _sample(ctx: AuditContext, copy: _Rel, t: Table, key: list[str]) -> tuple[in
         on=on,
     )
     try:
-        with ctx.conn.transaction(force_rollback=True):
-            ctx.conn.execute("SET TRANSACTION READ ONLY")
+        with ctx.conn.transaction(force_rollback=True):  # a SELECT, rolled back anyway
             ctx.conn.execute("SET LOCAL statement_timeout = '5s'")
             row = ctx.conn.execute(query).fetchone()
     except psycopg.Error:
