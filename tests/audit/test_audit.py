@@ -256,3 +256,36 @@ def test_app_dsn_server_level_default(server_dsn, saas) -> None:  # type: ignore
     assert not [f for f in by_role.findings if f.rule.code == "TGA112"]  # invisible in catalogs
     hits = [f for f in by_dsn.findings if f.rule.code == "TGA112"]
     assert hits and "'2'" in hits[0].message
+
+
+def test_custom_settings_come_from_tenantguard(server_dsn) -> None:  # type: ignore[no-untyped-def]
+    from conftest import make_scratch
+
+    gen = make_scratch(server_dsn)
+    s = next(gen)
+    try:
+        with s.admin() as conn:
+            install(
+                conn,
+                InstallSpec(
+                    app_role=s.app_role,
+                    owner_role=s.owner_role,
+                    setting="acme.org",
+                    user_setting="acme.member",
+                ),
+            )
+            conn.execute(
+                "CREATE TABLE public.t (tenant_id bigint NOT NULL, "
+                "id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, owner_id text NOT NULL)"
+            )
+            protect(conn, ["public.t"], user_column="owner_id")
+            # A hand-written policy on the user setting is no escape hatch (TGA123).
+            conn.execute(
+                "CREATE POLICY mine ON public.t AS RESTRICTIVE FOR SELECT "
+                "USING (owner_id = (SELECT current_setting('acme.member', true)))"
+            )
+            report = audit_database(conn, app_role=s.app_role)
+        assert report.meta["setting"] == "acme.org"
+        assert [(f.rule.code, f.object) for f in report.findings] == []
+    finally:
+        gen.close()

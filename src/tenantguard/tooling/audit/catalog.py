@@ -324,6 +324,19 @@ def infer_setting(conn: psycopg.Connection[Any], policies: list[Policy]) -> str:
     return max(seen, key=lambda k: seen[k]) if seen else "app.tenant_id"
 
 
+def infer_user_setting(conn: psycopg.Connection[Any]) -> str:
+    """The user setting: tenantguard's (``tenantguard.user_setting()``) if installed."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n "
+        "ON n.oid = p.pronamespace WHERE n.nspname = 'tenantguard' AND p.proname = 'user_setting')"
+    ).fetchone()
+    if row and row[0]:
+        got = conn.execute("SELECT tenantguard.user_setting()").fetchone()
+        if got and got[0]:
+            return str(got[0])
+    return "app.user_id"
+
+
 _FUNCTIONS = """
 SELECT p.oid::int, p.oid::regprocedure::text, l.lanname::text, p.prosrc,
        CASE WHEN p.prokind IN ('f', 'p') AND l.lanname IN ('sql', 'plpgsql')
@@ -347,7 +360,7 @@ def load_context(
     runtime_role: str,
     tenant_column: str = "tenant_id",
     setting: str | None = None,
-    user_setting: str = "app.user_id",
+    user_setting: str | None = None,
     schemas: list[str] | None = None,
     tables: list[str] | None = None,
     app_dsn: str | None = None,
@@ -392,7 +405,7 @@ def load_context(
         runtime_role=runtime_role,
         tenant_column=tenant_column,
         setting=setting or infer_setting(conn, all_policies),
-        user_setting=user_setting,
+        user_setting=user_setting or infer_user_setting(conn),
         tables=found,
         server_version_num=version,
         app_dsn=app_dsn,
