@@ -17,14 +17,10 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "rules.md"
 def rules() -> list[Rule]:
     from tenantguard.tooling.audit.rules import RULES as AUDIT
 
-    out = list(AUDIT)
-    try:
-        from tenantguard.tooling.lint.rules import RULES as LINT
+    from tenantguard.tooling.lint.rules import RULES as LINT
+    from tenantguard.tooling.probe.attacks import RULES as PROBE
 
-        out += LINT
-    except ImportError:
-        pass
-    return sorted(out, key=lambda r: r.code)
+    return sorted([*AUDIT, *LINT, *PROBE], key=lambda r: r.code)
 
 
 def render() -> str:
@@ -36,7 +32,9 @@ def render() -> str:
         "Severity: **critical/high**: one tenant can read, change or destroy another tenant's",
         "data, or SQL on the app connection can step out of isolation; **medium**: one more",
         "mistake leaks; **low**: performance advice. `TGA` rules belong to `tenantguard audit`",
-        "(live database), `TGL` rules to `tenantguard lint` (migration files).",
+        "(live catalog), `TGL` rules to `tenantguard lint` (migration files), `TGP` attacks to",
+        "`tenantguard probe` (run as the runtime role, rolled back; each leak carries the SQL",
+        "that proved it).",
         "",
         "| code | name | severity | summary |",
         "|---|---|---|---|",
