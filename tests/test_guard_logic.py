@@ -108,3 +108,32 @@ def test_verify_always_checks_clean_connections_too() -> None:
     conn = fake_conn(c, set())
     assert drive(c, conn, [as_row(CLEAN)]) == ["fetch"]
     assert c.guard_stats.verified == 1 and c.guard_stats.contaminated == 0
+
+
+@pytest.mark.parametrize(
+    ("effects", "verify", "reported"),
+    [
+        (set(), "suspect", None),
+        ({"search_path"}, "suspect", None),
+        (set(), "always", None),
+        (set(), "suspect", b"pg_catalog"),
+    ],
+)
+def test_clean_fast_path_takes_the_same_decision(
+    effects: set[str], verify: str, reported: bytes | None
+) -> None:
+    c = core(verify=verify)
+    conn = fake_conn(c, effects)
+    conn.pgconn = SimpleNamespace(
+        parameter_status=lambda name: reported if name == b"search_path" else None
+    )
+    st = conn._tg
+    lease = st.lease
+    done = c.checkin_clean(conn)
+    clean = not effects and verify == "suspect" and reported is None
+    assert done is clean
+    if done:  # lease ended and counted, exactly as checkin_steps would
+        assert st.lease is None and c.guard_stats.checkins == 1 and c.guard_stats.verified == 0
+    else:  # untouched: the generator takes over
+        assert st.lease is lease and c.guard_stats.checkins == 0
+        assert drive(c, conn, [as_row(CLEAN)] * 2) != [] and st.lease is None

@@ -65,6 +65,19 @@ def test_text_tenants_on_varchar_column(kinds) -> None:  # type: ignore[no-untyp
                 pass
 
 
+def test_non_ascii_text_tenant_on_the_fast_path(kinds) -> None:  # type: ignore[no-untyped-def]
+    with kinds.admin() as conn:
+        conn.execute("INSERT INTO public.t_docs VALUES ('zürich-ä', 40), ('zürich-ä', 41)")
+    with TenantPool(kinds.app_dsn, min_size=1, max_size=1, tenant_kind="text") as pool:
+        with tenant("zürich-ä"), pool.connection() as conn:
+            assert conn._tg is not None
+            rows = conn.execute("SELECT tenant_id, id FROM public.t_docs ORDER BY id").fetchall()
+            assert rows == [("zürich-ä", 40), ("zürich-ä", 41)]
+            assert conn._tg.bind_cache is not None and conn._tg.bind_cache[2] is None
+        with tenant("zürich"), pool.connection() as conn:  # a prefix is another tenant
+            assert conn.execute("SELECT count(*) FROM public.t_docs").fetchone()[0] == 0
+
+
 class HeaderBinder:
     """A custom binding step: also records the request id, transaction-local."""
 

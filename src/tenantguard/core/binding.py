@@ -40,6 +40,10 @@ class SettingBinder:
 
     __slots__ = ("setting", "user_setting")
 
+    #: ``bind_query`` depends on the context only, so a lease may reuse its result.
+    #: (A binder that signs each transaction, say, leaves this unset.)
+    stable = True
+
     def __init__(self, setting: str = "app.tenant_id", user_setting: str = "app.user_id") -> None:
         self.setting = check_setting_name(setting)
         self.user_setting = check_setting_name(user_setting)

@@ -6,8 +6,7 @@ task sees its own value, so concurrent requests never see each other's tenant.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ContextDecorator
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
@@ -49,21 +48,41 @@ def reset_tenant(token: Token[TenantContext | None]) -> None:
     _current.reset(token)
 
 
-@contextmanager
-def tenant(tenant_id: object, *, user: object | None = None) -> Iterator[TenantContext]:
+class tenant(ContextDecorator):
     """Act as *tenant_id* (and optionally *user*) inside the block.
+
+    The id is validated when ``tenant(...)`` is called, before any I/O.
 
     >>> with tenant(42):
     ...     current_tenant().tenant.value
     42
+
+    (A class rather than a generator: it runs on every request.)
     """
-    token = set_tenant(tenant_id, user=user)
-    try:
-        ctx = _current.get()
-        assert ctx is not None
-        yield ctx
-    finally:
-        _current.reset(token)
+
+    __slots__ = ("_ctx", "_token")
+
+    def __init__(self, tenant_id: object, *, user: object | None = None) -> None:
+        self._ctx = TenantContext(
+            parse_tenant_id(tenant_id), None if user is None else parse_user_id(user)
+        )
+        self._token: Token[TenantContext | None] | None = None
+
+    def __enter__(self) -> TenantContext:
+        if self._token is not None:
+            raise RuntimeError("this tenant(...) block is already active; create a new one")
+        self._token = _current.set(self._ctx)
+        return self._ctx
+
+    def __exit__(self, *exc: object) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            _current.reset(token)
+
+    def _recreate_cm(self) -> tenant:  # as a decorator: a fresh scope per call
+        scope = object.__new__(tenant)
+        scope._ctx, scope._token = self._ctx, None
+        return scope
 
 
 def current_tenant() -> TenantContext | None:

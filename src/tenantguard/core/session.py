@@ -38,6 +38,7 @@ class ConnState:
 
     __slots__ = (
         "baseline",
+        "bind_cache",
         "binder",
         "bound",
         "classifier",
@@ -45,12 +46,14 @@ class ConnState:
         "kind",
         "lease",
         "lease_bind",
+        "stable_binder",
     )
 
     def __init__(
         self, binder: Binder, classifier: StatementClassifier, kind: TenantKind | None
     ) -> None:
         self.binder = binder
+        self.stable_binder = bool(getattr(binder, "stable", False))
         self.classifier = classifier
         self.kind = kind
         self.lease: TenantContext | None = None  # the context the caller checked out with
@@ -58,17 +61,22 @@ class ConnState:
         self.bound = False  # the open transaction carries our binding
         self.effects: set[str] = set()  # session-state effects seen since checkout
         self.baseline: SessionSnapshot | None = None
+        # (context, binding, encoded values) for the current lease: computed once.
+        self.bind_cache: (
+            tuple[TenantContext, tuple[LiteralString, tuple[str, ...]], list[bytes] | None] | None
+        ) = None
 
     # -- lease -----------------------------------------------------------------
     def start_lease(self, ctx: TenantContext, bind_ctx: TenantContext | None = None) -> None:
         self.lease = ctx
         self.lease_bind = bind_ctx if bind_ctx is not None else normalize_context(ctx, self.kind)
         self.bound = False
+        self.bind_cache = None
         self.effects.clear()
 
     def end_lease(self) -> TenantContext | None:
         ctx = self.lease
-        self.lease = self.lease_bind = None
+        self.lease = self.lease_bind = self.bind_cache = None
         self.bound = False
         self.effects.clear()
         return ctx
@@ -100,6 +108,25 @@ class ConnState:
             return None
         return self.binder.bind_query(ctx)
 
+    def autocommit_bind(self) -> tuple[tuple[LiteralString, tuple[str, ...]], list[bytes] | None]:
+        """The binding for an autocommit statement outside a transaction (the hot path).
+
+        Same checks as :meth:`bind_needed` (fail-closed, the lease's tenant); also the
+        values pre-encoded, kept for the lease (``None`` when one is not ASCII: the
+        driver encodes those in the connection's encoding).
+        """
+        ctx = self.context_for("a query")
+        self.bound = False
+        cached = self.bind_cache
+        if cached is not None and cached[0] is ctx:
+            return cached[1], cached[2]
+        bind = self.binder.bind_query(ctx)
+        values = bind[1]
+        encoded = [v.encode() for v in values] if "".join(values).isascii() else None
+        if self.stable_binder:  # a binder whose statement depends on the context only
+            self.bind_cache = (ctx, bind, encoded)
+        return bind, encoded
+
     def after_statement(self, status: int) -> None:
         self.bound = status != IDLE
 
@@ -111,5 +138,11 @@ class ConnState:
             effects = self.classifier.effects(query.as_string())
         else:
             effects = frozenset({"unparsed"})
+        if effects:
+            self.effects |= effects
+
+    def note_sql(self, query: bytes) -> None:
+        """Classify the converted SQL (the bytes sent to the server), as :meth:`note`."""
+        effects = self.classifier.effects(query)
         if effects:
             self.effects |= effects

@@ -25,7 +25,11 @@ from psycopg.rows import Row
 
 from tenantguard.core.session import ConnState
 from tenantguard.drivers.psycopg._fastpath import AVAILABLE as FAST_PATH
-from tenantguard.drivers.psycopg._fastpath import BindStatementMissing, bound_execute_gen
+from tenantguard.drivers.psycopg._fastpath import (
+    BindStatementMissing,
+    bound_execute_gen,
+    encode_values,
+)
 from tenantguard.errors import UnsupportedOperation
 
 
@@ -65,6 +69,16 @@ class TenantCursor(psycopg.Cursor[Row]):
         if st is None:
             _sup(super()).execute(query, params, prepare=prepare, binary=binary)
             return self
+        if (
+            conn._tg_fast
+            and conn._pipeline is None
+            and conn._autocommit
+            and conn.pgconn.transaction_status == IDLE
+        ):  # the hot path: one autocommit statement (fail-closed in autocommit_bind)
+            binding, encoded = st.autocommit_bind()
+            self._fast_execute(st, binding, encoded, query, params, prepare, binary)
+            st.bound = conn.pgconn.transaction_status != IDLE
+            return self
         in_pipeline = conn._pipeline is not None
         bind = st.bind_needed(conn.pgconn.transaction_status, in_pipeline)
         st.note(query)
@@ -73,8 +87,6 @@ class TenantCursor(psycopg.Cursor[Row]):
         elif in_pipeline:
             conn._raw_cursor().execute(*bind)
             _sup(super()).execute(query, params, prepare=prepare, binary=binary)
-        elif conn._tg_fast and conn.autocommit:
-            self._fast_execute(bind, query, params, prepare, binary)
         else:
             with conn.pipeline():
                 conn._raw_cursor().execute(*bind)
@@ -84,25 +96,34 @@ class TenantCursor(psycopg.Cursor[Row]):
 
     def _fast_execute(
         self,
+        st: ConnState,
         bind: tuple[str, tuple[str, ...]],
+        encoded: list[bytes] | None,
         query: Query,
         params: Params | None,
         prepare: bool | None,
         binary: bool | None,
     ) -> None:
         conn = self._conn
-        for attempt in (1, 2):
+        if encoded is None:
+            encoded = encode_values(bind[1], self._encoding)
+        try:
             try:
                 with conn.lock:
                     conn.wait(
-                        bound_execute_gen(self, bind, query, params, prepare=prepare, binary=binary)
+                        bound_execute_gen(
+                            self, st, bind, encoded, query, params, prepare=prepare, binary=binary
+                        )
                     )
-                return
-            except BindStatementMissing:
-                if attempt == 2:
-                    raise
-            except psycopg.errors._NO_TRACEBACK as ex:  # as psycopg does
-                raise ex.with_traceback(None) from None
+            except BindStatementMissing:  # the server forgot the binding: once more
+                with conn.lock:
+                    conn.wait(
+                        bound_execute_gen(
+                            self, st, bind, encoded, query, params, prepare=prepare, binary=binary
+                        )
+                    )
+        except psycopg.errors._NO_TRACEBACK as ex:  # as psycopg does
+            raise ex.with_traceback(None) from None
 
     def executemany(
         self, query: Query, params_seq: Iterable[Params], *, returning: bool = False
@@ -249,6 +270,16 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
         if st is None:
             await _sup(super()).execute(query, params, prepare=prepare, binary=binary)
             return self
+        if (
+            conn._tg_fast
+            and conn._pipeline is None
+            and conn._autocommit
+            and conn.pgconn.transaction_status == IDLE
+        ):  # the hot path: one autocommit statement (fail-closed in autocommit_bind)
+            binding, encoded = st.autocommit_bind()
+            await self._fast_execute(st, binding, encoded, query, params, prepare, binary)
+            st.bound = conn.pgconn.transaction_status != IDLE
+            return self
         in_pipeline = conn._pipeline is not None
         bind = st.bind_needed(conn.pgconn.transaction_status, in_pipeline)
         st.note(query)
@@ -257,8 +288,6 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
         elif in_pipeline:
             await conn._raw_cursor().execute(*bind)
             await _sup(super()).execute(query, params, prepare=prepare, binary=binary)
-        elif conn._tg_fast and conn.autocommit:
-            await self._fast_execute(bind, query, params, prepare, binary)
         else:
             async with conn.pipeline():
                 await conn._raw_cursor().execute(*bind)
@@ -268,25 +297,34 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
 
     async def _fast_execute(
         self,
+        st: ConnState,
         bind: tuple[str, tuple[str, ...]],
+        encoded: list[bytes] | None,
         query: Query,
         params: Params | None,
         prepare: bool | None,
         binary: bool | None,
     ) -> None:
         conn = self._conn
-        for attempt in (1, 2):
+        if encoded is None:
+            encoded = encode_values(bind[1], self._encoding)
+        try:
             try:
                 async with conn.lock:
                     await conn.wait(
-                        bound_execute_gen(self, bind, query, params, prepare=prepare, binary=binary)
+                        bound_execute_gen(
+                            self, st, bind, encoded, query, params, prepare=prepare, binary=binary
+                        )
                     )
-                return
-            except BindStatementMissing:
-                if attempt == 2:
-                    raise
-            except psycopg.errors._NO_TRACEBACK as ex:
-                raise ex.with_traceback(None) from None
+            except BindStatementMissing:  # the server forgot the binding: once more
+                async with conn.lock:
+                    await conn.wait(
+                        bound_execute_gen(
+                            self, st, bind, encoded, query, params, prepare=prepare, binary=binary
+                        )
+                    )
+        except psycopg.errors._NO_TRACEBACK as ex:
+            raise ex.with_traceback(None) from None
 
     async def executemany(
         self, query: Query, params_seq: Iterable[Params], *, returning: bool = False

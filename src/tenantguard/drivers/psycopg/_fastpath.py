@@ -6,12 +6,19 @@ queued statement polls the socket and the results go through a queue. For the on
 shape tenantguard needs on every request (binding + statement, autocommit) this
 module drives libpq's pipeline mode directly, reusing psycopg's own query
 conversion, prepared-statement cache and result handling, and the C-accelerated
-``send``/``fetch_many`` generators.
+``execute``/``fetch_many`` generators.
+
+What it does per statement, and nothing more: convert the statement (psycopg's
+cache), classify the converted bytes for the checkin guard (one dictionary lookup),
+queue the prepared binding with its pre-encoded values and the statement, one Sync,
+one flush, read the result sets. The binding's own result is checked at the libpq
+level (its status only); it never reaches psycopg's cursor machinery.
 
 It uses psycopg internals, so it is enabled only for the psycopg versions it was
 tested with (:data:`AVAILABLE`); otherwise, and whenever a situation is not the
-simple one (a user pipeline, a non-autocommit connection), the cursor falls back to
-``conn.pipeline()``. Both paths send exactly the same messages: one round trip.
+simple one (a user pipeline, a non-autocommit connection, an open transaction), the
+cursor falls back to ``conn.pipeline()``. Both paths send exactly the same
+messages: one round trip.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from psycopg import pq
 if TYPE_CHECKING:
     from psycopg.abc import Params, PQGen, Query
 
-__all__ = ["AVAILABLE", "BindStatementMissing", "bound_execute_gen"]
+    from tenantguard.core.session import ConnState
+
+__all__ = ["AVAILABLE", "BindStatementMissing", "bound_execute_gen", "encode_values"]
 
 try:
     from psycopg import generators
@@ -46,29 +55,41 @@ try:
             "_set_results",
         )
     )
+    _NO, _SHOULD = Prepare.NO, Prepare.SHOULD
 except ImportError:  # pragma: no cover - a psycopg without these internals
     AVAILABLE = False
 
 FATAL_ERROR = pq.ExecStatus.FATAL_ERROR
+TUPLES_OK = pq.ExecStatus.TUPLES_OK
+PIPELINE_OFF = pq.PipelineStatus.OFF
+SQLSTATE = pq.DiagnosticField.SQLSTATE
 BIND_NAME = b"_tg_bind"
 
 
-_BIND_SHAPES: dict[Any, tuple[bytes, Any, Any]] = {}
+# The binder's SQL is constant and its values are text: convert it once per text.
+_BIND_SHAPES: dict[str, tuple[bytes, Any, Any]] = {}
 
 
 class BindStatementMissing(Exception):
     """The server forgot the prepared binding (DEALLOCATE ALL / DISCARD ALL); retry."""
 
 
-def _raise_first_error(results: list[Any], encoding: str) -> None:
-    for res in results:
-        if res.status == FATAL_ERROR:
-            raise e.error_from_result(res, encoding=encoding)
+def encode_values(values: tuple[str, ...], encoding: str) -> list[bytes]:
+    """The binding's text values as libpq parameters (ASCII is the same in every encoding)."""
+    return [v.encode() if v.isascii() else v.encode(encoding) for v in values]
+
+
+def _bind_shape(cur: Any, bind_query: str, values: tuple[str, ...]) -> tuple[bytes, Any, Any]:
+    bq = cur._convert_query(bind_query, values)
+    shape = _BIND_SHAPES[bind_query] = (bq.query, bq.types, bq.formats)
+    return shape
 
 
 def bound_execute_gen(
     cur: Any,
+    st: ConnState,
     bind: tuple[str, tuple[str, ...]],
+    bind_params: list[bytes],
     query: Query,
     params: Params | None,
     *,
@@ -77,75 +98,95 @@ def bound_execute_gen(
 ) -> PQGen[None]:
     """Send ``bind`` + ``query`` in one pipeline under one Sync and process the results.
 
-    Autocommit connections only (the pool default): the two form one implicit
-    transaction, so the transaction-local binding lasts exactly as long as the query.
+    Autocommit connections outside a transaction only (the pool default): the two
+    form one implicit transaction, so the transaction-local binding lasts exactly as
+    long as the query. ``bind_params`` are the binding's values, already encoded.
     The binding is prepared once per connection unless ``prepare_threshold`` is None
     (PgBouncer < 1.21); ``conn._tg_bind_ready`` tracks it and is cleared on DISCARD.
     """
     conn = cur._conn
     pgconn = conn.pgconn
     yield from cur._start_query(query)
-    bind_query, bind_values = bind
-    shape = _BIND_SHAPES.get(bind_query)  # (query bytes, types, formats): the binder's SQL
-    if shape is None:  # is constant and its values are text, so convert it once
-        bq = cur._convert_query(bind_query, bind_values)
-        shape = _BIND_SHAPES[bind_query] = (bq.query, bq.types, bq.formats)
-    bind_sql, bind_types, bind_formats = shape
-    bind_params = [v.encode(cur._encoding) for v in bind_values]
+    bind_query = bind[0]
+    shape = _BIND_SHAPES.get(bind_query)
+    if shape is None:
+        shape = _bind_shape(cur, bind_query, bind[1])
     pgq = cur._convert_query(query, params)
-    prep, name = cur._get_prepared(pgq, prepare)
-    use_prepared_bind = conn.prepare_threshold is not None
+    st.note_sql(pgq.query)  # the bytes the server will run, before anything is sent
+    prepared = conn._prepared
+    prep, name = prepared.get(pgq, prepare)
+    use_prepared_bind = prepared.prepare_threshold is not None
     prepare_bind = use_prepared_bind and not conn._tg_bind_ready
     pgconn.enter_pipeline_mode()
     try:
         if prepare_bind:
-            pgconn.send_prepare(BIND_NAME, bind_sql, param_types=bind_types)
+            pgconn.send_prepare(BIND_NAME, shape[0], param_types=shape[1])
         if use_prepared_bind:
-            pgconn.send_query_prepared(BIND_NAME, bind_params, param_formats=bind_formats)
+            pgconn.send_query_prepared(BIND_NAME, bind_params, param_formats=shape[2])
         else:
             pgconn.send_query_params(
-                bind_sql, bind_params, param_types=bind_types, param_formats=bind_formats
+                shape[0], bind_params, param_types=shape[1], param_formats=shape[2]
             )
-        if prep is Prepare.NO:
+        if prep is _NO:
             cur._execute_send(pgq, force_extended=True, binary=binary)
         else:
-            if prep is Prepare.SHOULD:
+            if prep is _SHOULD:
                 cur._send_prepare(name, pgq)
             cur._send_query_prepared(name, pgq, binary=binary)
-        key = conn._prepared.maybe_add_to_cache(pgq, prep, name)
+        key = prepared.maybe_add_to_cache(pgq, prep, name)
         pgconn.pipeline_sync()
-        yield from generators.send(pgconn)
-        before: list[Any] = []
-        if prepare_bind:
-            before += yield from generators.fetch_many(pgconn)
-        before += yield from generators.fetch_many(pgconn)
-        if prep is Prepare.SHOULD:
-            before += yield from generators.fetch_many(pgconn)
+        # Flush, then one result set per queued message (each ends with a NULL), then
+        # the PIPELINE_SYNC: the C generators, no per-result Python.
+        first = yield from generators.execute(pgconn)  # the binding (or its PREPARE)
+        bound = (yield from generators.fetch_many(pgconn)) if prepare_bind else first
+        qprep = (yield from generators.fetch_many(pgconn)) if prep is _SHOULD else None
         results = yield from generators.fetch_many(pgconn)
         yield from generators.fetch_many(pgconn)  # the PIPELINE_SYNC
     finally:
-        if pgconn.pipeline_status != pq.PipelineStatus.OFF:
+        if pgconn.pipeline_status != PIPELINE_OFF:
             # Results left unread after a failure mean a broken connection; the pool
             # discards it.
             with contextlib.suppress(e.OperationalError):
                 pgconn.exit_pipeline_mode()
-    encoding = cur._encoding
-    if prepare_bind and before and before[0].status != FATAL_ERROR:
+    if key is not None:
+        prepared.validate(key, prep, name, results)
+    if len(bound) != 1 or bound[0].status != TUPLES_OK or qprep is not None:
+        # The binding's result, checked at the libpq level: one row set, nothing else.
+        _check_before(cur, first, bound, qprep, prepare_bind, use_prepared_bind)
+    elif prepare_bind:
+        conn._tg_bind_ready = True
+    cur._check_results(results)
+    cur._set_results(results)
+    cur._last_query = query
+    yield from prepared.maintain_gen(conn)
+
+
+def _check_before(
+    cur: Any,
+    first: list[Any],
+    bound: list[Any],
+    qprep: list[Any] | None,
+    prepare_bind: bool,
+    use_prepared_bind: bool,
+) -> None:
+    """The results before the statement's: retry, raise, or (all fine) return."""
+    conn = cur._conn
+    if prepare_bind and first and first[0].status != FATAL_ERROR:
         conn._tg_bind_ready = True
     if (
         use_prepared_bind
         and not prepare_bind
-        and before
-        and before[0].status == FATAL_ERROR
-        and before[0].error_field(pq.DiagnosticField.SQLSTATE) == b"26000"
+        and bound
+        and bound[0].status == FATAL_ERROR
+        and bound[0].error_field(SQLSTATE) == b"26000"
     ):
         # Nothing ran: the pipeline aborted at the binding. Re-prepare and retry.
         conn._tg_bind_ready = False
         raise BindStatementMissing()
-    _raise_first_error(before, encoding)
-    if key is not None:
-        conn._prepared.validate(key, prep, name, results)
-    cur._check_results(results)
-    cur._set_results(results)
-    cur._last_query = query
-    yield from conn._prepared.maintain_gen(conn)
+    before = (first if prepare_bind else []) + bound + (qprep or [])
+    for res in before:
+        if res.status == FATAL_ERROR:
+            raise e.error_from_result(res, encoding=cur._encoding)
+    if len(bound) != 1 or bound[0].status != TUPLES_OK:
+        cur._check_results(bound)  # PIPELINE_ABORTED and anything unexpected
+        raise e.InternalError("the tenant binding returned no row set")

@@ -13,8 +13,7 @@ request path is::
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Generator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Generator
 from typing import Any, Literal
 
 import psycopg
@@ -23,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from tenantguard.core.binding import Binder, SettingBinder
 from tenantguard.core.classify import StatementClassifier
-from tenantguard.core.context import TenantContext, require_tenant, tenant
+from tenantguard.core.context import TenantContext, _current, tenant
 from tenantguard.core.guard import STATE_QUERY, GuardStats, changed_kinds, snapshot
 from tenantguard.core.ids import TenantKind
 from tenantguard.core.rolecheck import ROLE_CHECK_QUERY, role_params, role_report
@@ -40,6 +39,7 @@ from tenantguard.errors import (
     ConfigurationError,
     ConnectionFailed,
     ContaminatedConnection,
+    NoTenantContext,
     UnsafeRoleError,
 )
 
@@ -152,6 +152,31 @@ class _PoolCore:
             if auth is not None and auth.decode() != base.session_user:
                 kinds.add("role")
         return kinds
+
+    def checkin_clean(self, conn: TenantConnection[Any] | AsyncTenantConnection[Any]) -> bool:
+        """The guard's clean path, no I/O: True when it is done (lease ended, counted).
+
+        False when the connection needs :meth:`checkin_steps`: a statement that may
+        have changed session state, ``verify="always"``, or a parameter the server
+        reported changed. The decision is the one :meth:`checkin_steps` would take.
+        """
+        st = conn._tg
+        if st is None or conn.closed:
+            return True
+        if st.effects or self.verify == "always":
+            return False
+        base = st.baseline
+        if base is not None:
+            pg = conn.pgconn
+            reported = pg.parameter_status(b"search_path")
+            if reported is not None and reported.decode() != base.search_path:
+                return False
+            auth = pg.parameter_status(b"session_authorization")
+            if auth is not None and auth.decode() != base.session_user:
+                return False
+        self.guard_stats.count_checkin()
+        st.end_lease()
+        return True
 
     def checkin_steps(
         self, conn: TenantConnection[Any] | AsyncTenantConnection[Any]
@@ -331,6 +356,8 @@ class TenantPool:
 
     def _checkin(self, conn: TenantConnection[Any]) -> None:
         """The checkin guard (see :meth:`_PoolCore.checkin_steps`), before psycopg_pool."""
+        if self._core.checkin_clean(conn):
+            return
         steps = self._core.checkin_steps(conn)
         cur: psycopg.Cursor[Any] | None = None
         try:
@@ -384,15 +411,22 @@ class _Lease:
         if self.tenant_id is not None:
             self.tenant_cm = tenant(self.tenant_id)
             self.tenant_cm.__enter__()
+        core = self.pool._core
         try:
-            ctx = require_tenant("pool.connection()")
-            st_ctx = normalize_context(ctx, self.pool._core.tenant_kind)  # before any I/O
+            ctx = _current.get()  # fail-closed before any I/O
+            if ctx is None:
+                raise NoTenantContext("pool.connection()")
+            kind = core.tenant_kind
+            st_ctx = (
+                ctx if kind is None or ctx.tenant.kind == kind else normalize_context(ctx, kind)
+            )
             conn = self.pool._pool.getconn(self.timeout)
         except BaseException:
             self._exit_tenant()
             raise
-        assert conn._tg is not None
-        conn._tg.start_lease(ctx, st_ctx)
+        st = conn._tg
+        assert st is not None
+        st.start_lease(ctx, st_ctx)
         self.conn = conn
         return conn
 
@@ -422,7 +456,8 @@ class _Lease:
             finally:
                 pool._pool.putconn(conn)
                 self.conn = None
-                self._exit_tenant()
+                if self.tenant_cm is not None:
+                    self._exit_tenant()
 
     def _exit_tenant(self) -> None:
         if self.tenant_cm is not None:
@@ -531,6 +566,8 @@ class AsyncTenantPool:
         conn._tg = st
 
     async def _checkin(self, conn: AsyncTenantConnection[Any]) -> None:
+        if self._core.checkin_clean(conn):
+            return
         steps = self._core.checkin_steps(conn)
         cur: psycopg.AsyncCursor[Any] | None = None
         try:
@@ -552,41 +589,85 @@ class AsyncTenantPool:
         except StopIteration:
             pass
 
-    @asynccontextmanager
-    async def connection(
+    def connection(
         self, timeout: float | None = None, *, tenant_id: object | None = None
-    ) -> AsyncIterator[AsyncTenantConnection[Any]]:
-        """Async twin of :meth:`TenantPool.connection`."""
-        async with AsyncExitStack() as stack:
-            if tenant_id is not None:
-                stack.enter_context(tenant(tenant_id))
-            ctx = require_tenant("pool.connection()")
-            st_ctx = normalize_context(ctx, self._core.tenant_kind)
-            conn = await self._pool.getconn(timeout)
-            try:
-                assert conn._tg is not None
-                conn._tg.start_lease(ctx, st_ctx)
-                try:
-                    yield conn
-                except BaseException:
-                    if not conn.closed and conn.pgconn.transaction_status != IDLE:
-                        try:
-                            await conn.rollback()
-                        except Exception:
-                            logger.debug("rollback failed on a returned connection", exc_info=True)
-                    raise
-                status = conn.pgconn.transaction_status
-                kind = self._core.exit_status_kind(status, conn.autocommit)
+    ) -> _AsyncLease:
+        """Async twin of :meth:`TenantPool.connection` (``async with pool.connection()``)."""
+        return _AsyncLease(self, timeout, tenant_id)
+
+    def __repr__(self) -> str:
+        return f"<AsyncTenantPool {self._pool.name!r} {self._core.binder!r}>"
+
+
+class _AsyncLease:
+    """``async with pool.connection() as conn:``; the twin of :class:`_Lease`."""
+
+    __slots__ = ("conn", "pool", "tenant_cm", "tenant_id", "timeout")
+
+    def __init__(
+        self, pool: AsyncTenantPool, timeout: float | None, tenant_id: object | None
+    ) -> None:
+        self.pool = pool
+        self.timeout = timeout
+        self.tenant_id = tenant_id
+        self.tenant_cm: Any = None
+        self.conn: AsyncTenantConnection[Any] | None = None
+
+    async def __aenter__(self) -> AsyncTenantConnection[Any]:
+        if self.tenant_id is not None:
+            self.tenant_cm = tenant(self.tenant_id)
+            self.tenant_cm.__enter__()
+        try:
+            ctx = _current.get()  # fail-closed before any I/O
+            if ctx is None:
+                raise NoTenantContext("pool.connection()")
+            kind = self.pool._core.tenant_kind
+            st_ctx = (
+                ctx if kind is None or ctx.tenant.kind == kind else normalize_context(ctx, kind)
+            )
+            conn = await self.pool._pool.getconn(self.timeout)
+        except BaseException:
+            self._exit_tenant()
+            raise
+        st = conn._tg
+        assert st is not None
+        st.start_lease(ctx, st_ctx)
+        self.conn = conn
+        return conn
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        conn = self.conn
+        assert conn is not None
+        pool = self.pool
+        try:
+            if exc_type is not None:
+                if not conn.closed and conn.pgconn.transaction_status != IDLE:
+                    try:
+                        await conn.rollback()
+                    except Exception:
+                        logger.debug("rollback failed on a returned connection", exc_info=True)
+                return
+            status = conn.pgconn.transaction_status
+            if status != IDLE:
+                kind = pool._core.exit_status_kind(status, conn.autocommit)
                 if kind is not None:
+                    assert conn._tg is not None
                     conn._tg.effects.add(kind)
                     await conn.rollback()
                 elif status == INTRANS:
                     await conn.commit()
+        finally:
+            try:
+                await pool._checkin(conn)
             finally:
-                try:
-                    await self._checkin(conn)
-                finally:
-                    await self._pool.putconn(conn)
+                await pool._pool.putconn(conn)
+                self.conn = None
+                if self.tenant_cm is not None:
+                    self._exit_tenant()
 
-    def __repr__(self) -> str:
-        return f"<AsyncTenantPool {self._pool.name!r} {self._core.binder!r}>"
+    def _exit_tenant(self) -> None:
+        if self.tenant_cm is not None:
+            self.tenant_cm.__exit__(None, None, None)
+            self.tenant_cm = None

@@ -1,0 +1,145 @@
+"""The lean request path keeps every guarantee of the general one (untimed)."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tenantguard import InvalidTenantId, NoTenantContext, TenantContext, TenantPool, tenant
+from tenantguard.core.context import current_tenant
+
+
+@pytest.fixture(scope="module")
+def pool(saas):  # type: ignore[no-untyped-def]
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1, tenant_kind="bigint") as p:
+        yield p
+
+
+def count(conn) -> int:  # type: ignore[no-untyped-def]
+    return int(conn.execute("SELECT count(*) FROM app.invoices").fetchone()[0])
+
+
+def test_tenant_scope_validates_on_call_and_nests() -> None:
+    with pytest.raises(InvalidTenantId):
+        tenant("")
+    assert current_tenant() is None
+    with tenant(1) as outer:
+        with tenant(2, user="bob") as inner:
+            assert current_tenant() is inner and inner.user == "bob"
+        assert current_tenant() is outer
+    assert current_tenant() is None
+
+
+def test_tenant_scope_as_decorator_and_single_use() -> None:
+    @tenant(7)
+    def who() -> object:
+        ctx = current_tenant()
+        return ctx.tenant.value if ctx else None
+
+    assert who() == 7 and who() == 7 and current_tenant() is None
+    scope = tenant(3)
+    with scope:
+        with pytest.raises(RuntimeError, match="already active"), scope:
+            pass
+    assert current_tenant() is None
+    with scope:  # reusable once it has exited
+        assert current_tenant() is not None
+
+
+def test_composed_statement_changing_session_state_is_caught(pool) -> None:  # type: ignore[no-untyped-def]
+    # The fast path classifies the converted SQL (what the server runs), so a
+    # psycopg.sql.Composed statement is seen like a string one.
+    stmt = sql.SQL("SET search_path = {}").format(sql.Identifier("pg_catalog"))
+    before = pool.guard_stats.resets
+    with tenant(1), pool.connection() as conn:
+        conn.execute(stmt)
+        assert "search_path" in conn._tg.effects
+    with tenant(2), pool.connection() as conn:
+        path = conn.execute("SELECT current_setting('search_path')").fetchone()[0]
+        assert path == '"$user", public'
+        assert count(conn) == 4
+    assert pool.guard_stats.resets == before + 1
+
+
+def test_parametrized_session_set_config_is_caught(pool) -> None:  # type: ignore[no-untyped-def]
+    before = pool.guard_stats.resets
+    with tenant(1), pool.connection() as conn:
+        # $3 may be false: flagged, whatever value it has at run time
+        conn.execute("SELECT set_config('app.flag', %s, %s)", ("x", False))
+    with tenant(2), pool.connection() as conn:
+        assert conn.execute("SELECT current_setting('app.flag', true)").fetchone()[0] in ("", None)
+    assert pool.guard_stats.resets == before + 1
+
+
+def test_binding_computed_once_per_lease_and_dropped_after(pool) -> None:  # type: ignore[no-untyped-def]
+    with tenant(3), pool.connection() as conn:
+        st = conn._tg
+        assert count(conn) == 6
+        cached = st.bind_cache
+        assert cached is not None and cached[2] == [b"app.tenant_id", b"3", b"app.user_id", b""]
+        assert count(conn) == 6
+        assert st.bind_cache is cached  # reused for the lease's next statement
+    assert st.bind_cache is None and st.lease is None
+    with tenant(2), pool.connection() as conn:
+        assert count(conn) == 4  # never the previous lease's binding
+
+
+def test_fail_closed_on_the_fast_path(pool) -> None:  # type: ignore[no-untyped-def]
+    from tenantguard.core.context import _current
+
+    with tenant(1), pool.connection() as conn:
+        assert count(conn) == 2  # binding cached for this lease
+        token = _current.set(None)
+        try:
+            with pytest.raises(NoTenantContext):
+                conn.execute("SELECT 1")
+        finally:
+            _current.reset(token)
+        assert count(conn) == 2
+
+
+class CountingBinder:
+    """A binder that does not declare itself stable: asked again for every statement."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def bind_query(self, ctx: TenantContext):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        return (
+            "SELECT set_config('app.tenant_id', %s, true), set_config('app.user_id', %s, true)",
+            (str(ctx.tenant), ctx.user or ""),
+        )
+
+
+def test_unstable_binder_is_asked_per_statement(saas) -> None:  # type: ignore[no-untyped-def]
+    binder = CountingBinder()
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1, binder=binder) as p:
+        with tenant(2), p.connection() as conn:
+            assert count(conn) == 4 and count(conn) == 4
+    assert binder.calls == 2
+
+
+def test_async_lease_class_keeps_the_semantics(saas) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from tenantguard import AsyncTenantPool
+
+    async def main() -> None:
+        async with AsyncTenantPool(saas.app_dsn, min_size=1, max_size=1) as p:
+            with pytest.raises(NoTenantContext):
+                async with p.connection():
+                    pass
+            with pytest.raises(ZeroDivisionError):
+                async with p.connection(tenant_id=1) as conn:
+                    await conn.execute("BEGIN")
+                    raise ZeroDivisionError
+            assert current_tenant() is None  # tenant_id= scope ended with the lease
+            async with p.connection(tenant_id=1) as conn:
+                assert conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+                cur = await conn.execute("SELECT count(*) FROM app.invoices")
+                assert (await cur.fetchone())[0] == 2
+            assert p.guard_stats.contaminated == 0  # rolled back on the error: clean
+
+    asyncio.run(main())
