@@ -48,6 +48,19 @@ def test_harness_runs_and_writes_report(server_dsn, tmp_path) -> None:  # type: 
         "workloads/select/1" in groups and "index/list/1" in groups and "guard/select/1" in groups
     )
     assert "pgbouncer/select/1" in groups  # pgbouncer is installed wherever the suite runs
+    labels = {c["label"] for c in groups["pgbouncer/select/1"]["cells"]}
+    assert labels == {
+        "tenantguard",
+        "tenantguard (unprepared)",
+        "tenantguard via pgbouncer (tcp)",
+        "tenantguard via pgbouncer (unix)",
+    }
+    assert {c["label"] for c in groups["procs/select/2"]["cells"]} == {
+        "raw",
+        "pool_where",
+        "naive",
+        "tenantguard",
+    }
     every = [c for g in groups.values() for c in g["cells"]]
     assert all(c["ops"] > 0 for c in every), [c["label"] for c in every if not c["ops"]]
     assert all(c["errors"] == 0 for c in every), [
@@ -57,7 +70,12 @@ def test_harness_runs_and_writes_report(server_dsn, tmp_path) -> None:  # type: 
     assert results["round_trips"]["tenantguard"]["select"] == 1.0
     assert results["round_trips"]["naive"]["select"] == 4.0
     assert "Index" in results["explain"]["items"]
-    assert {t["target"] for t in evaluate_targets(results)} >= {"round trips per point select"}
+    names = {t["target"] for t in evaluate_targets(results)}
+    assert names >= {
+        "round trips per point select",
+        "point select vs raw, 2 client process(es)",
+        "PgBouncer vs direct, same transport, 1 client(s)",
+    }
     pngs = plot(results, tmp_path)
     assert all(p.exists() and p.stat().st_size > 1000 for p in pngs)
     md = tmp_path / "BENCHMARKS.md"

@@ -18,7 +18,7 @@ from typing import Any
 
 from tenantguard.bench.variants import VARIANTS
 
-__all__ = ["Cell", "CellResult", "Group", "count_round_trips", "run_group"]
+__all__ = ["Cell", "CellResult", "Group", "ProcRuntime", "count_round_trips", "run_group"]
 
 
 @dataclass(frozen=True)
@@ -27,12 +27,18 @@ class Cell:
     workload: str
     clients: int
     table: str = "items"
-    via: str = "direct"  # or "pgbouncer"
+    via: str = "direct"  # or "pgbouncer", "pgbouncer-unix", "direct-noprep"
+    mode: str = "threads"  # or "processes": one client per OS process (own pool each)
 
     @property
     def label(self) -> str:
         extra = "" if self.table == "items" else f" [{self.table}]"
-        via = "" if self.via == "direct" else f" via {self.via}"
+        via = {
+            "direct": "",
+            "direct-noprep": " (unprepared)",
+            "pgbouncer": " via pgbouncer (tcp)",
+            "pgbouncer-unix": " via pgbouncer (unix)",
+        }.get(self.via, f" via {self.via}")
         return f"{self.variant}{extra}{via}"
 
 
@@ -146,6 +152,110 @@ def _run_sync(runtime: Any, cell: Cell, seconds: float, tenants: int, rows: int,
     )
 
 
+@dataclass(frozen=True)
+class ProcRuntime:
+    """What a client process needs to build its own variant runtime (picklable)."""
+
+    variant: str
+    dsn: str
+    opts: dict[str, Any]
+
+    def close(self) -> None:  # nothing shared to close: each process owns its runtime
+        pass
+
+
+def _proc_client(
+    rt: ProcRuntime,
+    cell: Cell,
+    seconds: float,
+    tenants: int,
+    rows: int,
+    seed: int,
+    index: int,
+    ready: Any,
+    out: Any,
+) -> None:
+    """One client process: its own runtime (pool of one), warm-up, then the timed loop."""
+    runtime = VARIANTS[rt.variant].factory(rt.dsn, dict(rt.opts))
+    try:
+        s = runtime.session()
+        rnd = random.Random(seed * 1000 + index)
+        for _ in range(10):  # past psycopg's prepare threshold, outside the timed window
+            s.run(cell.workload, *_keys(rnd, tenants, rows))
+        ready.wait()
+        lats: list[float] = []
+        n = cross = errs = 0
+        cpu0 = time.process_time()  # this process only: its client code and its pool
+        end = time.perf_counter() + seconds
+        while True:
+            tid, key = _keys(rnd, tenants, rows)
+            t0 = time.perf_counter()
+            if t0 >= end:
+                break
+            try:
+                got = s.run(cell.workload, tid, key)
+            except Exception:
+                errs += 1
+                continue
+            lats.append((time.perf_counter() - t0) * 1000)
+            cross += sum(1 for r in got if r[0] != tid)
+            n += 1
+        out.put((n, lats, cross, errs, time.process_time() - cpu0))
+        s.close()
+    finally:
+        runtime.close()
+
+
+_MP: Any = None
+
+
+def _mp_context() -> Any:
+    """A forkserver: children fork from a clean, single-threaded server process."""
+    global _MP
+    if _MP is None:
+        import multiprocessing
+
+        _MP = multiprocessing.get_context("forkserver")
+        _MP.set_forkserver_preload(["tenantguard.bench.variants", "tenantguard.bench.harness"])
+    return _MP
+
+
+def _run_procs(
+    rt: ProcRuntime, cell: Cell, seconds: float, tenants: int, rows: int, seed: int
+) -> Run:
+    """Clients as separate processes, as a real deployment runs several workers."""
+    ctx = _mp_context()
+    ready = ctx.Barrier(cell.clients + 1)
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_proc_client,
+            args=(rt, cell, seconds, tenants, rows, seed, i, ready, out),
+            daemon=True,
+        )
+        for i in range(cell.clients)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        ready.wait(timeout=120)
+        got = [out.get(timeout=seconds + 120) for _ in procs]
+        elapsed = seconds  # each client ran its loop for exactly this long after the barrier
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+    return (
+        sum(g[0] for g in got),
+        elapsed,
+        [x for g in got for x in g[1]],
+        sum(g[2] for g in got),
+        sum(g[3] for g in got),
+        sum(g[4] for g in got),
+    )
+
+
 def _run_async(runtime: Any, cell: Cell, seconds: float, tenants: int, rows: int, seed: int) -> Run:
     async def main() -> Run:
         start = time.perf_counter()
@@ -203,7 +313,12 @@ def run_group(
         per_round: dict[Cell, float] = {}
         for cell in order:
             runtime = runtimes[cell]
-            runner = _run_async if VARIANTS[cell.variant].kind == "async" else _run_sync
+            if cell.mode == "processes":
+                runner: Callable[..., Run] = _run_procs
+            elif VARIANTS[cell.variant].kind == "async":
+                runner = _run_async
+            else:
+                runner = _run_sync
             ops, elapsed, lats, cross, errs, cpu = runner(
                 runtime, cell, seconds, tenants, rows, seed=r
             )

@@ -36,6 +36,8 @@ def _free_port() -> int:
 class PgBouncer:
     """``with PgBouncer(host, port, users=[...]) as pgb: connect to 127.0.0.1:pgb.port``.
 
+    It also listens on a Unix socket in its own directory (``pgb.conninfo(unix=True)``).
+
     *host* is an IP/hostname or a Unix socket directory (the directory must be
     traversable by the user PgBouncer runs as).
     """
@@ -74,7 +76,7 @@ class PgBouncer:
             "[pgbouncer]\n"
             "listen_addr = 127.0.0.1\n"
             f"listen_port = {self.port}\n"
-            "unix_socket_dir =\n"
+            f"unix_socket_dir = {self.dir}\n"  # also a Unix socket: compare like with like
             "auth_type = trust\n"
             f"auth_file = {auth}\n"
             f"pool_mode = {self.pool_mode}\n"
@@ -134,7 +136,10 @@ class PgBouncer:
         self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def conninfo(self, **params: str) -> dict[str, str]:
+    def conninfo(self, *, unix: bool = False, **params: str) -> dict[str, str]:
+        """Connection parameters: TCP loopback, or with *unix* its Unix socket."""
+        if unix:
+            return {"host": str(self.dir), "port": str(self.port), **params}
         return {"host": "127.0.0.1", "port": str(self.port), "sslmode": "disable", **params}
 
     def __enter__(self) -> PgBouncer:

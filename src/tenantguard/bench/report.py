@@ -122,8 +122,8 @@ def plot(res: dict[str, Any], out_dir: Path) -> list[Path]:
 
 
 _VARIANT_DOCS = {
-    "raw": "psycopg, autocommit, `WHERE tenant_id = %s` written by hand; a BYPASSRLS role on the same table, so RLS costs nothing here (the baseline a user keeps).",
-    "pool_where": "psycopg_pool `ConnectionPool` + the hand-written `WHERE`, RLS bypassed: what a user with a pool keeps (isolates the pool's own cost).",
+    "raw": "psycopg, autocommit, `WHERE tenant_id = %s` written by hand, one dedicated connection and one reused cursor per client; a BYPASSRLS role on the same table, so RLS costs nothing here (the baseline a user keeps).",
+    "pool_where": "psycopg_pool `ConnectionPool` + the hand-written `WHERE`, RLS bypassed: what a user with a pool keeps (isolates the pool's own cost: checkout/checkin and a new cursor per request).",
     "tg_where_bypass": "the `TenantPool` client path on a BYPASSRLS role with the hand-written `WHERE`: differs from `tenantguard` only by RLS (the RLS-vs-WHERE target).",
     "naive": "the seeds' safe pattern written plainly: `BEGIN`, `set_config(.., true)`, the query, `COMMIT`, each its own round trip.",
     "session_set": "`set_config(.., false)` on the session, then the query: what many libraries do; unsafe with pools (reference only).",
@@ -132,47 +132,145 @@ _VARIANT_DOCS = {
     "tenantguard_async": "`AsyncTenantPool`, one asyncio task per client.",
 }
 
+_MODE_DOCS = [
+    "**Client threads vs client processes.** The `workloads/*` groups run every client as a",
+    "thread of one Python process (the GIL serialises their client CPU); the `procs/select`",
+    "group runs each client in its own OS process with its own connection or pool of one, as",
+    "a deployment with several worker processes does (children forked from a clean",
+    "forkserver; client CPU summed over them). Both are reported and both are checked",
+    "against the targets.",
+    "",
+    "**PgBouncer cells.** `via pgbouncer (unix)` and `via pgbouncer (tcp)` reach the same",
+    "PgBouncer (transaction mode) on its Unix socket or on TCP loopback; PgBouncer 1.18",
+    "cannot keep prepared statements, so those clients run with `prepare_threshold=None`.",
+    "`tenantguard (unprepared)` is direct with the same setting: it separates the cost of",
+    "losing prepared statements from the cost of the extra hop. The target compares",
+    "PgBouncer on the same transport as direct (`same transport` in the targets).",
+]
 
-def _cpu(res: dict[str, Any], variant: str, clients: int = 1) -> str:
-    for c in res["groups"].get(f"workloads/select/{clients}", {}).get("cells", []):
-        if c["label"] == variant:
-            return _fmt(c.get("cpu_us_per_op"), 1)
-    return "-"
+
+def _cpu(res: dict[str, Any], variant: str, clients: int = 1, group: str = "workloads") -> str:
+    return _fmt(_cellv(res, f"{group}/select/{clients}", variant, "cpu_us_per_op"), 1)
+
+
+def _cellv(res: dict[str, Any], group: str, label: str, key: str) -> Any:
+    for c in res["groups"].get(group, {}).get("cells", []):
+        if c["label"] == label:
+            return c.get(key)
+    return None
+
+
+def _ratio(res: dict[str, Any], group: str, label: str) -> str:
+    return _fmt(_cellv(res, group, label, "ratio_median"), 2)
+
+
+def _per_dataset(results: list[dict[str, Any]], fn: Any) -> str:
+    return "; ".join(f"{_tag(r)}: {fn(r)}" for r in results)
 
 
 def _analysis(results: list[dict[str, Any]], out_dir: Path) -> list[str]:
     """Why the missed targets are missed, with this run's own figures."""
     lines = ["## Where the time goes", ""]
+    names = ("raw", "pool_where", "naive", "tenantguard")
     lines += [
-        "Client CPU per point select at 1 client, from the results above (us/op):",
+        "Client CPU per point select, us/op (from the results above; threads: `workloads`,",
+        "processes: `procs`):",
         "",
-        "| dataset | raw | pool_where | naive | tenantguard | tenantguard_async |",
-        "|---|---|---|---|---|---|",
+        "| dataset | clients | mode | raw | pool_where | naive | tenantguard | tenantguard_async |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for res in results:
-        cols = [
-            _cpu(res, v) for v in ("raw", "pool_where", "naive", "tenantguard", "tenantguard_async")
-        ]
-        lines.append(f"| {_tag(res)} | " + " | ".join(cols) + " |")
+        for c in res["meta"]["clients"]:
+            cols = [_cpu(res, v, c) for v in (*names, "tenantguard_async")]
+            lines.append(f"| {_tag(res)} | {c} | threads | " + " | ".join(cols) + " |")
+            if f"procs/select/{c}" in res["groups"]:
+                cols = [_cpu(res, v, c, "procs") for v in names]
+                lines.append(f"| {_tag(res)} | {c} | processes | " + " | ".join(cols) + " | - |")
+    clients = results[0]["meta"]["clients"] if results else [1]
+    hi = clients[-1]
+
+    def sel(r: dict[str, Any], c: int, v: str, group: str = "workloads") -> str:
+        return _ratio(r, f"{group}/select/{c}", v)
+
     lines += [
         "",
-        "- **Point select vs raw (target >= 0.85x, missed).** The raw baseline is one dedicated",
-        "  connection per client thread, no pool, one statement. tenantguard adds psycopg_pool's",
-        "  checkout/checkin (compare `pool_where`, the same hand-written query through a plain",
-        "  psycopg_pool) and a second statement, the binding, in the same round trip. With every",
-        "  client in one Python process on 2 cores, client CPU per request bounds throughput from",
-        "  4 clients on (the GIL), so the ratio falls as clients grow; at 1 client the request is",
-        "  latency-bound and the ratio is highest. What was fixed on the way: a lean binding path",
-        "  that skips psycopg's general pipeline machinery (see the profile below: it saves a",
-        "  fifth of the client CPU per request). What remains is psycopg_pool's own cost and",
-        "  the binding statement itself (a second statement in the same round trip).",
-        "- **Point select vs naive (target >= 2x).** Met at 1 client, where round trips dominate",
-        "  (1 vs 4). With 4+ clients both variants are bound by client CPU in one process, and the",
-        "  naive variant's extra round trips overlap with other threads' work.",
-        "- **PgBouncer vs direct (target >= 0.9x, missed).** Direct is a Unix socket to the",
-        "  embedded server; through PgBouncer every request crosses TCP loopback and one more",
-        "  process, so the latency-bound 1-client case loses the most. Correctness holds: zero",
-        "  cross-tenant rows through PgBouncer in every run.",
+        "- **Point select vs raw (target >= 0.85x, missed).** The baseline is one dedicated",
+        "  connection per client with one reused cursor: no pool, no new cursor per request,",
+        "  one statement. Every pooled request pays psycopg_pool's checkout/checkin and a new",
+        "  psycopg cursor (`conn.execute()`: a cursor, an adapters map and a transformer with",
+        "  cold dumper/loader caches): `pool_where`, the same hand-written query through a plain",
+        "  psycopg_pool, already reaches only "
+        + _per_dataset(results, lambda r: f"{sel(r, 1, 'pool_where')}x")
+        + " at 1 client"
+        + (
+            ", i.e. a pooled hand-written `WHERE` misses this target by itself."
+            if all(
+                _lt(_cellv(r, "workloads/select/1", "pool_where", "ratio_median"), 0.85)
+                for r in results
+            )
+            else "."
+        ),
+        "  tenantguard then adds",
+        "  the binding statement in the same round trip, the lease and the guard; relative to",
+        "  `pool_where` it runs at "
+        + _per_dataset(
+            results,
+            lambda r: (
+                f"{_fmt(_div(_cellv(r, 'workloads/select/1', 'tenantguard', 'ratio_median'), _cellv(r, 'workloads/select/1', 'pool_where', 'ratio_median')), 2)}x"
+            ),
+        )
+        + " (1 client).",
+        "  The instruction counts below (callgrind, deterministic) split the request: raw",
+        "  psycopg, a new cursor per statement, psycopg_pool, tenantguard; the library's own part",
+        "  is the difference between `pool_where` and `tenantguard`, and it is what this change",
+        "  made smaller (same measurement at the previous commit, below). On the server the",
+        "  binding is a second statement (Bind/Execute of the prepared `set_config`) and the",
+        "  policy's InitPlan: more server CPU per request than the raw query.",
+        "  From 4 clients on the machine's 2 cores are saturated: with threads, the GIL",
+        "  serialises client CPU; with processes, client and server processes share the same",
+        f"  two cores, so throughput follows total CPU per request (client + server). At {hi}",
+        "  clients tenantguard reaches "
+        + _per_dataset(
+            results,
+            lambda r: (
+                f"{sel(r, hi, 'tenantguard')}x (threads), {sel(r, hi, 'tenantguard', 'procs')}x (processes)"
+            ),
+        )
+        + ".",
+        "- **Point select vs naive (target >= 2x).** Where requests are latency-bound (1 client)",
+        "  the 1 round trip against 4 gives more than 2x. Once the cores are saturated, the naive",
+        "  variant's extra round trips overlap with other clients' work, and the ratio falls",
+        "  towards the ratio of CPU per request (naive/tenantguard in the table above) instead.",
+        "- **PgBouncer vs direct (target >= 0.9x).** Same transport (PgBouncer on a Unix socket",
+        "  like the embedded server, or TCP when the server is TCP): "
+        + _per_dataset(
+            results,
+            lambda r: ", ".join(
+                f"{c} client(s) {_pgb(r, c, True)}x" for c in r["meta"]["clients"][:2]
+            ),
+        )
+        + "; PgBouncer over TCP: "
+        + _per_dataset(
+            results,
+            lambda r: ", ".join(
+                f"{c} client(s) {_pgb(r, c, False)}x" for c in r["meta"]["clients"][:2]
+            ),
+        )
+        + ". Direct without prepared statements (what PgBouncer 1.18 imposes): "
+        + _per_dataset(
+            results,
+            lambda r: ", ".join(
+                f"{c} client(s) {_ratio(r, f'pgbouncer/select/{c}', 'tenantguard (unprepared)')}x"
+                for c in r["meta"]["clients"][:2]
+            ),
+        )
+        + ".",
+        "  At 1 client a request is latency-bound: PgBouncer adds a hop (two more process",
+        "  wake-ups per round trip) and the loss of prepared statements makes the server parse",
+        "  and plan both statements every time; at 4 clients the cores are saturated and the",
+        "  hop costs less. The comparison that shipped before this change put PgBouncer on TCP",
+        "  against a Unix-socket direct path; both are listed. Correctness holds either way:",
+        "  zero cross-tenant rows through PgBouncer in every run.",
         "- **RLS vs hand WHERE (met).** Measured end to end on identical client paths (`tenantguard`",
         "  vs `tg_where_bypass`, which differ only by RLS); run-to-run noise on this machine is",
         "  about 10%, so values below 1 are noise, not RLS being faster. The executor-only ratio",
@@ -187,7 +285,9 @@ def _analysis(results: list[dict[str, Any]], out_dir: Path) -> list[str]:
     for name, title in (
         (
             "profile_hotpath.txt",
-            "Client CPU by code path (`python tools/profile_hotpath.py -n 4000 --rounds 5`):",
+            "Client cost by code path, the bench's own point select (`python tools/profile_hotpath.py"
+            " -n 4000 --rounds 5`, then `--callgrind`; the last block is `--callgrind` run on the"
+            " previous commit's library, `git archive 1c5d537 src`, for before/after):",
         ),
         (
             "rls_executor_cost.txt",
@@ -199,6 +299,21 @@ def _analysis(results: list[dict[str, Any]], out_dir: Path) -> list[str]:
         if f.exists():
             lines += [title, "", "```", f.read_text().rstrip(), "```", ""]
     return lines
+
+
+def _lt(a: float | None, b: float) -> bool:
+    return a is not None and a < b
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _pgb(res: dict[str, Any], clients: int, same: bool) -> str:
+    for c in res["groups"].get(f"pgbouncer/select/{clients}", {}).get("cells", []):
+        if "via pgbouncer" in c["label"] and bool(c.get("same_transport")) == same:
+            return _fmt(c.get("ratio_median"), 2)
+    return "-"
 
 
 def write_markdown(results: list[dict[str, Any]], out_dir: Path, path: Path, rel: str) -> None:
@@ -218,7 +333,7 @@ def write_markdown(results: list[dict[str, Any]], out_dir: Path, path: Path, rel
     ]
     for v, doc in _VARIANT_DOCS.items():
         lines.append(f"- **{v}**: {doc}")
-    lines.append("")
+    lines += ["", *_MODE_DOCS, ""]
     for res in results:
         meta = res["meta"]
         tag = _tag(res)

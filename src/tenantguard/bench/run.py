@@ -27,7 +27,7 @@ from psycopg import sql
 
 from tenantguard.admin import admin_connect
 from tenantguard.bench.dataset import Dataset, build_dataset, explain_list
-from tenantguard.bench.harness import Cell, Group, count_round_trips, run_group
+from tenantguard.bench.harness import Cell, Group, ProcRuntime, count_round_trips, run_group
 from tenantguard.bench.pgbouncer import PgBouncer, find_pgbouncer
 from tenantguard.bench.rtproxy import RoundTripProxy
 from tenantguard.bench.variants import VARIANTS, WORKLOADS
@@ -46,6 +46,7 @@ class BenchConfig:
     rounds: int = 5
     output: Path = Path("bench-results")
     pgbouncer: bool = True
+    processes: bool = True  # also run point selects with one OS process per client
     command: str = ""
     database: str | None = None  # default: tenantguard_bench_<tenants>x<rows> (reused)
     role_prefix: str = "tg_bench"  # roles <prefix>_app, <prefix>_owner, <prefix>_raw
@@ -65,15 +66,35 @@ def _upstream(dsn: str) -> tuple[str, int]:
 def _runtime_for(cell: Cell, dsns: dict[str, str], raw_dsn: str, size: int) -> Any:
     opts: dict[str, Any] = {"table": cell.table, "size": size, "raw_dsn": raw_dsn}
     dsn = dsns[cell.via]
-    if cell.via == "pgbouncer":
-        opts["conn_kw"] = {"prepare_threshold": None}
+    if cell.via.startswith("pgbouncer"):
+        opts["conn_kw"] = {"prepare_threshold": None}  # PgBouncer < 1.21, transaction mode
         opts["raw_dsn"] = _with(raw_dsn, **_bouncer_params(dsn))
+    elif cell.via == "direct-noprep":  # direct, without prepared statements, as via PgBouncer
+        opts["conn_kw"] = {"prepare_threshold": None}
+    if cell.mode == "processes":
+        opts["size"] = 1  # each client process is a worker with its own pool of one
+        return ProcRuntime(cell.variant, dsn, opts)
     return VARIANTS[cell.variant].factory(dsn, opts)
 
 
 def _bouncer_params(dsn: str) -> dict[str, str]:
     p = psycopg.conninfo.conninfo_to_dict(dsn)
-    return {"host": str(p["host"]), "port": str(p["port"]), "sslmode": "disable"}
+    out = {"host": str(p["host"]), "port": str(p["port"])}
+    if not out["host"].startswith("/"):
+        out["sslmode"] = "disable"
+    return out
+
+
+def _is_unix(dsn: str) -> bool:
+    return _upstream(dsn)[0].startswith("/")
+
+
+def _same_transport(dsn: str) -> str:
+    return "pgbouncer-unix" if _is_unix(dsn) else "pgbouncer"
+
+
+def _other_transport(dsn: str) -> str:
+    return "pgbouncer" if _is_unix(dsn) else "pgbouncer-unix"
 
 
 def _server_rls_cost(
@@ -252,14 +273,16 @@ def run_bench(
             "rounds": cfg.rounds,
             "seconds_per_cell": cfg.seconds,
             "clients": cfg.clients,
+            "direct_transport": "unix socket" if _is_unix(app_dsn) else "tcp",
         },
         "groups": {},
     }
     with ExitStack() as stack:
         bouncer = stack.enter_context(_maybe_bouncer(cfg, ds, admin_dsn))
-        dsns = {"direct": app_dsn}
+        dsns = {"direct": app_dsn, "direct-noprep": app_dsn}
         if bouncer is not None:
             dsns["pgbouncer"] = _with(app_dsn, **bouncer.conninfo())
+            dsns["pgbouncer-unix"] = _with(app_dsn, **bouncer.conninfo(unix=True))
         groups: list[Group] = []
         main_variants = [
             "raw",
@@ -273,6 +296,13 @@ def run_bench(
             for c in cfg.clients:
                 cells = [Cell(v, w, c) for v in main_variants]
                 groups.append(Group(f"workloads/{w}/{c}", cells, cells[0]))
+        if cfg.processes:
+            for c in cfg.clients:
+                cells = [
+                    Cell(v, "select", c, mode="processes")
+                    for v in ("raw", "pool_where", "naive", "tenantguard")
+                ]
+                groups.append(Group(f"procs/select/{c}", cells, cells[0]))
         for c in cfg.clients[:2]:
             cells = [Cell("tenantguard", "select", c), Cell("tenantguard_noguard", "select", c)]
             groups.append(Group(f"guard/select/{c}", cells, cells[1]))
@@ -287,9 +317,14 @@ def run_bench(
         groups.append(Group("index/list/1", cells, cells[0]))
         if bouncer is not None:
             for c in cfg.clients[:2]:
+                # Same transport as direct (Unix socket to the embedded server; TCP when
+                # --dsn is TCP), PgBouncer's usual TCP listener, and direct without
+                # prepared statements (PgBouncer 1.18 cannot keep them): what each costs.
                 cells = [
                     Cell("tenantguard", "select", c),
-                    Cell("tenantguard", "select", c, via="pgbouncer"),
+                    Cell("tenantguard", "select", c, via=_same_transport(app_dsn)),
+                    Cell("tenantguard", "select", c, via=_other_transport(app_dsn)),
+                    Cell("tenantguard", "select", c, via="direct-noprep"),
                 ]
                 groups.append(Group(f"pgbouncer/select/{c}", cells, cells[0]))
 
@@ -323,10 +358,12 @@ def run_bench(
             finally:
                 for rt in runtimes.values():
                     rt.close()
-            results["groups"][g.name] = {
-                "baseline": g.baseline.label,
-                "cells": [r.summary() for r in res],
-            }
+            summaries = [r.summary() for r in res]
+            for r, summary in zip(res, summaries, strict=True):
+                summary["mode"] = r.cell.mode
+                if r.cell.via.startswith("pgbouncer"):
+                    summary["same_transport"] = r.cell.via == _same_transport(app_dsn)
+            results["groups"][g.name] = {"baseline": g.baseline.label, "cells": summaries}
         if progress:
             progress("round trips", 0, 1)
         results["round_trips"] = _round_trips(dsns, raw_dsn, cfg.tenants, cfg.rows_per_tenant)
@@ -399,21 +436,49 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     for w in ("select", "list"):
         if w in cost and cost[w]["ratio"] is not None:
             add(f"(info) executor time only, RLS / hand WHERE, {w}", cost[w]["ratio"], "-", None)
+    for c in clients:
+        proc = _cell(results, f"procs/select/{c}", "tenantguard")
+        if proc and proc["ratio_median"] is not None:
+            add(
+                f"point select vs raw, {c} client process(es)",
+                proc["ratio_median"],
+                ">= 0.85x",
+                proc["ratio_median"] >= 0.85,
+            )
+            naive = _cell(results, f"procs/select/{c}", "naive")
+            if naive and naive["ratio_median"]:
+                r = proc["ratio_median"] / naive["ratio_median"]
+                add(f"point select vs naive, {c} client process(es)", r, ">= 2x", r >= 2.0)
+            pool = _cell(results, f"procs/select/{c}", "pool_where")
+            if pool and pool["ratio_median"]:
+                r = proc["ratio_median"] / pool["ratio_median"]
+                add(
+                    f"(info) point select vs psycopg_pool + WHERE, {c} client process(es)",
+                    r,
+                    "-",
+                    None,
+                )
     for c in clients[:2]:
-        pgb = _cell(results, f"pgbouncer/select/{c}", "tenantguard via pgbouncer")
+        group = results["groups"].get(f"pgbouncer/select/{c}")
+        cells = {x["label"]: x for x in group["cells"]} if group else {}
+        # The target compares like with like: PgBouncer on the same transport as direct.
+        same = [x for k, x in cells.items() if "via pgbouncer" in k and x.get("same_transport")]
+        legacy = cells.get("tenantguard via pgbouncer")  # results from before the split
+        pgb = same[0] if same else legacy
         if pgb and pgb["ratio_median"] is not None:
             add(
-                f"PgBouncer vs direct, {c} client(s)",
+                f"PgBouncer vs direct, same transport, {c} client(s)",
                 pgb["ratio_median"],
                 ">= 0.9x",
                 pgb["ratio_median"] >= 0.9,
             )
-            add(
-                f"cross-tenant rows via PgBouncer, {c} client(s)",
-                pgb["cross_tenant_rows"],
-                "== 0",
-                pgb["cross_tenant_rows"] == 0,
-            )
+            for k, x in cells.items():
+                if x is pgb or x["ratio_median"] is None or k == "tenantguard":
+                    continue
+                add(f"(info) {k} vs direct, {c} client(s)", x["ratio_median"], "-", None)
+            every = [x for k, x in cells.items() if "via pgbouncer" in k]
+            rows = sum(x["cross_tenant_rows"] for x in every)
+            add(f"cross-tenant rows via PgBouncer, {c} client(s)", rows, "== 0", rows == 0)
         g = _cell(results, f"guard/select/{c}", "tenantguard")
         if g and g["ratio_median"] is not None:
             add(
