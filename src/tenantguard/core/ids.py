@@ -21,6 +21,7 @@ TenantKind = Literal["int", "bigint", "uuid", "text"]
 TENANT_KINDS: tuple[str, ...] = get_args(TenantKind)
 
 _INT_RANGES = {"int": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
+_BIGINT_MIN, _BIGINT_MAX = _INT_RANGES["bigint"]
 _INT_TEXT = re.compile(r"-?[0-9]{1,19}")
 # Text ids: printable, no surrounding blanks, no NUL or control characters.
 _TEXT_ID = re.compile(r"[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s])?")
@@ -96,6 +97,10 @@ def parse_tenant_id(value: object, kind: TenantKind | None = None) -> TenantId:
     ``uuid`` and ``str`` stays ``text``; a pool configured with a kind re-checks
     the id against it (so ``"42"`` is accepted for a ``bigint`` pool, ``"abc"`` is not).
     """
+    if type(value) is int and (kind is None or kind == "bigint"):  # the common case
+        if _BIGINT_MIN <= value <= _BIGINT_MAX:
+            return TenantId(value, "bigint")
+        raise InvalidTenantId(value, "out of range for bigint", expected="bigint")
     if isinstance(value, TenantId):
         if kind is None or value.kind == kind:
             return value
