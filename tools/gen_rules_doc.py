@@ -18,7 +18,7 @@ def rules() -> list[Rule]:
     from tenantguard.tooling.audit.rules import RULES as AUDIT
 
     from tenantguard.tooling.lint.rules import RULES as LINT
-    from tenantguard.tooling.probe.attacks import RULES as PROBE
+    from tenantguard.tooling.probe import RULES as PROBE
 
     return sorted([*AUDIT, *LINT, *PROBE], key=lambda r: r.code)
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import psycopg
 import pytest
 
 from tenantguard.tooling.findings import Finding, Report, Rule, Severity
@@ -203,6 +204,13 @@ def _execute(tool: ToolName, target: _Target) -> Report:
             )
     except TenantGuardError as exc:
         pytest.fail(f"tenantguard {tool}: {exc}", pytrace=False)
+    except psycopg.Error as exc:  # e.g. an admin without the privileges the tool needs
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        pytest.fail(
+            f"tenantguard {tool}: database error: {first} (the admin DSN needs a superuser, "
+            "or a member of the runtime role with the privileges the tool reads)",
+            pytrace=False,
+        )
 
 
 _CACHE = pytest.StashKey[dict[tuple[ToolName, _Target], Report | BaseException]]()

@@ -227,32 +227,39 @@ def test_app_dsn_fresh_session_shows_defaults(saas) -> None:  # type: ignore[no-
     assert "'1'" in hits[0].message
 
 
-def test_app_dsn_server_level_default(server_dsn, saas) -> None:  # type: ignore[no-untyped-def]
-    import os
+def test_app_dsn_server_level_default() -> None:
+    """A server-level default (ALTER SYSTEM) shows only in a fresh session of the app.
 
-    if os.environ.get("TENANTGUARD_TEST_DSN"):
-        pytest.skip("changes postgresql.auto.conf: only on the suite's own embedded server")
+    Runs on a throwaway embedded server of its own: once a server has had a custom setting,
+    every new session inherits its placeholder (reading '' instead of NULL) until a restart,
+    which would change what other tests see.
+    """
+    from conftest import build_saas, make_scratch
+    from tenantguard.embedded import embedded_postgres
 
     def reload(su, want: str | None) -> None:  # type: ignore[no-untyped-def]
         su.execute("SELECT pg_reload_conf()")
         for _ in range(100):  # the reload is asynchronous: wait until new sessions see it
-            with psycopg.connect(server_dsn, autocommit=True) as fresh:
+            with psycopg.connect(server, autocommit=True) as fresh:
                 row = fresh.execute("SELECT current_setting('app.tenant_id', true)").fetchone()
             if (row[0] or None) == want:
                 return
             time.sleep(0.05)
         raise AssertionError(f"server did not reload app.tenant_id = {want!r}")
 
-    with psycopg.connect(server_dsn, autocommit=True) as su:
-        su.execute("ALTER SYSTEM SET app.tenant_id = '2'")
+    with embedded_postgres(prefix="tenantguard-sysdefault-", share_socket=True) as server:
+        gen = make_scratch(server)
+        saas = next(gen)
         try:
-            reload(su, "2")
-            with saas.admin() as conn:
-                by_role = audit_database(conn, app_role=saas.app_role)
-                by_dsn = audit_database(conn, app_dsn=saas.app_dsn)
+            build_saas(saas)
+            with psycopg.connect(server, autocommit=True) as su:
+                su.execute("ALTER SYSTEM SET app.tenant_id = '2'")
+                reload(su, "2")
+                with saas.admin() as conn:
+                    by_role = audit_database(conn, app_role=saas.app_role)
+                    by_dsn = audit_database(conn, app_dsn=saas.app_dsn)
         finally:
-            su.execute("ALTER SYSTEM RESET app.tenant_id")
-            reload(su, None)
+            next(gen, None)
     assert not [f for f in by_role.findings if f.rule.code == "TGA112"]  # invisible in catalogs
     hits = [f for f in by_dsn.findings if f.rule.code == "TGA112"]
     assert hits and "'2'" in hits[0].message

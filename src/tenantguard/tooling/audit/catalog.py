@@ -20,6 +20,7 @@ from psycopg import sql
 from tenantguard.core.names import QualifiedName
 from tenantguard.core.rolecheck import ROLE_CHECK_QUERY, role_params
 from tenantguard.core.sqlbuild import ProtectSpec, protect_statements, render
+from tenantguard.tooling._pgast import walk
 
 __all__ = [
     "AuditContext",
@@ -116,16 +117,7 @@ def walk_expr(expr: str | None) -> list[ast.Node]:
         stmts = parse_sql(f"SELECT {expr}")
     except ParseError:
         return []
-    out: list[ast.Node] = []
-    stack: list[Any] = [stmts]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, ast.Node):
-            out.append(item)
-            stack.extend(getattr(item, name) for name in item)
-        elif isinstance(item, tuple | list):
-            stack.extend(item)
-    return out
+    return list(walk(stmts))
 
 
 def func_names(expr: str | None) -> list[tuple[str | None, str]]:
@@ -185,7 +177,10 @@ WHERE p.polrelid = ANY(%(oids)s)
 """
 _PRIVS = """
 SELECT t.oid::int, ARRAY(SELECT p FROM unnest(ARRAY['SELECT','INSERT','UPDATE','DELETE','TRUNCATE']) p
-                    WHERE pg_catalog.has_table_privilege(%(role)s, t.oid, p))
+                    WHERE pg_catalog.has_table_privilege(%(role)s, t.oid, p)
+                       -- a grant on some columns reaches the rows too
+                       OR (p IN ('SELECT', 'INSERT', 'UPDATE')
+                           AND pg_catalog.has_any_column_privilege(%(role)s, t.oid, p)))
 FROM unnest(%(oids)s::oid[]) AS t(oid)
 """
 

@@ -14,7 +14,7 @@ nothing is reported as unused (TGL199).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from typing import Any
 from pglast import ast, parse_sql
 from pglast.parser import ParseError
 
+from tenantguard.tooling._pgast import walk
 from tenantguard.tooling.findings import Finding, Location, Report, Rule, Severity
 
 __all__ = ["LintContext", "Statement", "has_restrictive_guard", "lint_paths", "walk"]
@@ -75,17 +76,6 @@ class LintContext:
 def rel_name(rel: Any) -> str:
     """``schema.name`` of a RangeVar (``public`` when unqualified)."""
     return f"{rel.schemaname or 'public'}.{rel.relname}"
-
-
-def walk(node: Any) -> Iterator[ast.Node]:
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, ast.Node):
-            yield item
-            stack.extend(getattr(item, name) for name in item)
-        elif isinstance(item, tuple | list):
-            stack.extend(item)
 
 
 def mentions_column(node: Any, column: str) -> bool:

@@ -5,19 +5,22 @@ synthetic one) tries to read, insert, move, change and delete tenant B's rows, t
 reference them by foreign key, to learn their unique values, to reach them through
 partitions, views, SECURITY DEFINER functions and cached plans, and to see anything at
 all with no, an empty, or a hostile tenant id. Each attack that gets through is a
-finding with the SQL that proved it.
+finding with the SQL that proved it. Each attack that could not be made is a finding
+too (TGP190, TGP191): an untested table is never reported as a clean one.
 
 Everything runs as the runtime role (``SET LOCAL ROLE``) in savepoints inside one
-transaction per table that is always rolled back; synthetic rows use explicit values
-for identity and serial columns, so no sequence moves either. The administrator DSN
-should be a superuser (or BYPASSRLS) to read both tenants' rows and insert synthetic
-ones, and must be allowed to ``SET ROLE`` to the runtime role.
+transaction per table that is always rolled back, on two connections the probe opens
+and closes itself (the caller's connection only reads the catalog). Synthetic rows use
+explicit values for identity and serial columns, so no sequence moves either. The
+administrator should be a superuser (or BYPASSRLS) to read both tenants' rows and
+insert synthetic ones, and must be allowed to ``SET ROLE`` to the runtime role.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -26,13 +29,36 @@ from psycopg import sql
 from tenantguard.admin.connect import admin_connect, describe_dsn
 from tenantguard.errors import UsageError
 from tenantguard.tooling.audit.catalog import Table, load_context
-from tenantguard.tooling.findings import Report
-from tenantguard.tooling.probe._catalog import load_meta, role_defaults
-from tenantguard.tooling.probe._session import Prober
+from tenantguard.tooling.findings import Finding, Report, Rule, Severity
+from tenantguard.tooling.probe._catalog import TableMeta, load_meta, role_defaults
+from tenantguard.tooling.probe._session import Prober, execute
 from tenantguard.tooling.probe._target import CannotBuildRow, prepare_target
-from tenantguard.tooling.probe.attacks import RULES, all_attacks
+from tenantguard.tooling.probe.attacks import RULES as ATTACK_RULES
+from tenantguard.tooling.probe.attacks import all_attacks
 
 __all__ = ["RULES", "probe_database"]
+
+NOT_RUN = Rule(
+    "TGP190",
+    "attack-not-run",
+    Severity.MEDIUM,
+    "probe",
+    "An attack could not be made on this table, so it proves nothing either way",
+    "The probe could not build a valid row, an unrelated constraint or privilege refused "
+    "the statement, or the attack was skipped on purpose (a VOLATILE function, a very large "
+    "table). The message says which and why; the attack was not counted as safe.",
+)
+NOT_PROBED = Rule(
+    "TGP191",
+    "table-not-probed",
+    Severity.HIGH,
+    "probe",
+    "A tenant table the runtime role can touch was not probed at all",
+    "No two tenants could be found or made for it (no rows and no way to insert synthetic "
+    "ones, e.g. an admin without BYPASSRLS), or reading it failed. Nothing is known about "
+    "this table's isolation.",
+)
+RULES: list[Rule] = [*ATTACK_RULES, NOT_RUN, NOT_PROBED]
 
 _SEQUENCES = """
 SELECT schemaname::text || '.' || sequencename::text, last_value
@@ -50,11 +76,13 @@ def probe_database(
     schemas: list[str] | None = None,
     tables: list[str] | None = None,
     statement_timeout_ms: int = 10_000,
+    call_volatile: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> Report:
     """Run every attack on every tenant table; *conn* is an autocommit admin connection.
 
-    *progress*, if given, is called with each table's name before it is probed.
+    The probe opens two more connections like *conn* (same DSN and password) for its
+    work. *progress*, if given, is called with each table's name before it is probed.
     """
     if app_role is None and app_dsn is None:
         raise UsageError(
@@ -78,6 +106,7 @@ def probe_database(
         schemas=schemas,
         tables=tables,
     )
+    _check_targets(ctx.tables, tenant_column, schemas, tables)
     targets = [t for t in ctx.tables if t.privileges]
     by_oid = {t.oid: t for t in ctx.tables}
     metas = load_meta(
@@ -92,52 +121,78 @@ def probe_database(
     ).fetchone()
     superuser, bypass = (bool(row[0]), bool(row[1])) if row else (False, False)
     sequences_before = conn.execute(_SEQUENCES).fetchall()
-    known = _known_tenants(conn, ctx.tables)
-    prober = Prober(
-        conn,
-        app_role=app_role,
-        setting=ctx.setting,
-        role_defaults=role_defaults(conn, app_role),
-        statement_timeout_ms=statement_timeout_ms,
-    )
     report = Report(tool="probe", target=describe_dsn(conn.info.dsn), rules=list(RULES))
-    inconclusive: list[str] = []
-    saved_threshold = conn.prepare_threshold
-    conn.prepare_threshold = None  # our own statements must not be server-prepared
-    try:
+    with _own_connection(conn) as work, _own_connection(conn) as fresh:
+        prober = Prober(
+            work,
+            fresh,
+            app_role=app_role,
+            setting=ctx.setting,
+            role_defaults=role_defaults(conn, app_role),
+            statement_timeout_ms=statement_timeout_ms,
+            replica_mode=superuser,
+            call_volatile=call_volatile,
+            user_setting=ctx.user_setting,
+        )
+        known = _known_tenants(work, targets)
         for t in targets:
             if progress:
                 progress(t.label)
-            inconclusive += _probe_table(prober, t, metas, by_oid, report, bypass, superuser, known)
+            report.findings += _probe_table(prober, t, metas, by_oid, bypass, known)
         if app_dsn:
             report.findings += _fresh_login(app_dsn, targets)
-    finally:
-        conn.prepare_threshold = saved_threshold
     moved = sorted(set(conn.execute(_SEQUENCES).fetchall()) - set(sequences_before))
+    coverage = [f for f in report.findings if f.rule in (NOT_RUN, NOT_PROBED)]
     report.meta = {
         "server_version_num": ctx.server_version_num,
         "runtime_role": app_role,
         "tenant_column": tenant_column,
         "setting": ctx.setting,
-        "tables_probed": len(targets),
+        "tables_probed": len(targets) - sum(1 for f in coverage if f.rule is NOT_PROBED),
+        "tables_not_probed": sum(1 for f in coverage if f.rule is NOT_PROBED),
+        "attacks_not_run": sum(1 for f in coverage if f.rule is NOT_RUN),
         "attempts": prober.attempts,
-        "inconclusive": inconclusive,
         "sequences_moved": [name for name, _ in moved],  # by triggers; reported, not reset
         "duration_s": round(time.monotonic() - started, 3),
     }
+    for name in report.meta["sequences_moved"]:
+        report.findings.append(
+            Finding(
+                NOT_RUN,
+                f"sequence {name}",
+                "advanced during the probe (a trigger or default called nextval(); sequences "
+                "are not rolled back): the gap is harmless, the value is not reset",
+                severity=Severity.LOW,
+            )
+        )
     return report
+
+
+@contextlib.contextmanager
+def _own_connection(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
+    """A new autocommit connection with *conn*'s parameters (and password), closed after:
+    session-level leftovers (a lock a trigger took, a setting placeholder) end with it."""
+    params = conn.info.get_parameters()
+    if conn.info.password:
+        params["password"] = conn.info.password
+    own = admin_connect(psycopg.conninfo.make_conninfo(**params), autocommit=True)
+    own.prepare_threshold = None  # our statements are one-offs: never server-prepared
+    try:
+        yield own
+    finally:
+        own.close()
 
 
 def _probe_table(
     prober: Prober,
     t: Table,
-    metas: dict[int, Any],
+    metas: dict[int, TableMeta],
     by_oid: dict[int, Table],
-    report: Report,
     bypass: bool,
-    superuser: bool,
     known: list[str],
-) -> list[str]:
+) -> list[Finding]:
+    found: list[Finding] = []
+    fix = t.protect_sql(metas[t.oid].primary_key)
     try:
         with prober.conn.transaction(force_rollback=True):
             tp = prepare_target(
@@ -147,17 +202,19 @@ def _probe_table(
                 metas,
                 by_oid,
                 can_synthesize=bypass,
-                replica_mode=superuser,
+                replica_mode=prober.replica_mode,
                 known_tenants=known,
             )
             for _rule, attack in all_attacks():
-                report.findings.extend(attack(tp))
-            return tp.inconclusive
+                found.extend(attack(tp))
+        for what, why, severity in tp.notes:
+            found.append(Finding(NOT_RUN, t.label, f"{what}: {why}", severity=severity))
     except CannotBuildRow as exc:
-        return [f"{t.label}: not probed: {exc}"]
+        found.append(Finding(NOT_PROBED, t.label, f"not probed: {exc}", fix_sql=fix))
     except psycopg.Error as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return [f"{t.label}: not probed: {first}"]
+        found.append(Finding(NOT_PROBED, t.label, f"not probed: {first}", fix_sql=fix))
+    return found
 
 
 def _check_can_become(conn: psycopg.Connection[Any], role: str) -> None:
@@ -174,14 +231,40 @@ def _check_can_become(conn: psycopg.Connection[Any], role: str) -> None:
         ) from None
 
 
+def _check_targets(
+    found: list[Table], column: str, schemas: list[str] | None, tables: list[str] | None
+) -> None:
+    """Names that match nothing are mistakes, not clean results."""
+    if tables:
+        from tenantguard.core.names import QualifiedName
+
+        missing = {QualifiedName.parse(x) for x in tables} - {t.name for t in found}
+        if missing:
+            raise UsageError(
+                f"no tenant table {', '.join(map(str, sorted(missing)))} with a column {column!r}",
+                hint="name tables as SCHEMA.TABLE and check --tenant-column",
+            )
+    if not found:
+        where = f" in schema(s) {', '.join(schemas)}" if schemas else ""
+        raise UsageError(
+            f"no table has a column {column!r}{where}: nothing to probe",
+            hint="pass --tenant-column (the column that holds the tenant id) and check the DSN",
+        )
+
+
 def _known_tenants(conn: psycopg.Connection[Any], tables: list[Table]) -> list[str]:
     """Up to three tenant ids that have rows somewhere (to give synthetic rows real tenants)."""
     seen: list[str] = []
     for t in tables:
         query = sql.SQL("SELECT DISTINCT {c}::text FROM {t} WHERE {c} IS NOT NULL LIMIT 3")
-        for (value,) in conn.execute(
-            query.format(c=sql.Identifier(t.tenant_column), t=t.name.ident)
-        ).fetchall():
+        try:
+            with conn.transaction(force_rollback=True):
+                rows = execute(
+                    conn, query.format(c=sql.Identifier(t.tenant_column), t=t.name.ident)
+                ).fetchall()
+        except psycopg.Error:
+            continue  # unreadable for this admin: the table's own probe will say so
+        for (value,) in rows:
             if value not in seen:
                 seen.append(value)
         if len(seen) >= 3:
@@ -189,7 +272,7 @@ def _known_tenants(conn: psycopg.Connection[Any], tables: list[Table]) -> list[s
     return seen[:3]
 
 
-def _fresh_login(app_dsn: str, targets: list[Table]) -> list[Any]:
+def _fresh_login(app_dsn: str, targets: list[Table]) -> list[Finding]:
     """With --app-dsn: a real login, nothing bound (server-level defaults apply here)."""
     from tenantguard.tooling.probe.attacks.tgp113_no_tenant_context import RULE
 
@@ -205,8 +288,6 @@ def _fresh_login(app_dsn: str, targets: list[Table]) -> list[Any]:
             except psycopg.Error:
                 continue  # fail-closed
             if n > 0:
-                from tenantguard.tooling.findings import Finding
-
                 found.append(
                     Finding(
                         RULE,

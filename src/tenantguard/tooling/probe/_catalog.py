@@ -14,7 +14,7 @@ import psycopg
 
 from tenantguard.core.names import QualifiedName
 
-__all__ = ["Column", "ForeignKey", "FunctionOver", "TableMeta", "UniqueKey", "load_meta"]
+__all__ = ["Column", "ForeignKey", "FunctionOver", "TableMeta", "UniqueKey", "View", "load_meta"]
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Column:
     has_default: bool
     identity: str  # '', 'a' (ALWAYS), 'd' (BY DEFAULT)
     generated: bool
-    sequence_default: bool  # DEFAULT nextval(...)
+    sequence_default: bool  # a default that calls nextval() (serial, 'INV-' || nextval(..))
     enum_first: str | None  # first label of an enum type
     max_length: int | None  # varchar(n) / char(n)
 
@@ -34,8 +34,9 @@ class Column:
 @dataclass(frozen=True)
 class UniqueKey:
     name: str  # index name
-    columns: tuple[str, ...]
+    columns: tuple[str, ...]  # empty for an expression index
     primary: bool
+    plain: bool = True  # False: an expression or partial index (not aimed at generically)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,15 @@ class FunctionOver:
     name: str
     arg_types: tuple[str, ...]
     returns_set: bool
+    volatile: bool
+
+
+@dataclass(frozen=True)
+class View:
+    name: QualifiedName
+    kind: str  # 'v' view, 'm' materialized view
+    has_tenant_column: bool
+    security_invoker: bool
 
 
 @dataclass
@@ -62,15 +72,13 @@ class TableMeta:
     columns: list[Column]
     unique_keys: list[UniqueKey]
     referenced_by: list[ForeignKey] = field(default_factory=list)
-    views: list[tuple[QualifiedName, str, bool]] = field(
-        default_factory=list
-    )  # name, relkind, has tenant col
+    views: list[View] = field(default_factory=list)
     functions: list[FunctionOver] = field(default_factory=list)
 
     @property
     def primary_key(self) -> tuple[str, ...]:
         for k in self.unique_keys:
-            if k.primary:
+            if k.primary and k.plain:
                 return k.columns
         return ()
 
@@ -84,11 +92,18 @@ class TableMeta:
     def unique_columns(self) -> set[str]:
         return {c for k in self.unique_keys for c in k.columns}
 
+    @property
+    def plain_unique_keys(self) -> list[UniqueKey]:
+        return [k for k in self.unique_keys if k.plain]
+
 
 _COLUMNS = """
 SELECT a.attrelid::int, a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod),
        t.typcategory::text, a.attnotnull, a.atthasdef, a.attidentity::text,
-       a.attgenerated <> '', coalesce(pg_catalog.pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%%', false),
+       a.attgenerated <> '',
+       EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep
+               JOIN pg_catalog.pg_class s ON s.oid = dep.refobjid AND s.relkind = 'S'
+               WHERE dep.classid = 'pg_catalog.pg_attrdef'::regclass AND dep.objid = d.oid),
        (SELECT e.enumlabel::text FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid
         ORDER BY e.enumsortorder LIMIT 1),
        CASE WHEN a.atttypid IN ('varchar'::regtype, 'bpchar'::regtype) AND a.atttypmod > 4
@@ -99,16 +114,16 @@ LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attn
 WHERE a.attrelid = ANY(%(oids)s) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum
 """
-# Unique indexes on plain columns (expression indexes cannot be aimed at generically).
+# Unique indexes; expression and partial ones are listed too (reported as not aimed at).
 _UNIQUE = """
 SELECT i.indrelid::int, c.relname::text, i.indisprimary,
        ARRAY(SELECT a.attname::text FROM unnest(i.indkey) WITH ORDINALITY k(attnum, n)
              JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-             ORDER BY k.n)
+             ORDER BY k.n),
+       i.indexprs IS NULL AND i.indpred IS NULL AND NOT (0 = ANY(i.indkey))
 FROM pg_catalog.pg_index i
 JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
-WHERE i.indisunique AND i.indrelid = ANY(%(oids)s) AND i.indexprs IS NULL AND i.indpred IS NULL
-  AND NOT (0 = ANY(i.indkey))
+WHERE i.indisunique AND i.indrelid = ANY(%(oids)s)
 ORDER BY i.indisprimary DESC, c.relname
 """
 _FKS = """
@@ -123,30 +138,47 @@ FROM pg_catalog.pg_constraint con
 WHERE con.contype = 'f' AND con.confrelid = ANY(%(oids)s) AND con.conrelid = ANY(%(oids)s)
   AND con.conparentid = 0
 """
-# Views and materialized views whose rewrite rule reads the table, selectable by the role.
+# Views and materialized views that read the table, directly or through other views,
+# selectable by the role; with their security_invoker option.
 _VIEWS = """
-SELECT DISTINCT d.refobjid::int, n.nspname::text, v.relname::text, v.relkind::text,
+WITH RECURSIVE over(base, view) AS (
+    SELECT d.refobjid, r.ev_class
+    FROM pg_catalog.pg_depend d
+    JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid AND d.classid = 'pg_catalog.pg_rewrite'::regclass
+    WHERE d.refobjid = ANY(%(oids)s) AND r.ev_class <> d.refobjid
+  UNION
+    SELECT o.base, r.ev_class
+    FROM over o
+    JOIN pg_catalog.pg_depend d ON d.refobjid = o.view
+    JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid AND d.classid = 'pg_catalog.pg_rewrite'::regclass
+    WHERE r.ev_class <> o.view
+)
+SELECT DISTINCT o.base::int, n.nspname::text, v.relname::text, v.relkind::text,
        EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-               WHERE a.attrelid = v.oid AND a.attname = %(col)s AND NOT a.attisdropped)
-FROM pg_catalog.pg_depend d
-JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid AND d.classid = 'pg_catalog.pg_rewrite'::regclass
-JOIN pg_catalog.pg_class v ON v.oid = r.ev_class
+               WHERE a.attrelid = v.oid AND a.attname = %(col)s AND NOT a.attisdropped),
+       coalesce('security_invoker=true' = ANY(v.reloptions)
+                OR 'security_invoker=on' = ANY(v.reloptions), false)
+FROM over o
+JOIN pg_catalog.pg_class v ON v.oid = o.view
 JOIN pg_catalog.pg_namespace n ON n.oid = v.relnamespace
-WHERE d.refobjid = ANY(%(oids)s) AND v.oid <> d.refobjid AND v.relkind IN ('v', 'm')
-  AND pg_catalog.has_table_privilege(%(role)s, v.oid, 'SELECT')
+WHERE v.relkind IN ('v', 'm') AND pg_catalog.has_table_privilege(%(role)s, v.oid, 'SELECT')
 ORDER BY 2, 3
 """
-# SECURITY DEFINER functions the runtime role may call, whose body names the table.
-# (A name match selects candidates; the probe then calls them to see what they return.)
+# SECURITY DEFINER functions the runtime role may call that read the table: named in the
+# body, or recorded as a dependency (BEGIN ATOMIC bodies have no prosrc). Candidates only:
+# the probe calls them to see what they return.
 _FUNCTIONS = """
 SELECT p.oid::regprocedure::text, n.nspname::text, p.proname::text,
        ARRAY(SELECT pg_catalog.format_type(t, NULL) FROM unnest(p.proargtypes) t),
-       p.proretset, p.prosrc
+       p.proretset, p.provolatile::text, p.prosrc,
+       ARRAY(SELECT d.refobjid::int FROM pg_catalog.pg_depend d
+             WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid
+               AND d.refclassid = 'pg_catalog.pg_class'::regclass)
 FROM pg_catalog.pg_proc p
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 WHERE p.prosecdef AND p.prokind = 'f' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND pg_catalog.has_function_privilege(%(role)s, p.oid, 'EXECUTE')
-  AND p.pronargs <= 1 AND p.prorettype <> 'pg_catalog.trigger'::regtype
+  AND p.prorettype <> 'pg_catalog.trigger'::regtype
 """
 ROLE_DEFAULTS = """
 SELECT s.setconfig
@@ -180,17 +212,18 @@ def load_meta(
     metas = {oid: TableMeta(oid, names[oid], [], []) for oid in oids}
     for row in conn.execute(_COLUMNS, {"oids": oids}).fetchall():
         metas[row[0]].columns.append(Column(*row[1:]))
-    for relid, index, primary, cols in conn.execute(_UNIQUE, {"oids": oids}).fetchall():
-        metas[relid].unique_keys.append(UniqueKey(index, tuple(cols), primary))
+    for relid, index, primary, cols, plain in conn.execute(_UNIQUE, {"oids": oids}).fetchall():
+        metas[relid].unique_keys.append(UniqueKey(index, tuple(cols), primary, plain))
     for name, parent, child, ccols, pcols in conn.execute(_FKS, {"oids": oids}).fetchall():
         metas[parent].referenced_by.append(ForeignKey(name, child, tuple(ccols), tuple(pcols)))
-    for relid, schema, view, kind, has_col in conn.execute(
+    for relid, schema, view, kind, has_col, invoker in conn.execute(
         _VIEWS, {"oids": oids, "role": role, "col": tenant_column}
     ).fetchall():
-        metas[relid].views.append((QualifiedName(schema, view), kind, has_col))
+        metas[relid].views.append(View(QualifiedName(schema, view), kind, has_col, invoker))
     funcs = conn.execute(_FUNCTIONS, {"role": role}).fetchall()
     for m in metas.values():
-        for sig, schema, fname, args, retset, src in funcs:
-            if m.name.name in (src or ""):
-                m.functions.append(FunctionOver(sig, schema, fname, tuple(args), retset))
+        for sig, schema, fname, args, retset, volatility, src, deps in funcs:
+            if m.oid in deps or m.name.name in (src or ""):
+                fn = FunctionOver(sig, schema, fname, tuple(args), retset, volatility == "v")
+                m.functions.append(fn)
     return metas

@@ -2,23 +2,32 @@
 
 Every attack goes through :meth:`Prober.attempt`: a savepoint inside the per-table
 transaction, ``SET LOCAL ROLE`` to the runtime role, the tenant setting bound with
-``set_config(.., true)`` (or left unset, emulating the runtime role's persistent
-defaults, or set to a hostile value), bounded by ``statement_timeout`` and
-``lock_timeout``, then rolled back whatever happened. Nothing an attack does survives
-it; the caller's outer transaction rolls back too.
+``set_config(.., true)`` (or a hostile value), bounded by ``statement_timeout`` and
+``lock_timeout``, then rolled back whatever happened.
+
+The probe works on connections of its own, so the caller's connection keeps no trace
+of it (no setting placeholder, no session lock). "No tenant bound" is tried on a second
+connection that never sets the tenant setting at all: once a session has set a custom
+setting, even transaction-locally, it reads ``''`` instead of NULL, and a policy that
+tests ``IS NULL`` would look fail-closed when it is not.
+
+Queries are sent with numbered placeholders (``$1``) through a raw cursor, so a table
+called ``50%_off`` is not mistaken for a placeholder.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+import itertools
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-__all__ = ["UNSET", "Outcome", "Prober", "Unset"]
+__all__ = ["UNSET", "Outcome", "Prober", "Query", "Unset", "execute"]
 
 
 class Unset(enum.Enum):
@@ -29,6 +38,42 @@ class Unset(enum.Enum):
 
 UNSET = Unset.UNSET
 TenantValue = str | Unset
+Query = sql.Composed | sql.SQL
+Check = Callable[[psycopg.Connection[Any]], bool]
+
+_PERCENT = re.compile(r"%(s|%)")
+
+
+def _render(query: Query, conn: psycopg.Connection[Any], literals: Sequence[Any] | None) -> str:
+    """*query* with ``%s`` / ``{}`` placeholders as ``$n`` (or as literals, for evidence)."""
+    counter = itertools.count()
+
+    def placeholder() -> str:
+        i = next(counter)
+        if literals is None:
+            return f"${i + 1}"
+        return sql.Literal(literals[i]).as_string(conn)
+
+    def walk(part: sql.Composable) -> str:
+        if isinstance(part, sql.Composed):
+            return "".join(walk(p) for p in part)  # a Composed iterates over its parts
+        if isinstance(part, sql.Placeholder):
+            return placeholder()
+        if isinstance(part, sql.SQL):
+            text = part.as_string(None)  # an SQL fragment renders as itself
+            return _PERCENT.sub(lambda m: "%" if m.group(1) == "%" else placeholder(), text)
+        return part.as_string(conn)
+
+    return walk(query)
+
+
+def execute(
+    conn: psycopg.Connection[Any], query: Query, params: Sequence[Any] | None = None
+) -> psycopg.RawCursor[Any]:
+    """Run a composed query whose values are ``%s`` placeholders, as ``$n`` parameters."""
+    cur = psycopg.RawCursor(conn)
+    cur.execute(_render(query, conn, None), list(params or ()))
+    return cur
 
 
 @dataclass(frozen=True)
@@ -40,6 +85,7 @@ class Outcome:
     sqlstate: str | None = None
     error: str | None = None
     constraint: str | None = None
+    landed: bool | None = None  # the admin's after-check: did the write reach tenant B?
 
     @property
     def ok(self) -> bool:
@@ -47,8 +93,14 @@ class Outcome:
 
     @property
     def denied(self) -> bool:
-        """Refused by privileges or a row-level security policy (SQLSTATE 42501)."""
-        return self.sqlstate == "42501"
+        """Refused by a row-level security policy or a table/column privilege.
+
+        Other ``42501`` refusals (a sequence, a function, a schema) are not the tenant
+        boundary at work: those attempts are inconclusive, not safe.
+        """
+        if self.sqlstate != "42501" or not self.error:
+            return False
+        return "row-level security" in self.error or "permission denied for table" in self.error
 
     @property
     def scalar(self) -> Any:
@@ -56,32 +108,48 @@ class Outcome:
 
 
 class Prober:
-    """Runs attempts for one probe run on an admin connection (never committed)."""
+    """Runs attempts for one probe run on its own admin connections (never committed).
+
+    *work* holds one transaction per table (synthetic rows, savepoints per attempt);
+    *fresh* is used only for attempts with no tenant bound, and never sets the tenant
+    setting. Both are the caller's to close.
+    """
 
     def __init__(
         self,
-        conn: psycopg.Connection[Any],
+        work: psycopg.Connection[Any],
+        fresh: psycopg.Connection[Any],
         *,
         app_role: str,
         setting: str,
         role_defaults: Sequence[tuple[str, str]] = (),
         statement_timeout_ms: int = 10_000,
+        replica_mode: bool = False,
+        call_volatile: bool = False,
+        user_setting: str = "app.user_id",
     ):
-        self.conn = conn
+        self.conn = work
+        self.fresh = fresh
         self.app_role = app_role
         self.setting = setting
         self.role_defaults = list(role_defaults)  # (name, value) the app role logs in with
         self.statement_timeout_ms = statement_timeout_ms
+        self.replica_mode = replica_mode
+        self.call_volatile = call_volatile  # call VOLATILE SECURITY DEFINER functions too
+        self.user_setting = user_setting
+        self.user_value: str | None = None  # bound with the tenant where policies pin a user
         self.attempts = 0
         self.seen: set[str] = set()  # objects probed once per run (views, functions)
-        self._mogrifier = psycopg.ClientCursor(conn)
+        # The synthetic rows of the current table, re-made on *fresh* for unset attempts
+        # (each call builds the INSERT anew: fresh unique values, so it never waits on the
+        # uncommitted twin in *work*).
+        self.replay: list[Callable[[], tuple[Query, list[Any]]]] = []
 
-    def render(self, query: sql.Composable | str, params: Sequence[Any] | None = None) -> str:
+    def render(self, query: Query | str, params: Sequence[Any] | None = None) -> str:
         """The statement with its values inlined: evidence a person can paste into psql."""
-        text = query.as_string(self.conn) if isinstance(query, sql.Composable) else query
-        if params:
-            return self._mogrifier.mogrify(text, params)
-        return text
+        if isinstance(query, str):
+            query = sql.SQL(query)
+        return _render(query, self.conn, list(params or ()))
 
     def preamble(self, tenant: TenantValue) -> str:
         """The evidence's first lines: who runs it, with which tenant bound."""
@@ -95,46 +163,80 @@ class Prober:
             )
         else:
             bound = self.render("SELECT set_config(%s, %s, true);", [self.setting, tenant])
+            if self.user_value is not None:
+                bound += " " + self.render(
+                    "SELECT set_config(%s, %s, true);", [self.user_setting, self.user_value]
+                )
         return f"{head} BEGIN; {bound} "
 
     def attempt(
         self,
         tenant: TenantValue,
-        query: sql.Composed | sql.SQL,
+        query: Query,
         params: Sequence[Any] | None = None,
         *,
-        extra_setup: Sequence[sql.Composed | sql.SQL] = (),
+        extra_setup: Sequence[Query] = (),
+        check: Check | None = None,
     ) -> tuple[Outcome, str]:
         """Run *query* as the runtime role with *tenant* bound; always rolled back.
 
-        Returns the outcome and the evidence (the SQL that reproduces it).
+        *check*, if given, runs afterwards as the administrator in the same savepoint
+        (``RESET ROLE``) and says whether the write really reached the victim: a trigger
+        may have rewritten the row. Returns the outcome and the evidence SQL.
         """
         self.attempts += 1
         evidence = self.preamble(tenant) + self.render(query, params) + "; ROLLBACK;"
+        conn = self.fresh if tenant is UNSET else self.conn
         try:
-            with self.conn.transaction(force_rollback=True):
-                self.enter(tenant, extra_setup)
-                cur = self.conn.execute(query, params)
+            with conn.transaction(force_rollback=True):
+                if tenant is UNSET:
+                    self._timeouts(conn)
+                    self._replay(conn)
+                self.enter(tenant, extra_setup, conn=conn)
+                cur = execute(conn, query, params)
                 rows = cur.fetchall() if cur.description else []
-                return Outcome(rows, cur.rowcount), evidence
+                landed = None
+                if check is not None:
+                    conn.execute("RESET ROLE")
+                    landed = check(conn)
+                return Outcome(rows, cur.rowcount, landed=landed), evidence
         except psycopg.Error as exc:
             return _failed(exc), evidence
 
-    def enter(
-        self, tenant: TenantValue, extra_setup: Sequence[sql.Composed | sql.SQL] = ()
-    ) -> None:
-        """Inside an open savepoint: timeouts, the tenant (or the role's defaults), the role."""
-        c = self.conn
-        c.execute(
+    def _replay(self, conn: psycopg.Connection[Any]) -> None:
+        if not self.replay:
+            return
+        if self.replica_mode:
+            conn.execute("SET LOCAL session_replication_role = replica")
+        for make in self.replay:
+            execute(conn, *make())
+        if self.replica_mode:
+            conn.execute("SET LOCAL session_replication_role = origin")
+
+    def _timeouts(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(
             "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
             (str(self.statement_timeout_ms), str(min(self.statement_timeout_ms, 2000))),
         )
+
+    def enter(
+        self,
+        tenant: TenantValue,
+        extra_setup: Sequence[Query] = (),
+        *,
+        conn: psycopg.Connection[Any] | None = None,
+    ) -> None:
+        """Inside an open savepoint: timeouts, the tenant (or the role's defaults), the role."""
+        c = conn or self.conn
+        self._timeouts(c)
         if tenant is UNSET:
             # SET ROLE does not apply the role's ALTER ROLE ... SET defaults; a login would.
             for name, value in self.role_defaults:
                 c.execute("SELECT set_config(%s, %s, true)", (name, value))
         else:
             c.execute("SELECT set_config(%s, %s, true)", (self.setting, tenant))
+            if self.user_value is not None:
+                c.execute("SELECT set_config(%s, %s, true)", (self.user_setting, self.user_value))
         c.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(self.app_role)))
         for stmt in extra_setup:
             c.execute(stmt)

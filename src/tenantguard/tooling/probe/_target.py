@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,9 +20,9 @@ import psycopg
 from psycopg import sql
 
 from tenantguard.tooling.audit.catalog import Table
-from tenantguard.tooling.findings import Finding, Rule
+from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.probe._catalog import Column, TableMeta
-from tenantguard.tooling.probe._session import Prober, TenantValue
+from tenantguard.tooling.probe._session import Check, Outcome, Prober, TenantValue, execute
 
 __all__ = [
     "CannotBuildRow",
@@ -57,8 +57,28 @@ def fresh_value(col: Column) -> str:
     raise CannotBuildRow(f"cannot make a fresh value of type {col.type} for {col.name}")
 
 
-_SAMPLES = {"N": "1", "S": "tgprobe", "B": "false", "D": "now", "T": "1 day", "A": "{}"}
-_SAMPLES_BY_TYPE = {"json": "{}", "jsonb": "{}", "bytea": "\\x00", "inet": "127.0.0.1"}
+# By pg_type.typcategory, then by type name where a category has no common literal.
+_SAMPLES = {
+    "N": "1",
+    "S": "tgprobe",
+    "B": "false",
+    "D": "now",
+    "T": "1 day",
+    "A": "{}",
+    "R": "empty",
+    "I": "127.0.0.1",
+    "V": "0",
+}
+_SAMPLES_BY_TYPE = {
+    "json": "{}",
+    "jsonb": "{}",
+    "bytea": "\\x00",
+    "tsvector": "",
+    "tsquery": "x",
+    "point": "(0,0)",
+    "money": "0",
+    "xml": "<x/>",
+}
 
 
 def sample_value(col: Column) -> str | None:
@@ -67,7 +87,10 @@ def sample_value(col: Column) -> str | None:
         return col.enum_first
     if col.type == "uuid":
         return str(uuid.uuid4())
-    value = _SAMPLES_BY_TYPE.get(col.type) or _SAMPLES.get(col.category)
+    base = col.type.split("(")[0]
+    value = _SAMPLES_BY_TYPE.get(base)
+    if value is None:
+        value = _SAMPLES.get(col.category)
     if value is None and col.not_null:
         raise CannotBuildRow(f"no sample value for type {col.type} ({col.name})")
     return value
@@ -126,8 +149,18 @@ class TableProbe:
     absent_tenant: str  # a tenant id of the right type with no rows here
     synthetic: bool
     big: bool  # too many rows for statements without a WHERE
-    findings: list[Finding] = field(default_factory=list)
-    inconclusive: list[str] = field(default_factory=list)
+    notes: list[tuple[str, str, Severity]] = field(default_factory=list)  # what, why, how bad
+
+    def quote(self, *names: str) -> str:
+        """Identifiers for SQL shown to a person (fix suggestions), quoted like psycopg does."""
+        return ", ".join(sql.Identifier(n).as_string(self.prober.conn) for n in names)
+
+    @property
+    def big_reason(self) -> str:
+        return (
+            f"not run on a table of about {int(self.table.rows_estimate):,} rows "
+            "(statements without WHERE would touch them all)"
+        )
 
     @property
     def col(self) -> sql.Identifier:
@@ -139,7 +172,8 @@ class TableProbe:
 
     @property
     def key_columns(self) -> tuple[str, ...]:
-        return self.meta.primary_key or ("ctid",)
+        # ctid alone repeats across partitions and inheritance children: pair it with tableoid
+        return self.meta.primary_key or ("tableoid", "ctid")
 
     def where_key(self, row: Row) -> tuple[sql.Composable, list[str | None]]:
         """``WHERE`` the row's primary key (or its ctid) equals *row*'s."""
@@ -154,8 +188,27 @@ class TableProbe:
         tenant: TenantValue,
         query: sql.Composed | sql.SQL,
         params: Sequence[Any] | None = None,
-    ) -> tuple[Any, str]:
-        return self.prober.attempt(tenant, query, params)
+        *,
+        check: Check | None = None,
+    ) -> tuple[Outcome, str]:
+        return self.prober.attempt(tenant, query, params, check=check)
+
+    def other_tenants(self) -> sql.Composed:
+        """A predicate for rows of some tenant other than a bound ``%s``.
+
+        Rows whose tenant is NULL belong to nobody (shared reference rows): not counted.
+        """
+        return sql.SQL("{c} IS NOT NULL AND {c}::text <> %s").format(c=self.col)
+
+    def count_check(self, tenant: str, more_than: int) -> Check:
+        """After a write: does *tenant* now own more than *more_than* rows? (as the admin)"""
+        query = sql.SQL("SELECT count(*) FROM {} WHERE {} = %s").format(self.ident, self.col)
+
+        def check(conn: psycopg.Connection[Any]) -> bool:
+            row = execute(conn, query, [tenant]).fetchone()
+            return bool(row and int(row[0]) > more_than)
+
+        return check
 
     def leak(
         self,
@@ -174,26 +227,41 @@ class TableProbe:
             evidence=evidence,
         )
 
-    def note(self, what: str, why: str | None) -> None:
-        self.inconclusive.append(f"{self.table.label}: {what}: {why}")
+    def note(self, what: str, why: str | None, severity: Severity = Severity.MEDIUM) -> None:
+        """An attack that could not be made: reported as TGP190, never counted as safe."""
+        self.notes.append((what, why or "no reason given", severity))
 
 
-def fetch_row(conn: Any, meta: TableMeta, col: str, tenant: str | None) -> Row | None:
-    """One row of *tenant* (or of anyone when None) as text, read as the administrator."""
+def fetch_row(
+    conn: Any, meta: TableMeta, col: str, tenant: str | None, also: tuple[str, Any] | None = None
+) -> Row | None:
+    """One row of *tenant* (or of anyone when None) as text, read as the administrator;
+    with *also* = (column, value), such a row if there is one."""
     names = [c.name for c in meta.columns]
-    select = sql.SQL("SELECT {}, ctid::text FROM {}").format(
+    select = sql.SQL("SELECT {}, tableoid::oid::text, ctid::text FROM {}").format(
         sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(n)) for n in names),
         meta.name.ident,
     )
-    if tenant is None:
-        got = conn.execute(sql.SQL("{} LIMIT 1").format(select)).fetchone()
-    else:  # an untyped parameter compares as the column's type: the tenant index serves it
-        query = sql.SQL("{} WHERE {} = %s LIMIT 1").format(select, sql.Identifier(col))
-        got = conn.execute(query, (tenant,)).fetchone()
-    if got is None:
-        return None
-    row: Row = dict(zip([*names, "ctid"], got, strict=True))
-    return row
+    # An untyped parameter compares as the column's type: the tenant index serves it.
+    base: list[tuple[sql.Composable, Any]] = []
+    if tenant is not None:
+        base.append((sql.SQL("{} = %s").format(sql.Identifier(col)), tenant))
+    tries = [base]
+    if also is not None and also[1] is not None:
+        tries.insert(
+            0, [*base, (sql.SQL("{}::text = %s").format(sql.Identifier(also[0])), also[1])]
+        )
+    for conds in tries:
+        where = (
+            sql.SQL(" WHERE ") + sql.SQL(" AND ").join(c for c, _ in conds)
+            if conds
+            else sql.SQL("")
+        )
+        query = sql.SQL("{}{} LIMIT 1").format(select, where)
+        got = execute(conn, query, [v for _, v in conds]).fetchone()
+        if got is not None:
+            return dict(zip([*names, "tableoid", "ctid"], got, strict=True))
+    return None
 
 
 def _synthetic_tenant(col: Column, taken: set[str], known: Sequence[str] = ()) -> str:
@@ -207,6 +275,51 @@ def _synthetic_tenant(col: Column, taken: set[str], known: Sequence[str] = ()) -
         if fresh not in taken:
             return fresh
     raise CannotBuildRow("no free synthetic tenant id")  # pragma: no cover
+
+
+def user_column(table: Table, user_setting: str) -> str | None:
+    """The column the table's policies compare with the bound user, if any.
+
+    Found in the policy expressions (pglast): ``col = (SELECT <schema>.current_user_id())``
+    or ``col = current_setting('<user setting>')``, cast or not.
+    """
+    from pglast import ast
+
+    from tenantguard.tooling._pgast import walk
+    from tenantguard.tooling.audit.catalog import walk_expr
+
+    def reads_user(node: Any) -> bool:
+        for n in walk(node):
+            if isinstance(n, ast.FuncCall):
+                name = getattr((n.funcname or (None,))[-1], "sval", "")
+                if name == "current_user_id":
+                    return True
+                if name == "current_setting" and n.args:
+                    arg = n.args[0]
+                    arg = getattr(arg, "arg", arg)
+                    if getattr(getattr(arg, "val", None), "sval", None) == user_setting:
+                        return True
+        return False
+
+    for policy in table.policies:
+        for expr in (policy.qual, policy.with_check):
+            for n in walk_expr(expr):
+                if not (isinstance(n, ast.A_Expr) and n.lexpr is not None and n.rexpr is not None):
+                    continue
+                for col, other in ((n.lexpr, n.rexpr), (n.rexpr, n.lexpr)):
+                    col = getattr(col, "arg", col)  # owner_id::text = ...
+                    if isinstance(col, ast.ColumnRef) and reads_user(other):
+                        name = getattr((col.fields or (None,))[-1], "sval", None)
+                        if name and name != table.tenant_column:
+                            return str(name)
+    return None
+
+
+def _remake(
+    meta: TableMeta, source: Row | None, column: str, tenant: str
+) -> Callable[[], tuple[sql.Composed, list[str | None]]]:
+    """The synthetic row's INSERT, built anew (fresh unique values) each time it is called."""
+    return lambda: insert_sql(meta, build_row(meta, source, {column: tenant}))
 
 
 def prepare_target(
@@ -223,6 +336,7 @@ def prepare_target(
 ) -> TableProbe:
     """Pick tenants A and B (inserting synthetic rows if needed) inside the open transaction."""
     conn = prober.conn
+    prober.replay = []
     tcol = meta.column(table.tenant_column)
     col = sql.Identifier(table.tenant_column)
     found: list[str] = []
@@ -230,7 +344,7 @@ def prepare_target(
         q = sql.SQL(
             "SELECT {}::text FROM {} WHERE {} IS NOT NULL AND NOT ({}::text = ANY(%s)) LIMIT 1"
         )
-        got = conn.execute(q.format(col, meta.name.ident, col, col), (found,)).fetchone()
+        got = execute(conn, q.format(col, meta.name.ident, col, col), [found]).fetchone()
         if got is None:
             break
         found.append(got[0])
@@ -250,24 +364,33 @@ def prepare_target(
                 while len(found) < 2:
                     tenant = _synthetic_tenant(tcol, set(found), known_tenants)
                     row = build_row(meta, source, {table.tenant_column: tenant})
-                    conn.execute(*insert_sql(meta, row))
+                    query, params = insert_sql(meta, row)
+                    execute(conn, query, params)
+                    prober.replay.append(_remake(meta, source, table.tenant_column, tenant))
                     found.append(tenant)
                 if replica_mode:
                     conn.execute("SET LOCAL session_replication_role = origin")
         except (psycopg.Error, CannotBuildRow) as exc:
+            prober.replay = []
             if len(found) != 1:
                 raise CannotBuildRow(f"cannot insert a synthetic row: {exc}") from None
             # e.g. a list partition of one tenant: attack it as a tenant that owns no rows here
             found = [_synthetic_tenant(tcol, set(found), known_tenants), found[0]]
             attacker_without_rows = True
     a, b = found
-    row_a = None if attacker_without_rows else fetch_row(conn, meta, table.tenant_column, a)
     row_b = fetch_row(conn, meta, table.tenant_column, b)
+    user_col = user_column(table, prober.user_setting)
+    # Policies that also pin rows to a user: act as the user who owns B's row, from a row of
+    # A's with the same user where there is one, so that only the tenant boundary is tested.
+    user = row_b.get(user_col) if (row_b is not None and user_col) else None
+    prober.user_value = user
+    also = (user_col, user) if user_col else None
+    row_a = None if attacker_without_rows else fetch_row(conn, meta, table.tenant_column, a, also)
     if row_b is None or (row_a is None and not attacker_without_rows):  # pragma: no cover
         raise CannotBuildRow("the sample rows disappeared")
     count = sql.SQL("SELECT count(*) FROM {} WHERE {} = %s").format(meta.name.ident, col)
-    count_a = int(conn.execute(count, (a,)).fetchone()[0])  # type: ignore[index]
-    count_b = int(conn.execute(count, (b,)).fetchone()[0])  # type: ignore[index]
+    count_a = int(execute(conn, count, [a]).fetchone()[0])  # type: ignore[index]
+    count_b = int(execute(conn, count, [b]).fetchone()[0])  # type: ignore[index]
     return TableProbe(
         prober,
         table,

@@ -39,6 +39,12 @@ __all__ = ["probe_command"]
     help="Per-attack statement_timeout in milliseconds.",
 )
 @click.option(
+    "--call-volatile-functions",
+    is_flag=True,
+    help="Also call VOLATILE SECURITY DEFINER functions (inside the rolled-back transaction; "
+    "what they do outside the database is not undone).",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["human", "json", "sarif", "html"]),
@@ -65,6 +71,7 @@ def probe_command(
     schemas: tuple[str, ...],
     tables: tuple[str, ...],
     statement_timeout: int,
+    call_volatile_functions: bool,
     fmt: str,
     output: str | None,
     fail_on: str,
@@ -105,6 +112,7 @@ def probe_command(
             schemas=list(schemas) or None,
             tables=list(tables) or None,
             statement_timeout_ms=statement_timeout,
+            call_volatile=call_volatile_functions,
             progress=lambda name: bar.update(task, description=f"probing {name}", advance=1),
         )
     write(report, fmt, output, err)  # type: ignore[arg-type]

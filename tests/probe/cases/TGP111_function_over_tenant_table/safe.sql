@@ -1,7 +1,7 @@
 CREATE TABLE public.t (tenant_id bigint NOT NULL, id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, email text NOT NULL);
 INSERT INTO public.t (tenant_id, email) VALUES (1, 'a@one'), (1, 'b@one'), (2, 'c@two');
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.t TO {app};
-CREATE FUNCTION public.email_of(bigint) RETURNS text LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog
+CREATE FUNCTION public.email_of(bigint) RETURNS text LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog
   AS $$ SELECT email FROM public.t WHERE id = $1 AND tenant_id = (SELECT tenantguard.current_tenant()::bigint) $$;
 GRANT EXECUTE ON FUNCTION public.email_of(bigint) TO {app};
 -- protect: public.t

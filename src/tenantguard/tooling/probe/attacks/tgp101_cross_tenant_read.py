@@ -25,9 +25,7 @@ def other_rows(tp: TableProbe) -> tuple[int, str] | None:
     """(rows of other tenants visible to A, evidence) or None when the query failed."""
     from psycopg import sql
 
-    query = sql.SQL("SELECT count(*) FROM {} WHERE {}::text IS DISTINCT FROM %s").format(
-        tp.ident, tp.col
-    )
+    query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(tp.ident, tp.other_tenants())
     outcome, evidence = tp.attempt(tp.tenant_a, query, [tp.tenant_a])
     if not outcome.ok:
         return None

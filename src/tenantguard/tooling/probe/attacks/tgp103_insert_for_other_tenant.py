@@ -30,8 +30,10 @@ def run(tp: TableProbe) -> Iterator[Finding]:
     except CannotBuildRow as exc:
         tp.note("insert", str(exc))
         return
-    outcome, evidence = tp.attempt(tp.tenant_a, *insert_sql(tp.meta, row))
-    if outcome.ok and outcome.rowcount > 0:
+    # A trigger may rewrite the row's tenant: only a row that really is B's counts.
+    check = tp.count_check(tp.tenant_b, tp.count_b)
+    outcome, evidence = tp.attempt(tp.tenant_a, *insert_sql(tp.meta, row), check=check)
+    if outcome.ok and outcome.rowcount > 0 and outcome.landed:
         yield tp.leak(
             RULE,
             f"inserted a row for tenant {tp.tenant_b} with tenant {tp.tenant_a} bound",

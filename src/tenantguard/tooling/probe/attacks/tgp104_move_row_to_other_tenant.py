@@ -35,11 +35,14 @@ def run(tp: TableProbe) -> Iterator[Finding]:
                 [tp.tenant_b, *params],
             )
         )
-    if not tp.big:
+    if tp.big:
+        tp.note("UPDATE without WHERE", tp.big_reason, Severity.LOW)
+    else:
         attempts.append((sql.SQL("UPDATE {} SET {} = %s").format(tp.ident, tp.col), [tp.tenant_b]))
+    check = tp.count_check(tp.tenant_b, tp.count_b)  # a trigger may keep the tenant as it was
     for query, qparams in attempts:
-        outcome, evidence = tp.attempt(tp.tenant_a, query, qparams)
-        if outcome.ok and outcome.rowcount > 0:
+        outcome, evidence = tp.attempt(tp.tenant_a, query, qparams, check=check)
+        if outcome.ok and outcome.rowcount > 0 and outcome.landed:
             yield tp.leak(
                 RULE,
                 f"{outcome.rowcount} row(s) of tenant {tp.tenant_a} moved to tenant {tp.tenant_b}",

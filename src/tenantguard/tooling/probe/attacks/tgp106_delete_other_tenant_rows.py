@@ -36,6 +36,7 @@ def run(tp: TableProbe) -> Iterator[Finding]:
         )
         return
     if tp.big:
+        tp.note("DELETE without WHERE", tp.big_reason, Severity.LOW)
         return
     outcome, evidence = tp.attempt(tp.tenant_a, sql.SQL("DELETE FROM {}").format(tp.ident))
     if outcome.ok and outcome.rowcount > tp.count_a:

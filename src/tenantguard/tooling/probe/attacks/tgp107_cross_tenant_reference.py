@@ -57,8 +57,9 @@ def run(tp: TableProbe) -> Iterator[Finding]:
                 evidence,
                 obj=obj,
                 fix=f"-- replace {fk.name} with a key that includes the tenant:\n"
-                f"ALTER TABLE {child.label} ADD FOREIGN KEY ({', '.join([child.tenant_column, *fk.child_columns])}) "
-                f"REFERENCES {tp.table.label} ({', '.join([tp.table.tenant_column, *fk.parent_columns])});",
+                f"ALTER TABLE {child.name.ident.as_string(conn)} ADD FOREIGN KEY "
+                f"({tp.quote(child.tenant_column, *fk.child_columns)}) REFERENCES "
+                f"{tp.ident.as_string(conn)} ({tp.quote(tp.table.tenant_column, *fk.parent_columns)});",
             )
         elif outcome.sqlstate == "23503" and outcome.constraint == fk.name:
             continue  # refused by this very key: safe

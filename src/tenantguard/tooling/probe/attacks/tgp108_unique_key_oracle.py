@@ -26,6 +26,16 @@ def run(tp: TableProbe) -> Iterator[Finding]:
     if "INSERT" not in tp.table.privileges:
         return
     for key in tp.meta.unique_keys:
+        if not key.plain:
+            tp.note(
+                f"unique index {key.name}",
+                "an expression or partial unique index is not aimed at; check that it "
+                f"includes {tp.table.tenant_column}",
+                Severity.LOW,
+            )
+            continue
+        if tp.table.tenant_column in key.columns:
+            continue  # B's values never collide with A's rows: no oracle, by construction
         cols = [tp.meta.column(c) for c in key.columns]
         if all(c.identity or c.has_default for c in cols):
             continue  # ids the database generates (identity, serial, gen_random_uuid()): no oracle
@@ -38,6 +48,7 @@ def run(tp: TableProbe) -> Iterator[Finding]:
             continue
         outcome, evidence = tp.attempt(tp.tenant_a, *insert_sql(tp.meta, row))
         if outcome.sqlstate == "23505" and outcome.constraint == key.name:
+            target = tp.quote(tp.table.tenant_column, *key.columns)
             yield tp.leak(
                 RULE,
                 f"unique key {key.name} ({', '.join(key.columns)}) answers for tenant "
@@ -45,7 +56,9 @@ def run(tp: TableProbe) -> Iterator[Finding]:
                 evidence,
                 obj=f"index {key.name} on {tp.table.label}",
                 fix=f"-- replace {key.name} with a key that leads with the tenant:\n"
-                f"CREATE UNIQUE INDEX ON {tp.table.label} ({', '.join([tp.table.tenant_column, *key.columns])});",
+                f"CREATE UNIQUE INDEX ON {tp.ident.as_string(tp.prober.conn)} ({target});",
             )
+        elif outcome.sqlstate == "23514" and "partition constraint" in (outcome.error or ""):
+            continue  # A's rows cannot live in this partition at all
         elif not outcome.ok and not outcome.denied and outcome.sqlstate != "23505":
             tp.note(f"unique key {key.name}", outcome.error)

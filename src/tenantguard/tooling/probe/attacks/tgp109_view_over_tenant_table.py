@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from psycopg import sql
 
 from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.probe._catalog import View
 from tenantguard.tooling.probe._target import TableProbe
 
 RULE = Rule(
@@ -16,45 +17,75 @@ RULE = Rule(
     tool="probe",
     summary="A view or materialized view over a tenant table returns other tenants' rows",
     description="A view runs with its owner's rights unless it has security_invoker, and a "
-    "materialized view is a copy with no policies at all. The probe queries each one the "
-    "runtime role can read: with tenant A bound it must show no other tenant's rows (views "
-    "with the tenant column), and with a tenant that owns nothing it must show nothing.",
+    "materialized view is a copy with no policies at all. The probe reads each one the "
+    "runtime role can read, directly or through other views: a view with the tenant column "
+    "must show no other tenant's rows with tenant A bound; any other view must answer "
+    "differently for tenant A, tenant B and a tenant that owns nothing, or it does not "
+    "depend on who asks.",
     anti_pattern="CREATE VIEW app.invoice_totals AS SELECT tenant_id, sum(amount) FROM app.invoices "
     "GROUP BY 1;",
     best_practice="CREATE VIEW ... WITH (security_invoker = true) AS ...;  -- and no matviews "
     "over tenant tables granted to the app",
 )
 
+_SAMPLE = 1000  # rows of a view compared across tenants
+
+
+def _fingerprint(tp: TableProbe, view: View, tenant: str) -> tuple[bool, str | None, int]:
+    """(query ok, a digest of the first rows, how many) of *view* with *tenant* bound."""
+    query = sql.SQL(
+        "SELECT md5(string_agg(v::text, ',' ORDER BY v::text)), count(*) "
+        "FROM (SELECT * FROM {} LIMIT {}) v"
+    ).format(view.name.ident, sql.Literal(_SAMPLE))
+    outcome, _ = tp.attempt(tenant, query)
+    if not outcome.ok or not outcome.rows:
+        return False, None, 0
+    digest, n = outcome.rows[0]
+    return True, digest, int(n)
+
 
 def run(tp: TableProbe) -> Iterator[Finding]:
-    for name, kind, has_tenant_column in tp.meta.views:
-        key = f"view:{name}"
+    conn = tp.prober.conn
+    for view in tp.meta.views:
+        key = f"view:{view.name}"
         if key in tp.prober.seen:
             continue
         tp.prober.seen.add(key)
-        what = "materialized view" if kind == "m" else "view"
-        if has_tenant_column:
-            query = sql.SQL("SELECT count(*) FROM {} WHERE {}::text IS DISTINCT FROM %s").format(
-                name.ident, tp.col
+        what = "materialized view" if view.kind == "m" else "view"
+        ident = view.name.ident.as_string(conn)
+        fix = (
+            f"ALTER VIEW {ident} SET (security_invoker = true);"
+            if view.kind == "v"
+            else f"REVOKE ALL ON {ident} FROM {tp.quote(tp.prober.app_role)};"
+            "  -- a materialized view has no policies"
+        )
+        if view.has_tenant_column:
+            query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
+                view.name.ident, tp.other_tenants()
             )
             outcome, evidence = tp.attempt(tp.tenant_a, query, [tp.tenant_a])
-            owner = f"tenant {tp.tenant_a} bound"
-        else:
-            query = sql.SQL("SELECT count(*) FROM {}").format(name.ident)
-            outcome, evidence = tp.attempt(tp.absent_tenant, query)
-            owner = f"tenant {tp.absent_tenant} (owns no rows) bound"
-        if outcome.ok and int(outcome.scalar or 0) > 0:
+            if outcome.ok and int(outcome.scalar or 0) > 0:
+                yield tp.leak(
+                    RULE,
+                    f"{what} {view.name} over {tp.table.label} returns {outcome.scalar} row(s) of "
+                    f"other tenants with tenant {tp.tenant_a} bound",
+                    evidence,
+                    obj=f"{what} {view.name}",
+                    fix=fix,
+                )
+            continue
+        prints = [_fingerprint(tp, view, t) for t in (tp.tenant_a, tp.tenant_b, tp.absent_tenant)]
+        if not all(ok for ok, _, _ in prints):
+            continue  # an error for some tenant: fail-closed, or not comparable
+        digests = {d for _, d, _ in prints}
+        if len(digests) == 1 and prints[0][2] > 0:
+            query = sql.SQL("SELECT * FROM {}").format(view.name.ident)
+            _, evidence = tp.attempt(tp.absent_tenant, query)
             yield tp.leak(
                 RULE,
-                f"{what} {name} over {tp.table.label} returns {outcome.scalar} row(s) of other "
-                f"tenants with {owner}",
+                f"{what} {view.name} over {tp.table.label} returns the same {prints[0][2]} row(s) "
+                f"for tenant {tp.tenant_a}, tenant {tp.tenant_b} and a tenant that owns nothing",
                 evidence,
-                obj=f"{what} {name}",
-                fix=(
-                    f"ALTER VIEW {name.ident.as_string(tp.prober.conn)} SET (security_invoker = true);"
-                    if kind == "v"
-                    else f"REVOKE ALL ON {name.ident.as_string(tp.prober.conn)} FROM "
-                    f"{sql.Identifier(tp.prober.app_role).as_string(tp.prober.conn)};"
-                    "  -- a materialized view has no policies"
-                ),
+                obj=f"{what} {view.name}",
+                fix=fix,
             )

@@ -63,7 +63,7 @@ def run(tp: TableProbe) -> Iterator[Finding]:
         p.attempts += 1
         if got and tp.tenant_a in (got[0], got[1]):
             evidence = (
-                f"SET ROLE {p.app_role}; SET plan_cache_mode = {mode}; "
+                f"SET ROLE {tp.quote(p.app_role)}; SET plan_cache_mode = {mode}; "
                 f"BEGIN; {p.render('SELECT set_config(%s, %s, true)', [p.setting, tp.tenant_a])}; "
                 f"PREPARE q AS {body.as_string(conn)}; EXECUTE q; (x6) COMMIT; "
                 f"BEGIN; {p.render('SELECT set_config(%s, %s, true)', [p.setting, tp.tenant_b])}; "

@@ -42,9 +42,7 @@ HOSTILE = (
 def run(tp: TableProbe) -> Iterator[Finding]:
     if "SELECT" not in tp.table.privileges:
         return
-    query = sql.SQL("SELECT count(*) FROM {} WHERE {}::text IS DISTINCT FROM %s").format(
-        tp.ident, tp.col
-    )
+    query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(tp.ident, tp.other_tenants())
     for value in HOSTILE:
         outcome, evidence = tp.attempt(value, query, [value])
         if outcome.ok and int(outcome.scalar or 0) > 0:
