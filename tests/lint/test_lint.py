@@ -95,7 +95,12 @@ def test_directories_are_read_in_name_order(tmp_path: Path) -> None:
         "CREATE POLICY p ON app.t USING (tenant_id = (SELECT tenantguard.current_tenant()::bigint));\n"
     )
     (tmp_path / "001_table.sql").write_text("CREATE TABLE app.t (tenant_id bigint, id int);\n")
-    assert "TGL101" not in codes(lint_paths([tmp_path]))
+    (finding,) = lint_paths([tmp_path]).findings  # the RLS in 002 is seen...
+    assert finding.rule.code == "TGL101" and str(finding.level) == "medium"  # ...but comes late
+    assert "002_rls.sql" in finding.message
+    (tmp_path / "003_more.sql").write_text("CREATE TABLE app.u (tenant_id bigint, id int);\n")
+    got = {f.object: str(f.level) for f in lint_paths([tmp_path]).findings}
+    assert got == {"app.t": "medium", "app.u": "critical"}
 
 
 def test_cli(tmp_path: Path) -> None:

@@ -65,8 +65,8 @@ class LintContext:
     setting: str
     app_role: str | None
     tenant_tables: dict[str, Statement] = field(default_factory=dict)  # name -> CREATE
-    rls_enabled: set[str] = field(default_factory=set)
-    rls_forced: set[str] = field(default_factory=set)
+    rls_enabled: dict[str, Statement] = field(default_factory=dict)  # name -> the ALTER
+    rls_forced: dict[str, Statement] = field(default_factory=dict)
     policies: dict[str, list[Statement]] = field(default_factory=dict)
 
     def is_tenant_table(self, rel: Any) -> bool:
@@ -135,9 +135,9 @@ def _build_model(ctx: LintContext) -> None:
             for cmd in n.cmds or ():
                 sub = getattr(cmd.subtype, "name", "")
                 if sub == "AT_EnableRowSecurity":
-                    ctx.rls_enabled.add(name)
+                    ctx.rls_enabled.setdefault(name, st)
                 elif sub == "AT_ForceRowSecurity":
-                    ctx.rls_forced.add(name)
+                    ctx.rls_forced.setdefault(name, st)
         elif isinstance(n, ast.CreatePolicyStmt):
             ctx.policies.setdefault(rel_name(n.table), []).append(st)
 

@@ -14,7 +14,8 @@ RULE = Rule(
     tool="lint",
     summary="Tenant table created without ENABLE + FORCE row level security and a policy",
     description="A table with the tenant column must get RLS in the same migration that creates "
-    "it; otherwise it ships unprotected and any query with a forgotten WHERE leaks.",
+    "it; otherwise it ships unprotected and any query with a forgotten WHERE leaks. Protection "
+    "added only by a later migration is reported as medium: the table is exposed in between.",
     anti_pattern="CREATE TABLE app.invoices (tenant_id bigint NOT NULL, ...);",
     best_practice="CREATE TABLE app.invoices (...);\nALTER TABLE app.invoices ENABLE ROW LEVEL "
     "SECURITY;\nALTER TABLE app.invoices FORCE ROW LEVEL SECURITY;\nCREATE POLICY ...;",
@@ -23,20 +24,24 @@ RULE = Rule(
 
 def check(ctx: LintContext) -> Iterator[Finding]:
     for name, st in ctx.tenant_tables.items():
-        missing = [
-            what
-            for what, ok in (
-                ("ENABLE ROW LEVEL SECURITY", name in ctx.rls_enabled),
-                ("FORCE ROW LEVEL SECURITY", name in ctx.rls_forced),
-                ("a policy", bool(ctx.policies.get(name))),
-            )
-            if not ok
-        ]
+        parts = (
+            ("ENABLE ROW LEVEL SECURITY", ctx.rls_enabled.get(name)),
+            ("FORCE ROW LEVEL SECURITY", ctx.rls_forced.get(name)),
+            ("a policy", (ctx.policies.get(name) or [None])[0]),
+        )
+        fix = f"-- tenantguard protect {name} --dry-run  (prints the SQL)"
+        missing = [what for what, where in parts if where is None]
         if missing:
+            yield finding(RULE, st, name, f"created without {', '.join(missing)}", fix=fix)
+            continue
+        later = sorted({where.path for _, where in parts if where and where.path != st.path})
+        if later:  # protected, but only by a later migration: exposed in between
             yield finding(
                 RULE,
                 st,
                 name,
-                f"created without {', '.join(missing)}",
-                fix=f"-- tenantguard protect {name} --dry-run  (prints the SQL)",
+                f"created here but protected only in {', '.join(later)}: between the two "
+                "migrations (or if the later one fails) the table has no RLS",
+                fix="-- move ENABLE / FORCE / CREATE POLICY into the migration that creates it",
+                severity=Severity.MEDIUM,
             )
