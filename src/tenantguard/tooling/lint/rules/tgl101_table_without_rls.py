@@ -27,7 +27,7 @@ def check(ctx: LintContext) -> Iterator[Finding]:
         parts = (
             ("ENABLE ROW LEVEL SECURITY", ctx.rls_enabled.get(name)),
             ("FORCE ROW LEVEL SECURITY", ctx.rls_forced.get(name)),
-            ("a policy", (ctx.policies.get(name) or [None])[0]),
+            ("a policy", next(iter(ctx.policies.get(name, [])), None)),
         )
         fix = f"-- tenantguard protect {name} --dry-run  (prints the SQL)"
         missing = [what for what, where in parts if where is None]
