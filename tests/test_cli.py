@@ -24,7 +24,7 @@ def test_demo_on_given_server_passes_and_cleans_up(server_dsn: str) -> None:
     result = CliRunner().invoke(main, ["demo", "--dsn", server_dsn, "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert payload["ok"] is True and len(payload["claims"]) == 6
+    assert payload["ok"] is True and len(payload["claims"]) == 8  # 6 behaviours + audit + probe
     assert all(c["ok"] for c in payload["claims"])
     assert demo_dbs() == before  # dropped its scratch database
 

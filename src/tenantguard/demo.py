@@ -23,6 +23,9 @@ from tenantguard.core.names import QualifiedName
 from tenantguard.core.sqlbuild import InstallSpec, grant_statements
 from tenantguard.drivers.psycopg import TenantPool
 from tenantguard.errors import NoTenantContext
+from tenantguard.tooling.audit import audit_database
+from tenantguard.tooling.findings import Report, Severity
+from tenantguard.tooling.probe import probe_database
 
 __all__ = ["Claim", "DemoResult", "run_demo"]
 
@@ -146,7 +149,12 @@ def run_demo(admin_dsn: str, *, keep: bool = False) -> DemoResult:
             # 1. The bug: a forgotten WHERE on a plain connection, before protection.
             with psycopg.connect(app_dsn, autocommit=True) as plain:
                 leaked = plain.execute("SELECT count(*) FROM app.invoices").fetchone()[0]  # type: ignore[index]
+            # The proof tooling, before and after: what a CI job would run.
+            audits = [audit_database(admin, app_role=app, schemas=["app"])]
+            probes = [probe_database(admin, app_role=app, schemas=["app"])]
             protect(admin, TABLES)
+            audits.append(audit_database(admin, app_role=app, schemas=["app"]))
+            probes.append(probe_database(admin, app_role=app, schemas=["app"]))
 
         acme_rows = TENANTS[1][1]
         with TenantPool(app_dsn, min_size=1, max_size=1, tenant_kind="bigint") as pool:
@@ -249,4 +257,28 @@ def run_demo(admin_dsn: str, *, keep: bool = False) -> DemoResult:
                     caught and same and temp is None and path != "pg_catalog",
                 )
             )
+    claims.append(
+        Claim(
+            "tenantguard audit finds nothing to fix",
+            f"{_counts(audits[0])} before protect",
+            f"{_counts(audits[1])} ({len(audits[1].rules)} rules)",
+            bool(audits[0].at_or_above(Severity.HIGH)) and not audits[1].findings,
+        )
+    )
+    leaks = [f for f in probes[0].findings if f.rule.code < "TGP190"]
+    claims.append(
+        Claim(
+            "tenantguard probe: no attack gets through",
+            f"{len(leaks)} attacks got through before protect",
+            f"{_counts(probes[1])} in {probes[1].meta['attempts']} attempts",
+            bool(leaks) and not probes[1].findings,
+        )
+    )
     return DemoResult(claims, version)
+
+
+def _counts(report: Report) -> str:
+    if not report.findings:
+        return "0 findings"
+    worst = max(f.level for f in report.findings)
+    return f"{len(report.findings)} findings (worst: {worst})"

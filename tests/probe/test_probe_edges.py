@@ -190,3 +190,22 @@ def test_an_admin_that_cannot_read_the_rows_gets_untested_tables_reported(fresh)
     with psycopg.connect(fresh.dsn_as(other), autocommit=True) as weak:
         report = probe_database(weak, app_role=fresh.app_role)
     assert codes(report) == ["TGP191"]
+
+
+def test_synthetic_rows_reference_real_rows_of_their_tenant(fresh) -> None:  # type: ignore[no-untyped-def]
+    """An empty child table with a tenant-scoped foreign key: its synthetic rows point at a
+    real parent row of the same tenant, so statements on them pass the key's checks."""
+    text = (
+        BASE
+        + """
+    ALTER TABLE public.t ADD UNIQUE (tenant_id, id);
+    CREATE TABLE public.c (tenant_id bigint NOT NULL, id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+      t_id bigint NOT NULL, label text NOT NULL,
+      FOREIGN KEY (tenant_id, t_id) REFERENCES public.t (tenant_id, id));
+    GRANT SELECT, INSERT, UPDATE, DELETE ON public.c TO {app};
+    """
+    )
+    with setup(fresh, text, "public.t", "public.c") as conn:
+        report = probe_database(conn, app_role=fresh.app_role)
+    assert [(f.rule.code, f.message) for f in report.findings] == []
+    assert report.meta["tables_probed"] == 2

@@ -48,6 +48,16 @@ class ForeignKey:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A foreign key out of a tenant table, to any table."""
+
+    name: str
+    child_columns: tuple[str, ...]
+    parent: QualifiedName
+    parent_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class FunctionOver:
     signature: str  # regprocedure text, e.g. app.get_invoice(bigint)
     schema: str
@@ -72,6 +82,7 @@ class TableMeta:
     columns: list[Column]
     unique_keys: list[UniqueKey]
     referenced_by: list[ForeignKey] = field(default_factory=list)
+    references: list[Reference] = field(default_factory=list)
     views: list[View] = field(default_factory=list)
     functions: list[FunctionOver] = field(default_factory=list)
 
@@ -137,6 +148,19 @@ SELECT con.conname::text, con.confrelid::int, con.conrelid::int,
 FROM pg_catalog.pg_constraint con
 WHERE con.contype = 'f' AND con.confrelid = ANY(%(oids)s) AND con.conrelid = ANY(%(oids)s)
   AND con.conparentid = 0
+"""
+_REFERENCES = """
+SELECT con.conname::text, con.conrelid::int, pn.nspname::text, pc.relname::text,
+       ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(attnum, n)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
+             ORDER BY k.n),
+       ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(attnum, n)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum
+             ORDER BY k.n)
+FROM pg_catalog.pg_constraint con
+JOIN pg_catalog.pg_class pc ON pc.oid = con.confrelid
+JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
+WHERE con.contype = 'f' AND con.conrelid = ANY(%(oids)s) AND con.conparentid = 0
 """
 # Views and materialized views that read the table, directly or through other views,
 # selectable by the role; with their security_invoker option.
@@ -216,6 +240,11 @@ def load_meta(
         metas[relid].unique_keys.append(UniqueKey(index, tuple(cols), primary, plain))
     for name, parent, child, ccols, pcols in conn.execute(_FKS, {"oids": oids}).fetchall():
         metas[parent].referenced_by.append(ForeignKey(name, child, tuple(ccols), tuple(pcols)))
+    for name, child, schema, parent, ccols, pcols in conn.execute(
+        _REFERENCES, {"oids": oids}
+    ).fetchall():
+        ref = Reference(name, tuple(ccols), QualifiedName(schema, parent), tuple(pcols))
+        metas[child].references.append(ref)
     for relid, schema, view, kind, has_col, invoker in conn.execute(
         _VIEWS, {"oids": oids, "role": role, "col": tenant_column}
     ).fetchall():

@@ -316,10 +316,36 @@ def user_column(table: Table, user_setting: str) -> str | None:
 
 
 def _remake(
-    meta: TableMeta, source: Row | None, column: str, tenant: str
+    meta: TableMeta, source: Row | None, overrides: Row
 ) -> Callable[[], tuple[sql.Composed, list[str | None]]]:
     """The synthetic row's INSERT, built anew (fresh unique values) each time it is called."""
-    return lambda: insert_sql(meta, build_row(meta, source, {column: tenant}))
+    return lambda: insert_sql(meta, build_row(meta, source, overrides))
+
+
+def _valid_references(conn: Any, meta: TableMeta, tenant_column: str, tenant: str) -> Row:
+    """Values for a synthetic row's foreign keys that point at a real row (of the same
+    tenant where the key includes the tenant column), so that later statements on the
+    row pass the foreign-key checks PostgreSQL runs on rows a transaction inserted."""
+    out: Row = {}
+    for ref in meta.references:
+        pairs = list(zip(ref.child_columns, ref.parent_columns, strict=True))
+        wanted = [(c, p) for c, p in pairs if c != tenant_column]
+        if not wanted:
+            continue  # only the tenant: the tenant id itself must exist there
+        pinned = [p for c, p in pairs if c == tenant_column]
+        query = sql.SQL("SELECT {} FROM {}{} LIMIT 1").format(
+            sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(p)) for _, p in wanted),
+            ref.parent.ident,
+            sql.SQL(" WHERE {} = %s").format(sql.Identifier(pinned[0])) if pinned else sql.SQL(""),
+        )
+        try:
+            with conn.transaction():
+                got = execute(conn, query, [tenant] if pinned else []).fetchone()
+        except psycopg.Error:
+            continue
+        if got is not None:
+            out.update({c: v for (c, _), v in zip(wanted, got, strict=True)})
+    return out
 
 
 def prepare_target(
@@ -363,10 +389,12 @@ def prepare_target(
                     conn.execute("SET LOCAL session_replication_role = replica")
                 while len(found) < 2:
                     tenant = _synthetic_tenant(tcol, set(found), known_tenants)
-                    row = build_row(meta, source, {table.tenant_column: tenant})
+                    overrides = _valid_references(conn, meta, table.tenant_column, tenant)
+                    overrides[table.tenant_column] = tenant
+                    row = build_row(meta, source, overrides)
                     query, params = insert_sql(meta, row)
                     execute(conn, query, params)
-                    prober.replay.append(_remake(meta, source, table.tenant_column, tenant))
+                    prober.replay.append(_remake(meta, source, overrides))
                     found.append(tenant)
                 if replica_mode:
                     conn.execute("SET LOCAL session_replication_role = origin")

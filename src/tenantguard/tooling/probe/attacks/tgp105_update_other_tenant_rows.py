@@ -27,8 +27,9 @@ RULE = Rule(
 
 
 def _blind_column(tp: TableProbe) -> str:
-    """A column to assign a constant to: not a key, not generated, not the tenant."""
+    """A column to assign a constant to: not a key, a foreign key, generated, or the tenant."""
     keys = tp.meta.unique_columns | {tp.table.tenant_column}
+    keys |= {c for ref in tp.meta.references for c in ref.child_columns}
     for col in tp.meta.columns:
         if not col.generated and not col.identity and col.name not in keys:
             return col.name
