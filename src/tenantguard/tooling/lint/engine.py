@@ -14,18 +14,19 @@ nothing is reported as unused (TGL199).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pglast import ast, parse_sql
-from pglast.parser import ParseError
+from pglast import ast, parse_plpgsql, parse_sql
+from pglast.parser import ParseError, scan
 
+from tenantguard.errors import UsageError
 from tenantguard.tooling._pgast import walk
 from tenantguard.tooling.findings import Finding, Location, Report, Rule, Severity
 
-__all__ = ["LintContext", "Statement", "has_restrictive_guard", "lint_paths", "walk"]
+__all__ = ["LintContext", "Statement", "has_restrictive_guard", "lint_paths", "pinned", "walk"]
 
 # Suppression comments are comments, not SQL structure: a line scan is the right tool.
 _SUPPRESS = re.compile(
@@ -41,6 +42,7 @@ class Statement:
     column: int
     end_line: int
     text: str
+    in_do: bool = False  # a statement of a DO block (located at the DO)
 
     @property
     def location(self) -> Location:
@@ -64,6 +66,7 @@ class LintContext:
     tenant_column: str
     setting: str
     app_role: str | None
+    user_setting: str = "app.user_id"
     tenant_tables: dict[str, Statement] = field(default_factory=dict)  # name -> CREATE
     rls_enabled: dict[str, Statement] = field(default_factory=dict)  # name -> the ALTER
     rls_forced: dict[str, Statement] = field(default_factory=dict)
@@ -85,15 +88,27 @@ def mentions_column(node: Any, column: str) -> bool:
     )
 
 
+_HELPERS = {"current_tenant", "current_user_id"}
+
+
+def pinned(ctx: LintContext, expr: Any) -> bool:
+    """Is the policy expression true only for the bound tenant's rows? The audit's own
+    judgement (``is_pinned``): ``tenant_id IS NOT NULL`` or ``tenant_id > 0`` mention the
+    column and pin nothing. Schema-qualified user functions count as tenant helpers."""
+    from tenantguard.tooling.audit.catalog import is_pinned
+
+    def is_helper(schema: str | None, name: str) -> bool:
+        return name in _HELPERS or (schema is not None and schema != "pg_catalog")
+
+    settings = frozenset((ctx.setting, ctx.user_setting))
+    return expr is not None and is_pinned(expr, ctx.tenant_column, settings, is_helper)
+
+
 def has_restrictive_guard(ctx: LintContext, table: str) -> bool:
-    """Do the files create a restrictive FOR ALL policy on *table* that mentions the tenant?"""
+    """Do the files create a restrictive FOR ALL policy on *table* pinned to the tenant?"""
     for st in ctx.policies.get(table, []):
         p: Any = st.node
-        if (
-            not p.permissive
-            and (p.cmd_name or "all") == "all"
-            and mentions_column(p.qual, ctx.tenant_column)
-        ):
+        if not p.permissive and (p.cmd_name or "all") == "all" and pinned(ctx, p.qual):
             return True
     return False
 
@@ -105,9 +120,13 @@ def _line_col(data: bytes, offset: int) -> tuple[int, int]:
     return line, col
 
 
-def _statements(path: str, text: str) -> list[Statement]:
+def _statements(path: str, text: str) -> tuple[list[Statement], list[Statement]]:
+    """The file's statements (DO blocks' statements included, located at the DO), and the
+    DO blocks that run SQL the linter cannot read (EXECUTE of a non-literal)."""
     data = text.encode()
-    out = []
+    out: list[Statement] = []
+    dynamic: list[Statement] = []
+    search_path: list[str] = []
     for raw in parse_sql(text):
         start = raw.stmt_location or 0
         # stmt_location points at the statement start, possibly before leading whitespace
@@ -119,8 +138,93 @@ def _statements(path: str, text: str) -> list[Statement]:
         if raw.stmt is None:
             continue
         text_ = chunk.decode(errors="replace").strip()
-        out.append(Statement(raw.stmt, path, line, col, end_line, text_))
-    return out
+        st = Statement(raw.stmt, path, line, col, end_line, text_)
+        search_path = _qualify(raw.stmt, search_path)
+        out.append(st)
+        if isinstance(raw.stmt, ast.DoStmt):
+            inner, opaque = _do_block(st)
+            for node in inner:
+                search_path = _qualify(node, search_path)
+            out += [Statement(n, path, line, col, end_line, text_, in_do=True) for n in inner]
+            if opaque:
+                dynamic.append(st)
+    return out, dynamic
+
+
+def _qualify(node: Any, search_path: list[str]) -> list[str]:
+    """Give unqualified table names the schema a ``SET search_path`` before them chose
+    (so ``SET search_path = app; CREATE TABLE invoices`` is ``app.invoices``); returns the
+    search_path in force after *node*."""
+    if isinstance(node, ast.VariableSetStmt) and node.name == "search_path":
+        if getattr(node.kind, "name", "") == "VAR_SET_VALUE":
+            return [
+                s for a in node.args or () if (s := getattr(a.val, "sval", None)) and s != "$user"
+            ]
+        return []  # RESET / SET ... TO DEFAULT
+    if search_path:
+        for n in walk(node):
+            if isinstance(n, ast.RangeVar) and n.schemaname is None and n.relname:
+                n.schemaname = search_path[0]
+    return search_path
+
+
+def _do_block(st: Statement) -> tuple[list[ast.Node], bool]:
+    """The statements a PL/pgSQL DO block runs, and whether it also runs dynamic SQL
+    (EXECUTE of anything but a string literal) that cannot be checked."""
+    node: Any = st.node
+    language = next(
+        (getattr(o.arg, "sval", "") for o in node.args or () if o.defname == "language"),
+        "plpgsql",
+    )
+    if language != "plpgsql":
+        return [], True
+    try:
+        tree = parse_plpgsql(st.text)
+    except ParseError:
+        return [], True
+    queries: list[str] = []
+    opaque = False
+    stack: list[Any] = [tree]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            dyn = item.get("PLpgSQL_stmt_dynexecute")
+            if dyn is not None:
+                query = dyn.get("query", {}).get("PLpgSQL_expr", {}).get("query", "")
+                literal = _string_literal(query)
+                if literal is None:
+                    opaque = True
+                else:
+                    queries.append(literal)
+                continue
+            expr = item.get("PLpgSQL_expr")
+            if isinstance(expr, dict) and isinstance(expr.get("query"), str):
+                queries.append(expr["query"])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    nodes: list[ast.Node] = []
+    for q in queries:
+        for candidate in (q, f"SELECT {q}"):
+            try:
+                nodes += [r.stmt for r in parse_sql(candidate) if r.stmt is not None]
+                break
+            except ParseError:
+                continue
+    return nodes, opaque
+
+
+def _string_literal(expr: str) -> str | None:
+    """The text of *expr* when it is a plain string literal (``'ALTER TABLE ...'``)."""
+    try:
+        stmts = parse_sql(f"SELECT {expr}")
+    except ParseError:
+        return None
+    target: tuple[Any, ...] = tuple(getattr(stmts[0].stmt, "targetList", None) or ())
+    val = getattr(target[0], "val", None) if len(target) == 1 else None
+    if isinstance(val, ast.A_Const) and isinstance(val.val, ast.String):
+        return val.val.sval
+    return None
 
 
 def _build_model(ctx: LintContext) -> None:
@@ -134,7 +238,10 @@ def _build_model(ctx: LintContext) -> None:
             name = rel_name(n.relation)
             for cmd in n.cmds or ():
                 sub = getattr(cmd.subtype, "name", "")
-                if sub == "AT_EnableRowSecurity":
+                added = getattr(cmd.def_, "colname", None) if sub == "AT_AddColumn" else None
+                if added == ctx.tenant_column:  # ALTER TABLE ... ADD COLUMN tenant_id
+                    ctx.tenant_tables.setdefault(name, st)
+                elif sub == "AT_EnableRowSecurity":
                     ctx.rls_enabled.setdefault(name, st)
                 elif sub == "AT_ForceRowSecurity":
                     ctx.rls_forced.setdefault(name, st)
@@ -145,9 +252,25 @@ def _build_model(ctx: LintContext) -> None:
 RuleFn = Callable[[LintContext], Iterable[Finding]]
 
 
+def _comments(text: str) -> Iterator[tuple[int, str]]:
+    """(line, text) of every comment, from PostgreSQL's own scanner: a suppression inside
+    a string literal is not a comment. Falls back to lines when the scanner gives up."""
+    data = text.encode()
+    try:
+        tokens = [t for t in scan(text) if t.name in ("SQL_COMMENT", "C_COMMENT")]
+    except ParseError:
+        yield from enumerate(text.splitlines(), start=1)
+        return
+    for t in tokens:
+        chunk = data[t.start : t.end + 1].decode(errors="replace")
+        first = data[: t.start].count(b"\n") + 1
+        for i, line in enumerate(chunk.splitlines()):
+            yield first + i, line
+
+
 def _suppressions(path: str, text: str) -> list[Suppression]:
     out = []
-    for i, line in enumerate(text.splitlines(), start=1):
+    for i, line in _comments(text):
         m = _SUPPRESS.search(line)
         if m:
             codes = {c.strip() for c in m.group(1).split(",")}
@@ -164,27 +287,46 @@ def lint_paths(
     tenant_column: str = "tenant_id",
     setting: str = "app.tenant_id",
     app_role: str | None = None,
+    user_setting: str = "app.user_id",
 ) -> Report:
     """Lint SQL files (directories are searched for ``*.sql``, in name order)."""
     from tenantguard.tooling.lint.rules import META
 
     files: list[Path] = []
     for p in map(Path, paths):
-        files.extend(sorted(p.rglob("*.sql")) if p.is_dir() else [p])
+        if p.is_dir():
+            found = sorted(x for x in p.rglob("*") if x.is_file() and x.suffix.lower() == ".sql")
+            if not found:
+                raise UsageError(
+                    f"no *.sql files under {p}", hint="point lint at migration files or folders"
+                )
+            files += found
+        else:
+            files.append(p)
     statements: list[Statement] = []
     suppressions: list[Suppression] = []
     findings: list[Finding] = []
     for f in files:
         text = f.read_text(encoding="utf-8", errors="replace")
+        if "\x00" in text:  # the parser stops at a NUL: everything after would go unchecked
+            line, col = _line_col(text.encode(), text.encode().index(b"\x00"))
+            findings.append(
+                Finding(
+                    META["TGL100"],
+                    str(f),
+                    "contains a NUL byte (a binary file?): not checked",
+                    location=Location(str(f), line, col),
+                )
+            )
+            continue
         suppressions += _suppressions(str(f), text)
         try:
-            statements += _statements(str(f), text)
+            parsed, dynamic = _statements(str(f), text)
         except ParseError as exc:
-            # pglast puts the 1-based character offset in args[1]
-            pos = max(0, int(exc.args[1]) - 1) if len(exc.args) > 1 else 0
-            line, col = _line_col(
-                text[:pos].encode() + text[pos:].encode(), len(text[:pos].encode())
-            )
+            # pglast gives the 1-based character offset, or nothing at the end of input
+            offset = exc.args[1] if len(exc.args) > 1 and exc.args[1] is not None else len(text)
+            pos = max(0, int(offset) - 1)
+            line, col = _line_col(text.encode(), len(text[:pos].encode()))
             findings.append(
                 Finding(
                     META["TGL100"],
@@ -193,7 +335,18 @@ def lint_paths(
                     location=Location(str(f), line, col),
                 )
             )
-    ctx = LintContext(statements, tenant_column, setting, app_role)
+            continue
+        statements += parsed
+        findings += [
+            Finding(
+                META["TGL197"],
+                f"DO block at {st.path}:{st.line}",
+                "runs SQL built at run time (EXECUTE of an expression): not checked",
+                location=st.location,
+            )
+            for st in dynamic
+        ]
+    ctx = LintContext(statements, tenant_column, setting, app_role, user_setting)
     _build_model(ctx)
     for _rule, fn in rules:
         findings.extend(fn(ctx))

@@ -20,6 +20,16 @@ META = {
         "The file is not valid PostgreSQL SQL",
         "A migration the linter cannot parse cannot be checked; it would also fail to apply.",
     ),
+    "TGL197": Rule(
+        "TGL197",
+        "unchecked-dynamic-sql",
+        Severity.LOW,
+        "lint",
+        "A DO block runs SQL built at run time, which the linter cannot check",
+        "EXECUTE of an expression (format(), concatenation) is only known when it runs. "
+        "Check that it does not disable RLS, drop policies, or set the tenant for the session; "
+        "or write the statements out.",
+    ),
     "TGL198": Rule(
         "TGL198",
         "suppression-without-reason",

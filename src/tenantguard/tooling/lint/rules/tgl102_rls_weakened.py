@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from pglast import ast
 
 from tenantguard.tooling.findings import Finding, Rule, Severity
-from tenantguard.tooling.lint.engine import LintContext, finding, rel_name
+from tenantguard.tooling.lint.engine import LintContext, Statement, finding, pinned, rel_name
 
 RULE = Rule(
     code="TGL102",
@@ -38,4 +39,16 @@ def check(ctx: LintContext) -> Iterator[Finding]:
         elif isinstance(n, ast.DropStmt) and getattr(n.removeType, "name", "") == "OBJECT_POLICY":
             for obj in n.objects or ():
                 parts = [getattr(p, "sval", "") for p in obj]
-                yield finding(RULE, st, ".".join(parts[:-1]) or "?", f"DROP POLICY {parts[-1]}")
+                table = ".".join(parts[:-1]) if len(parts) > 2 else f"public.{parts[0]}"
+                if _recreated(ctx, st, table, parts[-1]):
+                    continue  # DROP POLICY IF EXISTS p; CREATE POLICY p ...: a replacement
+                yield finding(RULE, st, table, f"DROP POLICY {parts[-1]}")
+
+
+def _recreated(ctx: LintContext, drop: Statement, table: str, name: str) -> bool:
+    """Is policy *name* on *table* created again, pinned, later in the same file?"""
+    for st in ctx.policies.get(table, []):
+        p: Any = st.node
+        if st.path == drop.path and st.line > drop.line and p.policy_name == name:
+            return pinned(ctx, p.qual) or pinned(ctx, p.with_check)
+    return False

@@ -11,7 +11,7 @@ from tenantguard.tooling.lint.engine import (
     LintContext,
     finding,
     has_restrictive_guard,
-    mentions_column,
+    pinned,
     rel_name,
 )
 
@@ -43,9 +43,7 @@ def check(ctx: LintContext) -> Iterator[Finding]:
         effective = (
             p.with_check if p.with_check is not None else (p.qual if cmd != "insert" else None)
         )
-        if not mentions_column(effective, ctx.tenant_column) and not has_restrictive_guard(
-            ctx, table
-        ):
+        if not pinned(ctx, effective) and not has_restrictive_guard(ctx, table):
             yield finding(
                 RULE,
                 st,

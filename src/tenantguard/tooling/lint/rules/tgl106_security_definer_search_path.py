@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from pglast import ast
+from psycopg import sql
 
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.lint.engine import LintContext, finding
-from tenantguard.tooling.lint.rules.tgl105_immutable_setting_reader import opts
 
 RULE = Rule(
     code="TGL106",
@@ -26,16 +26,20 @@ RULE = Rule(
 def check(ctx: LintContext) -> Iterator[Finding]:
     for st in ctx.statements:
         n = st.node
-        if not isinstance(n, ast.CreateFunctionStmt):
+        if isinstance(n, ast.CreateFunctionStmt):
+            options, parts = list(n.options or ()), n.funcname or ()
+        elif isinstance(n, ast.AlterFunctionStmt):  # ALTER FUNCTION f() SECURITY DEFINER
+            options, parts = list(n.actions or ()), (n.func.objname if n.func else None) or ()
+        else:
             continue
-        o = opts(n)
-        definer = getattr(o.get("security"), "boolval", False)
+        definer = any(
+            o2.defname == "security" and getattr(o2.arg, "boolval", False) for o2 in options
+        )
         pinned = any(
-            o2.defname == "set" and getattr(o2.arg, "name", "") == "search_path"
-            for o2 in n.options or ()
+            o2.defname == "set" and getattr(o2.arg, "name", "") == "search_path" for o2 in options
         )
         if definer and not pinned:
-            name = ".".join(getattr(p, "sval", "") for p in n.funcname or ())
+            name = ".".join(sql.Identifier(getattr(p, "sval", "")).as_string() for p in parts)
             yield finding(
                 RULE,
                 st,

@@ -25,6 +25,18 @@ RULE = Rule(
 def check(ctx: LintContext) -> Iterator[Finding]:
     for st in ctx.statements:
         n = st.node
+        if isinstance(n, ast.AlterTableStmt) and getattr(n.objtype, "name", "") == "OBJECT_VIEW":
+            for cmd in n.cmds or ():
+                sub = getattr(cmd.subtype, "name", "")
+                for o in cmd.def_ or ():
+                    off = getattr(o, "arg", None) is not None and getattr(o.arg, "sval", "") in (
+                        "false",
+                        "off",
+                        "0",
+                    )
+                    if o.defname == "security_invoker" and (sub == "AT_ResetRelOptions" or off):
+                        yield finding(RULE, st, rel_name(n.relation), "turns security_invoker off")
+            continue
         if not isinstance(n, ast.ViewStmt):
             continue
         invoker = any(

@@ -24,6 +24,17 @@ RULE = Rule(
 
 def check(ctx: LintContext) -> Iterator[Finding]:
     for st in ctx.statements:
+        if isinstance(st.node, ast.AlterRoleSetStmt | ast.AlterDatabaseSetStmt):
+            setstmt = st.node.setstmt
+            if setstmt is not None and setstmt.name == ctx.setting:
+                yield finding(
+                    RULE,
+                    st,
+                    ctx.setting,
+                    "a persistent default (ALTER ROLE/DATABASE ... SET): every session starts "
+                    "with a tenant bound",
+                )
+            continue
         for n in walk(st.node):
             if isinstance(n, ast.VariableSetStmt) and n.name == ctx.setting and not n.is_local:
                 yield finding(RULE, st, ctx.setting, "SET without LOCAL")

@@ -32,3 +32,16 @@ def check(ctx: LintContext) -> Iterator[Finding]:
         ):
             schemas = ", ".join(getattr(o, "sval", "?") for o in n.objects or ())
             yield finding(RULE, st, f"schema {schemas}", "GRANT ... ON ALL TABLES IN SCHEMA")
+        elif (
+            isinstance(n, ast.AlterDefaultPrivilegesStmt)
+            and n.action is not None
+            and n.action.is_grant
+            and getattr(n.action.objtype, "name", "") == "OBJECT_TABLE"
+        ):
+            yield finding(
+                RULE,
+                st,
+                "default privileges",
+                "ALTER DEFAULT PRIVILEGES ... GRANT ... ON TABLES: every future table, tenant "
+                "tables included, is granted before it has RLS",
+            )

@@ -30,3 +30,17 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             for o in n.options or ():
                 if o.defname in ("superuser", "bypassrls") and getattr(o.arg, "boolval", False):
                     yield finding(RULE, st, f"role {role}", f"{o.defname.upper()} granted")
+        elif isinstance(n, ast.GrantRoleStmt) and n.is_grant:
+            for granted in n.granted_roles or ():
+                name = getattr(granted, "priv_name", None)
+                if name in _DATA_ROLES:
+                    to = ", ".join(
+                        getattr(g, "rolename", "?") or "?" for g in n.grantee_roles or ()
+                    )
+                    yield finding(
+                        RULE, st, f"role {to}", f"member of {name}: reads or writes every row"
+                    )
+
+
+# Predefined roles that read or write all data, whatever the policies say.
+_DATA_ROLES = {"pg_read_all_data", "pg_write_all_data"}

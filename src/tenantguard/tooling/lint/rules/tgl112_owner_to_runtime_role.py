@@ -34,3 +34,26 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                     yield finding(
                         RULE, st, rel_name(n.relation), f"OWNER TO {owner} (the runtime role)"
                     )
+        elif (
+            isinstance(n, ast.AlterOwnerStmt)
+            and getattr(n.objectType, "name", "") == "OBJECT_SCHEMA"
+            and getattr(n.newowner, "rolename", None) == ctx.app_role
+        ):
+            schema = getattr(n.object, "sval", "?")
+            yield finding(
+                RULE,
+                st,
+                f"schema {schema}",
+                f"OWNER TO {ctx.app_role} (the runtime role): it can drop every table in it",
+            )
+        elif isinstance(n, ast.GrantRoleStmt) and n.is_grant:
+            grantees = {getattr(g, "rolename", None) for g in n.grantee_roles or ()}
+            if ctx.app_role in grantees:
+                roles = ", ".join(getattr(r, "priv_name", "?") for r in n.granted_roles or ())
+                yield finding(
+                    RULE,
+                    st,
+                    f"role {ctx.app_role}",
+                    f"made a member of {roles}: the runtime role gets its privileges and, "
+                    "for an owner, its exemption from row level security",
+                )

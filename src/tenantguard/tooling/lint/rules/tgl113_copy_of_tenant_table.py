@@ -29,6 +29,9 @@ def check(ctx: LintContext) -> Iterator[Finding]:
         if isinstance(n, ast.CreateTableAsStmt) and n.into is not None:
             target = rel_name(n.into.rel)
             sources = {rel_name(r) for r in walk(n.query) if isinstance(r, ast.RangeVar)}
+        elif isinstance(n, ast.SelectStmt) and n.intoClause is not None:  # SELECT ... INTO
+            target = rel_name(n.intoClause.rel)
+            sources = {rel_name(r) for r in walk(n.fromClause) if isinstance(r, ast.RangeVar)}
         elif isinstance(n, ast.CreateStmt):
             target = rel_name(n.relation)
             sources = {

@@ -11,16 +11,17 @@ from tenantguard.tooling.lint.engine import (
     LintContext,
     finding,
     has_restrictive_guard,
-    mentions_column,
+    pinned,
     rel_name,
 )
+from tenantguard.tooling.lint.rules.tgl104_fail_open_predicate import _problems
 
 RULE = Rule(
     code="TGL114",
     name="unpinned-permissive-policy",
     severity=Severity.HIGH,
     tool="lint",
-    summary="A permissive policy on a tenant table whose USING never mentions the tenant column",
+    summary="A permissive policy on a tenant table whose USING does not pin the tenant",
     description="Permissive policies are ORed: one that admits rows on some other ground "
     "(USING (is_public), USING (owner_id = current_user_id())) widens every tenant's view "
     "to rows of other tenants, unless a restrictive tenant guard is ANDed with it. The "
@@ -40,13 +41,15 @@ def check(ctx: LintContext) -> Iterator[Finding]:
         table = rel_name(p.table)
         if table not in ctx.tenant_tables or isinstance(p.qual, ast.A_Const):
             continue  # constants: TGL104 reports an always-true USING
-        if mentions_column(p.qual, ctx.tenant_column) or has_restrictive_guard(ctx, table):
+        if pinned(ctx, p.qual) or has_restrictive_guard(ctx, table):
             continue
+        if _problems(p.qual, ctx.tenant_column):
+            continue  # a fail-open OR / coalesce / true: TGL104 reports it
         yield finding(
             RULE,
             st,
             f"policy {p.policy_name} on {table}",
-            f"USING does not restrict by {ctx.tenant_column} and no restrictive tenant guard "
-            "is ANDed with it: rows of other tenants pass",
+            f"USING does not pin {ctx.tenant_column} to the bound tenant and no restrictive "
+            "tenant guard is ANDed with it: rows of other tenants pass",
             fix=f"tenantguard protect {table}  -- adds the restrictive guard",
         )
