@@ -134,6 +134,7 @@ def test_protect_errors(scratch) -> None:  # type: ignore[no-untyped-def]
     [
         ("ALTER ROLE {app} SUPERUSER", "superuser"),
         ("ALTER ROLE {app} BYPASSRLS", "BYPASSRLS"),
+        ("ALTER ROLE {app} CREATEROLE", "CREATEROLE"),
         ("ALTER TABLE app.invoices OWNER TO {app}", "owns tenant tables"),
         ("GRANT {owner} TO {app}", "owns tenant tables"),
         ("ALTER ROLE {app} SET app.tenant_id = '1'", "persistent role-level default"),
@@ -143,6 +144,7 @@ def test_unsafe_roles_are_refused(saas, setup: str, problem: str) -> None:  # ty
     undo = {
         "ALTER ROLE {app} SUPERUSER": "ALTER ROLE {app} NOSUPERUSER",
         "ALTER ROLE {app} BYPASSRLS": "ALTER ROLE {app} NOBYPASSRLS",
+        "ALTER ROLE {app} CREATEROLE": "ALTER ROLE {app} NOCREATEROLE",
         "ALTER TABLE app.invoices OWNER TO {app}": "ALTER TABLE app.invoices OWNER TO {owner}",
         "GRANT {owner} TO {app}": "REVOKE {owner} FROM {app}",
         "ALTER ROLE {app} SET app.tenant_id = '1'": "ALTER ROLE {app} RESET app.tenant_id",
@@ -154,6 +156,8 @@ def test_unsafe_roles_are_refused(saas, setup: str, problem: str) -> None:  # ty
         with pytest.raises(UnsafeRoleError, match=problem) as info:
             TenantPool(saas.app_dsn, min_size=1, max_size=1)
         assert info.value.fixes  # says how to fix it
+        if "CREATEROLE" in setup:
+            assert "NOCREATEROLE" in (info.value.hint or "")
         with saas.admin() as conn, pytest.raises(UnsafeRoleError, match=problem):
             install(conn, InstallSpec(app_role=saas.app_role, owner_role=saas.owner_role))
     finally:

@@ -6,17 +6,32 @@ One catalog query, shared by ``install`` (checking the app role by name), the po
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, LiteralString
 
 from psycopg import sql
 
-__all__ = ["ROLE_CHECK_QUERY", "RoleReport", "role_report"]
+__all__ = ["KINDS", "ROLE_CHECK_QUERY", "RoleReport", "role_report", "setting_ident"]
+
+# What role_report can find, in the order it reports it.
+KINDS = (
+    "superuser",
+    "bypassrls",
+    "member_of_bypass",
+    "createrole",
+    "member_of_createrole",
+    "owner",
+    "member_of_owner",
+    "setting_default",
+)
+# Before PostgreSQL 16, CREATEROLE can grant any role that is not a superuser (including
+# the owner of the tenant tables) to anyone, itself included.
+CREATEROLE_GRANTS_ANY_BEFORE = 160000
 
 # Parameters: role (NULL = current_user), tenant_column, tenant setting, user setting.
 ROLE_CHECK_QUERY: LiteralString = """
 WITH target AS (
-    SELECT r.oid, r.rolname, r.rolsuper, r.rolbypassrls
+    SELECT r.oid, r.rolname, r.rolsuper, r.rolbypassrls, r.rolcreaterole
     FROM pg_catalog.pg_roles r
     WHERE r.rolname = coalesce(%(role)s, current_user)
 ), protected AS (
@@ -49,16 +64,25 @@ SELECT
             AND s.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database
                                       WHERE datname = current_database()))
             AND split_part(cfg, '=', 1) IN (%(setting)s, %(user_setting)s)
-          ORDER BY 1)
+          ORDER BY 1),
+    t.rolcreaterole,
+    ARRAY(SELECT r.rolname::text FROM pg_catalog.pg_roles r
+          WHERE r.oid <> t.oid AND r.rolcreaterole AND NOT (r.rolsuper OR r.rolbypassrls)
+            AND pg_catalog.pg_has_role(t.oid, r.oid, 'MEMBER') ORDER BY 1),
+    pg_catalog.current_setting('server_version_num')::int
 FROM target t
 """
 
 
 @dataclass(frozen=True, slots=True)
 class RoleReport:
+    """What is wrong with a role: ``problems[i]`` is fixed by ``fixes[i]``; ``kinds[i]``
+    says which check found it (see :data:`KINDS`)."""
+
     role: str
     problems: list[str]
     fixes: list[str]
+    kinds: list[str] = field(default_factory=list)
 
     @property
     def safe(self) -> bool:
@@ -73,36 +97,82 @@ def _q(name: str) -> str:
     return sql.Identifier(name).as_string()
 
 
+def setting_ident(setting: str) -> str:
+    """A (custom) setting name for SQL: each dotted part quoted as an identifier."""
+    return ".".join(sql.Identifier(part).as_string() for part in setting.split("."))
+
+
+def _createrole_why(server_version_num: int) -> str:
+    if server_version_num < CREATEROLE_GRANTS_ANY_BEFORE:
+        return (
+            "before PostgreSQL 16 that lets it grant itself any non-superuser role, such as "
+            "the owner of the tenant tables, and then turn row level security off "
+            "(ALTER TABLE ... NO FORCE ROW LEVEL SECURITY)"
+        )
+    return (
+        "it can create roles and grant itself the ones it administers; a runtime role needs neither"
+    )
+
+
 def role_report(row: tuple[Any, ...], owner_hint: str | None = None) -> RoleReport:
     """Turn a :data:`ROLE_CHECK_QUERY` row into problems and the SQL that fixes each."""
-    name, superuser, bypass, strong_roles, owned, owner_roles, defaults = row
+    name, superuser, bypass, strong_roles, owned, owner_roles, defaults = row[:7]
+    createrole, createrole_roles, version = row[7:10]
     problems: list[str] = []
     fixes: list[str] = []
+    kinds: list[str] = []
+
+    def add(kind: str, problem: str, fix: str) -> None:
+        kinds.append(kind)
+        problems.append(problem)
+        fixes.append(fix)
+
     role = _q(name)
     if superuser:
-        problems.append("it is a superuser (RLS never applies to superusers)")
-        fixes.append(f"ALTER ROLE {role} NOSUPERUSER;")
+        add(
+            "superuser",
+            "it is a superuser (RLS never applies to superusers)",
+            f"ALTER ROLE {role} NOSUPERUSER;",
+        )
     if bypass:
-        problems.append("it has BYPASSRLS")
-        fixes.append(f"ALTER ROLE {role} NOBYPASSRLS;")
+        add("bypassrls", "it has BYPASSRLS", f"ALTER ROLE {role} NOBYPASSRLS;")
     for strong in strong_roles:
-        problems.append(f"it is a member of {strong!r}, which is superuser or BYPASSRLS")
-        fixes.append(f"REVOKE {_q(strong)} FROM {role};")
+        add(
+            "member_of_bypass",
+            f"it is a member of {strong!r}, which is superuser or BYPASSRLS",
+            f"REVOKE {_q(strong)} FROM {role};",
+        )
+    if createrole and not superuser:
+        add(
+            "createrole",
+            "it has CREATEROLE: " + _createrole_why(int(version)),
+            f"ALTER ROLE {role} NOCREATEROLE;",
+        )
+    for strong in createrole_roles:
+        add(
+            "member_of_createrole",
+            f"it is a member of {strong!r}, which has CREATEROLE: " + _createrole_why(int(version)),
+            f"REVOKE {_q(strong)} FROM {role};",
+        )
     if owned:
         shown = ", ".join(owned[:5]) + (" ..." if len(owned) > 5 else "")
-        problems.append(f"it owns tenant tables ({shown}); owners can disable RLS")
         target = _q(owner_hint) if owner_hint else "<owner_role>"
-        fixes.extend(f"ALTER TABLE {t} OWNER TO {target};" for t in owned)
+        add(
+            "owner",
+            f"it owns tenant tables ({shown}); owners can disable RLS",
+            "\n".join(f"ALTER TABLE {t} OWNER TO {target};" for t in owned),
+        )
     for owner in owner_roles:
-        problems.append(f"it is a member of {owner!r}, which owns tenant tables")
-        fixes.append(f"REVOKE {_q(owner)} FROM {role};")
+        add(
+            "member_of_owner",
+            f"it is a member of {owner!r}, which owns tenant tables",
+            f"REVOKE {_q(owner)} FROM {role};",
+        )
     for entry in defaults:
         level, setting = entry.split(":", 1)
-        problems.append(
-            f"a persistent {level}-level default for {setting} gives every session a tenant"
-        )
+        problem = f"a persistent {level}-level default for {setting} gives every session a tenant"
         if level == "role":
-            fixes.append(f"ALTER ROLE {role} RESET {setting};")
+            add("setting_default", problem, f"ALTER ROLE {role} RESET {setting_ident(setting)};")
         else:
-            fixes.append(f"ALTER DATABASE <db> RESET {setting};")
-    return RoleReport(name, problems, fixes)
+            add("setting_default", problem, f"ALTER DATABASE <db> RESET {setting_ident(setting)};")
+    return RoleReport(name, problems, fixes, kinds)

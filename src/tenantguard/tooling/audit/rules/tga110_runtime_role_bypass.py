@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tenantguard.core.rolecheck import role_report
+from tenantguard.core.rolecheck import CREATEROLE_GRANTS_ANY_BEFORE, role_report
 from tenantguard.tooling.audit.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
@@ -15,26 +15,27 @@ RULE = Rule(
     tool="audit",
     summary="The runtime role can bypass row level security",
     description="Superusers and BYPASSRLS roles ignore every policy; table owners can disable "
-    "RLS; a member of such a role can SET ROLE to it. Any of these lets SQL on the app "
+    "RLS; a member of such a role can SET ROLE to it. CREATEROLE is as bad before "
+    "PostgreSQL 16 (critical there): it can grant itself any non-superuser role, such as the "
+    "tables' owner, and then run ALTER TABLE ... NO FORCE ROW LEVEL SECURITY; from 16 on it "
+    "can only grant the roles it administers (high). Any of these lets SQL on the app "
     "connection step out of isolation.",
-    anti_pattern="ALTER ROLE app_user BYPASSRLS;  -- or: GRANT app_owner TO app_user;",
+    anti_pattern="ALTER ROLE app_user BYPASSRLS;  -- or: GRANT app_owner TO app_user;\n"
+    "ALTER ROLE app_user CREATEROLE;",
     best_practice="CREATE ROLE app_user LOGIN NOSUPERUSER NOBYPASSRLS;  -- owns nothing, member of nothing",
 )
 
 
 def check(ctx: AuditContext) -> Iterator[Finding]:
     row = ctx.role_row
-    if row is None:
-        yield Finding(
-            RULE,
-            f"role {ctx.runtime_role}",
-            "the runtime role does not exist",
-            severity=Severity.HIGH,
-            fix_sql=None,
-        )
+    if row is None:  # audit_database checks that the role exists first
         return
     report = role_report(row)
-    for problem, fix in zip(report.problems, report.fixes, strict=False):
-        if "persistent" in problem:  # reported by TGA112
+    for kind, problem, fix in zip(report.kinds, report.problems, report.fixes, strict=True):
+        if kind == "setting_default":  # reported by TGA112
             continue
-        yield Finding(RULE, f"role {report.role}", problem, fix_sql=fix)
+        severity = None
+        if kind in ("createrole", "member_of_createrole"):
+            old = ctx.server_version_num < CREATEROLE_GRANTS_ANY_BEFORE
+            severity = Severity.CRITICAL if old else Severity.HIGH
+        yield Finding(RULE, f"role {report.role}", problem, severity=severity, fix_sql=fix)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import psycopg
 
-from tenantguard.core.rolecheck import role_report
+from tenantguard.core.rolecheck import role_report, setting_ident
 from tenantguard.tooling.audit.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
@@ -29,8 +29,8 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
     found = False
     if row is not None:
         report = role_report(row)
-        for problem, fix in zip(report.problems, report.fixes, strict=False):
-            if "persistent" in problem:
+        for kind, problem, fix in zip(report.kinds, report.problems, report.fixes, strict=True):
+            if kind == "setting_default":
                 found = True
                 yield Finding(RULE, f"role {report.role}", problem, fix_sql=fix)
     if (
@@ -44,5 +44,6 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
                 RULE,
                 f"setting {ctx.setting}",
                 f"a fresh session of the runtime role starts with {ctx.setting} = {value!r}",
-                fix_sql=f"ALTER SYSTEM RESET {ctx.setting}; -- and check ALTER ROLE/DATABASE ... SET",
+                fix_sql=f"ALTER SYSTEM RESET {setting_ident(ctx.setting)};  "
+                "-- and check ALTER ROLE/DATABASE ... SET",
             )

@@ -90,7 +90,9 @@ def _force_user(ctx: AuditContext, entry: dict[str, Any]) -> Finding | None:
     if row is None:
         return None
     report = role_report(row)
-    problems = [p for p in report.problems if "persistent" not in p]
+    problems = [
+        p for k, p in zip(report.kinds, report.problems, strict=True) if k != "setting_default"
+    ]
     if not problems:
         return None
     return Finding(
