@@ -31,6 +31,7 @@ __all__ = [
     "load_context",
     "parse_expr",
     "relations_in",
+    "sql_comment",
 ]
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "tenantguard")
@@ -97,8 +98,16 @@ class Table:
         try:
             spec = ProtectSpec(self.name, self.tenant_column, self.tenant_type, pk)
         except Exception:  # an unsupported column type: say what to do instead
-            return f"-- tenantguard protect {self.name} (tenant column type {self.tenant_type})"
+            return sql_comment(
+                f"tenantguard protect {self.name} (tenant column type {self.tenant_type})"
+            )
         return "\n".join(render(s) + ";" for s in protect_statements(spec))
+
+
+def sql_comment(text: str) -> str:
+    """*text* as SQL ``--`` comment lines: every line gets its own ``--``, so a catalog
+    name with a newline in it cannot end the comment and turn into SQL."""
+    return "\n".join("-- " + line for line in (text.splitlines() or [""]))
 
 
 def _mentions(expr: str | None, column: str) -> bool:
@@ -159,7 +168,7 @@ FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a
   ON a.attrelid = c.oid AND a.attname = %(col)s AND a.attnum > 0 AND NOT a.attisdropped
-WHERE c.relkind IN ('r', 'p')
+WHERE c.relkind IN ('r', 'p', 'f')
   AND n.nspname <> ALL(%(system)s) AND n.nspname NOT LIKE 'pg\\_%%'
   AND (%(schemas)s::text[] IS NULL OR n.nspname = ANY(%(schemas)s))
 ORDER BY 2, 3
@@ -199,6 +208,9 @@ class AuditContext:
     app_dsn: str | None = None
     pooler: Any = None  # tenantguard.tooling.audit.pooler.PoolerInfo when --pooler-dsn is given
     extra: dict[str, Any] = field(default_factory=dict)
+    # Foreign tables with the tenant column (relkind 'f'): they cannot have row level
+    # security, so they are kept apart from ``tables`` (which the probe shares).
+    foreign_tables: list[Table] = field(default_factory=list)
 
     @cached_property
     def role_row(self) -> tuple[Any, ...] | None:
@@ -210,6 +222,39 @@ class AuditContext:
     @cached_property
     def tenant_oids(self) -> list[int]:
         return [t.oid for t in self.tables]
+
+    @cached_property
+    def _exempt_owners(self) -> dict[str, list[Table]]:
+        """Owner role -> the tenant tables RLS does not apply to for it (not FORCEd)."""
+        out: dict[str, list[Table]] = {}
+        for t in self.tables:
+            if not (t.rls and t.forced):
+                out.setdefault(t.owner, []).append(t)
+        return out
+
+    def owner_bypass(self, role: str, superuser_or_bypass: bool) -> str | None:
+        """Why RLS does not apply to *role* on some tenant table (None: it applies to all).
+
+        A superuser or BYPASSRLS role; or the owner of a tenant table (or a member of its
+        owner, which acts with its rights) that does not FORCE row level security."""
+        if superuser_or_bypass:
+            return f"{role!r} is superuser or BYPASSRLS"
+        cache: dict[str, str | None] = self.extra.setdefault("owner_bypass", {})
+        if role in cache:
+            return cache[role]
+        owners = sorted(self._exempt_owners)
+        why = None
+        if owners:
+            rows = self.fetch(
+                "SELECT o FROM unnest(%s::text[]) o WHERE pg_catalog.pg_has_role(%s, o, 'USAGE')",
+                (owners, role),
+            )
+            tables = [t.label for (o,) in rows for t in self._exempt_owners[o]]
+            if tables:
+                shown = ", ".join(tables[:3]) + (" ..." if len(tables) > 3 else "")
+                why = f"{role!r} owns {shown} (or is a member of the owner) and RLS is not forced"
+        cache[role] = why
+        return why
 
     def fetch(self, query: Any, params: Any = None) -> list[tuple[Any, ...]]:
         return self.conn.execute(query, params).fetchall()
@@ -364,6 +409,7 @@ def load_context(
         _TABLES, {"col": tenant_column, "system": list(SYSTEM_SCHEMAS), "schemas": schemas}
     ).fetchall()
     found: list[Table] = []
+    foreign: list[Table] = []
     for r in rows:
         t = Table(
             r[0],
@@ -379,12 +425,13 @@ def load_context(
             r[11],
         )
         t.tenant_column = tenant_column
-        found.append(t)
+        (foreign if t.relkind == "f" else found).append(t)
     if tables:
         wanted = {QualifiedName.parse(x) for x in tables}
-        found = [t for t in found if t.name in wanted] + []
+        found = [t for t in found if t.name in wanted]
+        foreign = [t for t in foreign if t.name in wanted]
     oids = [t.oid for t in found]
-    by_oid = {t.oid: t for t in found}
+    by_oid = {t.oid: t for t in found + foreign}
     all_policies: list[Policy] = []
     for relid, name, permissive, cmd, roles, qual, check in conn.execute(
         _POLICIES, {"oids": oids}
@@ -392,7 +439,8 @@ def load_context(
         pol = Policy(name, permissive, cmd, list(roles), qual, check)
         by_oid[relid].policies.append(pol)
         all_policies.append(pol)
-    for oid, privs in conn.execute(_PRIVS, {"role": runtime_role, "oids": oids}).fetchall():
+    all_oids = oids + [t.oid for t in foreign]
+    for oid, privs in conn.execute(_PRIVS, {"role": runtime_role, "oids": all_oids}).fetchall():
         by_oid[oid].privileges = set(privs)
     version = int(conn.execute("SHOW server_version_num").fetchone()[0])  # type: ignore[index]
     return AuditContext(
@@ -404,6 +452,7 @@ def load_context(
         tables=found,
         server_version_num=version,
         app_dsn=app_dsn,
+        foreign_tables=foreign,
     )
 
 
@@ -632,6 +681,40 @@ class Function:
     def lookup_path(self, session_schemas: list[str]) -> list[str] | None:
         """Where an unqualified table name in the parsed body resolves (None: unknown)."""
         return session_schemas if self.bound_body else self.search_path
+
+    @cached_property
+    def dynamic_sql(self) -> bool:
+        """A PL/pgSQL body that runs SQL built at run time (EXECUTE, FOR ... IN EXECUTE,
+        OPEN ... FOR EXECUTE, RETURN QUERY EXECUTE): what it reads cannot be known."""
+        if self.language != "plpgsql" or not self.definition:
+            return False
+        try:
+            tree = parse_plpgsql(self.definition)
+        except ParseError:
+            return False  # not analysable anyway: statements is None
+        stack: list[Any] = [tree]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, dict):
+                if "PLpgSQL_stmt_dynexecute" in item or "PLpgSQL_stmt_dynfors" in item:
+                    return True
+                if "dynquery" in item:
+                    return True
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+        return False
+
+    @property
+    def unanalysable(self) -> str | None:
+        """Why the body cannot be analysed (None: it can)."""
+        if self.language not in ("sql", "plpgsql"):
+            return f"it is LANGUAGE {self.language}, which the audit cannot read"
+        if self.statements is None:
+            return "its body does not parse"
+        if self.dynamic_sql:
+            return "it runs dynamic SQL (EXECUTE)"
+        return None
 
     @cached_property
     def statements(self) -> list[ast.Node] | None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tenantguard.tooling.audit.catalog import AuditContext
+from psycopg import sql
+
+from tenantguard.tooling.audit.catalog import AuditContext, sql_comment
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -14,7 +16,9 @@ RULE = Rule(
     tool="audit",
     summary="Tenant table without row level security",
     description="Without ENABLE ROW LEVEL SECURITY no policy applies: any query with a forgotten "
-    "WHERE reads and writes every tenant's rows.",
+    "WHERE reads and writes every tenant's rows. Foreign tables (postgres_fdw, file_fdw, ...) "
+    "with the tenant column are reported too: they cannot have row level security at all "
+    "(critical when the runtime role can read or change them, high otherwise).",
     anti_pattern="CREATE TABLE app.invoices (tenant_id bigint NOT NULL, ...);  -- no RLS",
     best_practice="ALTER TABLE app.invoices ENABLE ROW LEVEL SECURITY;\n"
     "ALTER TABLE app.invoices FORCE ROW LEVEL SECURITY;  -- plus tenant policies",
@@ -31,3 +35,26 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
                 f"row level security is disabled (runtime role {ctx.runtime_role!r}: {reach})",
                 fix_sql=t.protect_sql(),
             )
+    for t in ctx.foreign_tables:
+        reach = ", ".join(sorted(t.privileges))
+        child = f", a child of {', '.join(t.parents)}," if t.parents else ""
+        yield Finding(
+            RULE,
+            t.label,
+            f"foreign table{child} with {t.tenant_column}: foreign tables cannot have row level "
+            "security, "
+            + (
+                f"and the runtime role {ctx.runtime_role!r} has {reach} on it"
+                if reach
+                else f"so any grant to {ctx.runtime_role!r} exposes every tenant's rows"
+            ),
+            severity=None if reach else Severity.HIGH,
+            fix_sql=sql.SQL("REVOKE ALL ON {} FROM {};")
+            .format(t.name.ident, sql.Identifier(ctx.runtime_role))
+            .as_string(ctx.conn)
+            + "\n"
+            + sql_comment(
+                "then serve it from a local table with RLS (tenantguard protect), or enforce "
+                "the tenant on the remote server (a user mapping per tenant role)"
+            ),
+        )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import SYSTEM_SCHEMAS, AuditContext, Table
+from tenantguard.tooling.audit.catalog import SYSTEM_SCHEMAS, AuditContext, Table, sql_comment
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -145,13 +145,14 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
                 f"{matched} of {sampled} sampled rows equal rows of {t.label} "
                 f"({tenants} tenant(s)), without {t.tenant_column} and without RLS; {reach}",
                 severity=None if copy.readable else Severity.MEDIUM,
-                fix_sql=sql.SQL(
-                    "REVOKE ALL ON {} FROM {};  -- then drop it, or rebuild it with {} "
-                    "and protect it"
-                )
-                .format(
-                    copy.ident, sql.Identifier(ctx.runtime_role), sql.Identifier(t.tenant_column)
-                )
-                .as_string(),
+                fix_sql=sql.SQL("REVOKE ALL ON {} FROM {};")
+                .format(copy.ident, sql.Identifier(ctx.runtime_role))
+                .as_string(ctx.conn)
+                + "\n"
+                + sql_comment(
+                    "then drop it, or rebuild it with "
+                    + sql.Identifier(t.tenant_column).as_string(ctx.conn)
+                    + " and protect it"
+                ),
             )
             break  # one finding per copy

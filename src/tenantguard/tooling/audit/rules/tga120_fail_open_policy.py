@@ -50,6 +50,10 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
                 t.label,
                 f"{visible} row(s) visible to {ctx.runtime_role!r} with {ctx.setting} empty",
                 fix_sql=t.protect_sql(),
-                evidence=f"SET ROLE {ctx.runtime_role}; SELECT set_config('{ctx.setting}', '', true); "
-                f"SELECT count(*) FROM {t.name};  -- {visible}",
+                evidence=sql.SQL(
+                    "SET ROLE {}; SELECT set_config({}, '', true); SELECT count(*) FROM {};"
+                )
+                .format(sql.Identifier(ctx.runtime_role), sql.Literal(ctx.setting), t.name.ident)
+                .as_string(ctx.conn)
+                + f"  -- {visible}",
             )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tenantguard.tooling.audit.catalog import AuditContext, settings_read
+from psycopg import sql
+
+from tenantguard.tooling.audit.catalog import AuditContext, settings_read, sql_comment
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -31,5 +33,12 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
                     RULE,
                     f"{p.label} on {t.label}",
                     f"reads {', '.join(sorted(extra))}, which any session can set",
-                    fix_sql=f"-- remove the {', '.join(sorted(extra))} branch from {p.name}",
+                    fix_sql=sql_comment(
+                        "remove the "
+                        + ", ".join(sql.Literal(x).as_string(ctx.conn) for x in sorted(extra))
+                        + " branch from "
+                        + sql.SQL("POLICY {} ON {}")
+                        .format(sql.Identifier(p.name), t.name.ident)
+                        .as_string(ctx.conn)
+                    ),
                 )

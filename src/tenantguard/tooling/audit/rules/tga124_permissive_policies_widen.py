@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tenantguard.tooling.audit.catalog import AuditContext, Policy, Table, _mentions
+from psycopg import sql
+
+from tenantguard.tooling.audit.catalog import AuditContext, Policy, Table, _mentions, sql_comment
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -94,5 +96,11 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
                     f"applies; {widened}",
                     severity=None if part == "USING" else Severity.HIGH,
                     fix_sql=t.protect_sql()
-                    + f"\n-- or rewrite {p.name} so that every OR branch pins {t.tenant_column}",
+                    + "\n"
+                    + sql_comment(
+                        "or rewrite "
+                        + sql.Identifier(p.name).as_string(ctx.conn)
+                        + " so that every OR branch pins "
+                        + sql.Identifier(t.tenant_column).as_string(ctx.conn)
+                    ),
                 )

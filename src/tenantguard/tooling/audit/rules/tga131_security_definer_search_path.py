@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tenantguard.tooling.audit.catalog import FUNCTION_EXCLUDED_SCHEMAS, AuditContext
+from psycopg import sql
+
+from tenantguard.tooling.audit.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -15,25 +17,26 @@ RULE = Rule(
     summary="SECURITY DEFINER function without SET search_path",
     description="A SECURITY DEFINER function runs with its owner's rights; without a pinned "
     "search_path the caller can shadow the objects it uses (temp schema, own schema) and run "
-    "code as the owner, who may bypass RLS.",
+    "code as the owner. High when the owner bypasses RLS (superuser, BYPASSRLS, or owner of a "
+    "tenant table that is not FORCEd) and the runtime role can execute it; medium otherwise.",
     anti_pattern="CREATE FUNCTION app.f() ... SECURITY DEFINER AS $$ ... $$;",
     best_practice="CREATE FUNCTION app.f() ... SECURITY DEFINER SET search_path = pg_catalog, app ...",
 )
 
 
 def check(ctx: AuditContext) -> Iterator[Finding]:
-    rows = ctx.fetch(
-        "SELECT p.oid::regprocedure::text, pg_catalog.pg_get_userbyid(p.proowner)::text "
-        "FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
-        "WHERE p.prosecdef AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_%%' "
-        "AND NOT EXISTS (SELECT 1 FROM unnest(coalesce(p.proconfig, '{}')) c "
-        "                WHERE c LIKE 'search\\_path=%%') ORDER BY 1",
-        (list(FUNCTION_EXCLUDED_SCHEMAS),),
-    )
-    for fn, owner in rows:
+    for f in ctx.functions:
+        if not f.security_definer or f.search_path is not None:
+            continue
+        why = ctx.owner_bypass(f.owner, f.owner_bypasses)
+        high = why is not None and f.executable
         yield Finding(
             RULE,
-            f"function {fn}",
-            f"SECURITY DEFINER (runs as {owner!r}) with the caller's search_path",
-            fix_sql=f"ALTER FUNCTION {fn} SET search_path = pg_catalog, pg_temp;",
+            f"function {f.signature}",
+            f"SECURITY DEFINER (runs as {f.owner!r}) with the caller's search_path"
+            + (f"; {why} and {ctx.runtime_role!r} can execute it" if high else ""),
+            severity=Severity.HIGH if high else None,
+            fix_sql=sql.SQL("ALTER FUNCTION {} SET search_path = pg_catalog, pg_temp;")
+            .format(f.ident)
+            .as_string(ctx.conn),
         )

@@ -13,7 +13,7 @@ from tenantguard.tooling.findings import Finding, Rule, Severity
 RULE = Rule(
     code="TGA133",
     name="security-definer-reads-tenant-table",
-    severity=Severity.HIGH,
+    severity=Severity.CRITICAL,
     tool="audit",
     summary="SECURITY DEFINER function reads a tenant table with row level security bypassed",
     description="A SECURITY DEFINER function runs as its owner. If the owner is a superuser or "
@@ -21,7 +21,7 @@ RULE = Rule(
     "the function: its own WHERE clause is the only isolation, and any caller the runtime "
     "role can act as reads (or changes) every tenant's rows through it. Bodies are parsed with "
     "PostgreSQL's grammar (LANGUAGE sql) and the PL/pgSQL parser; dynamic SQL (EXECUTE) and "
-    "other languages cannot be analysed.",
+    "other languages are TGA135.",
     anti_pattern="CREATE FUNCTION app.invoice_total(i bigint) RETURNS numeric\n"
     "  LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog\n"
     "  AS $$ SELECT amount FROM app.invoices WHERE id = i $$;  -- owned by postgres",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tenantguard.tooling.audit.catalog import AuditContext
+from psycopg import sql
+
+from tenantguard.tooling.audit.catalog import AuditContext, sql_comment
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -15,7 +17,9 @@ RULE = Rule(
     summary="Unique key or foreign key on a tenant table without the tenant column",
     description="A unique key the app can write (not an identity) without the tenant column is "
     "an existence oracle: inserting a colliding value reveals another tenant's row. A foreign "
-    "key that does not lead with the tenant column lets a row reference another tenant's row.",
+    "key to another tenant table that does not match the tenant column to the target's tenant "
+    "column lets a row reference another tenant's row. Foreign keys to tables without the "
+    "tenant column (shared lookup tables such as currencies) are not reported.",
     anti_pattern="CREATE TABLE app.users (tenant_id bigint, email text UNIQUE, ...);",
     best_practice="UNIQUE (tenant_id, email); FOREIGN KEY (tenant_id, owner_id) REFERENCES "
     "app.users (tenant_id, id)",
@@ -33,36 +37,57 @@ JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.i
 WHERE i.indisunique AND i.indrelid = ANY(%(oids)s)
 GROUP BY i.indexrelid, i.indrelid, i.indkey
 """
+# Foreign keys whose target is a tenant table (it has the tenant column too; the target
+# need not be among the audited tables). Safe: some key column is the tenant column and it
+# references the target's tenant column.
 _FKS = """
-SELECT con.conname::text, con.conrelid::int, con.conkey::int2[], con.confrelid::regclass::text
+SELECT con.conname::text, con.conrelid::int, tn.nspname::text, tc.relname::text,
+       EXISTS (SELECT 1 FROM unnest(con.conkey, con.confkey) AS k(src, dst)
+               WHERE k.src = (%(attnums)s::int[])[array_position(%(oids)s::int[], con.conrelid::int)]
+                 AND k.dst = ta.attnum)
 FROM pg_catalog.pg_constraint con
+JOIN pg_catalog.pg_class tc ON tc.oid = con.confrelid
+JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace
+JOIN pg_catalog.pg_attribute ta
+  ON ta.attrelid = con.confrelid AND ta.attname = %(col)s AND ta.attnum > 0
+ AND NOT ta.attisdropped
 WHERE con.contype = 'f' AND con.conrelid = ANY(%(oids)s)
+ORDER BY 1
 """
 
 
 def check(ctx: AuditContext) -> Iterator[Finding]:
     by_oid = {t.oid: t for t in ctx.tables}
-    tenant_cols = {t.oid: t.tenant_attnum for t in ctx.tables}
     rows = ctx.fetch(_UNIQUE, {"oids": ctx.tenant_oids})
     for index, relid, cols, all_identity in rows:
         t = by_oid[relid]
         if t.tenant_column in cols or all_identity:
             continue
+        quoted = ", ".join(sql.Identifier(c).as_string(ctx.conn) for c in (t.tenant_column, *cols))
         yield Finding(
             RULE,
             f"index {index} on {t.label}",
             f"unique on ({', '.join(cols)}) without {t.tenant_column}: an existence oracle",
-            fix_sql=f"-- make it UNIQUE ({t.tenant_column}, {', '.join(cols)})",
+            fix_sql=sql_comment(f"make it UNIQUE ({quoted})"),
         )
-    for name, relid, keys, target in ctx.fetch(_FKS, {"oids": ctx.tenant_oids}):
-        t = by_oid[relid]
-        if keys and keys[0] == tenant_cols[relid]:
+    fks = ctx.fetch(
+        _FKS,
+        {
+            "oids": ctx.tenant_oids,
+            "attnums": [t.tenant_attnum for t in ctx.tables],
+            "col": ctx.tenant_column,
+        },
+    )
+    for name, relid, schema, table, pinned in fks:
+        if pinned:
             continue
+        t = by_oid[relid]
+        target = sql.Identifier(schema, table).as_string(ctx.conn)
+        col = sql.Identifier(t.tenant_column).as_string(ctx.conn)
         yield Finding(
             RULE,
             f"foreign key {name} on {t.label}",
-            f"references {target} without leading with {t.tenant_column}: a row can point at "
-            "another tenant's row",
-            fix_sql=f"-- FOREIGN KEY ({t.tenant_column}, ...) REFERENCES {target} "
-            f"({t.tenant_column}, ...)",
+            f"references the tenant table {schema}.{table} without matching {t.tenant_column} "
+            f"to its {t.tenant_column}: a row can point at another tenant's row",
+            fix_sql=sql_comment(f"FOREIGN KEY ({col}, ...) REFERENCES {target} ({col}, ...)"),
         )

@@ -1,0 +1,9 @@
+CREATE TABLE public.parent (tenant_id bigint NOT NULL, id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, UNIQUE (tenant_id, id));
+CREATE TABLE public.currencies (code text PRIMARY KEY);
+GRANT SELECT, INSERT, UPDATE, DELETE ON public.parent TO {app};
+GRANT SELECT ON public.currencies TO {app};
+-- A lookup table without the tenant column is shared: no tenant's row to point at.
+CREATE TABLE public.child (tenant_id bigint NOT NULL, id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, parent_id bigint, cur text REFERENCES public.currencies (code),
+  FOREIGN KEY (tenant_id, parent_id) REFERENCES public.parent (tenant_id, id));
+GRANT SELECT, INSERT, UPDATE, DELETE ON public.child TO {app};
+-- protect: public.parent public.child
