@@ -8,7 +8,10 @@ Every path runs the benchmark's own point select (a ``psycopg.sql.Composed`` que
 with named parameters, as ``tenantguard bench`` sends it). Two measures:
 
 * client CPU per operation (``time.process_time``: this process, every thread),
-  paths interleaved in rounds, median; noisy on a shared machine;
+  paths interleaved in rounds, median; noisy on a shared machine, and on this kind of
+  VM dominated by whether the scheduler put each backend on the client's CPU or the
+  other one (a cross-CPU wake-up costs more than the request): ``--pin CPU`` runs the
+  client and every backend on one CPU, so all paths are measured alike;
 * with ``--callgrind``, instructions per operation under valgrind: deterministic,
   the difference of two runs of N and 4N operations (start-up cancels out).
 
@@ -164,8 +167,17 @@ def _server_cpu(pid: int | None) -> float | None:
         return None
 
 
-def cpu_profile(app: str, raw: str, n: int, rounds: int) -> None:
+def _pin(pids: list[int], cpu: int) -> None:
+    """Run this process and the given server backends on one CPU (Linux, local server)."""
+    os.sched_setaffinity(0, {cpu})
+    for pid in pids:
+        os.sched_setaffinity(pid, {cpu})
+
+
+def cpu_profile(app: str, raw: str, n: int, rounds: int, pin: int | None = None) -> None:
     paths, close, pids = build_paths(app, raw)
+    if pin is not None:
+        _pin(sorted(set(pids.values())), pin)
     try:
         for fn in paths.values():
             fn(50)  # warm-up: past psycopg's prepare threshold
@@ -182,9 +194,10 @@ def cpu_profile(app: str, raw: str, n: int, rounds: int) -> None:
                     srv[name].append((s1 - s0) / n * 1e6)
     finally:
         close()
+    where = "" if pin is None else f"; client and backends pinned to CPU {pin}"
     print(
         f"CPU per point select, median of {rounds} rounds x {n} ops: client (process time)"
-        " and, when the server is local, its backend (schedstat)"
+        f" and, when the server is local, its backend (schedstat){where}"
     )
     for name, vals in res.items():
         server = f"   server {statistics.median(srv[name]):6.1f} us" if srv[name] else ""
@@ -250,6 +263,13 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=4000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--callgrind", action="store_true", help="instructions per op (valgrind)")
+    ap.add_argument(
+        "--pin",
+        type=int,
+        metavar="CPU",
+        help="run the client and the paths' server backends on this CPU (local server, Linux):"
+        " removes the run-to-run noise of where the scheduler puts each backend",
+    )
     ap.add_argument("--one-path", help=argparse.SUPPRESS)
     ap.add_argument("--app-dsn", help=argparse.SUPPRESS)
     ap.add_argument("--raw-dsn", help=argparse.SUPPRESS)
@@ -269,7 +289,7 @@ def main() -> None:
         if args.callgrind:
             callgrind_profile(app, raw, max(200, args.n // 10))
         else:
-            cpu_profile(app, raw, args.n, args.rounds)
+            cpu_profile(app, raw, args.n, args.rounds, args.pin)
 
 
 if __name__ == "__main__":

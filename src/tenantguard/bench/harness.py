@@ -8,6 +8,7 @@ throughput ratios to the group's baseline, p50/p99 latency and throughput.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import statistics
 import threading
@@ -29,6 +30,7 @@ class Cell:
     table: str = "items"
     via: str = "direct"  # or "pgbouncer", "pgbouncer-unix", "direct-noprep"
     mode: str = "threads"  # or "processes": one client per OS process (own pool each)
+    client_cpu: int | None = None  # processes only: pin the client processes to this CPU
 
     @property
     def label(self) -> str:
@@ -176,6 +178,8 @@ def _proc_client(
     out: Any,
 ) -> None:
     """One client process: its own runtime (pool of one), warm-up, then the timed loop."""
+    if cell.client_cpu is not None:  # before the pool starts its threads: they inherit it
+        os.sched_setaffinity(0, {cell.client_cpu})
     runtime = VARIANTS[rt.variant].factory(rt.dsn, dict(rt.opts))
     try:
         s = runtime.session()

@@ -137,8 +137,12 @@ _MODE_DOCS = [
     "thread of one Python process (the GIL serialises their client CPU); the `procs/select`",
     "group runs each client in its own OS process with its own connection or pool of one, as",
     "a deployment with several worker processes does (children forked from a clean",
-    "forkserver; client CPU summed over them). Both are reported and both are checked",
-    "against the targets.",
+    "forkserver; client CPU summed over them). The `split/select` group runs the same",
+    "processes pinned to CPU 0 and the (local) server with all its backends pinned to CPU 1:",
+    "app and database no longer compete for the same cores, as on separate machines, and",
+    "the scheduler's placement of each backend (same CPU as its client or not: on this VM a",
+    "cross-CPU wake-up costs more than the request) is the same for every variant. All three",
+    "are reported and checked against the targets.",
     "",
     "**PgBouncer cells.** `via pgbouncer (unix)` and `via pgbouncer (tcp)` reach the same",
     "PgBouncer (transaction mode) on its Unix socket or on TCP loopback; PgBouncer 1.18",
@@ -183,9 +187,10 @@ def _analysis(results: list[dict[str, Any]], out_dir: Path) -> list[str]:
         for c in res["meta"]["clients"]:
             cols = [_cpu(res, v, c) for v in (*names, "tenantguard_async")]
             lines.append(f"| {_tag(res)} | {c} | threads | " + " | ".join(cols) + " |")
-            if f"procs/select/{c}" in res["groups"]:
-                cols = [_cpu(res, v, c, "procs") for v in names]
-                lines.append(f"| {_tag(res)} | {c} | processes | " + " | ".join(cols) + " | - |")
+            for group, mode in (("procs", "processes"), ("split", "processes, split CPUs")):
+                if f"{group}/select/{c}" in res["groups"]:
+                    cols = [_cpu(res, v, c, group) for v in names]
+                    lines.append(f"| {_tag(res)} | {c} | {mode} | " + " | ".join(cols) + " | - |")
     clients = results[0]["meta"]["clients"] if results else [1]
     hi = clients[-1]
 
@@ -233,10 +238,16 @@ def _analysis(results: list[dict[str, Any]], out_dir: Path) -> list[str]:
         + _per_dataset(
             results,
             lambda r: (
-                f"{sel(r, hi, 'tenantguard')}x (threads), {sel(r, hi, 'tenantguard', 'procs')}x (processes)"
+                f"{sel(r, hi, 'tenantguard')}x (threads), {sel(r, hi, 'tenantguard', 'procs')}x"
+                f" (processes), {sel(r, hi, 'tenantguard', 'split')}x (processes, app and"
+                " database on separate CPUs)"
             ),
         )
-        + ".",
+        + "; with app and database on separate CPUs at 1 client: "
+        + _per_dataset(results, lambda r: f"{sel(r, 1, 'tenantguard', 'split')}x")
+        + " (`pool_where`: "
+        + _per_dataset(results, lambda r: f"{sel(r, 1, 'pool_where', 'split')}x")
+        + ").",
         "- **Point select vs naive (target >= 2x).** Where requests are latency-bound (1 client)",
         "  the 1 round trip against 4 gives more than 2x. Once the cores are saturated, the naive",
         "  variant's extra round trips overlap with other clients' work, and the ratio falls",
@@ -285,9 +296,12 @@ def _analysis(results: list[dict[str, Any]], out_dir: Path) -> list[str]:
     for name, title in (
         (
             "profile_hotpath.txt",
-            "Client cost by code path, the bench's own point select (`python tools/profile_hotpath.py"
-            " -n 4000 --rounds 5`, then `--callgrind`; the last block is `--callgrind` run on the"
-            " previous commit's library, `git archive 1c5d537 src`, for before/after):",
+            "Client cost by code path, the bench's own point select: `python tools/profile_hotpath.py"
+            " -n 400 --rounds 40 --pin 0` (CPU per op, paths interleaved in 40 rounds, median;"
+            " client and backends on one CPU so every path is measured alike) and `--callgrind"
+            " -n 5000` (instructions per op, deterministic); then the same two runs with the"
+            " library of the previous commit (`git archive 1c5d537 src` on `PYTHONPATH`), for"
+            " before/after:",
         ),
         (
             "rls_executor_cost.txt",

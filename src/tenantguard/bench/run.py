@@ -17,7 +17,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from tenantguard.bench.dataset import Dataset, build_dataset, explain_list
 from tenantguard.bench.harness import Cell, Group, ProcRuntime, count_round_trips, run_group
 from tenantguard.bench.pgbouncer import PgBouncer, find_pgbouncer
 from tenantguard.bench.rtproxy import RoundTripProxy
-from tenantguard.bench.variants import VARIANTS, WORKLOADS
+from tenantguard.bench.variants import VARIANTS, WORKLOADS, start_insert_ids
 from tenantguard.drivers.psycopg import TenantPool
 
 __all__ = ["BenchConfig", "run_bench"]
@@ -83,6 +83,56 @@ def _bouncer_params(dsn: str) -> dict[str, str]:
     if not out["host"].startswith("/"):
         out["sslmode"] = "disable"
     return out
+
+
+def _local_server_pids(admin_dsn: str) -> list[int] | None:
+    """The postmaster and all its children, when the server runs on this machine."""
+    import os
+
+    if not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2:
+        return None
+    try:
+        with psycopg.connect(admin_dsn, autocommit=True) as c:
+            backend = int(c.execute("SELECT pg_backend_pid()").fetchone()[0])  # type: ignore[index]
+            with open(f"/proc/{backend}/status") as f:
+                ppid = int(next(line for line in f if line.startswith("PPid:")).split()[1])
+    except (OSError, StopIteration, psycopg.Error):
+        return None
+    pids = [ppid]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/status") as f:
+                    if any(line == f"PPid:\t{ppid}\n" for line in f):
+                        pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+@contextmanager
+def _server_on_cpu(admin_dsn: str, cpu: int) -> Iterator[bool]:
+    """Run the (local) server on one CPU for the block: its backends inherit it."""
+    import os
+
+    pids = _local_server_pids(admin_dsn)
+    if not pids:
+        yield False
+        return
+    every = os.sched_getaffinity(pids[0])
+    try:
+        for pid in pids:
+            try:
+                os.sched_setaffinity(pid, {cpu})
+            except OSError:
+                continue
+        yield True
+    finally:
+        for pid in _local_server_pids(admin_dsn) or pids:
+            try:
+                os.sched_setaffinity(pid, every)
+            except OSError:
+                continue
 
 
 def _is_unix(dsn: str) -> bool:
@@ -256,6 +306,8 @@ def run_bench(
             raw_role=f"{cfg.role_prefix}_raw",
             progress=(lambda d, t: progress("dataset", d, t)) if progress else None,
         )
+        top = admin.execute("SELECT coalesce(max(id), 0) FROM bench.items").fetchone()
+        start_insert_ids(int(top[0]) if top else 0)
     app_dsn = _with(admin_dsn, user=ds.app_role)
     raw_dsn = _with(admin_dsn, user=ds.raw_role)
 
@@ -296,6 +348,7 @@ def run_bench(
             for c in cfg.clients:
                 cells = [Cell(v, w, c) for v in main_variants]
                 groups.append(Group(f"workloads/{w}/{c}", cells, cells[0]))
+        split = cfg.processes and _local_server_pids(admin_dsn) is not None
         if cfg.processes:
             for c in cfg.clients:
                 cells = [
@@ -303,6 +356,13 @@ def run_bench(
                     for v in ("raw", "pool_where", "naive", "tenantguard")
                 ]
                 groups.append(Group(f"procs/select/{c}", cells, cells[0]))
+        if split:  # app on CPU 0, database on CPU 1: as if on separate machines
+            for c in cfg.clients:
+                cells = [
+                    Cell(v, "select", c, mode="processes", client_cpu=0)
+                    for v in ("raw", "pool_where", "naive", "tenantguard")
+                ]
+                groups.append(Group(f"split/select/{c}", cells, cells[0]))
         for c in cfg.clients[:2]:
             cells = [Cell("tenantguard", "select", c), Cell("tenantguard_noguard", "select", c)]
             groups.append(Group(f"guard/select/{c}", cells, cells[1]))
@@ -342,22 +402,26 @@ def run_bench(
         for g in groups:
             size = max(c.clients for c in g.cells)
             runtimes: dict[Cell, Any] = {}
-            try:
-                for cell in g.cells:
-                    runtimes[cell] = _runtime_for(cell, dsns, raw_dsn, size)
-                res = run_group(
-                    g,
-                    runtimes,
-                    # a ~1% effect needs more rounds than the others to rise above noise
-                    rounds=cfg.rounds * 3 if g.name.startswith("guard/") else cfg.rounds,
-                    seconds=cfg.seconds,
-                    tenants=cfg.tenants,
-                    rows=cfg.rows_per_tenant,
-                    on_cell=tick,
-                )
-            finally:
-                for rt in runtimes.values():
-                    rt.close()
+            pinned = (
+                _server_on_cpu(admin_dsn, 1) if g.name.startswith("split/") else nullcontext(False)
+            )
+            with pinned:
+                try:
+                    for cell in g.cells:
+                        runtimes[cell] = _runtime_for(cell, dsns, raw_dsn, size)
+                    res = run_group(
+                        g,
+                        runtimes,
+                        # a ~1% effect needs more rounds than the others to rise above noise
+                        rounds=cfg.rounds * 3 if g.name.startswith("guard/") else cfg.rounds,
+                        seconds=cfg.seconds,
+                        tenants=cfg.tenants,
+                        rows=cfg.rows_per_tenant,
+                        on_cell=tick,
+                    )
+                finally:
+                    for rt in runtimes.values():
+                        rt.close()
             summaries = [r.summary() for r in res]
             for r, summary in zip(res, summaries, strict=True):
                 summary["mode"] = r.cell.mode
@@ -436,28 +500,28 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     for w in ("select", "list"):
         if w in cost and cost[w]["ratio"] is not None:
             add(f"(info) executor time only, RLS / hand WHERE, {w}", cost[w]["ratio"], "-", None)
-    for c in clients:
-        proc = _cell(results, f"procs/select/{c}", "tenantguard")
-        if proc and proc["ratio_median"] is not None:
+    for prefix, how in (
+        ("procs", "client process(es)"),
+        ("split", "client process(es), app on CPU 0 and database on CPU 1"),
+    ):
+        for c in clients:
+            proc = _cell(results, f"{prefix}/select/{c}", "tenantguard")
+            if not proc or proc["ratio_median"] is None:
+                continue
             add(
-                f"point select vs raw, {c} client process(es)",
+                f"point select vs raw, {c} {how}",
                 proc["ratio_median"],
                 ">= 0.85x",
                 proc["ratio_median"] >= 0.85,
             )
-            naive = _cell(results, f"procs/select/{c}", "naive")
+            naive = _cell(results, f"{prefix}/select/{c}", "naive")
             if naive and naive["ratio_median"]:
                 r = proc["ratio_median"] / naive["ratio_median"]
-                add(f"point select vs naive, {c} client process(es)", r, ">= 2x", r >= 2.0)
-            pool = _cell(results, f"procs/select/{c}", "pool_where")
+                add(f"point select vs naive, {c} {how}", r, ">= 2x", r >= 2.0)
+            pool = _cell(results, f"{prefix}/select/{c}", "pool_where")
             if pool and pool["ratio_median"]:
                 r = proc["ratio_median"] / pool["ratio_median"]
-                add(
-                    f"(info) point select vs psycopg_pool + WHERE, {c} client process(es)",
-                    r,
-                    "-",
-                    None,
-                )
+                add(f"(info) point select vs psycopg_pool + WHERE, {c} {how}", r, "-", None)
     for c in clients[:2]:
         group = results["groups"].get(f"pgbouncer/select/{c}")
         cells = {x["label"]: x for x in group["cells"]} if group else {}

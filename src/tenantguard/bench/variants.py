@@ -30,6 +30,13 @@ _insert_ids = itertools.count(10**12)
 _ids_lock = threading.Lock()
 
 
+def start_insert_ids(after: int) -> None:
+    """Continue insert ids above *after* (a reused dataset keeps earlier runs' rows)."""
+    global _insert_ids
+    with _ids_lock:
+        _insert_ids = itertools.count(max(10**12, after + 1))
+
+
 def next_insert_id() -> int:
     with _ids_lock:
         return next(_insert_ids)
