@@ -30,7 +30,7 @@ class Cell:
     table: str = "items"
     via: str = "direct"  # or "pgbouncer", "pgbouncer-unix", "direct-noprep"
     mode: str = "threads"  # or "processes": one client per OS process (own pool each)
-    client_cpu: int | None = None  # processes only: pin the client processes to this CPU
+    client_cpu: int | None = None  # pin the client processes (or client threads) to this CPU
 
     @property
     def label(self) -> str:
@@ -109,6 +109,8 @@ def _run_sync(runtime: Any, cell: Cell, seconds: float, tenants: int, rows: int,
     stop_at = [0.0]
 
     def client(i: int) -> None:
+        if cell.client_cpu is not None:  # this thread only (Linux affinity is per thread)
+            os.sched_setaffinity(0, {cell.client_cpu})
         rnd = random.Random(seed * 1000 + i)
         s = sessions[i]
         lats: list[float] = []

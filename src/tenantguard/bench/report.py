@@ -199,7 +199,8 @@ def _analysis(results: list[dict[str, Any]], out_dir: Path) -> list[str]:
 
     lines += [
         "",
-        "- **Point select vs raw (target >= 0.85x, missed).** The baseline is one dedicated",
+        f"- **Point select vs raw (target >= 0.85x, {_status(results, 'point select vs raw')}).**"
+        " The baseline is one dedicated",
         "  connection per client with one reused cursor: no pool, no new cursor per request,",
         "  one statement. Every pooled request pays psycopg_pool's checkout/checkin and a new",
         "  psycopg cursor (`conn.execute()`: a cursor, an adapters map and a transformer with",
@@ -225,16 +226,18 @@ def _analysis(results: list[dict[str, Any]], out_dir: Path) -> list[str]:
             ),
         )
         + " (1 client).",
-        "  The instruction counts below (callgrind, deterministic) split the request: raw",
-        "  psycopg, a new cursor per statement, psycopg_pool, tenantguard; the library's own part",
-        "  is the difference between `pool_where` and `tenantguard`, and it is what this change",
-        "  made smaller (same measurement at the previous commit, below). On the server the",
-        "  binding is a second statement (Bind/Execute of the prepared `set_config`) and the",
-        "  policy's InitPlan: more server CPU per request than the raw query.",
+        *_profile_sentences(out_dir),
+        "  On the server the binding is a second statement (Bind/Execute of the prepared",
+        "  `set_config`) and the policy adds an InitPlan: more server CPU per request than the",
+        "  raw query. Unpinned, a request's cost on this VM depends mostly on whether the",
+        "  scheduler put the backend on its client's CPU (a cross-CPU wake-up costs more than",
+        "  the request itself), so the unpinned groups swing from run to run; the",
+        "  `split/select` group and the pinned profile measure every variant alike.",
         "  From 4 clients on the machine's 2 cores are saturated: with threads, the GIL",
         "  serialises client CPU; with processes, client and server processes share the same",
-        f"  two cores, so throughput follows total CPU per request (client + server). At {hi}",
-        "  clients tenantguard reaches "
+        "  two cores, so throughput follows total CPU per request (client + server); in the",
+        "  split group all client processes share CPU 0, so it follows client CPU per request.",
+        f"  At {hi} clients tenantguard reaches "
         + _per_dataset(
             results,
             lambda r: (
@@ -248,11 +251,13 @@ def _analysis(results: list[dict[str, Any]], out_dir: Path) -> list[str]:
         + " (`pool_where`: "
         + _per_dataset(results, lambda r: f"{sel(r, 1, 'pool_where', 'split')}x")
         + ").",
-        "- **Point select vs naive (target >= 2x).** Where requests are latency-bound (1 client)",
+        f"- **Point select vs naive (target >= 2x, {_status(results, 'point select vs naive')}).**"
+        " Where requests are latency-bound (1 client)",
         "  the 1 round trip against 4 gives more than 2x. Once the cores are saturated, the naive",
         "  variant's extra round trips overlap with other clients' work, and the ratio falls",
         "  towards the ratio of CPU per request (naive/tenantguard in the table above) instead.",
-        "- **PgBouncer vs direct (target >= 0.9x).** Same transport (PgBouncer on a Unix socket",
+        f"- **PgBouncer vs direct (target >= 0.9x, {_status(results, 'PgBouncer vs direct')}).**"
+        " Same transport (PgBouncer on a Unix socket",
         "  like the embedded server, or TCP when the server is TCP): "
         + _per_dataset(
             results,
@@ -265,6 +270,14 @@ def _analysis(results: list[dict[str, Any]], out_dir: Path) -> list[str]:
             results,
             lambda r: ", ".join(
                 f"{c} client(s) {_pgb(r, c, False)}x" for c in r["meta"]["clients"][:2]
+            ),
+        )
+        + "; same transport with clients on CPU 0 and server and PgBouncer on CPU 1: "
+        + _per_dataset(
+            results,
+            lambda r: ", ".join(
+                f"{c} client(s) {_pgb(r, c, True, 'split-pgbouncer')}x"
+                for c in r["meta"]["clients"][:2]
             ),
         )
         + ". Direct without prepared statements (what PgBouncer 1.18 imposes): "
@@ -282,13 +295,28 @@ def _analysis(results: list[dict[str, Any]], out_dir: Path) -> list[str]:
         "  hop costs less. The comparison that shipped before this change put PgBouncer on TCP",
         "  against a Unix-socket direct path; both are listed. Correctness holds either way:",
         "  zero cross-tenant rows through PgBouncer in every run.",
-        "- **RLS vs hand WHERE (met).** Measured end to end on identical client paths (`tenantguard`",
-        "  vs `tg_where_bypass`, which differ only by RLS); run-to-run noise on this machine is",
-        "  about 10%, so values below 1 are noise, not RLS being faster. The executor-only ratio",
+        f"- **RLS vs hand WHERE ({_status(results, 'RLS with index')}).** Measured end to end"
+        " on identical client paths (`tenantguard`",
+        "  vs `tg_where_bypass`, which differ only by RLS), time per request RLS / hand WHERE:",
+        "  "
+        + _per_dataset(
+            results,
+            lambda r: ", ".join(
+                f"{w} {_inv(_cellv(r, f'rls/{w}/1', 'tenantguard', 'ratio_median'))}"
+                f" (pinned {_inv(_cellv(r, f'split-rls/{w}/1', 'tenantguard', 'ratio_median'))})"
+                for w in ("select", "list")
+            ),
+        )
+        + ".",
+        "  Each is a 1-client, latency-bound comparison of two cells of a few rounds; unpinned,",
+        "  the backend's CPU placement alone moves such a ratio by 10-20% on this VM, so values",
+        "  below 1 are noise, not RLS being faster, and the pinned cells (client on CPU 0, server",
+        "  on CPU 1) are the steadier reading. The executor-only ratio",
         "  (info rows, one-shot EXPLAIN ANALYZE) is larger because the policy adds a fixed few",
         "  microseconds (InitPlan + the inlined helper) to an executor time of a few",
         "  microseconds; in steady state it is about 3 us per query (below).",
-        "- **Checkin guard (met).** Its clean path does no I/O; measured directly (microbenchmark",
+        f"- **Checkin guard ({_status(results, 'checkin guard cost')}).** Its clean path does no"
+        " I/O; measured directly (microbenchmark",
         "  of `_checkin` vs the bare lease bookkeeping) against the request time of the same run.",
         "  The on/off throughput ratios are listed as info: at this scale they are noise.",
         "",
@@ -315,6 +343,57 @@ def _analysis(results: list[dict[str, Any]], out_dir: Path) -> list[str]:
     return lines
 
 
+def _profile_figures(
+    out_dir: Path,
+) -> tuple[dict[str, tuple[float, float]], list[dict[str, float]]]:
+    """From profile_hotpath.txt: pinned (client us, server us) and callgrind k instructions."""
+    import re
+
+    f = out_dir / "profile_hotpath.txt"
+    cpu: dict[str, tuple[float, float]] = {}
+    instr: list[dict[str, float]] = []
+    if not f.exists():
+        return cpu, instr
+    for line in f.read_text().splitlines():
+        if line.startswith("instructions per point select"):
+            instr.append({})
+        m = re.search(r"\(bench: (\w+)\)\s+([\d.]+) us\s+server\s+([\d.]+) us", line)
+        if m and not instr and m.group(1) not in cpu:
+            cpu[m.group(1)] = (float(m.group(2)), float(m.group(3)))
+        m = re.search(r"\(bench: (\w+)\)\s+([\d.]+) k$", line)
+        if m and instr:
+            instr[-1][m.group(1)] = float(m.group(2))
+    return cpu, instr
+
+
+def _profile_sentences(out_dir: Path) -> list[str]:
+    cpu, instr = _profile_figures(out_dir)
+    names = ("raw", "pool_where", "tenantguard")
+    out: list[str] = []
+    if all(n in cpu for n in names):
+        (rc, rs), (pc, ps), (tc, ts) = (cpu[n] for n in names)
+        out += [
+            f"  Pinned to one CPU (profile below) a request costs, client + server CPU: raw {rc:g}",
+            f"  + {rs:g} us, `pool_where` {pc:g} + {ps:g} us, tenantguard {tc:g} + {ts:g} us; the",
+            f"  library's own part is the last difference, {tc - pc:.1f} + {ts - ps:.1f} us.",
+        ]
+    if instr and all(n in instr[0] for n in names):
+        now = instr[0]
+        line = (
+            f"  In instructions (callgrind, deterministic): raw {now['raw']:g}k, `pool_where`"
+            f" {now['pool_where']:g}k, tenantguard {now['tenantguard']:g}k"
+        )
+        if len(instr) > 1 and "tenantguard" in instr[1]:
+            before = instr[1]
+            line += (
+                f", down from {before['tenantguard']:g}k before this change (tenantguard's own"
+                f" part over `pool_where`: {now['tenantguard'] - now['pool_where']:.0f}k,"
+                f" was {before['tenantguard'] - before['pool_where']:.0f}k)"
+            )
+        out.append(line + ".")
+    return out
+
+
 def _lt(a: float | None, b: float) -> bool:
     return a is not None and a < b
 
@@ -323,8 +402,26 @@ def _div(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def _pgb(res: dict[str, Any], clients: int, same: bool) -> str:
-    for c in res["groups"].get(f"pgbouncer/select/{clients}", {}).get("cells", []):
+def _inv(ratio: float | None) -> str:
+    return _fmt(1 / ratio, 2) if ratio else "-"
+
+
+def _status(results: list[dict[str, Any]], prefix: str) -> str:
+    """'met', 'missed' or 'met in k of n', over every dataset's targets starting with *prefix*."""
+    from tenantguard.bench.run import evaluate_targets
+
+    got = [t["met"] for r in results for t in evaluate_targets(r) if t["target"].startswith(prefix)]
+    if not got:
+        return "not measured"
+    if all(got):
+        return "met"
+    if not any(got):
+        return "missed"
+    return f"met in {sum(got)} of {len(got)} measurements"
+
+
+def _pgb(res: dict[str, Any], clients: int, same: bool, prefix: str = "pgbouncer") -> str:
+    for c in res["groups"].get(f"{prefix}/select/{clients}", {}).get("cells", []):
         if "via pgbouncer" in c["label"] and bool(c.get("same_transport")) == same:
             return _fmt(c.get("ratio_median"), 2)
     return "-"

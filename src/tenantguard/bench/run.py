@@ -18,7 +18,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -111,14 +111,15 @@ def _local_server_pids(admin_dsn: str) -> list[int] | None:
 
 
 @contextmanager
-def _server_on_cpu(admin_dsn: str, cpu: int) -> Iterator[bool]:
-    """Run the (local) server on one CPU for the block: its backends inherit it."""
+def _server_on_cpu(admin_dsn: str, cpu: int, extra: list[int] | None = None) -> Iterator[bool]:
+    """Run the (local) server, and *extra* processes, on one CPU: new backends inherit it."""
     import os
 
     pids = _local_server_pids(admin_dsn)
     if not pids:
         yield False
         return
+    pids += extra or []
     every = os.sched_getaffinity(pids[0])
     try:
         for pid in pids:
@@ -128,7 +129,7 @@ def _server_on_cpu(admin_dsn: str, cpu: int) -> Iterator[bool]:
                 continue
         yield True
     finally:
-        for pid in _local_server_pids(admin_dsn) or pids:
+        for pid in (_local_server_pids(admin_dsn) or pids) + (extra or []):
             try:
                 os.sched_setaffinity(pid, every)
             except OSError:
@@ -369,6 +370,9 @@ def run_bench(
         for w in ("select", "list"):
             cells = [Cell("tg_where_bypass", w, 1), Cell("tenantguard", w, 1)]
             groups.append(Group(f"rls/{w}/1", cells, cells[0]))
+            if split:  # the same, client on CPU 0 and server on CPU 1 (placement noise out)
+                cells = [Cell(c.variant, w, 1, client_cpu=0) for c in cells]
+                groups.append(Group(f"split-rls/{w}/1", cells, cells[0]))
         cells = [
             Cell("raw", "list", 1),
             Cell("tenantguard", "list", 1),
@@ -387,6 +391,9 @@ def run_bench(
                     Cell("tenantguard", "select", c, via="direct-noprep"),
                 ]
                 groups.append(Group(f"pgbouncer/select/{c}", cells, cells[0]))
+                if split:  # clients on CPU 0; server and PgBouncer on CPU 1
+                    cells = [replace(x, client_cpu=0) for x in cells]
+                    groups.append(Group(f"split-pgbouncer/select/{c}", cells, cells[0]))
 
         total = sum(
             len(g.cells) * (cfg.rounds * 3 if g.name.startswith("guard/") else cfg.rounds)
@@ -403,7 +410,9 @@ def run_bench(
             size = max(c.clients for c in g.cells)
             runtimes: dict[Cell, Any] = {}
             pinned = (
-                _server_on_cpu(admin_dsn, 1) if g.name.startswith("split/") else nullcontext(False)
+                _server_on_cpu(admin_dsn, 1, [bouncer.proc.pid] if bouncer and bouncer.proc else [])
+                if g.name.startswith("split")
+                else nullcontext(False)
             )
             with pinned:
                 try:
@@ -491,11 +500,17 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if rt is not None:
         add("round trips per point select", rt, "== 1", rt == 1.0)
     rows = results["meta"]["dataset"]["rows"]
-    for w in ("select", "list"):
-        cell = _cell(results, f"rls/{w}/1", "tenantguard")
-        if cell and cell["ratio_median"]:
-            slow = 1 / cell["ratio_median"]  # time per op, RLS / hand WHERE, same client path
-            add(f"RLS with index vs hand WHERE, {w}, {rows:,} rows", slow, "<= 1.1x", slow <= 1.1)
+    for prefix, how in (("rls", ""), ("split-rls", ", client and server on separate CPUs")):
+        for w in ("select", "list"):
+            cell = _cell(results, f"{prefix}/{w}/1", "tenantguard")
+            if cell and cell["ratio_median"]:
+                slow = 1 / cell["ratio_median"]  # time per op, RLS / hand WHERE, same client path
+                add(
+                    f"RLS with index vs hand WHERE, {w}, {rows:,} rows{how}",
+                    slow,
+                    "<= 1.1x",
+                    slow <= 1.1,
+                )
     cost = results.get("server_rls_cost", {})
     for w in ("select", "list"):
         if w in cost and cost[w]["ratio"] is not None:
@@ -522,8 +537,15 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             if pool and pool["ratio_median"]:
                 r = proc["ratio_median"] / pool["ratio_median"]
                 add(f"(info) point select vs psycopg_pool + WHERE, {c} {how}", r, "-", None)
-    for c in clients[:2]:
-        group = results["groups"].get(f"pgbouncer/select/{c}")
+    for c, prefix, how in [
+        (c, p, h)
+        for p, h in (
+            ("pgbouncer", ""),
+            ("split-pgbouncer", ", clients and servers on separate CPUs"),
+        )
+        for c in clients[:2]
+    ]:
+        group = results["groups"].get(f"{prefix}/select/{c}")
         cells = {x["label"]: x for x in group["cells"]} if group else {}
         # The target compares like with like: PgBouncer on the same transport as direct.
         same = [x for k, x in cells.items() if "via pgbouncer" in k and x.get("same_transport")]
@@ -531,7 +553,7 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         pgb = same[0] if same else legacy
         if pgb and pgb["ratio_median"] is not None:
             add(
-                f"PgBouncer vs direct, same transport, {c} client(s)",
+                f"PgBouncer vs direct, same transport, {c} client(s){how}",
                 pgb["ratio_median"],
                 ">= 0.9x",
                 pgb["ratio_median"] >= 0.9,
@@ -539,10 +561,12 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             for k, x in cells.items():
                 if x is pgb or x["ratio_median"] is None or k == "tenantguard":
                     continue
-                add(f"(info) {k} vs direct, {c} client(s)", x["ratio_median"], "-", None)
+                add(f"(info) {k} vs direct, {c} client(s){how}", x["ratio_median"], "-", None)
             every = [x for k, x in cells.items() if "via pgbouncer" in k]
-            rows = sum(x["cross_tenant_rows"] for x in every)
-            add(f"cross-tenant rows via PgBouncer, {c} client(s)", rows, "== 0", rows == 0)
+            n = sum(x["cross_tenant_rows"] for x in every)
+            add(f"cross-tenant rows via PgBouncer, {c} client(s){how}", n, "== 0", n == 0)
+        if prefix != "pgbouncer":
+            continue
         g = _cell(results, f"guard/select/{c}", "tenantguard")
         if g and g["ratio_median"] is not None:
             add(
