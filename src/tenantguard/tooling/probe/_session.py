@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-__all__ = ["UNSET", "Outcome", "Prober", "Query", "Unset", "execute"]
+__all__ = ["SETUP_FAILED", "UNSET", "Outcome", "Prober", "Query", "Unset", "execute"]
 
 
 class Unset(enum.Enum):
@@ -42,6 +42,7 @@ Query = sql.Composed | sql.SQL
 Check = Callable[[psycopg.Connection[Any]], bool]
 
 _PERCENT = re.compile(r"%(s|%)")
+SETUP_FAILED = "TGSETUP"  # an Outcome.sqlstate: the attempt's own setup failed (no verdict)
 
 
 def _render(query: Query, conn: psycopg.Connection[Any], literals: Sequence[Any] | None) -> str:
@@ -191,7 +192,11 @@ class Prober:
             with conn.transaction(force_rollback=True):
                 if tenant is UNSET:
                     self._timeouts(conn)
-                    self._replay(conn)
+                    try:
+                        self._replay(conn)
+                    except psycopg.Error as exc:  # the setup failed, not the attack
+                        failed = _failed(exc)
+                        return Outcome([], -1, SETUP_FAILED, failed.error), evidence
                 self.enter(tenant, extra_setup, conn=conn)
                 cur = execute(conn, query, params)
                 rows = cur.fetchall() if cur.description else []

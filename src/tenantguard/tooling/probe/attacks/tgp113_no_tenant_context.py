@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from psycopg import sql
 
 from tenantguard.tooling.findings import Finding, Rule, Severity
-from tenantguard.tooling.probe._session import UNSET
+from tenantguard.tooling.probe._session import SETUP_FAILED, UNSET
 from tenantguard.tooling.probe._target import TableProbe
 
 RULE = Rule(
@@ -32,6 +32,9 @@ def run(tp: TableProbe) -> Iterator[Finding]:
     query = sql.SQL("SELECT count(*) FROM {}").format(tp.ident)
     for tenant, what in ((UNSET, "no tenant bound"), ("", "the tenant setting empty")):
         outcome, evidence = tp.attempt(tenant, query)
+        if outcome.sqlstate == SETUP_FAILED:
+            tp.note(what, f"the synthetic rows could not be made again: {outcome.error}")
+            continue
         if outcome.ok and int(outcome.scalar or 0) > 0:
             yield tp.leak(RULE, f"{outcome.scalar} row(s) visible with {what}", evidence)
             return
