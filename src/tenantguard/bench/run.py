@@ -86,9 +86,16 @@ def _bouncer_params(dsn: str) -> dict[str, str]:
 
 
 def _local_server_pids(admin_dsn: str) -> list[int] | None:
-    """The postmaster and all its children, when the server runs on this machine."""
+    """The postmaster and all its children, for a server tenantguard started itself.
+
+    Only the embedded server (a Unix socket in a ``tenantguard-*`` temporary directory)
+    is ever pinned to a CPU: a server given with ``--dsn`` is left alone.
+    """
     import os
 
+    host = _upstream(admin_dsn)[0]
+    if not host.startswith("/") or not os.path.basename(host).startswith("tenantguard-"):
+        return None
     if not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2:
         return None
     try:
