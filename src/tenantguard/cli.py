@@ -33,6 +33,11 @@ def main() -> None:
       tenantguard demo                       # on an embedded PostgreSQL
       tenantguard install --dsn ADMIN_DSN --app-role app_user --owner-role app_owner
       tenantguard protect app.invoices app.projects --dsn ADMIN_DSN
+
+    Proof (exit 0 clean, 1 findings, 2 error; --format human|json|sarif|html):
+      tenantguard lint migrations/
+      tenantguard audit --dsn ADMIN_DSN --app-role app_user
+      tenantguard probe --dsn ADMIN_DSN --app-role app_user
     """
     import logging
 
