@@ -34,6 +34,7 @@ def main() -> None:
       tenantguard install --dsn ADMIN_DSN --app-role app_user --owner-role app_owner
       tenantguard protect app.invoices app.projects --dsn ADMIN_DSN
 
+    \b
     Proof (exit 0 clean, 1 findings, 2 error; --format human|json|sarif|html):
       tenantguard lint migrations/
       tenantguard audit --dsn ADMIN_DSN --app-role app_user
