@@ -28,6 +28,7 @@ from psycopg import sql
 
 from tenantguard.admin.connect import admin_connect, describe_dsn
 from tenantguard.errors import UsageError
+from tenantguard.tooling._scope import check_schemas, check_targets, resolve_app_role
 from tenantguard.tooling.audit.catalog import Table, load_context
 from tenantguard.tooling.findings import Finding, Report, Rule, Severity
 from tenantguard.tooling.probe._catalog import TableMeta, load_meta, role_defaults
@@ -84,20 +85,14 @@ def probe_database(
     The probe opens two more connections like *conn* (same DSN and password) for its
     work. *progress*, if given, is called with each table's name before it is probed.
     """
-    if app_role is None and app_dsn is None:
-        raise UsageError(
-            "the probe needs the runtime role", hint="pass --app-role ROLE or --app-dsn DSN"
-        )
     if not conn.autocommit:
         raise UsageError(
             "the probe needs an autocommit connection", hint="connect with autocommit=True"
         )
-    if app_role is None:
-        assert app_dsn is not None
-        with admin_connect(app_dsn, autocommit=True) as app:
-            app_role = str(app.execute("SELECT current_user::text").fetchone()[0])  # type: ignore[index]
+    app_role = resolve_app_role(app_role, app_dsn, "probe")
     started = time.monotonic()
     _check_can_become(conn, app_role)
+    check_schemas(conn, schemas, "probe")
     ctx = load_context(
         conn,
         runtime_role=app_role,
@@ -106,7 +101,7 @@ def probe_database(
         schemas=schemas,
         tables=tables,
     )
-    _check_targets(ctx.tables, tenant_column, schemas, tables)
+    check_targets(conn, {t.name for t in ctx.tables}, tenant_column, schemas, tables, "probe")
     targets = [t for t in ctx.tables if t.privileges]
     by_oid = {t.oid: t for t in ctx.tables}
     metas = load_meta(
@@ -229,27 +224,6 @@ def _check_can_become(conn: psycopg.Connection[Any], role: str) -> None:
             hint=f"use a superuser DSN, or GRANT {sql.Identifier(role).as_string(conn)} TO the "
             "admin role; check the role name",
         ) from None
-
-
-def _check_targets(
-    found: list[Table], column: str, schemas: list[str] | None, tables: list[str] | None
-) -> None:
-    """Names that match nothing are mistakes, not clean results."""
-    if tables:
-        from tenantguard.core.names import QualifiedName
-
-        missing = {QualifiedName.parse(x) for x in tables} - {t.name for t in found}
-        if missing:
-            raise UsageError(
-                f"no tenant table {', '.join(map(str, sorted(missing)))} with a column {column!r}",
-                hint="name tables as SCHEMA.TABLE and check --tenant-column",
-            )
-    if not found:
-        where = f" in schema(s) {', '.join(schemas)}" if schemas else ""
-        raise UsageError(
-            f"no table has a column {column!r}{where}: nothing to probe",
-            hint="pass --tenant-column (the column that holds the tenant id) and check the DSN",
-        )
 
 
 def _known_tenants(conn: psycopg.Connection[Any], tables: list[Table]) -> list[str]:
