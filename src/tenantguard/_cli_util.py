@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import psycopg
 from rich.console import Console
 
-from tenantguard.errors import TenantGuardError
+from tenantguard.errors import TenantGuardError, first_line
 
 __all__ = ["err", "handled", "out"]
 
@@ -37,7 +37,7 @@ def handled(fn: F) -> F:
         except TenantGuardError as exc:
             _fail(exc)
         except psycopg.Error as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             err.print(f"[bold red]database error[/] {first}", highlight=False)
             err.print(
                 "[yellow]hint:[/] nothing was committed; check the DSN's role has the "

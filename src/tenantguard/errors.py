@@ -42,6 +42,7 @@ __all__ = [
     "UnsafeRoleError",
     "UnsupportedOperation",
     "UsageError",
+    "first_line",
 ]
 
 
@@ -193,3 +194,8 @@ class ContaminatedConnection(IsolationError):
             hint="use transaction-scoped settings (SET LOCAL / set_config(..., true)) "
             "and avoid session state on pooled connections",
         )
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (a driver error's summary), for messages."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import psycopg
 import pytest
 
+from tenantguard.errors import first_line
 from tenantguard.tooling.findings import Finding, Report, Rule, Severity
 
 if TYPE_CHECKING:
@@ -205,7 +206,7 @@ def _execute(tool: ToolName, target: _Target) -> Report:
     except TenantGuardError as exc:
         pytest.fail(f"tenantguard {tool}: {exc}", pytrace=False)
     except psycopg.Error as exc:  # e.g. an admin without the privileges the tool needs
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         pytest.fail(
             f"tenantguard {tool}: database error: {first} (the admin DSN needs a superuser, "
             "or a member of the runtime role with the privileges the tool reads)",

@@ -6,7 +6,7 @@ from typing import Any
 
 import psycopg
 
-from tenantguard.errors import ConnectionFailed, UsageError
+from tenantguard.errors import ConnectionFailed, UsageError, first_line
 
 __all__ = ["admin_connect", "describe_dsn"]
 
@@ -32,5 +32,5 @@ def admin_connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(dsn, connect_timeout=10, **kwargs)
     except psycopg.OperationalError as exc:
-        first = (str(exc).strip().splitlines() or [repr(exc)])[0]
+        first = first_line(exc)
         raise ConnectionFailed(describe_dsn(dsn), first) from None

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 
 from tenantguard.admin.connect import admin_connect, describe_dsn
-from tenantguard.errors import UsageError
+from tenantguard.errors import UsageError, first_line
 
 __all__ = ["PoolerInfo", "load_pooler"]
 
@@ -56,7 +56,7 @@ def load_pooler(dsn: str) -> PoolerInfo:
             databases = _rows(conn, "SHOW DATABASES")
             pools = _rows(conn, "SHOW POOLS")
         except psycopg.Error as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise UsageError(
                 f"{describe_dsn(console)} is not a PgBouncer admin console: {first}",
                 hint="point --pooler-dsn at PgBouncer with a user listed in its admin_users "

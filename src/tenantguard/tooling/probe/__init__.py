@@ -27,7 +27,7 @@ import psycopg
 from psycopg import sql
 
 from tenantguard.admin.connect import admin_connect, describe_dsn
-from tenantguard.errors import UsageError
+from tenantguard.errors import UsageError, first_line
 from tenantguard.tooling._scope import check_schemas, check_targets, resolve_app_role
 from tenantguard.tooling.audit.catalog import Table, load_context
 from tenantguard.tooling.findings import Finding, Report, Rule, Severity
@@ -207,7 +207,7 @@ def _probe_table(
     except CannotBuildRow as exc:
         found.append(Finding(NOT_PROBED, t.label, f"not probed: {exc}", fix_sql=fix))
     except psycopg.Error as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         found.append(Finding(NOT_PROBED, t.label, f"not probed: {first}", fix_sql=fix))
     return found
 
@@ -218,7 +218,7 @@ def _check_can_become(conn: psycopg.Connection[Any], role: str) -> None:
         with conn.transaction(force_rollback=True):
             conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
     except psycopg.Error as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise UsageError(
             f"the administrator cannot act as the runtime role {role!r}: {first}",
             hint=f"use a superuser DSN, or GRANT {sql.Identifier(role).as_string(conn)} TO the "

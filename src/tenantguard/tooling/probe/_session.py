@@ -27,6 +27,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from tenantguard.errors import first_line
+
 __all__ = ["SETUP_FAILED", "UNSET", "Outcome", "Prober", "Query", "Unset", "execute"]
 
 
@@ -249,7 +251,7 @@ class Prober:
 
 def _failed(exc: psycopg.Error) -> Outcome:
     diag = exc.diag
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    first = first_line(exc)
     detail = f" ({diag.message_detail})" if diag.message_detail else ""
     return Outcome(
         [],
