@@ -42,7 +42,6 @@ __all__ = [
     "UnsafeRoleError",
     "UnsupportedOperation",
     "UsageError",
-    "first_line",
 ]
 
 
