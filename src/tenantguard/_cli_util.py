@@ -5,14 +5,26 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+import click
 import psycopg
 from rich.console import Console
 
 from tenantguard.errors import TenantGuardError, first_line
 
-__all__ = ["err", "handled", "out"]
+if TYPE_CHECKING:
+    from tenantguard.tooling.findings import Report
+
+__all__ = [
+    "err",
+    "finish",
+    "handled",
+    "live_target_options",
+    "one_runtime_role",
+    "out",
+    "report_options",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,3 +58,73 @@ def handled(fn: F) -> F:
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    """Apply click option decorators so that they show in --help in the order given."""
+
+    def apply(fn: F) -> F:
+        for decorator in reversed(decorators):
+            fn = decorator(fn)
+        return fn
+
+    return apply
+
+
+def live_target_options(*, dsn_help: str, app_dsn_help: str) -> Callable[[F], F]:
+    """The options of the tools that look at a live database (audit, probe)."""
+    return _stack(
+        click.option("--dsn", envvar="TENANTGUARD_DSN", required=True, help=dsn_help),
+        click.option(
+            "--app-role", default=None, help="The runtime role the application logs in as."
+        ),
+        click.option("--app-dsn", default=None, help=app_dsn_help),
+        click.option("--tenant-column", default="tenant_id", show_default=True),
+        click.option(
+            "--setting", default=None, help="Tenant setting (default: inferred from the policies)."
+        ),
+        click.option("--schema", "schemas", multiple=True, help="Only these schemas (repeatable)."),
+        click.option(
+            "--table", "tables", multiple=True, help="Only these SCHEMA.TABLEs (repeatable)."
+        ),
+    )
+
+
+def report_options(noun: str = "findings") -> Callable[[F], F]:
+    """--format, --output and --fail-on, as every reporting tool takes them."""
+    return _stack(
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(["human", "json", "sarif", "html"]),
+            default="human",
+            show_default=True,
+        ),
+        click.option(
+            "--output",
+            default=None,
+            type=click.Path(dir_okay=False),
+            help="Write the report here instead of stdout.",
+        ),
+        click.option(
+            "--fail-on",
+            type=click.Choice(["low", "medium", "high", "critical"]),
+            default="low",
+            show_default=True,
+            help=f"Exit 1 on {noun} at or above this severity.",
+        ),
+    )
+
+
+def one_runtime_role(app_role: str | None, app_dsn: str | None) -> None:
+    if (app_role is None) == (app_dsn is None):
+        raise click.UsageError("pass exactly one of --app-role or --app-dsn")
+
+
+def finish(report: Report, fmt: str, output: str | None, fail_on: str) -> NoReturn:
+    """Write *report* as asked and exit 0 (clean) or 1 (findings at or above *fail_on*)."""
+    from tenantguard.tooling.findings import Severity, exit_code
+    from tenantguard.tooling.report import write
+
+    write(report, fmt, output, err)  # type: ignore[arg-type]
+    sys.exit(exit_code(report, Severity.parse(fail_on)))

@@ -4,26 +4,22 @@ from __future__ import annotations
 
 import click
 
-from tenantguard._cli_util import handled
+from tenantguard._cli_util import (
+    finish,
+    handled,
+    live_target_options,
+    one_runtime_role,
+    report_options,
+)
 
 __all__ = ["audit_command"]
 
-FORMATS = click.Choice(["human", "json", "sarif", "html"])
-LEVELS = click.Choice(["low", "medium", "high", "critical"])
-
 
 @click.command("audit")
-@click.option(
-    "--dsn",
-    envvar="TENANTGUARD_DSN",
-    required=True,
-    help="Administrator DSN (superuser or member of the runtime role).",
-)
-@click.option("--app-role", default=None, help="The runtime role the application logs in as.")
-@click.option(
-    "--app-dsn",
-    default=None,
-    help="Or: the application's DSN (its login role is audited; a fresh session shows server-level defaults).",
+@live_target_options(
+    dsn_help="Administrator DSN (superuser or member of the runtime role).",
+    app_dsn_help="Or: the application's DSN (its login role is audited; a fresh session "
+    "shows server-level defaults).",
 )
 @click.option(
     "--pooler-dsn",
@@ -32,36 +28,17 @@ LEVELS = click.Choice(["low", "medium", "high", "critical"])
     "DATABASES, POOLS; dbname is set to pgbouncer; the user must be in admin_users or "
     "stats_users).",
 )
-@click.option("--tenant-column", default="tenant_id", show_default=True)
-@click.option(
-    "--setting", default=None, help="Tenant setting (default: inferred from the policies)."
-)
-@click.option("--schema", "schemas", multiple=True, help="Only these schemas (repeatable).")
-@click.option("--table", "tables", multiple=True, help="Only these SCHEMA.TABLEs (repeatable).")
-@click.option("--format", "fmt", type=FORMATS, default="human", show_default=True)
-@click.option(
-    "--output",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="Write the report here instead of stdout.",
-)
-@click.option(
-    "--fail-on",
-    type=LEVELS,
-    default="low",
-    show_default=True,
-    help="Exit 1 on findings at or above this severity.",
-)
+@report_options()
 @handled
 def audit_command(
     dsn: str,
     app_role: str | None,
     app_dsn: str | None,
-    pooler_dsn: str | None,
     tenant_column: str,
     setting: str | None,
     schemas: tuple[str, ...],
     tables: tuple[str, ...],
+    pooler_dsn: str | None,
     fmt: str,
     output: str | None,
     fail_on: str,
@@ -71,16 +48,10 @@ def audit_command(
     Every finding has a rule code, a severity, the object, why it leaks and the SQL that
     fixes it. Works on databases tenantguard did not create.
     """
-    import sys
-
-    from tenantguard._cli_util import err
     from tenantguard.admin.connect import admin_connect
     from tenantguard.tooling.audit import audit_database
-    from tenantguard.tooling.findings import Severity, exit_code
-    from tenantguard.tooling.report import write
 
-    if (app_role is None) == (app_dsn is None):
-        raise click.UsageError("pass exactly one of --app-role or --app-dsn")
+    one_runtime_role(app_role, app_dsn)
     with admin_connect(dsn, autocommit=True) as conn:
         report = audit_database(
             conn,
@@ -92,5 +63,4 @@ def audit_command(
             tables=list(tables) or None,
             pooler_dsn=pooler_dsn,
         )
-    write(report, fmt, output, err)  # type: ignore[arg-type]
-    sys.exit(exit_code(report, Severity.parse(fail_on)))
+    finish(report, fmt, output, fail_on)

@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from tenantguard._cli_util import err, handled
+from tenantguard._cli_util import finish, handled, report_options
 
 __all__ = ["lint_command"]
 
 
 @click.command("lint")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["human", "json", "sarif", "html"]),
-    default="human",
-    show_default=True,
-)
-@click.option(
-    "--output",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="Write the report here instead of stdout.",
-)
 @click.option("--tenant-column", default="tenant_id", show_default=True)
 @click.option("--setting", default="app.tenant_id", show_default=True, help="The tenant setting.")
 @click.option("--app-role", default=None, help="The runtime role (enables TGL112).")
-@click.option(
-    "--fail-on",
-    type=click.Choice(["low", "medium", "high", "critical"]),
-    default="low",
-    show_default=True,
-)
+@report_options()
 @handled
 def lint_command(
     paths: tuple[str, ...],
@@ -50,10 +30,7 @@ def lint_command(
     Suppress one finding with a comment on the statement's line or the line before:
     `-- tenantguard: ignore TGL101 reason: <why this is safe>`.
     """
-    from tenantguard.tooling.findings import Severity, exit_code
     from tenantguard.tooling.lint import lint_paths
-    from tenantguard.tooling.report import write
 
     report = lint_paths(paths, tenant_column=tenant_column, setting=setting, app_role=app_role)
-    write(report, fmt, output, err)  # type: ignore[arg-type]
-    sys.exit(exit_code(report, Severity.parse(fail_on)))
+    finish(report, fmt, output, fail_on)

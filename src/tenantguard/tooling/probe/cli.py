@@ -2,35 +2,26 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from tenantguard._cli_util import err, handled
+from tenantguard._cli_util import (
+    err,
+    finish,
+    handled,
+    live_target_options,
+    one_runtime_role,
+    report_options,
+)
 
 __all__ = ["probe_command"]
 
 
 @click.command("probe")
-@click.option(
-    "--dsn",
-    envvar="TENANTGUARD_DSN",
-    required=True,
-    help="Administrator DSN: a superuser (or BYPASSRLS member of the runtime role).",
+@live_target_options(
+    dsn_help="Administrator DSN: a superuser (or BYPASSRLS member of the runtime role).",
+    app_dsn_help="Or: the application's DSN (its login role is probed, and a fresh login "
+    "with no tenant bound is tried too).",
 )
-@click.option("--app-role", default=None, help="The runtime role the application logs in as.")
-@click.option(
-    "--app-dsn",
-    default=None,
-    help="Or: the application's DSN (its login role is probed, and a fresh login with no "
-    "tenant bound is tried too).",
-)
-@click.option("--tenant-column", default="tenant_id", show_default=True)
-@click.option(
-    "--setting", default=None, help="Tenant setting (default: inferred from the policies)."
-)
-@click.option("--schema", "schemas", multiple=True, help="Only these schemas (repeatable).")
-@click.option("--table", "tables", multiple=True, help="Only these SCHEMA.TABLEs (repeatable).")
 @click.option(
     "--statement-timeout",
     default=10_000,
@@ -44,23 +35,7 @@ __all__ = ["probe_command"]
     help="Also call VOLATILE SECURITY DEFINER functions (inside the rolled-back transaction; "
     "what they do outside the database is not undone).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["human", "json", "sarif", "html"]),
-    default="human",
-    show_default=True,
-)
-@click.option(
-    "--output", default=None, type=click.Path(dir_okay=False), help="Write the report here."
-)
-@click.option(
-    "--fail-on",
-    type=click.Choice(["low", "medium", "high", "critical"]),
-    default="low",
-    show_default=True,
-    help="Exit 1 on leaks at or above this severity.",
-)
+@report_options("leaks")
 @handled
 def probe_command(
     dsn: str,
@@ -92,12 +67,9 @@ def probe_command(
     from rich.progress import Progress
 
     from tenantguard.admin.connect import admin_connect
-    from tenantguard.tooling.findings import Severity, exit_code
     from tenantguard.tooling.probe import probe_database
-    from tenantguard.tooling.report import write
 
-    if (app_role is None) == (app_dsn is None):
-        raise click.UsageError("pass exactly one of --app-role or --app-dsn")
+    one_runtime_role(app_role, app_dsn)
     with (
         admin_connect(dsn, autocommit=True) as conn,
         Progress(console=err, transient=True, disable=not err.is_terminal) as bar,
@@ -115,5 +87,4 @@ def probe_command(
             call_volatile=call_volatile_functions,
             progress=lambda name: bar.update(task, description=f"probing {name}", advance=1),
         )
-    write(report, fmt, output, err)  # type: ignore[arg-type]
-    sys.exit(exit_code(report, Severity.parse(fail_on)))
+    finish(report, fmt, output, fail_on)
