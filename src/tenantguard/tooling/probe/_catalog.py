@@ -137,20 +137,11 @@ JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
 WHERE i.indisunique AND i.indrelid = ANY(%(oids)s)
 ORDER BY i.indisprimary DESC, c.relname
 """
-_FKS = """
-SELECT con.conname::text, con.confrelid::int, con.conrelid::int,
-       ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(attnum, n)
-             JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
-             ORDER BY k.n),
-       ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(attnum, n)
-             JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum
-             ORDER BY k.n)
-FROM pg_catalog.pg_constraint con
-WHERE con.contype = 'f' AND con.confrelid = ANY(%(oids)s) AND con.conrelid = ANY(%(oids)s)
-  AND con.conparentid = 0
-"""
+# Foreign keys out of tenant tables, to any table; those that point at a tenant table
+# are that table's referenced_by too.
 _REFERENCES = """
-SELECT con.conname::text, con.conrelid::int, pn.nspname::text, pc.relname::text,
+SELECT con.conname::text, con.conrelid::int, con.confrelid::int, pn.nspname::text,
+       pc.relname::text,
        ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(attnum, n)
              JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
              ORDER BY k.n),
@@ -238,13 +229,14 @@ def load_meta(
         metas[row[0]].columns.append(Column(*row[1:]))
     for relid, index, primary, cols, plain in conn.execute(_UNIQUE, {"oids": oids}).fetchall():
         metas[relid].unique_keys.append(UniqueKey(index, tuple(cols), primary, plain))
-    for name, parent, child, ccols, pcols in conn.execute(_FKS, {"oids": oids}).fetchall():
-        metas[parent].referenced_by.append(ForeignKey(name, child, tuple(ccols), tuple(pcols)))
-    for name, child, schema, parent, ccols, pcols in conn.execute(
+    for name, child, parent, schema, table, ccols, pcols in conn.execute(
         _REFERENCES, {"oids": oids}
     ).fetchall():
-        ref = Reference(name, tuple(ccols), QualifiedName(schema, parent), tuple(pcols))
+        ref = Reference(name, tuple(ccols), QualifiedName(schema, table), tuple(pcols))
         metas[child].references.append(ref)
+        if parent in metas:
+            fk = ForeignKey(name, child, tuple(ccols), tuple(pcols))
+            metas[parent].referenced_by.append(fk)
     for relid, schema, view, kind, has_col, invoker in conn.execute(
         _VIEWS, {"oids": oids, "role": role, "col": tenant_column}
     ).fetchall():
