@@ -102,6 +102,36 @@ Run = tuple[
 ]  # ops, wall s, latencies, cross, errors, cpu s
 
 
+def _timed_loop(
+    session: Any,
+    workload: str,
+    rnd: random.Random,
+    tenants: int,
+    rows: int,
+    end: float,
+    cpu_clock: Callable[[], float],
+) -> tuple[int, list[float], int, int, float]:
+    """Run *workload* until *end* (perf_counter): (ops, latencies ms, cross-tenant rows,
+    errors, CPU seconds by *cpu_clock*)."""
+    lats: list[float] = []
+    n = cross = errs = 0
+    cpu0 = cpu_clock()
+    while True:
+        tid, key = _keys(rnd, tenants, rows)
+        t0 = time.perf_counter()
+        if t0 >= end:
+            break
+        try:
+            got = session.run(workload, tid, key)
+        except Exception:
+            errs += 1
+            continue
+        lats.append((time.perf_counter() - t0) * 1000)
+        cross += sum(1 for r in got if r[0] != tid)
+        n += 1
+    return n, lats, cross, errs, cpu_clock() - cpu0
+
+
 def _run_sync(runtime: Any, cell: Cell, seconds: float, tenants: int, rows: int, seed: int) -> Run:
     sessions = [runtime.session() for _ in range(cell.clients)]
     barrier = threading.Barrier(cell.clients + 1)
@@ -112,26 +142,11 @@ def _run_sync(runtime: Any, cell: Cell, seconds: float, tenants: int, rows: int,
         if cell.client_cpu is not None:  # this thread only (Linux affinity is per thread)
             os.sched_setaffinity(0, {cell.client_cpu})
         rnd = random.Random(seed * 1000 + i)
-        s = sessions[i]
-        lats: list[float] = []
-        n = cross = errs = 0
         barrier.wait()
-        end = stop_at[0]
-        cpu0 = time.thread_time()
-        while True:
-            tid, key = _keys(rnd, tenants, rows)
-            t0 = time.perf_counter()
-            if t0 >= end:
-                break
-            try:
-                got = s.run(cell.workload, tid, key)
-            except Exception:
-                errs += 1
-                continue
-            lats.append((time.perf_counter() - t0) * 1000)
-            cross += sum(1 for r in got if r[0] != tid)
-            n += 1
-        out[i] = (n, lats, cross, errs, time.thread_time() - cpu0)
+        # this thread's CPU only: its client code and its share of the pool
+        out[i] = _timed_loop(
+            sessions[i], cell.workload, rnd, tenants, rows, stop_at[0], time.thread_time
+        )
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(cell.clients)]
     for t in threads:
@@ -189,24 +204,9 @@ def _proc_client(
         for _ in range(10):  # past psycopg's prepare threshold, outside the timed window
             s.run(cell.workload, *_keys(rnd, tenants, rows))
         ready.wait()
-        lats: list[float] = []
-        n = cross = errs = 0
-        cpu0 = time.process_time()  # this process only: its client code and its pool
         end = time.perf_counter() + seconds
-        while True:
-            tid, key = _keys(rnd, tenants, rows)
-            t0 = time.perf_counter()
-            if t0 >= end:
-                break
-            try:
-                got = s.run(cell.workload, tid, key)
-            except Exception:
-                errs += 1
-                continue
-            lats.append((time.perf_counter() - t0) * 1000)
-            cross += sum(1 for r in got if r[0] != tid)
-            n += 1
-        out.put((n, lats, cross, errs, time.process_time() - cpu0))
+        # this process only: its client code and its pool
+        out.put(_timed_loop(s, cell.workload, rnd, tenants, rows, end, time.process_time))
         s.close()
     finally:
         runtime.close()
