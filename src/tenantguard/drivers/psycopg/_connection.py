@@ -51,6 +51,16 @@ _NEEDS_TX = (
 )
 
 
+def _fast_path_open(conn: Any) -> bool:
+    """The hot path applies: an autocommit connection, idle, not in a user pipeline."""
+    return bool(
+        conn._tg_fast
+        and conn._pipeline is None
+        and conn._autocommit
+        and conn.pgconn.transaction_status == IDLE
+    )
+
+
 class TenantCursor(psycopg.Cursor[Row]):
     """A cursor whose statements always run bound to the leased tenant."""
 
@@ -69,12 +79,7 @@ class TenantCursor(psycopg.Cursor[Row]):
         if st is None:
             _sup(super()).execute(query, params, prepare=prepare, binary=binary)
             return self
-        if (
-            conn._tg_fast
-            and conn._pipeline is None
-            and conn._autocommit
-            and conn.pgconn.transaction_status == IDLE
-        ):  # the hot path: one autocommit statement (fail-closed in autocommit_bind)
+        if _fast_path_open(conn):  # one autocommit statement (fail-closed in autocommit_bind)
             binding, encoded = st.autocommit_bind()
             self._fast_execute(st, binding, encoded, query, params, prepare, binary)
             st.bound = conn.pgconn.transaction_status != IDLE
@@ -270,12 +275,7 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
         if st is None:
             await _sup(super()).execute(query, params, prepare=prepare, binary=binary)
             return self
-        if (
-            conn._tg_fast
-            and conn._pipeline is None
-            and conn._autocommit
-            and conn.pgconn.transaction_status == IDLE
-        ):  # the hot path: one autocommit statement (fail-closed in autocommit_bind)
+        if _fast_path_open(conn):  # one autocommit statement (fail-closed in autocommit_bind)
             binding, encoded = st.autocommit_bind()
             await self._fast_execute(st, binding, encoded, query, params, prepare, binary)
             st.bound = conn.pgconn.transaction_status != IDLE

@@ -99,6 +99,17 @@ class _PoolCore:
         self.classifier = StatementClassifier()
         self.guard_stats = GuardStats()
 
+    def lease_contexts(self) -> tuple[TenantContext, TenantContext]:
+        """The bound context, fail-closed before any I/O, and the same normalised to the
+        pool's tenant kind (what the connection binds)."""
+        ctx = _current.get()
+        if ctx is None:
+            raise NoTenantContext("pool.connection()")
+        kind = self.tenant_kind
+        if kind is None or ctx.tenant.kind == kind:
+            return ctx, ctx
+        return ctx, normalize_context(ctx, kind)
+
     def new_state(self) -> ConnState:
         return ConnState(self.binder, self.classifier, self.tenant_kind)
 
@@ -411,15 +422,8 @@ class _Lease:
         if self.tenant_id is not None:
             self.tenant_cm = tenant(self.tenant_id)
             self.tenant_cm.__enter__()
-        core = self.pool._core
         try:
-            ctx = _current.get()  # fail-closed before any I/O
-            if ctx is None:
-                raise NoTenantContext("pool.connection()")
-            kind = core.tenant_kind
-            st_ctx = (
-                ctx if kind is None or ctx.tenant.kind == kind else normalize_context(ctx, kind)
-            )
+            ctx, st_ctx = self.pool._core.lease_contexts()
             conn = self.pool._pool.getconn(self.timeout)
         except BaseException:
             self._exit_tenant()
@@ -618,13 +622,7 @@ class _AsyncLease:
             self.tenant_cm = tenant(self.tenant_id)
             self.tenant_cm.__enter__()
         try:
-            ctx = _current.get()  # fail-closed before any I/O
-            if ctx is None:
-                raise NoTenantContext("pool.connection()")
-            kind = self.pool._core.tenant_kind
-            st_ctx = (
-                ctx if kind is None or ctx.tenant.kind == kind else normalize_context(ctx, kind)
-            )
+            ctx, st_ctx = self.pool._core.lease_contexts()
             conn = await self.pool._pool.getconn(self.timeout)
         except BaseException:
             self._exit_tenant()
