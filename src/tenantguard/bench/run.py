@@ -486,23 +486,24 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     def add(name: str, value: float | None, goal: str, ok: bool | None) -> None:
         out.append({"target": name, "value": value, "goal": goal, "met": ok})
 
-    for c in clients:
-        tg = _cell(results, f"workloads/select/{c}", "tenantguard")
-        naive = _cell(results, f"workloads/select/{c}", "naive")
-        if tg and tg["ratio_median"] is not None:
-            add(
-                f"point select vs raw, {c} client(s)",
-                tg["ratio_median"],
-                ">= 0.85x",
-                tg["ratio_median"] >= 0.85,
-            )
+    def select_targets(prefix: str, how: str) -> None:
+        """Point select vs raw (the target), vs naive (target) and vs a plain pool (info)."""
+        for c in clients:
+            tg = _cell(results, f"{prefix}/select/{c}", "tenantguard")
+            if not tg or tg["ratio_median"] is None:
+                continue
+            ratio = tg["ratio_median"]
+            add(f"point select vs raw, {c} {how}", ratio, ">= 0.85x", ratio >= 0.85)
+            naive = _cell(results, f"{prefix}/select/{c}", "naive")
             if naive and naive["ratio_median"]:
-                r = tg["ratio_median"] / naive["ratio_median"]
-                add(f"point select vs naive, {c} client(s)", r, ">= 2x", r >= 2.0)
-            pool = _cell(results, f"workloads/select/{c}", "pool_where")
+                r = ratio / naive["ratio_median"]
+                add(f"point select vs naive, {c} {how}", r, ">= 2x", r >= 2.0)
+            pool = _cell(results, f"{prefix}/select/{c}", "pool_where")
             if pool and pool["ratio_median"]:
-                r = tg["ratio_median"] / pool["ratio_median"]
-                add(f"(info) point select vs psycopg_pool + WHERE, {c} client(s)", r, "-", None)
+                r = ratio / pool["ratio_median"]
+                add(f"(info) point select vs psycopg_pool + WHERE, {c} {how}", r, "-", None)
+
+    select_targets("workloads", "client(s)")
     rt = results.get("round_trips", {}).get("tenantguard", {}).get("select")
     if rt is not None:
         add("round trips per point select", rt, "== 1", rt == 1.0)
@@ -526,24 +527,7 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         ("procs", "client process(es)"),
         ("split", "client process(es), app on CPU 0 and database on CPU 1"),
     ):
-        for c in clients:
-            proc = _cell(results, f"{prefix}/select/{c}", "tenantguard")
-            if not proc or proc["ratio_median"] is None:
-                continue
-            add(
-                f"point select vs raw, {c} {how}",
-                proc["ratio_median"],
-                ">= 0.85x",
-                proc["ratio_median"] >= 0.85,
-            )
-            naive = _cell(results, f"{prefix}/select/{c}", "naive")
-            if naive and naive["ratio_median"]:
-                r = proc["ratio_median"] / naive["ratio_median"]
-                add(f"point select vs naive, {c} {how}", r, ">= 2x", r >= 2.0)
-            pool = _cell(results, f"{prefix}/select/{c}", "pool_where")
-            if pool and pool["ratio_median"]:
-                r = proc["ratio_median"] / pool["ratio_median"]
-                add(f"(info) point select vs psycopg_pool + WHERE, {c} {how}", r, "-", None)
+        select_targets(prefix, how)
     for c, prefix, how in [
         (c, p, h)
         for p, h in (
