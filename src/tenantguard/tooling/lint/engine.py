@@ -72,9 +72,6 @@ class LintContext:
     rls_forced: dict[str, Statement] = field(default_factory=dict)
     policies: dict[str, list[Statement]] = field(default_factory=dict)
 
-    def is_tenant_table(self, rel: Any) -> bool:
-        return rel is not None and rel_name(rel) in self.tenant_tables
-
 
 def rel_name(rel: Any) -> str:
     """``schema.name`` of a RangeVar (``public`` when unqualified)."""

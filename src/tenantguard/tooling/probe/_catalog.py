@@ -103,10 +103,6 @@ class TableMeta:
     def unique_columns(self) -> set[str]:
         return {c for k in self.unique_keys for c in k.columns}
 
-    @property
-    def plain_unique_keys(self) -> list[UniqueKey]:
-        return [k for k in self.unique_keys if k.plain]
-
 
 _COLUMNS = """
 SELECT a.attrelid::int, a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod),
