@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck check clean bench
+.PHONY: install demo test lint typecheck check clean bench pgbouncer
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ check: lint typecheck test
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# PgBouncer 1.24.1 built from Debian trixie's source into .cache/ (bookworm's 1.18 cannot
+# keep prepared statements in transaction mode).
+pgbouncer:
+	tools/build-pgbouncer.sh
 
 # Benchmarks: embedded PostgreSQL 18, 1M rows then 10M rows (generated server-side).
 bench: $(STAMP)
