@@ -1,14 +1,20 @@
 """Run a real PgBouncer on a free loopback port (for tests and benchmarks).
 
-Uses the ``pgbouncer`` binary on the machine (Debian's package). PgBouncer refuses to
-run as root, so as root it is started with ``-u postgres`` (or ``run_as``). Auth is
-``trust`` against an auth file listing the given users: loopback testing only.
+The binary is the one asked for (an argument, else ``$TENANTGUARD_PGBOUNCER``), else
+``pgbouncer`` on ``PATH`` or Debian's ``/usr/sbin/pgbouncer``; nothing else is searched
+(the repository's ``make pgbouncer`` build is passed in through the variable). Its
+version decides whether clients may keep prepared statements in transaction mode:
+PgBouncer 1.21+ tracks protocol-level ones (``max_prepared_statements``, written to the
+ini), 1.18 (Debian bookworm) does not. PgBouncer refuses to run as root, so as root it
+is started with ``-u postgres`` (or ``run_as``). Auth is ``trust`` against an auth file
+listing the given users: loopback testing only.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -18,13 +24,54 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["PgBouncer", "find_pgbouncer"]
+__all__ = [
+    "DEBIAN_PGBOUNCER",
+    "ENV_VAR",
+    "MAX_PREPARED_STATEMENTS",
+    "PgBouncer",
+    "find_pgbouncer",
+    "pgbouncer_version",
+]
+
+ENV_VAR = "TENANTGUARD_PGBOUNCER"
+DEBIAN_PGBOUNCER = "/usr/sbin/pgbouncer"
+PREPARED_SINCE = (1, 21)  # protocol-level prepared statements in transaction mode
+MAX_PREPARED_STATEMENTS = 100
 
 
-def find_pgbouncer() -> str | None:
+def find_pgbouncer(binary: str | None = None) -> str | None:
+    """The pgbouncer to run: *binary*, else ``$TENANTGUARD_PGBOUNCER``, else one installed.
+
+    An explicit choice is never swapped for another binary: when it is not an executable
+    file (or a name on ``PATH``), :class:`FileNotFoundError` says so. Without one, the
+    ``pgbouncer`` on ``PATH`` or Debian's ``/usr/sbin/pgbouncer``, or None.
+    """
+    for source, chosen in (("the pgbouncer argument", binary), (ENV_VAR, os.environ.get(ENV_VAR))):
+        if chosen:  # an empty variable counts as unset
+            found = shutil.which(chosen)
+            if found is None:
+                raise FileNotFoundError(f"{source} {chosen!r} is not an executable file")
+            return os.path.abspath(found)
     return shutil.which("pgbouncer") or (
-        "/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None
+        DEBIAN_PGBOUNCER if os.access(DEBIAN_PGBOUNCER, os.X_OK) else None
     )
+
+
+def pgbouncer_version(binary: str) -> tuple[int, int, int]:
+    """``binary --version``'s first line, ``PgBouncer X.Y.Z``, as ``(X, Y, Z)``."""
+    try:
+        done = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RuntimeError(f"{binary} --version did not run: {exc}") from exc
+    first = next(iter(done.stdout.splitlines()), "").strip()
+    m = re.fullmatch(r"PgBouncer (\d+)\.(\d+)(?:\.(\d+))?\S*", first)
+    if m is None:
+        raise RuntimeError(
+            f"{binary} is not a PgBouncer: --version printed {first!r} (exit {done.returncode})"
+        )
+    return int(m[1]), int(m[2]), int(m[3] or 0)
 
 
 def _free_port() -> int:
@@ -39,7 +86,9 @@ class PgBouncer:
     It also listens on a Unix socket in its own directory (``pgb.conninfo(unix=True)``).
 
     *host* is an IP/hostname or a Unix socket directory (the directory must be
-    traversable by the user PgBouncer runs as).
+    traversable by the user PgBouncer runs as). *binary* as for :func:`find_pgbouncer`;
+    ``version`` is the binary's, and with ``keeps_prepared`` (1.21+) the ini sets
+    ``max_prepared_statements``, so clients can keep psycopg's default prepared statements.
     """
 
     def __init__(
@@ -52,11 +101,16 @@ class PgBouncer:
         pool_size: int = 2,
         run_as: str = "postgres",
         max_client_conn: int = 200,
+        binary: str | None = None,
     ) -> None:
-        binary = find_pgbouncer()
-        if binary is None:
-            raise RuntimeError("pgbouncer is not installed (apt-get install -y pgbouncer)")
-        self.binary = binary
+        found = find_pgbouncer(binary)
+        if found is None:
+            raise RuntimeError(
+                "pgbouncer is not installed (apt-get install -y pgbouncer, or set"
+                f" {ENV_VAR} to a pgbouncer binary)"
+            )
+        self.binary = found
+        self.version = pgbouncer_version(found)
         self.host, self.upstream_port = host, port
         self.users = users
         self.pool_mode, self.pool_size = pool_mode, pool_size
@@ -66,10 +120,26 @@ class PgBouncer:
         self.dir = Path(tempfile.mkdtemp(prefix="tenantguard-pgbouncer-"))
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @property
+    def keeps_prepared(self) -> bool:
+        """Protocol-level prepared statements survive transaction pooling (PgBouncer 1.21+)."""
+        return self.version >= PREPARED_SINCE
+
+    def info(self) -> dict[str, object]:
+        """What a benchmark records about this PgBouncer."""
+        return {
+            "version": ".".join(map(str, self.version)),
+            "keeps_prepared": self.keeps_prepared,
+            "max_prepared_statements": MAX_PREPARED_STATEMENTS if self.keeps_prepared else None,
+        }
+
     def _write_config(self) -> Path:
         auth = self.dir / "users.txt"
         auth.write_text("".join(f'"{u}" ""\n' for u in self.users))
         cfg = self.dir / "pgbouncer.ini"
+        prepared = (
+            f"max_prepared_statements = {MAX_PREPARED_STATEMENTS}\n" if self.keeps_prepared else ""
+        )
         cfg.write_text(
             "[databases]\n"
             f"* = host={self.host} port={self.upstream_port}\n"
@@ -84,6 +154,7 @@ class PgBouncer:
             "min_pool_size = 0\n"
             "reserve_pool_size = 0\n"
             f"max_client_conn = {self.max_client_conn}\n"
+            f"{prepared}"
             "server_reset_query =\n"
             "ignore_startup_parameters = extra_float_digits,options\n"
             f"logfile = {self.dir / 'pgbouncer.log'}\n"
