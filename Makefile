@@ -6,6 +6,9 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install demo test lint typecheck check clean bench pgbouncer
 
+# PgBouncer 1.24.1 built by `make pgbouncer` (the library never looks here: it is passed).
+PGBOUNCER := $(CURDIR)/.cache/pgbouncer-1.24.1/bin/pgbouncer
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -17,6 +20,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/tenantguard demo $(if $(DSN),--dsn '$(DSN)')
 
+# The PgBouncer tests also run through that build once it exists (TENANTGUARD_PGBOUNCER).
+test: export TENANTGUARD_PGBOUNCER ?= $(wildcard $(PGBOUNCER))
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -32,8 +37,8 @@ check: lint typecheck test
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
 
-# PgBouncer 1.24.1 built from Debian trixie's source into .cache/ (bookworm's 1.18 cannot
-# keep prepared statements in transaction mode).
+# PgBouncer 1.24.1 from Debian trixie's source (bookworm's 1.18 cannot keep prepared
+# statements in transaction mode).
 pgbouncer:
 	tools/build-pgbouncer.sh
 

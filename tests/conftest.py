@@ -12,6 +12,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 import pytest
@@ -154,3 +155,51 @@ def saas(scratch: Scratch) -> Scratch:
     """
     build_saas(scratch)
     return scratch
+
+
+def _pgbouncer_params() -> list[Any]:
+    """One param per pgbouncer to test through: the installed one, and $TENANTGUARD_PGBOUNCER.
+
+    Each is ``(binary, problem)``; a binary that cannot run is kept with its problem, so
+    that its tests report it instead of vanishing.
+    """
+    from tenantguard.bench.pgbouncer import ENV_VAR, installed_pgbouncer, pgbouncer_version
+
+    candidates = [("installed pgbouncer", installed_pgbouncer())]
+    if os.environ.get(ENV_VAR):
+        candidates.append((ENV_VAR, os.environ[ENV_VAR]))
+    params: list[Any] = []
+    seen: set[str] = set()
+    for source, binary in candidates:
+        if binary is None:
+            continue
+        real = os.path.realpath(binary)
+        if real in seen:
+            continue
+        seen.add(real)
+        try:
+            version = ".".join(map(str, pgbouncer_version(binary)))
+        except RuntimeError as exc:
+            params.append(pytest.param((binary, f"{source}: {exc}"), id=f"{source}-unrunnable"))
+            continue
+        params.append(pytest.param((binary, None), id=f"pgbouncer-{version}"))
+    if not params:
+        problem = (
+            f"pgbouncer is not installed (apt-get install -y pgbouncer) and {ENV_VAR} is unset"
+        )
+        params.append(pytest.param((None, problem), id="no-pgbouncer"))
+    return params
+
+
+@pytest.fixture(scope="module", params=_pgbouncer_params())
+def pgbouncer_binary(request: pytest.FixtureRequest) -> str:
+    """A pgbouncer binary; tests that use it run once per binary ``_pgbouncer_params`` finds.
+
+    Never skipped in CI (``CI`` set): there a missing or unrunnable binary fails the test.
+    """
+    binary, problem = request.param
+    if problem is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PgBouncer tests: {problem}")
+        pytest.skip(problem)
+    return str(binary)

@@ -1,36 +1,47 @@
 """Through a real PgBouncer in transaction mode (started on a free loopback port).
 
-These tests need the pgbouncer binary; CI installs it and they must not skip there.
+Every test runs once per pgbouncer binary (the ``pgbouncer_binary`` fixture: Debian's
+1.18, and ``$TENANTGUARD_PGBOUNCER``, in CI the 1.24.1 that ``make pgbouncer`` builds).
+Through one that keeps prepared statements (1.21+) the clients keep psycopg's default
+``prepare_threshold``, so tenantguard's prepared binding (``_tg_bind``) and psycopg's
+prepared queries go through PgBouncer's prepared-statement tracking; through 1.18 they
+run with ``prepare_threshold=None``. CI never skips these tests.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import threading
+from typing import Any
 
 import psycopg
 import pytest
 
 from tenantguard import TenantPool, tenant
-from tenantguard.bench.pgbouncer import PgBouncer, find_pgbouncer
+from tenantguard.bench.pgbouncer import PgBouncer
 
 pytestmark = pytest.mark.pgbouncer
 
-if find_pgbouncer() is None:
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must install pgbouncer (apt-get install -y pgbouncer)")
-    pytest.skip("pgbouncer is not installed", allow_module_level=True)
+NO_PREPARE = {"prepare_threshold": None}  # PgBouncer < 1.21 in transaction mode
+BIND_SQL = "SELECT pg_catalog.set_config($1, $2, true), pg_catalog.set_config($3, $4, true)"
+QUERY = "SELECT tenant_id FROM app.invoices"
 
 
 @pytest.fixture(scope="module")
-def bouncer(saas):  # type: ignore[no-untyped-def]
+def bouncer(saas, pgbouncer_binary):  # type: ignore[no-untyped-def]
     params = psycopg.conninfo.conninfo_to_dict(saas.admin_dsn)
     host = str(params.get("host") or "127.0.0.1")
     port = int(params.get("port") or 5432)
     # One server connection: every client shares it, so any leak would show.
-    with PgBouncer(host, port, users=[saas.app_role, "postgres"], pool_size=1) as pgb:
+    with PgBouncer(
+        host, port, users=[saas.app_role, "postgres"], pool_size=1, binary=pgbouncer_binary
+    ) as pgb:
         yield pgb
+
+
+def client_kw(bouncer: PgBouncer) -> dict[str, Any]:
+    """psycopg's defaults where PgBouncer keeps prepared statements, else none prepared."""
+    return {} if bouncer.keeps_prepared else NO_PREPARE
 
 
 def via(bouncer, saas, user: str) -> str:  # type: ignore[no-untyped-def]
@@ -39,16 +50,38 @@ def via(bouncer, saas, user: str) -> str:  # type: ignore[no-untyped-def]
     return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
 
 
-NO_PREPARE = {"prepare_threshold": None}  # PgBouncer < 1.21 in transaction mode
+def server_prepared(bouncer: PgBouncer, saas) -> set[str]:  # type: ignore[no-untyped-def]
+    """The statements prepared on PgBouncer's one server connection (seen through it)."""
+    with psycopg.connect(via(bouncer, saas, saas.app_role), autocommit=True, **NO_PREPARE) as c:
+        rows = c.execute("SELECT statement FROM pg_prepared_statements WHERE NOT from_sql")
+        return {str(r[0]) for r in rows.fetchall()}
+
+
+def assert_prepared_iff_kept(bouncer: PgBouncer, saas) -> None:  # type: ignore[no-untyped-def]
+    """Through 1.21+ the binding and the query are prepared on the server connection (under
+    PgBouncer's own names); through 1.18 nothing may be."""
+    prepared = server_prepared(bouncer, saas)
+    assert (BIND_SQL in prepared and QUERY in prepared) is bouncer.keeps_prepared, prepared
+    assert bouncer.keeps_prepared or prepared == set()
+
+
+def leases(pool: TenantPool, tid: int, times: int = 8) -> None:
+    """*times* leases as tenant *tid* (8: past psycopg's prepare threshold), each seeing
+    exactly that tenant's invoices (the fixture gives tenant n 2n of them)."""
+    for _ in range(times):
+        with tenant(tid), pool.connection() as conn:
+            rows = conn.execute(QUERY).fetchall()
+        assert rows == [(tid,)] * (2 * tid), rows
 
 
 def test_two_clients_interleaving_tenants_never_cross(bouncer, saas) -> None:  # type: ignore[no-untyped-def]
     dsn = via(bouncer, saas, saas.app_role)
     expected = {1: 2, 2: 4, 3: 6}
     errors: list[str] = []
+    kw = client_kw(bouncer)
     with (
-        TenantPool(dsn, min_size=1, max_size=2, kwargs=NO_PREPARE) as a,
-        TenantPool(dsn, min_size=1, max_size=2, kwargs=NO_PREPARE) as b,
+        TenantPool(dsn, min_size=1, max_size=2, kwargs=kw) as a,
+        TenantPool(dsn, min_size=1, max_size=2, kwargs=kw) as b,
     ):
 
         def client(pool: TenantPool, seed: int) -> None:
@@ -58,9 +91,9 @@ def test_two_clients_interleaving_tenants_never_cross(bouncer, saas) -> None:  #
                 with tenant(tid), pool.connection() as conn:
                     if rnd.random() < 0.3:
                         with conn.transaction():
-                            rows = conn.execute("SELECT tenant_id FROM app.invoices").fetchall()
+                            rows = conn.execute(QUERY).fetchall()
                     else:
-                        rows = conn.execute("SELECT tenant_id FROM app.invoices").fetchall()
+                        rows = conn.execute(QUERY).fetchall()
                 if len(rows) != expected[tid] or any(r[0] != tid for r in rows):
                     errors.append(f"tenant {tid} saw {rows}")
 
@@ -70,36 +103,78 @@ def test_two_clients_interleaving_tenants_never_cross(bouncer, saas) -> None:  #
         for t in threads:
             t.join(timeout=120)
     assert errors == []
+    assert_prepared_iff_kept(bouncer, saas)
 
 
 def test_session_set_through_pgbouncer_does_not_reach_tenantguard(bouncer, saas) -> None:  # type: ignore[no-untyped-def]
     dsn = via(bouncer, saas, saas.app_role)
+    kw = client_kw(bouncer)
     # Another client (not using tenantguard) sets the tenant on the *session*: with
     # transaction pooling it lands on the one shared server connection.
-    with psycopg.connect(dsn, autocommit=True, **NO_PREPARE) as careless:
+    with psycopg.connect(dsn, autocommit=True, **kw) as careless:
         careless.execute("SET app.tenant_id = '1'")
     # Control: a plain client without tenantguard now silently runs as tenant 1.
-    with psycopg.connect(dsn, autocommit=True, **NO_PREPARE) as plain:
+    with psycopg.connect(dsn, autocommit=True, **kw) as plain:
         leaked = plain.execute("SELECT count(*) FROM app.invoices").fetchone()[0]
     assert leaked == 2, "the footgun: the next client inherited tenant 1"
     # Through tenantguard the transaction-local binding wins, every time.
-    with TenantPool(dsn, min_size=1, max_size=1, kwargs=NO_PREPARE) as pool:
+    with TenantPool(dsn, min_size=1, max_size=1, kwargs=kw) as pool:
         for _ in range(5):
-            with tenant(3), pool.connection() as conn:
-                rows = conn.execute("SELECT tenant_id FROM app.invoices").fetchall()
-                assert len(rows) == 6 and {r[0] for r in rows} == {3}
-            with tenant(2), pool.connection() as conn:
-                assert conn.execute("SELECT count(*) FROM app.invoices").fetchone()[0] == 4
-    with psycopg.connect(dsn, autocommit=True, **NO_PREPARE) as cleanup:
+            leases(pool, 3, times=2)
+            leases(pool, 2, times=1)
+    with psycopg.connect(dsn, autocommit=True, **kw) as cleanup:
         cleanup.execute("RESET app.tenant_id")
 
 
 def test_tenantguard_session_state_is_reset_through_pgbouncer(bouncer, saas) -> None:  # type: ignore[no-untyped-def]
     dsn = via(bouncer, saas, saas.app_role)
-    with TenantPool(dsn, min_size=1, max_size=1, kwargs=NO_PREPARE) as pool:
+    with TenantPool(dsn, min_size=1, max_size=1, kwargs=client_kw(bouncer)) as pool:
         with tenant(1), pool.connection() as conn:
             conn.execute("SET search_path = pg_catalog")
         assert pool.guard_stats.by_kind["search_path"] == 1
     with psycopg.connect(dsn, autocommit=True, **NO_PREPARE) as plain:
         path = plain.execute("SELECT current_setting('search_path')").fetchone()[0]
     assert path == '"$user", public'  # the guard's DISCARD ALL reached the server connection
+
+
+def test_reset_connection_keeps_prepared_statements_through_pgbouncer(bouncer, saas) -> None:  # type: ignore[no-untyped-def]
+    """A contaminated lease is reset with DISCARD ALL; the next lease still binds, prepared.
+
+    DISCARD ALL drops every prepared statement on the server connection, tenantguard's
+    binding included; PgBouncer 1.22+ forgets the client's tracked ones too. The next
+    lease must re-prepare the binding through PgBouncer and see only its own tenant.
+    """
+    dsn = via(bouncer, saas, saas.app_role)
+    with TenantPool(dsn, min_size=1, max_size=1, kwargs=client_kw(bouncer)) as pool:
+        leases(pool, 1)
+        assert_prepared_iff_kept(bouncer, saas)
+        with tenant(1), pool.connection() as conn:
+            # Session level: it would stay on PgBouncer's one server connection.
+            conn.execute("SET app.tenant_id = '2'")
+        assert pool.guard_stats.resets == 1
+        assert pool.guard_stats.by_kind["setting:app.tenant_id"] == 1
+        with psycopg.connect(dsn, autocommit=True, **NO_PREPARE) as plain:
+            left = plain.execute("SELECT current_setting('app.tenant_id', true)").fetchone()[0]
+        assert left in ("", None)  # the guard's DISCARD ALL reached the server connection
+        assert server_prepared(bouncer, saas) == set()  # and took the prepared statements along
+        leases(pool, 3)  # the same pooled connection, the same server connection
+        assert pool.guard_stats.contaminated == 1
+    assert_prepared_iff_kept(bouncer, saas)  # prepared again, through PgBouncer
+
+
+@pytest.mark.parametrize("command", ["DISCARD ALL", "DEALLOCATE ALL"])
+def test_another_clients_discard_does_not_break_the_binding(bouncer, saas, command) -> None:  # type: ignore[no-untyped-def]
+    """Another client wipes the shared server connection's prepared statements.
+
+    tenantguard still believes its binding is prepared there; PgBouncer (1.21+) prepares
+    it again before forwarding the Bind, so the next lease runs and sees only its tenant.
+    """
+    dsn = via(bouncer, saas, saas.app_role)
+    with TenantPool(dsn, min_size=1, max_size=1, kwargs=client_kw(bouncer)) as pool:
+        leases(pool, 1)
+        with psycopg.connect(dsn, autocommit=True, **NO_PREPARE) as other:
+            other.execute(command)
+        assert server_prepared(bouncer, saas) == set()
+        leases(pool, 3, times=3)
+        assert pool.guard_stats.contaminated == 0
+    assert_prepared_iff_kept(bouncer, saas)

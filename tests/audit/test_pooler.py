@@ -1,6 +1,8 @@
-"""TGA171 and ``--pooler-dsn``: a real PgBouncer (Debian's 1.18) on a free loopback port.
+"""TGA171 and ``--pooler-dsn``: a real PgBouncer on a free loopback port.
 
-The audit reads PgBouncer's admin console only. These tests never skip in CI.
+Run once per binary (the ``pgbouncer_binary`` fixture: Debian's 1.18 and
+``$TENANTGUARD_PGBOUNCER``, 1.24.1 in CI), since the console's output differs across
+versions. The audit reads PgBouncer's admin console only. These tests never skip in CI.
 """
 
 from __future__ import annotations
@@ -11,19 +13,14 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from audit.pgbouncer_admin import AdminPgBouncer, require_pgbouncer
+from audit.pgbouncer_admin import AdminPgBouncer
 from tenantguard.tooling.audit import audit_database
 from tenantguard.tooling.audit.rules.tga171_pooler_mode import _resets
 
 pytestmark = pytest.mark.pgbouncer
 
 
-@pytest.fixture(autouse=True)
-def _needs_pgbouncer() -> None:
-    require_pgbouncer()
-
-
-def bouncer(saas, **settings: str) -> AdminPgBouncer:  # type: ignore[no-untyped-def]
+def bouncer(saas, binary: str, **settings: str) -> AdminPgBouncer:  # type: ignore[no-untyped-def]
     databases = [settings.pop("database")] if "database" in settings else []
     params = psycopg.conninfo.conninfo_to_dict(saas.admin_dsn)
     return AdminPgBouncer(
@@ -31,11 +28,12 @@ def bouncer(saas, **settings: str) -> AdminPgBouncer:  # type: ignore[no-untyped
         int(params.get("port") or 5432),
         settings=settings,
         databases=[d.replace("{db}", saas.dbname) for d in databases],
+        binary=binary,
     )
 
 
-def pooler_findings(saas, **settings: str) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
-    with bouncer(saas, **settings) as pgb, saas.admin() as conn:
+def pooler_findings(saas, binary: str, **settings: str) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    with bouncer(saas, binary, **settings) as pgb, saas.admin() as conn:
         report = audit_database(conn, app_role=saas.app_role, pooler_dsn=pgb.console_dsn)
     assert report.meta["pooler"].startswith("PgBouncer")
     others = [f.rule.code for f in report.findings if f.rule.code != "TGA171"]
@@ -71,8 +69,10 @@ def pooler_findings(saas, **settings: str) -> list[tuple[str, str]]:  # type: ig
         ),
     ],
 )
-def test_pooler_modes(saas, settings: dict[str, str], expected: list[tuple[str, str]]) -> None:  # type: ignore[no-untyped-def]
-    got = pooler_findings(saas, **settings)
+def test_pooler_modes(  # type: ignore[no-untyped-def]
+    saas, pgbouncer_binary: str, settings: dict[str, str], expected: list[tuple[str, str]]
+) -> None:
+    got = pooler_findings(saas, pgbouncer_binary, **settings)
     assert len(got) == len(expected), got
     for (level, message), (want_level, fragment) in zip(got, expected, strict=True):
         assert level == want_level and fragment in message, (level, message)
@@ -88,12 +88,12 @@ def test_reset_query_is_parsed() -> None:
     assert not _resets("not sql at all", "app.tenant_id")
 
 
-def test_cli_pooler_dsn(saas) -> None:  # type: ignore[no-untyped-def]
+def test_cli_pooler_dsn(saas, pgbouncer_binary: str) -> None:  # type: ignore[no-untyped-def]
     from tenantguard.cli import main
 
     runner = CliRunner()
     base = ["audit", "--dsn", saas.admin_dsn, "--app-role", saas.app_role, "--format", "json"]
-    with bouncer(saas, pool_mode="statement") as pgb:
+    with bouncer(saas, pgbouncer_binary, pool_mode="statement") as pgb:
         r = runner.invoke(main, [*base, "--pooler-dsn", pgb.console_dsn])
         assert r.exit_code == 1, r.output
         doc = json.loads(r.stdout)
@@ -102,7 +102,7 @@ def test_cli_pooler_dsn(saas) -> None:  # type: ignore[no-untyped-def]
         other = pgb.console_dsn.replace("dbname=pgbouncer", "dbname=app")
         r = runner.invoke(main, [*base, "--pooler-dsn", other, "--fail-on", "critical"])
         assert r.exit_code == 0, r.output
-    with bouncer(saas, pool_mode="transaction") as pgb:
+    with bouncer(saas, pgbouncer_binary, pool_mode="transaction") as pgb:
         r = runner.invoke(main, [*base, "--pooler-dsn", pgb.console_dsn])
         assert r.exit_code == 0, r.output
         assert json.loads(r.stdout)["summary"]["total"] == 0

@@ -30,6 +30,7 @@ __all__ = [
     "MAX_PREPARED_STATEMENTS",
     "PgBouncer",
     "find_pgbouncer",
+    "installed_pgbouncer",
     "pgbouncer_version",
 ]
 
@@ -52,6 +53,11 @@ def find_pgbouncer(binary: str | None = None) -> str | None:
             if found is None:
                 raise FileNotFoundError(f"{source} {chosen!r} is not an executable file")
             return os.path.abspath(found)
+    return installed_pgbouncer()
+
+
+def installed_pgbouncer() -> str | None:
+    """The machine's own pgbouncer: the one on ``PATH``, else Debian's, else None."""
     return shutil.which("pgbouncer") or (
         DEBIAN_PGBOUNCER if os.access(DEBIAN_PGBOUNCER, os.X_OK) else None
     )
