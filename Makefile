@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: install demo test lint typecheck check clean bench pgbouncer
 
 # PgBouncer 1.24.1 built by `make pgbouncer` (the library never looks here: it is passed).
-PGBOUNCER := $(CURDIR)/.cache/pgbouncer-1.24.1/bin/pgbouncer
+PGBOUNCER := .cache/pgbouncer-1.24.1/bin/pgbouncer
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/tenantguard demo $(if $(DSN),--dsn '$(DSN)')
 
 # The PgBouncer tests also run through that build once it exists (TENANTGUARD_PGBOUNCER).
-test: export TENANTGUARD_PGBOUNCER ?= $(wildcard $(PGBOUNCER))
+test: export TENANTGUARD_PGBOUNCER ?= $(wildcard $(CURDIR)/$(PGBOUNCER))
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -42,7 +42,8 @@ clean:
 pgbouncer:
 	tools/build-pgbouncer.sh
 
-# Benchmarks: embedded PostgreSQL 18, 1M rows then 10M rows (generated server-side).
-bench: $(STAMP)
-	$(BIN)/tenantguard bench --tenants 10000 --rows-per-tenant 100 --clients 1,4,16
-	$(BIN)/tenantguard bench --tenants 100000 --rows-per-tenant 100 --clients 1,4,16 --rounds 3
+# Benchmarks: embedded PostgreSQL 18, 1M rows then 10M rows (generated server-side), through
+# the PgBouncer 1.24.1 of `make pgbouncer`.
+bench: $(STAMP) pgbouncer
+	$(BIN)/tenantguard bench --pgbouncer $(PGBOUNCER) --tenants 10000 --rows-per-tenant 100 --clients 1,4,16
+	$(BIN)/tenantguard bench --pgbouncer $(PGBOUNCER) --tenants 100000 --rows-per-tenant 100 --clients 1,4,16 --rounds 3

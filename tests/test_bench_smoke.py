@@ -8,6 +8,7 @@ import secrets
 import psycopg
 from psycopg import sql
 
+from tenantguard.bench.pgbouncer import find_pgbouncer, pgbouncer_version
 from tenantguard.bench.report import load_results, plot, write_markdown
 from tenantguard.bench.run import BenchConfig, evaluate_targets, run_bench, save
 
@@ -48,12 +49,17 @@ def test_harness_runs_and_writes_report(server_dsn, tmp_path) -> None:  # type: 
         "workloads/select/1" in groups and "index/list/1" in groups and "guard/select/1" in groups
     )
     assert "pgbouncer/select/1" in groups  # pgbouncer is installed wherever the suite runs
+    bouncer = results["meta"]["pgbouncer"]  # find_pgbouncer()'s: TENANTGUARD_PGBOUNCER in CI
+    version = pgbouncer_version(str(find_pgbouncer()))
+    keeps = version >= (1, 21)
+    assert bouncer["version"] == ".".join(map(str, version)) and bouncer["keeps_prepared"] is keeps
     labels = {c["label"] for c in groups["pgbouncer/select/1"]["cells"]}
+    # Direct without prepared statements only where PgBouncer cannot keep them.
     assert labels == {
         "tenantguard",
-        "tenantguard (unprepared)",
         "tenantguard via pgbouncer (tcp)",
         "tenantguard via pgbouncer (unix)",
+        *(() if keeps else ("tenantguard (unprepared)",)),
     }
     assert {c["label"] for c in groups["procs/select/2"]["cells"]} == {
         "raw",
@@ -89,3 +95,4 @@ def test_harness_runs_and_writes_report(server_dsn, tmp_path) -> None:  # type: 
     write_markdown(load_results(tmp_path), tmp_path, md, rel=".")
     text = md.read_text()
     assert "## Dataset 20x5" in text and "pytest smoke" in text and "| tenantguard |" in text
+    assert f"- PgBouncer: {bouncer['version']}, prepared statements " in text

@@ -242,6 +242,13 @@ def demo(dsn: str | None, keep: bool, as_json: bool) -> None:
 )
 @click.option("--no-pgbouncer", is_flag=True, help="Skip the PgBouncer group.")
 @click.option(
+    "--pgbouncer",
+    default=None,
+    metavar="PATH",
+    help="PgBouncer binary for the PgBouncer group (in a checkout, make pgbouncer builds "
+    "1.24.1); default: $TENANTGUARD_PGBOUNCER, else pgbouncer on PATH or /usr/sbin/pgbouncer.",
+)
+@click.option(
     "--report-only",
     is_flag=True,
     help="Only regenerate --markdown and plots from the JSON already in --output.",
@@ -257,6 +264,7 @@ def bench(
     output: str,
     markdown: str,
     no_pgbouncer: bool,
+    pgbouncer: str | None,
     report_only: bool,
 ) -> None:
     """Measure the cost of isolation side by side and write BENCHMARKS.md.
@@ -270,6 +278,7 @@ def bench(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from tenantguard.bench.pgbouncer import find_pgbouncer, pgbouncer_version
     from tenantguard.bench.report import load_results, plot, write_markdown
     from tenantguard.bench.run import BenchConfig, run_bench, save
     from tenantguard.embedded import embedded_postgres
@@ -290,6 +299,21 @@ def bench(
         write_markdown(existing, out_dir, Path(markdown), rel=output)
         err.print(f"regenerated {markdown} from {len(existing)} result file(s)")
         return
+    if pgbouncer and no_pgbouncer:
+        raise click.UsageError("--pgbouncer and --no-pgbouncer exclude each other")
+    bouncer_binary = None
+    if not no_pgbouncer:
+        try:  # before any server starts: a wrong binary is a usage error, not a crash later
+            bouncer_binary = find_pgbouncer(pgbouncer)
+            if bouncer_binary is not None:
+                pgbouncer_version(bouncer_binary)
+        except (FileNotFoundError, RuntimeError) as exc:
+            raise click.BadParameter(str(exc), param_hint="--pgbouncer") from None
+        if bouncer_binary is None:
+            err.print(
+                "[yellow]no pgbouncer found: the PgBouncer group is skipped[/] (--pgbouncer PATH"
+                " or TENANTGUARD_PGBOUNCER; in a checkout, make pgbouncer builds 1.24.1)"
+            )
     command = (
         "tenantguard bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "tenantguard bench"
     )
@@ -319,7 +343,8 @@ def bench(
             seconds=duration,
             rounds=rounds,
             output=out_dir,
-            pgbouncer=not no_pgbouncer,
+            pgbouncer=bouncer_binary is not None,
+            pgbouncer_binary=bouncer_binary,
             command=command,
         )
         results = run_bench(cfg, progress=progress)

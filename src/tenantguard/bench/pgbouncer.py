@@ -47,7 +47,7 @@ def find_pgbouncer(binary: str | None = None) -> str | None:
     file (or a name on ``PATH``), :class:`FileNotFoundError` says so. Without one, the
     ``pgbouncer`` on ``PATH`` or Debian's ``/usr/sbin/pgbouncer``, or None.
     """
-    for source, chosen in (("the pgbouncer argument", binary), (ENV_VAR, os.environ.get(ENV_VAR))):
+    for source, chosen in (("pgbouncer binary", binary), (ENV_VAR, os.environ.get(ENV_VAR))):
         if chosen:  # an empty variable counts as unset
             found = shutil.which(chosen)
             if found is None:

@@ -146,12 +146,38 @@ _MODE_DOCS = [
     "are reported and checked against the targets.",
     "",
     "**PgBouncer cells.** `via pgbouncer (unix)` and `via pgbouncer (tcp)` reach the same",
-    "PgBouncer (transaction mode) on its Unix socket or on TCP loopback; PgBouncer 1.18",
-    "cannot keep prepared statements, so those clients run with `prepare_threshold=None`.",
-    "`tenantguard (unprepared)` is direct with the same setting: it separates the cost of",
-    "losing prepared statements from the cost of the extra hop. The target compares",
-    "PgBouncer on the same transport as direct (`same transport` in the targets).",
+    "PgBouncer (transaction mode) on its Unix socket or on TCP loopback. PgBouncer 1.21+",
+    "with `max_prepared_statements` keeps protocol-level prepared statements, so its",
+    "clients keep psycopg's default `prepare_threshold` (and tenantguard's prepared",
+    "binding); an older one (Debian bookworm's 1.18) cannot, so its clients run with",
+    "`prepare_threshold=None`, and `tenantguard (unprepared)`, direct with the same",
+    "setting, separates the cost of losing prepared statements from the cost of the extra",
+    "hop. Each dataset below says which PgBouncer ran. The target compares PgBouncer on",
+    "the same transport as direct (`same transport` in the targets).",
 ]
+
+
+def _bouncer(res: dict[str, Any]) -> dict[str, Any] | None:
+    """The PgBouncer a run measured (``version`` None when not recorded), or None."""
+    if not any(name.startswith("pgbouncer/") for name in res["groups"]):
+        return None
+    # Runs from before the version was recorded all used prepare_threshold=None through it.
+    return res["meta"].get("pgbouncer") or {"version": None, "keeps_prepared": False}
+
+
+def _bouncer_text(res: dict[str, Any]) -> str:
+    """Which PgBouncer ran and whether its clients kept prepared statements."""
+    b = _bouncer(res)
+    if b is None:
+        return "not run"
+    name = str(b["version"]) if b.get("version") else "version not recorded"
+    if b["keeps_prepared"]:
+        return (
+            f"{name}, prepared statements kept (`max_prepared_statements ="
+            f" {b.get('max_prepared_statements')}`; clients with psycopg's default"
+            " `prepare_threshold`)"
+        )
+    return f"{name}, prepared statements not kept (clients with `prepare_threshold=None`)"
 
 
 def _cpu(res: dict[str, Any], variant: str, clients: int = 1, group: str = "workloads") -> str:
@@ -281,25 +307,8 @@ def _analysis(results: list[dict[str, Any]], out_dir: Path) -> list[str]:
                 for c in r["meta"]["clients"][:2]
             ),
         )
-        + ". Direct without prepared statements (what PgBouncer 1.18 imposes): "
-        + _per_dataset(
-            results,
-            lambda r: ", ".join(
-                f"{c} client(s) {_ratio(r, f'pgbouncer/select/{c}', 'tenantguard (unprepared)')}x"
-                for c in r["meta"]["clients"][:2]
-            ),
-        )
         + ".",
-        "  Losing prepared statements alone (the unprepared direct cells) already falls below",
-        "  the target: with PgBouncer 1.18 in transaction mode the server",
-        "  parses and plans both the binding and the statement on every request. The hop",
-        "  accounts for the rest: client -> PgBouncer -> server is two more process wake-ups per",
-        "  round trip, and PgBouncer's own CPU competes for the same two cores. Transport makes",
-        "  little difference (Unix socket vs TCP above). PgBouncer >= 1.21 with",
-        "  `max_prepared_statements` would keep prepared statements; it is not measured here",
-        "  (Debian's 1.18 is installed). The comparison before this change put PgBouncer on TCP",
-        "  against a Unix-socket direct path; both are listed. Correctness holds either way:",
-        "  zero cross-tenant rows through PgBouncer in every run.",
+        *_pgbouncer_analysis(results),
         f"- **RLS vs hand WHERE ({_status(results, 'RLS with index')}).** Measured end to end"
         " on identical client paths (`tenantguard`",
         "  vs `tg_where_bypass`, which differ only by RLS), time per request RLS / hand WHERE:",
@@ -399,6 +408,70 @@ def _profile_sentences(out_dir: Path) -> list[str]:
     return out
 
 
+def _pgbouncer_analysis(results: list[dict[str, Any]]) -> list[str]:
+    """The PgBouncer bullet's second half: what kept or lost prepared statements cost."""
+    ran = [(r, b) for r in results if (b := _bouncer(r)) is not None]
+    lines = ["  PgBouncer: " + _per_dataset(results, _bouncer_text) + "."]
+    if not ran:
+        return lines
+    unprepared = [r for r, b in ran if not b["keeps_prepared"]]
+    kept = sorted(
+        {str(b["version"] or "(version not recorded)") for _, b in ran if b["keeps_prepared"]}
+    )
+    noprep = "tenantguard (unprepared)"
+    if unprepared:
+        below = all(
+            _lt(_cellv(r, f"pgbouncer/select/{c}", noprep, "ratio_median"), 0.9)
+            for r in unprepared
+            for c in r["meta"]["clients"][:2]
+        )
+        lines += [
+            "  Direct without prepared statements (what a PgBouncer that cannot keep them",
+            "  imposes): "
+            + _per_dataset(
+                unprepared,
+                lambda r: ", ".join(
+                    f"{c} client(s) {_ratio(r, f'pgbouncer/select/{c}', noprep)}x"
+                    for c in r["meta"]["clients"][:2]
+                ),
+            )
+            + ".",
+            "  Losing prepared statements alone "
+            + ("already falls below the target" if below else "is part of the gap")
+            + ": the server then parses and plans",
+            "  both the binding and the statement on every request.",
+        ]
+    if kept:
+        lines += [
+            "  Through PgBouncer "
+            + ", ".join(kept)
+            + " the clients keep prepared statements (the binding and the query, tracked by",
+            "  PgBouncer's `max_prepared_statements`), so the gap to direct is the hop's.",
+        ]
+    else:
+        lines += [
+            "  PgBouncer >= 1.21 with `max_prepared_statements` keeps prepared statements;",
+            "  these results do not measure one (`make pgbouncer` builds 1.24.1 for `make bench`).",
+        ]
+    cross = sum(
+        c["cross_tenant_rows"]
+        for r in results
+        for name, g in r["groups"].items()
+        if "pgbouncer/" in name
+        for c in g["cells"]
+    )
+    lines += [
+        "  The hop: client -> PgBouncer -> server is two more process wake-ups per round trip,",
+        "  and PgBouncer's own CPU competes for the same two cores. Transport makes little",
+        "  difference (Unix socket vs TCP above). The comparison before this change put",
+        "  PgBouncer on TCP against a Unix-socket direct path; both are listed.",
+        "  Correctness holds either way: zero cross-tenant rows through PgBouncer in every run."
+        if cross == 0
+        else f"  **{cross} cross-tenant rows through PgBouncer.**",
+    ]
+    return lines
+
+
 def _lt(a: float | None, b: float) -> bool:
     return a is not None and a < b
 
@@ -458,6 +531,7 @@ def write_markdown(results: list[dict[str, Any]], out_dir: Path, path: Path, rel
             "",
             f"- command: `{meta['command']}`",
             f"- server: PostgreSQL {meta['server_version']}; machine: {meta['machine']}",
+            f"- PgBouncer: {_bouncer_text(res)}",
             f"- {meta['rounds']} rounds x {meta['seconds_per_cell']} s per cell; run took {meta.get('duration_s')} s",
             "",
             "### Targets",
@@ -524,8 +598,10 @@ def write_markdown(results: list[dict[str, Any]], out_dir: Path, path: Path, rel
         "## Reproduce",
         "",
         "```console",
-        "make bench                       # embedded PostgreSQL, both datasets",
-        "tenantguard bench --tenants 10000 --rows-per-tenant 100 --clients 1,4,16",
+        "make bench                       # embedded PostgreSQL, both datasets, PgBouncer 1.24.1",
+        "make pgbouncer                   # just build it: .cache/pgbouncer-1.24.1/bin/pgbouncer",
+        "tenantguard bench --tenants 10000 --rows-per-tenant 100 --clients 1,4,16 \\",
+        "    --pgbouncer .cache/pgbouncer-1.24.1/bin/pgbouncer",
         "tenantguard bench --dsn postgresql://postgres@127.0.0.1:5432/postgres --tenants 100000",
         "```",
         "",

@@ -7,7 +7,9 @@ Groups (each interleaved in rounds, ratios to the group's baseline in the same r
 * ``guard``: point select, tenantguard with and without the checkin guard.
 * ``index``: newest-N list, RLS on the table with vs without the composite index,
   and the hand-written WHERE; with EXPLAIN ANALYZE of both plans.
-* ``pgbouncer``: point select, tenantguard direct vs through PgBouncer (transaction mode).
+* ``pgbouncer``: point select, tenantguard direct vs through PgBouncer (transaction mode);
+  the clients keep prepared statements when that PgBouncer can (1.21+), and when it
+  cannot, a direct cell without them separates that cost from the hop's.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class BenchConfig:
     rounds: int = 5
     output: Path = Path("bench-results")
     pgbouncer: bool = True
+    pgbouncer_binary: str | None = None  # default: $TENANTGUARD_PGBOUNCER, else the installed one
     processes: bool = True  # also run point selects with one OS process per client
     command: str = ""
     database: str | None = None  # default: tenantguard_bench_<tenants>x<rows> (reused)
@@ -63,13 +66,20 @@ def _upstream(dsn: str) -> tuple[str, int]:
     return str(params.get("host") or "/var/run/postgresql"), int(params.get("port") or 5432)
 
 
-def _runtime_for(cell: Cell, dsns: dict[str, str], raw_dsn: str, size: int) -> Any:
+def _runtime_for(
+    cell: Cell,
+    dsns: dict[str, str],
+    raw_dsn: str,
+    size: int,
+    unprepared: frozenset[str] = frozenset({"direct-noprep"}),
+) -> Any:
+    """The runtime of *cell*; its clients run without prepared statements where its *via*
+    is *unprepared* (through a PgBouncer < 1.21 in transaction mode, or direct as if)."""
     opts: dict[str, Any] = {"table": cell.table, "size": size, "raw_dsn": raw_dsn}
     dsn = dsns[cell.via]
     if cell.via.startswith("pgbouncer"):
-        opts["conn_kw"] = {"prepare_threshold": None}  # PgBouncer < 1.21, transaction mode
         opts["raw_dsn"] = _with(raw_dsn, **_bouncer_params(dsn))
-    elif cell.via == "direct-noprep":  # direct, without prepared statements, as via PgBouncer
+    if cell.via in unprepared:
         opts["conn_kw"] = {"prepare_threshold": None}
     if cell.mode == "processes":
         opts["size"] = 1  # each client process is a worker with its own pool of one
@@ -282,12 +292,15 @@ def _async_rt(rt: Any, workload: str, proxy: RoundTripProxy, tenants: int, rows:
 
 @contextmanager
 def _maybe_bouncer(cfg: BenchConfig, ds: Dataset, admin_dsn: str) -> Iterator[PgBouncer | None]:
-    if not cfg.pgbouncer or find_pgbouncer() is None:
+    binary = find_pgbouncer(cfg.pgbouncer_binary) if cfg.pgbouncer else None
+    if binary is None:
         yield None
         return
     host, port = _upstream(admin_dsn)
     size = max(cfg.clients)
-    with PgBouncer(host, port, users=[ds.app_role, ds.raw_role], pool_size=min(size, 8)) as pgb:
+    with PgBouncer(
+        host, port, users=[ds.app_role, ds.raw_role], pool_size=min(size, 8), binary=binary
+    ) as pgb:
         yield pgb
 
 
@@ -339,10 +352,14 @@ def run_bench(
     }
     with ExitStack() as stack:
         bouncer = stack.enter_context(_maybe_bouncer(cfg, ds, admin_dsn))
+        results["meta"]["pgbouncer"] = bouncer.info() if bouncer is not None else None
         dsns = {"direct": app_dsn, "direct-noprep": app_dsn}
+        unprepared = frozenset({"direct-noprep"})
         if bouncer is not None:
             dsns["pgbouncer"] = _with(app_dsn, **bouncer.conninfo())
             dsns["pgbouncer-unix"] = _with(app_dsn, **bouncer.conninfo(unix=True))
+            if not bouncer.keeps_prepared:
+                unprepared |= {"pgbouncer", "pgbouncer-unix"}
         groups: list[Group] = []
         main_variants = [
             "raw",
@@ -389,14 +406,15 @@ def run_bench(
         if bouncer is not None:
             for c in cfg.clients[:2]:
                 # Same transport as direct (Unix socket to the embedded server; TCP when
-                # --dsn is TCP), PgBouncer's usual TCP listener, and direct without
-                # prepared statements (PgBouncer 1.18 cannot keep them): what each costs.
+                # --dsn is TCP), PgBouncer's usual TCP listener, and, when this PgBouncer
+                # cannot keep prepared statements, direct without them: what each costs.
                 cells = [
                     Cell("tenantguard", "select", c),
                     Cell("tenantguard", "select", c, via=_same_transport(app_dsn)),
                     Cell("tenantguard", "select", c, via=_other_transport(app_dsn)),
-                    Cell("tenantguard", "select", c, via="direct-noprep"),
                 ]
+                if not bouncer.keeps_prepared:
+                    cells.append(Cell("tenantguard", "select", c, via="direct-noprep"))
                 groups.append(Group(f"pgbouncer/select/{c}", cells, cells[0]))
                 if split:  # clients on CPU 0; server and PgBouncer on CPU 1
                     cells = [replace(x, client_cpu=0) for x in cells]
@@ -424,7 +442,7 @@ def run_bench(
             with pinned:
                 try:
                     for cell in g.cells:
-                        runtimes[cell] = _runtime_for(cell, dsns, raw_dsn, size)
+                        runtimes[cell] = _runtime_for(cell, dsns, raw_dsn, size, unprepared)
                     res = run_group(
                         g,
                         runtimes,

@@ -1,0 +1,62 @@
+"""BENCHMARKS.md says which PgBouncer ran, from the results JSON (no server needed)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tenantguard.bench.report import load_results, write_markdown
+
+RECORDED = Path(__file__).resolve().parent.parent / "bench" / "results-10000x100.json"
+
+
+def render(tmp_path: Path, res: dict[str, Any]) -> str:
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "results-10000x100.json").write_text(json.dumps(res))
+    md = tmp_path / "BENCHMARKS.md"
+    write_markdown(load_results(out), out, md, rel="results")
+    return md.read_text()
+
+
+@pytest.fixture
+def old() -> dict[str, Any]:
+    """A committed run, as written before the PgBouncer version was recorded."""
+    res: dict[str, Any] = json.loads(RECORDED.read_text())
+    res["meta"].pop("pgbouncer", None)
+    return res
+
+
+def test_results_without_the_version_still_render(tmp_path, old) -> None:  # type: ignore[no-untyped-def]
+    text = render(tmp_path, old)
+    assert "- PgBouncer: version not recorded, prepared statements not kept" in text
+    assert "Direct without prepared statements" in text
+
+
+@pytest.mark.parametrize("keeps", [True, False])
+def test_the_recorded_version_is_stated(tmp_path, old, keeps) -> None:  # type: ignore[no-untyped-def]
+    res = copy.deepcopy(old)
+    version = "1.24.1" if keeps else "1.18.0"
+    res["meta"]["pgbouncer"] = {
+        "version": version,
+        "keeps_prepared": keeps,
+        "max_prepared_statements": 100 if keeps else None,
+    }
+    if keeps:  # such a run has no unprepared direct cell
+        for name, g in res["groups"].items():
+            if "pgbouncer/" in name:
+                g["cells"] = [c for c in g["cells"] if c["via"] != "direct-noprep"]
+    text = render(tmp_path, res)
+    if keeps:
+        assert (
+            "- PgBouncer: 1.24.1, prepared statements kept (`max_prepared_statements = 100`" in text
+        )
+        assert "Through PgBouncer 1.24.1 the clients keep prepared statements" in text
+        assert "Direct without prepared statements" not in text
+    else:
+        assert "- PgBouncer: 1.18.0, prepared statements not kept" in text
+        assert "Direct without prepared statements" in text
