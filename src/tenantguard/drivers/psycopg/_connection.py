@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import AsyncTransaction, Transaction
+from psycopg._compat import Template  # execute() treats t-strings apart
 from psycopg.abc import Params, Query
 from psycopg.pq import TransactionStatus
 from psycopg.rows import Row
 
 from tenantguard.core.session import ConnState
+from tenantguard.drivers.psycopg import _reuse
 from tenantguard.drivers.psycopg._fastpath import AVAILABLE as FAST_PATH
 from tenantguard.drivers.psycopg._fastpath import (
     BindStatementMissing,
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncTenantConnection", "AsyncTenantCursor", "TenantConnection", "TenantCursor"]
 
 IDLE = TransactionStatus.IDLE
+_REUSE = _reuse.ENABLED
 
 _NEEDS_TX = (
     "{what} cannot carry the tenant binding in autocommit mode outside a transaction; "
@@ -198,12 +201,31 @@ class TenantConnection(psycopg.Connection[Row]):
     _tg_fast: bool = FAST_PATH
     _tg_bind_ready: bool = False  # the binding is prepared on the server
     _tg_raw: psycopg.Cursor[Any] | None = None
+    _tg_cur: TenantCursor[Any] | None = None  # the last execute()'s cursor (see _reuse)
 
     def _raw_cursor(self) -> psycopg.Cursor[Any]:
         # A plain psycopg cursor: internal statements must not recurse into binding.
         if self._tg_raw is None or self._tg_raw.closed:
             self._tg_raw = psycopg.Cursor(self)
         return self._tg_raw
+
+    def execute(
+        self,
+        query: Query,
+        params: Params | None = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool = False,
+    ) -> TenantCursor[Row]:
+        """As psycopg's, but reusing the last statement's cursor when that is unobservable."""
+        cur: Any
+        if self._tg is None or not _REUSE or isinstance(query, Template):
+            cur = _sup(super()).execute(query, params, prepare=prepare, binary=binary)
+            return cur  # type: ignore[no-any-return]
+        cur = _reuse.reusable(self, binary)
+        if cur is None:
+            cur = self._tg_cur = self.cursor(binary=binary)  # type: ignore[assignment]
+        return cur.execute(query, params, prepare=prepare)  # type: ignore[no-any-return]
 
     def _bind_out_of_band(self, what: str) -> None:
         """Bind before an operation that cannot be pipelined (COPY, streaming, DECLARE)."""
@@ -393,11 +415,30 @@ class AsyncTenantConnection(psycopg.AsyncConnection[Row]):
     _tg_fast: bool = FAST_PATH
     _tg_bind_ready: bool = False
     _tg_raw: psycopg.AsyncCursor[Any] | None = None
+    _tg_cur: AsyncTenantCursor[Any] | None = None
 
     def _raw_cursor(self) -> psycopg.AsyncCursor[Any]:
         if self._tg_raw is None or self._tg_raw.closed:
             self._tg_raw = psycopg.AsyncCursor(self)
         return self._tg_raw
+
+    async def execute(
+        self,
+        query: Query,
+        params: Params | None = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool = False,
+    ) -> AsyncTenantCursor[Row]:
+        """As psycopg's, but reusing the last statement's cursor when that is unobservable."""
+        cur: Any
+        if self._tg is None or not _REUSE or isinstance(query, Template):
+            cur = await _sup(super()).execute(query, params, prepare=prepare, binary=binary)
+            return cur  # type: ignore[no-any-return]
+        cur = _reuse.reusable(self, binary)
+        if cur is None:
+            cur = self._tg_cur = self.cursor(binary=binary)  # type: ignore[assignment]
+        return await cur.execute(query, params, prepare=prepare)  # type: ignore[no-any-return]
 
     async def _bind_out_of_band(self, what: str) -> None:
         st = self._tg

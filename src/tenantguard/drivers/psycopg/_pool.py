@@ -35,6 +35,7 @@ from tenantguard.drivers.psycopg._connection import (
     TenantCursor,
     TenantServerCursor,
 )
+from tenantguard.drivers.psycopg._reuse import release as release_cursor
 from tenantguard.errors import (
     ConfigurationError,
     ConnectionFailed,
@@ -367,6 +368,7 @@ class TenantPool:
 
     def _checkin(self, conn: TenantConnection[Any]) -> None:
         """The checkin guard (see :meth:`_PoolCore.checkin_steps`), before psycopg_pool."""
+        release_cursor(conn)
         if self._core.checkin_clean(conn):
             return
         steps = self._core.checkin_steps(conn)
@@ -570,6 +572,7 @@ class AsyncTenantPool:
         conn._tg = st
 
     async def _checkin(self, conn: AsyncTenantConnection[Any]) -> None:
+        release_cursor(conn)
         if self._core.checkin_clean(conn):
             return
         steps = self._core.checkin_steps(conn)

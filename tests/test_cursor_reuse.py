@@ -1,0 +1,158 @@
+"""``conn.execute()`` reuses its cursor only when nobody could tell (see ``_reuse.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+
+import psycopg
+import pytest
+from psycopg.adapt import Loader
+from psycopg.rows import dict_row
+
+from tenantguard import AsyncTenantPool, TenantPool, tenant
+from tenantguard.drivers.psycopg import _reuse
+
+COUNT = "SELECT count(*) FROM app.invoices"
+ROWS = "SELECT tenant_id FROM app.invoices ORDER BY id"
+
+
+class Shout(Loader):
+    """An int4 loader nobody would register by accident."""
+
+    def load(self, data: bytes | bytearray | memoryview) -> str:
+        return f"int:{bytes(data).decode()}"
+
+
+@pytest.fixture(scope="module")
+def pool(saas):  # type: ignore[no-untyped-def]
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1) as p:
+        yield p
+
+
+def test_reuse_is_active_on_this_interpreter(pool) -> None:  # type: ignore[no-untyped-def]
+    assert _reuse.ENABLED
+    with tenant(1), pool.connection() as conn:
+        first = id(conn.execute(COUNT))
+        assert id(conn.execute(COUNT)) == first  # the first was dropped: reused
+
+
+def test_a_cursor_still_held_is_never_reused(pool) -> None:  # type: ignore[no-untyped-def]
+    with tenant(2), pool.connection() as conn:
+        c1 = conn.execute("SELECT 1")
+        c2 = conn.execute("SELECT 2")
+        assert c1 is not c2
+        assert c1.fetchall() == [(1,)] and c2.fetchall() == [(2,)]
+
+
+def test_iterating_a_result_while_running_another_statement(pool) -> None:  # type: ignore[no-untyped-def]
+    with tenant(3), pool.connection() as conn:
+        seen = []
+        for (tid,) in conn.execute(ROWS):
+            seen.append((tid, conn.execute(COUNT).fetchone()[0]))
+        assert seen == [(3, 6)] * 6
+
+
+def test_what_a_new_cursor_gets_is_given_again(pool) -> None:  # type: ignore[no-untyped-def]
+    with tenant(1), pool.connection() as conn:
+        cur = conn.execute(COUNT)
+        cur.row_factory = dict_row  # changed on the returned cursor, then dropped
+        cur.arraysize = 7
+        del cur
+        again = conn.execute("SELECT 5 AS n")
+        assert again.fetchone() == (5,) and again.arraysize == 1
+        conn.execute("SELECT 5 AS n", binary=True)
+        text = conn.execute("SELECT 5 AS n")
+        assert text.format == psycopg.pq.Format.TEXT
+        assert text.pgresult is not None and text.pgresult.fformat(0) == 0
+        binary = conn.execute("SELECT 5 AS n", binary=True)
+        assert binary.pgresult is not None and binary.pgresult.fformat(0) == 1
+        del text, binary
+        conn.row_factory = dict_row  # the connection's own row factory is followed
+        try:
+            assert conn.execute("SELECT 5 AS n").fetchone() == {"n": 5}
+        finally:
+            conn.row_factory = psycopg.rows.tuple_row
+        assert conn.execute("SELECT 5 AS n").fetchone() == (5,)
+
+
+def test_adapters_registered_on_a_dropped_cursor_do_not_stick(pool) -> None:  # type: ignore[no-untyped-def]
+    with tenant(1), pool.connection() as conn:
+        cur = conn.execute("SELECT 1")
+        cur.adapters.register_loader("int4", Shout)
+        assert cur.execute("SELECT 1").fetchone() == ("int:1",)
+        del cur
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_adapters_registered_on_the_connection_are_seen(saas) -> None:  # type: ignore[no-untyped-def]
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1) as p:
+        with tenant(1), p.connection() as conn:
+            kept = id(conn.execute("SELECT 1"))
+            conn.adapters.register_loader("int4", Shout)
+            conn.cursor().close()  # a new cursor resets the connection's copy-on-write flags
+            cur = conn.execute("SELECT 1")
+            assert cur.fetchone() == ("int:1",) and id(cur) != kept
+            # Sanity: the pool's connection is discarded with the pool, not reused elsewhere.
+
+
+def test_a_closed_cursor_is_replaced(pool) -> None:  # type: ignore[no-untyped-def]
+    with tenant(2), pool.connection() as conn:
+        conn.execute("SELECT 1").close()
+        assert conn.execute(COUNT).fetchone() == (4,)
+
+
+def test_errors_leave_the_kept_cursor_usable(pool) -> None:  # type: ignore[no-untyped-def]
+    with tenant(2), pool.connection() as conn:
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            conn.execute("SELECT 1 / 0")
+        assert conn.execute(COUNT).fetchone() == (4,)
+
+
+def test_a_cursor_kept_past_the_lease_keeps_its_rows(pool) -> None:  # type: ignore[no-untyped-def]
+    with tenant(1), pool.connection() as conn:
+        kept = conn.execute(ROWS)
+    with tenant(3), pool.connection() as conn2:
+        assert conn2 is conn  # one connection in the pool
+        assert conn.execute(COUNT) is not kept
+    assert kept.fetchall() == [(1,), (1,)]
+
+
+def test_no_rows_stay_attached_to_an_idle_connection(pool) -> None:  # type: ignore[no-untyped-def]
+    with tenant(1), pool.connection() as conn:
+        assert conn.execute(ROWS).fetchall() == [(1,), (1,)]
+    kept = conn._tg_cur
+    assert kept is not None  # kept for the next lease...
+    assert kept.pgresult is None and kept._tx.pgresult is None  # ...without tenant 1's rows
+    kept_id = id(kept)
+    del kept  # (a reference held here would rightly prevent the reuse)
+    with tenant(2), pool.connection() as conn2:
+        cur = conn2.execute(ROWS)
+        assert id(cur) == kept_id and cur.fetchall() == [(2,)] * 4
+
+
+def test_tenants_never_see_each_others_rows_through_the_kept_cursor(pool) -> None:  # type: ignore[no-untyped-def]
+    for tid in (1, 2, 3, 2, 1, 3) * 5:
+        with tenant(tid), pool.connection() as conn:
+            rows = conn.execute(ROWS).fetchall()
+        assert rows and {r[0] for r in rows} == {tid}
+    gc.collect()
+
+
+def test_async_pool_reuses_under_the_same_rules(saas) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        async with AsyncTenantPool(saas.app_dsn, min_size=1, max_size=1) as p:
+            with tenant(3):
+                async with p.connection() as conn:
+                    first = id(await conn.execute(COUNT))
+                    assert id(await conn.execute(COUNT)) == first
+                    c1 = await conn.execute("SELECT 1")
+                    c2 = await conn.execute("SELECT 2")
+                    assert c1 is not c2
+                    assert await c1.fetchall() == [(1,)] and await c2.fetchall() == [(2,)]
+            with tenant(1):
+                async with p.connection() as conn:
+                    assert await (await conn.execute(ROWS)).fetchall() == [(1,), (1,)]
+            assert conn._tg_cur is not None and conn._tg_cur.pgresult is None
+
+    asyncio.run(main())
