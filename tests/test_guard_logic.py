@@ -32,11 +32,12 @@ def core(**kw: Any) -> _PoolCore:
 
 def fake_conn(c: _PoolCore, effects: set[str]) -> Any:
     st = c.new_state()
-    st.baseline = CLEAN
+    pg = SimpleNamespace(parameter_status=lambda name: None)
+    conn = SimpleNamespace(_tg=st, closed=False, pgconn=pg, _tg_bind_ready=True)
+    c.set_baseline(conn, st, as_row(CLEAN))
     st.start_lease(TenantContext(parse_tenant_id(7)))
     st.effects |= effects
-    pg = SimpleNamespace(parameter_status=lambda name: None)
-    return SimpleNamespace(_tg=st, closed=False, pgconn=pg, _tg_bind_ready=True)
+    return conn
 
 
 def drive(
@@ -137,3 +138,40 @@ def test_clean_fast_path_takes_the_same_decision(
     else:  # untouched: the generator takes over
         assert st.lease is lease and c.guard_stats.checkins == 0
         assert drive(c, conn, [as_row(CLEAN)] * 2) != [] and st.lease is None
+
+
+def reporting_conn(c: _PoolCore, reported: dict[bytes, bytes]) -> Any:
+    """A connection whose server reports *reported* (ParameterStatus), baseline CLEAN."""
+    st = c.new_state()
+    pg = SimpleNamespace(parameter_status=lambda name: reported.get(name))
+    conn = SimpleNamespace(_tg=st, closed=False, pgconn=pg, _tg_bind_ready=True)
+    c.set_baseline(conn, st, as_row(CLEAN))
+    st.start_lease(TenantContext(parse_tenant_id(7)))
+    return conn
+
+
+def test_clean_path_compares_what_the_server_reports_with_the_baseline() -> None:
+    c = core()
+    reported = {b"search_path": b'"$user", public', b"session_authorization": b"app"}
+    conn = reporting_conn(c, reported)
+    assert c.checkin_clean(conn)  # same bytes as at the baseline: no I/O
+    conn._tg.start_lease(TenantContext(parse_tenant_id(7)))
+    reported[b"search_path"] = b"evil, public"  # the server reported a change
+    assert not c.checkin_clean(conn)
+    assert c.client_side_kinds(conn) == {"search_path"}
+    reported[b"search_path"] = b'"$user", public'
+    reported[b"session_authorization"] = b"postgres"
+    assert not c.checkin_clean(conn) and c.client_side_kinds(conn) == {"role"}
+
+
+def test_a_report_that_disagrees_with_the_baseline_means_always_verify() -> None:
+    c = core()
+    conn = reporting_conn(c, {b"search_path": b"something, else"})
+    assert conn._tg.baseline_reported is None
+    assert not c.checkin_clean(conn)  # never the clean path: checkin_steps verifies
+
+
+def test_servers_that_report_nothing_take_the_clean_path() -> None:
+    c = core()
+    conn = reporting_conn(c, {})  # PostgreSQL before 18 does not report search_path
+    assert conn._tg.baseline_reported == (None, None) and c.checkin_clean(conn)

@@ -72,19 +72,6 @@ def test_parametrized_session_set_config_is_caught(pool) -> None:  # type: ignor
     assert pool.guard_stats.resets == before + 1
 
 
-def test_binding_computed_once_per_lease_and_dropped_after(pool) -> None:  # type: ignore[no-untyped-def]
-    with tenant(3), pool.connection() as conn:
-        st = conn._tg
-        assert count(conn) == 6
-        cached = st.bind_cache
-        assert cached is not None and cached[2] == [b"app.tenant_id", b"3", b"app.user_id", b""]
-        assert count(conn) == 6
-        assert st.bind_cache is cached  # reused for the lease's next statement
-    assert st.bind_cache is None and st.lease is None
-    with tenant(2), pool.connection() as conn:
-        assert count(conn) == 4  # never the previous lease's binding
-
-
 def test_fail_closed_on_the_fast_path(pool) -> None:  # type: ignore[no-untyped-def]
     from tenantguard.core.context import _current
 
@@ -111,6 +98,40 @@ class CountingBinder:
             "SELECT set_config('app.tenant_id', %s, true), set_config('app.user_id', %s, true)",
             (str(ctx.tenant), ctx.user or ""),
         )
+
+
+class StableCountingBinder(CountingBinder):
+    """The same, declared stable: its statement depends on the context only."""
+
+    stable = True
+
+
+def test_binding_computed_once_per_tenant_and_user_for_the_pool(saas) -> None:  # type: ignore[no-untyped-def]
+    binder = StableCountingBinder()
+    with TenantPool(saas.app_dsn, min_size=2, max_size=2, binder=binder) as p:
+        for _ in range(3):
+            with tenant(3), p.connection() as conn:
+                assert count(conn) == 6 and count(conn) == 6
+        assert binder.calls == 1  # shared by leases and connections
+        with tenant(3, user="u1"), p.connection() as conn:
+            assert count(conn) == 6
+        with tenant(2), p.connection() as conn:
+            assert count(conn) == 4  # never another tenant's binding
+        assert binder.calls == 3
+        st = conn._tg
+        assert st.binds[(3, None)][1] == [b"3", b""]
+        assert st.binds[(3, "u1")][1] == [b"3", b"u1"]
+
+
+def test_binding_cache_is_bounded(saas, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tenantguard.core import session
+
+    monkeypatch.setattr(session, "BIND_CACHE_SIZE", 2)
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1) as p:
+        for tid in (1, 2, 3, 1, 2, 3):
+            with tenant(tid), p.connection() as conn:
+                assert count(conn) == 2 * tid
+                assert len(conn._tg.binds) <= 2
 
 
 def test_unstable_binder_is_asked_per_statement(saas) -> None:  # type: ignore[no-untyped-def]

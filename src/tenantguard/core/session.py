@@ -25,6 +25,13 @@ __all__ = ["ConnState", "normalize_context"]
 
 IDLE = TransactionStatus.IDLE
 
+#: Bindings kept per pool (tenants x users); past it the cache starts over.
+BIND_CACHE_SIZE = 4096
+
+BindCache = dict[
+    tuple[object, str | None], tuple[tuple[LiteralString, tuple[str, ...]], list[bytes] | None]
+]
+
 
 def normalize_context(ctx: TenantContext, kind: TenantKind | None) -> TenantContext:
     """Re-validate *ctx* for a pool whose tenant column has *kind* (before any I/O)."""
@@ -38,8 +45,9 @@ class ConnState:
 
     __slots__ = (
         "baseline",
-        "bind_cache",
+        "baseline_reported",
         "binder",
+        "binds",
         "bound",
         "classifier",
         "effects",
@@ -50,7 +58,11 @@ class ConnState:
     )
 
     def __init__(
-        self, binder: Binder, classifier: StatementClassifier, kind: TenantKind | None
+        self,
+        binder: Binder,
+        classifier: StatementClassifier,
+        kind: TenantKind | None,
+        binds: BindCache | None = None,
     ) -> None:
         self.binder = binder
         self.stable_binder = bool(getattr(binder, "stable", False))
@@ -61,22 +73,23 @@ class ConnState:
         self.bound = False  # the open transaction carries our binding
         self.effects: set[str] = set()  # session-state effects seen since checkout
         self.baseline: SessionSnapshot | None = None
-        # (context, binding, encoded values) for the current lease: computed once.
-        self.bind_cache: (
-            tuple[TenantContext, tuple[LiteralString, tuple[str, ...]], list[bytes] | None] | None
-        ) = None
+        # What the server reported (ParameterStatus) when the baseline was taken, raw:
+        # the checkin guard's clean path compares these bytes without decoding them.
+        self.baseline_reported: tuple[bytes | None, ...] | None = None
+        # (tenant value, user) -> (binding, encoded values), shared by a pool's
+        # connections: a stable binder's statement depends on the context only.
+        self.binds: BindCache = {} if binds is None else binds
 
     # -- lease -----------------------------------------------------------------
     def start_lease(self, ctx: TenantContext, bind_ctx: TenantContext | None = None) -> None:
         self.lease = ctx
         self.lease_bind = bind_ctx if bind_ctx is not None else normalize_context(ctx, self.kind)
         self.bound = False
-        self.bind_cache = None
         self.effects.clear()
 
     def end_lease(self) -> TenantContext | None:
         ctx = self.lease
-        self.lease = self.lease_bind = self.bind_cache = None
+        self.lease = self.lease_bind = None
         self.bound = False
         self.effects.clear()
         return ctx
@@ -112,19 +125,28 @@ class ConnState:
         """The binding for an autocommit statement outside a transaction (the hot path).
 
         Same checks as :meth:`bind_needed` (fail-closed, the lease's tenant); also the
-        values pre-encoded, kept for the lease (``None`` when one is not ASCII: the
-        driver encodes those in the connection's encoding).
+        values pre-encoded, kept in the pool's shared cache (``None`` when one is not
+        ASCII: the driver encodes those in the connection's encoding).
         """
         ctx = self.context_for("a query")
         self.bound = False
-        cached = self.bind_cache
-        if cached is not None and cached[0] is ctx:
-            return cached[1], cached[2]
+        if not self.stable_binder:  # e.g. a binder that signs each transaction
+            return self._encoded_bind(ctx)
+        key = (ctx.tenant.value, ctx.user)
+        hit = self.binds.get(key)
+        if hit is None:
+            hit = self._encoded_bind(ctx)
+            if len(self.binds) >= BIND_CACHE_SIZE:
+                self.binds.clear()  # bounded; refilled by the tenants still active
+            self.binds[key] = hit
+        return hit
+
+    def _encoded_bind(
+        self, ctx: TenantContext
+    ) -> tuple[tuple[LiteralString, tuple[str, ...]], list[bytes] | None]:
         bind = self.binder.bind_query(ctx)
         values = bind[1]
         encoded = [v.encode() for v in values] if "".join(values).isascii() else None
-        if self.stable_binder:  # a binder whose statement depends on the context only
-            self.bind_cache = (ctx, bind, encoded)
         return bind, encoded
 
     def after_statement(self, status: int) -> None:

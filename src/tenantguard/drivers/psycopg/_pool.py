@@ -23,10 +23,16 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from tenantguard.core.binding import Binder, SettingBinder
 from tenantguard.core.classify import StatementClassifier
 from tenantguard.core.context import TenantContext, _current, tenant
-from tenantguard.core.guard import STATE_QUERY, GuardStats, changed_kinds, snapshot
+from tenantguard.core.guard import (
+    STATE_QUERY,
+    GuardStats,
+    SessionSnapshot,
+    changed_kinds,
+    snapshot,
+)
 from tenantguard.core.ids import TenantKind
 from tenantguard.core.rolecheck import ROLE_CHECK_QUERY, role_params, role_report
-from tenantguard.core.session import ConnState, normalize_context
+from tenantguard.core.session import BindCache, ConnState, normalize_context
 from tenantguard.drivers.psycopg._connection import (
     AsyncTenantConnection,
     AsyncTenantCursor,
@@ -68,6 +74,21 @@ _HELPER_EXISTS_QUERY = (
 _HELPER_SETTINGS_QUERY = "SELECT tenantguard.tenant_setting(), tenantguard.user_setting()"
 
 
+def _reported(pg: Any) -> tuple[bytes | None, bytes | None]:
+    """The parameters the server reports by itself (search_path from PostgreSQL 18)."""
+    return pg.parameter_status(b"search_path"), pg.parameter_status(b"session_authorization")
+
+
+def _reported_kinds(base: SessionSnapshot, reported: tuple[bytes | None, bytes | None]) -> set[str]:
+    path, auth = reported
+    kinds = set()
+    if path is not None and path.decode() != base.search_path:
+        kinds.add("search_path")
+    if auth is not None and auth.decode() != base.session_user:
+        kinds.add("role")
+    return kinds
+
+
 class _PoolCore:
     """What the sync and async pools share: configuration, stats, guard decisions."""
 
@@ -99,6 +120,7 @@ class _PoolCore:
         self.on_contamination = on_contamination
         self.classifier = StatementClassifier()
         self.guard_stats = GuardStats()
+        self.binds: BindCache = {}  # the connections' shared binding cache
 
     def lease_contexts(self) -> tuple[TenantContext, TenantContext]:
         """The bound context, fail-closed before any I/O, and the same normalised to the
@@ -112,7 +134,7 @@ class _PoolCore:
         return ctx, normalize_context(ctx, kind)
 
     def new_state(self) -> ConnState:
-        return ConnState(self.binder, self.classifier, self.tenant_kind)
+        return ConnState(self.binder, self.classifier, self.tenant_kind, self.binds)
 
     def role_query(self) -> tuple[str, dict[str, Any]]:
         return ROLE_CHECK_QUERY, role_params(
@@ -154,16 +176,18 @@ class _PoolCore:
         st = conn._tg
         assert st is not None
         kinds = set(st.effects)
-        base = st.baseline
-        if base is not None:
-            # Parameters the server reports by itself (search_path from PostgreSQL 18).
-            reported = conn.pgconn.parameter_status(b"search_path")
-            if reported is not None and reported.decode() != base.search_path:
-                kinds.add("search_path")
-            auth = conn.pgconn.parameter_status(b"session_authorization")
-            if auth is not None and auth.decode() != base.session_user:
-                kinds.add("role")
+        if st.baseline is not None:
+            kinds |= _reported_kinds(st.baseline, _reported(conn.pgconn))
         return kinds
+
+    def set_baseline(
+        self, conn: TenantConnection[Any] | AsyncTenantConnection[Any], st: ConnState, row: Any
+    ) -> None:
+        """The connection's clean state, from STATE_QUERY, and what the server reports."""
+        st.baseline = snapshot(row)
+        reported = _reported(conn.pgconn)
+        # Kept only when it agrees with the baseline; otherwise every checkin verifies.
+        st.baseline_reported = None if _reported_kinds(st.baseline, reported) else reported
 
     def checkin_clean(self, conn: TenantConnection[Any] | AsyncTenantConnection[Any]) -> bool:
         """The guard's clean path, no I/O: True when it is done (lease ended, counted).
@@ -177,15 +201,8 @@ class _PoolCore:
             return True
         if st.effects or self.verify == "always":
             return False
-        base = st.baseline
-        if base is not None:
-            pg = conn.pgconn
-            reported = pg.parameter_status(b"search_path")
-            if reported is not None and reported.decode() != base.search_path:
-                return False
-            auth = pg.parameter_status(b"session_authorization")
-            if auth is not None and auth.decode() != base.session_user:
-                return False
+        if st.baseline is not None and _reported(conn.pgconn) != st.baseline_reported:
+            return False  # (the same bytes as at the baseline, which matched it: clean)
         self.guard_stats.count_checkin()
         st.end_lease()
         return True
@@ -359,9 +376,8 @@ class TenantPool:
             query, params = self._core.role_query()
             self._core.raise_if_unsafe(cur.execute(query, params).fetchone())
         st = self._core.new_state()
-        st.baseline = snapshot(
-            cur.execute(STATE_QUERY, (self._core.setting, self._core.user_setting)).fetchone()  # type: ignore[arg-type]
-        )
+        row = cur.execute(STATE_QUERY, (self._core.setting, self._core.user_setting)).fetchone()
+        self._core.set_baseline(conn, st, row)
         if conn.pgconn.transaction_status != IDLE:  # non-autocommit pools
             conn.rollback()
         conn._tg = st
@@ -566,7 +582,7 @@ class AsyncTenantPool:
             self._core.raise_if_unsafe(await cur.fetchone())
         st = self._core.new_state()
         await cur.execute(STATE_QUERY, (self._core.setting, self._core.user_setting))
-        st.baseline = snapshot(await cur.fetchone())  # type: ignore[arg-type]
+        self._core.set_baseline(conn, st, await cur.fetchone())
         if conn.pgconn.transaction_status != IDLE:
             await conn.rollback()
         conn._tg = st
