@@ -460,16 +460,26 @@ def _pgbouncer_analysis(results: list[dict[str, Any]]) -> list[str]:
         if "pgbouncer/" in name
         for c in g["cells"]
     )
+
+    def transports(r: dict[str, Any]) -> str:
+        return ", ".join(
+            f"{c} client(s) unix {_ratio(r, f'pgbouncer/select/{c}', UNIX)}x,"
+            f" tcp {_ratio(r, f'pgbouncer/select/{c}', TCP)}x"
+            for c in r["meta"]["clients"][:2]
+        )
+
     lines += [
         "  The hop: client -> PgBouncer -> server is two more process wake-ups per round trip,",
-        "  and PgBouncer's own CPU competes for the same two cores. Transport makes little",
-        "  difference (Unix socket vs TCP above). The comparison before this change put",
-        "  PgBouncer on TCP against a Unix-socket direct path; both are listed.",
+        "  and PgBouncer's own CPU competes for the same two cores. By transport, PgBouncer vs",
+        "  direct: " + _per_dataset([r for r, _ in ran], transports) + ".",
         "  Correctness holds either way: zero cross-tenant rows through PgBouncer in every run."
         if cross == 0
         else f"  **{cross} cross-tenant rows through PgBouncer.**",
     ]
     return lines
+
+
+UNIX, TCP = "tenantguard via pgbouncer (unix)", "tenantguard via pgbouncer (tcp)"
 
 
 def _lt(a: float | None, b: float) -> bool:
