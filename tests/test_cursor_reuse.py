@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 
 import psycopg
 import pytest
@@ -156,3 +157,19 @@ def test_async_pool_reuses_under_the_same_rules(saas) -> None:  # type: ignore[n
             assert conn._tg_cur is not None and conn._tg_cur.pgresult is None
 
     asyncio.run(main())
+
+
+def test_the_free_count_is_measured_not_assumed(pool) -> None:  # type: ignore[no-untyped-def]
+    # Measured on the attribute, as the checks count: a constant (3, true of 3.11-3.13
+    # counting a local name) makes a cursor held once look free on CPython 3.14.
+    with tenant(1), pool.connection() as conn:
+        conn.execute(COUNT).fetchone()
+        free = sys.getrefcount(conn._tg_cur)  # (not inside assert: pytest keeps temporaries)
+        assert free == _reuse.REFS_WHEN_FREE
+        held = conn._tg_cur
+        assert _reuse.reusable(conn, False) is None  # exactly one more holder: seen
+        del held
+        assert _reuse.reusable(conn, False) is conn._tg_cur
+        held = conn.execute(COUNT)
+    assert conn._tg_cur is None  # held once past the lease: forgotten at checkin
+    assert held.fetchone() == (2,)

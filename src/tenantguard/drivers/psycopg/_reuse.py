@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import sys
 import sysconfig
+from sys import getrefcount
 from typing import Any
 
 from psycopg.adapt import AdaptersMap, PyFormat
@@ -38,9 +39,28 @@ ENABLED: bool = sys.implementation.name == "cpython" and not sysconfig.get_confi
     "Py_GIL_DISABLED"
 )
 
-#: ``sys.getrefcount(cur)`` inside :func:`reusable` when only the connection holds
-#: it: the connection's attribute, the local name, the call's argument.
-REFS_WHEN_FREE = 3
+
+class _Holder:
+    __slots__ = ("_tg_cur",)
+    _tg_cur: object
+
+
+def _refs_when_free() -> int:
+    """``getrefcount(conn._tg_cur)`` of an object only the attribute holds, measured.
+
+    Counted on the attribute, never on a local name: how a local's reference shows in
+    the count depends on the interpreter (CPython 3.14 pushes borrowed references of
+    locals, one fewer than 3.11-3.13), so a constant would make a cursor held by one
+    caller look free there. The checks below use this same expression.
+    """
+    h = _Holder()
+    h._tg_cur = object()
+    return getrefcount(h._tg_cur)
+
+
+#: ``getrefcount(conn._tg_cur)`` when only the connection holds its kept cursor (2 on
+#: CPython 3.11-3.13: the attribute and the call's argument).
+REFS_WHEN_FREE = _refs_when_free()
 
 
 def _same_adapters(mine: AdaptersMap, conn: AdaptersMap) -> bool:
@@ -66,13 +86,11 @@ def _same_adapters(mine: AdaptersMap, conn: AdaptersMap) -> bool:
 
 def reusable(conn: Any, binary: bool) -> Any:
     """The connection's kept cursor, made to look new, or None to make a new one."""
+    # Counted before any local name holds it (None, with far more references, fails too).
+    if getrefcount(conn._tg_cur) != REFS_WHEN_FREE:
+        return None
     cur = conn._tg_cur
-    if (
-        cur is None
-        or cur._closed
-        or sys.getrefcount(cur) != REFS_WHEN_FREE
-        or not _same_adapters(cur._adapters, conn.adapters)
-    ):
+    if cur._closed or not _same_adapters(cur._adapters, conn.adapters):
         return None
     conn._check_connection_ok()
     cur._row_factory = conn.row_factory
@@ -83,12 +101,12 @@ def reusable(conn: Any, binary: bool) -> Any:
 
 def release(conn: Any) -> None:
     """At checkin: the kept cursor forgets its result (or is forgotten, if held)."""
-    cur = conn._tg_cur
-    if cur is None:
+    if conn._tg_cur is None:
         return
-    if sys.getrefcount(cur) != REFS_WHEN_FREE or cur._closed:
+    if getrefcount(conn._tg_cur) != REFS_WHEN_FREE or conn._tg_cur._closed:
         conn._tg_cur = None  # someone kept it past the lease: it is theirs now
         return
+    cur = conn._tg_cur
     cur._reset()
     tx = getattr(cur, "_tx", None)
     if tx is not None:
