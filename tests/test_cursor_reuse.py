@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -173,3 +174,29 @@ def test_the_free_count_is_measured_not_assumed(pool) -> None:  # type: ignore[n
         held = conn.execute(COUNT)
     assert conn._tg_cur is None  # held once past the lease: forgotten at checkin
     assert held.fetchone() == (2,)
+
+
+NOW = "SELECT now()"  # one query object, as a constant in application code is
+
+
+@pytest.mark.parametrize("in_transaction", [True, False])
+def test_a_previous_lease_s_settings_never_shape_the_next_tenant_s_results(  # type: ignore[no-untyped-def]
+    pool, in_transaction
+) -> None:
+    # psycopg builds a cursor's loaders (time zone, DateStyle, encoding) for the
+    # settings of the moment and keeps them while the cursor runs the same query
+    # object; the kept cursor must not carry tenant 1's into tenant 2's lease.
+    tokyo = ZoneInfo("Asia/Tokyo")
+    with tenant(1), pool.connection() as conn:
+        if in_transaction:  # transaction-local: gone at COMMIT, the checkin is clean
+            with conn.transaction():
+                conn.execute("SET LOCAL TimeZone = 'Asia/Tokyo'")
+                assert conn.execute(NOW).fetchone()[0].tzinfo == tokyo
+        else:  # the session's: the checkin guard resets it
+            conn.execute("SET TimeZone = 'Asia/Tokyo'")
+            assert conn.execute(NOW).fetchone()[0].tzinfo == tokyo
+    with tenant(2), pool.connection() as conn:
+        assert conn.info.timezone != tokyo  # SET LOCAL ended; SET was reset at checkin
+        assert conn.execute(NOW).fetchone()[0].tzinfo == conn.info.timezone
+    kept = conn._tg_cur  # a fast-path-only lease keeps the Transformer for the next
+    assert kept is not None and kept._last_query is NOW

@@ -54,6 +54,7 @@ class ConnState:
         "kind",
         "lease",
         "lease_bind",
+        "slow_path",
         "stable_binder",
     )
 
@@ -72,6 +73,9 @@ class ConnState:
         self.lease_bind: TenantContext | None = None  # the same, validated for this pool
         self.bound = False  # the open transaction carries our binding
         self.effects: set[str] = set()  # session-state effects seen since checkout
+        # A statement of this lease ran outside the autocommit fast path (in a transaction,
+        # a pipeline): settings local to it may have differed from the session's.
+        self.slow_path = False
         self.baseline: SessionSnapshot | None = None
         # What the server reported (ParameterStatus) when the baseline was taken, raw:
         # the checkin guard's clean path compares these bytes without decoding them.
@@ -84,13 +88,13 @@ class ConnState:
     def start_lease(self, ctx: TenantContext, bind_ctx: TenantContext | None = None) -> None:
         self.lease = ctx
         self.lease_bind = bind_ctx if bind_ctx is not None else normalize_context(ctx, self.kind)
-        self.bound = False
+        self.bound = self.slow_path = False
         self.effects.clear()
 
     def end_lease(self) -> TenantContext | None:
         ctx = self.lease
         self.lease = self.lease_bind = None
-        self.bound = False
+        self.bound = self.slow_path = False
         self.effects.clear()
         return ctx
 
@@ -115,6 +119,7 @@ class ConnState:
     ) -> tuple[LiteralString, tuple[str, ...]] | None:
         """The binding statement to send before the next one, or None if already bound."""
         ctx = self.context_for(action)
+        self.slow_path = True
         if status == IDLE:
             self.bound = False
         if self.bound and not in_pipeline:

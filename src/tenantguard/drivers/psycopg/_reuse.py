@@ -13,7 +13,8 @@ hands it out again only when no one could tell the difference:
 * it is open, and its adapters are still the connection's own: a loader or dumper
   registered on the cursor or on the connection since it was made means a new one;
 * what a new cursor would have been given is given again: the connection's
-  ``row_factory``, ``arraysize`` 1 and the text/binary format.
+  ``row_factory``, ``arraysize`` 1 and the text/binary format; and a new
+  Transformer (new loaders) after a lease that may have changed settings.
 
 Where the reference count means something else (free-threaded builds, PyPy) it is
 never reused. At checkin the kept cursor drops its result, so no rows of one
@@ -111,3 +112,12 @@ def release(conn: Any) -> None:
     tx = getattr(cur, "_tx", None)
     if tx is not None:
         tx.set_pgresult(None)
+    st = conn._tg
+    if st is None or st.effects or st.slow_path:
+        # psycopg keeps a cursor's Transformer while it runs the same query object, and
+        # the Transformer's loaders and dumpers hold the time zone, DateStyle and
+        # encoding of when they were made: settings of this lease (SET LOCAL in a
+        # transaction, or SET, which the guard resets) must not reach the next one. A
+        # fast-path statement's loaders are made after its implicit commit, with the
+        # session's settings.
+        cur._last_query = None
