@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
+import weakref
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -200,3 +201,18 @@ def test_a_previous_lease_s_settings_never_shape_the_next_tenant_s_results(  # t
         assert conn.execute(NOW).fetchone()[0].tzinfo == conn.info.timezone
     kept = conn._tg_cur  # a fast-path-only lease keeps the Transformer for the next
     assert kept is not None and kept._last_query is NOW
+
+
+def test_a_weak_reference_kept_past_the_lease_never_sees_the_next_tenant(pool) -> None:  # type: ignore[no-untyped-def]
+    # A weak reference is not in the reference count; a new cursor per statement
+    # would be gone by now, so the kept one must be too.
+    with tenant(1), pool.connection() as conn:
+        plain = weakref.ref(conn.execute(ROWS))  # the same object as psycopg's own
+    with tenant(2), pool.connection() as conn:
+        assert conn.execute(ROWS).fetchall() == [(2,)] * 4
+        assert plain() is None
+    with tenant(1), pool.connection() as conn:
+        watched: weakref.WeakSet[object] = weakref.WeakSet([conn.execute(ROWS)])
+    with tenant(3), pool.connection() as conn:
+        assert conn.execute(ROWS).fetchall() == [(3,)] * 6
+        assert not watched

@@ -7,9 +7,10 @@ select). A tenantguard connection keeps the cursor of its last ``execute()`` and
 hands it out again only when no one could tell the difference:
 
 * nobody else holds it: CPython's reference count says only the connection does
-  (the test ``numpy.ndarray.resize(refcheck=True)`` uses). A caller still reading
-  the previous result, iterating it, or keeping it past the lease keeps its cursor,
-  and the next ``execute()`` makes a new one, as psycopg does;
+  (the test ``numpy.ndarray.resize(refcheck=True)`` uses), and at checkin no weak
+  reference but psycopg's own points to it. A caller still reading the previous
+  result, iterating it, or keeping it past the lease keeps its cursor, and the next
+  ``execute()`` makes a new one, as psycopg does;
 * it is open, and its adapters are still the connection's own: a loader or dumper
   registered on the cursor or on the connection since it was made means a new one;
 * what a new cursor would have been given is given again: the connection's
@@ -25,8 +26,10 @@ from __future__ import annotations
 
 import sys
 import sysconfig
+from functools import partial
 from sys import getrefcount
 from typing import Any
+from weakref import getweakrefcount, ref
 
 from psycopg.adapt import AdaptersMap, PyFormat
 from psycopg.pq import Format
@@ -42,7 +45,7 @@ ENABLED: bool = sys.implementation.name == "cpython" and not sysconfig.get_confi
 
 
 class _Holder:
-    __slots__ = ("_tg_cur",)
+    __slots__ = ("__weakref__", "_tg_cur")
     _tg_cur: object
 
 
@@ -62,6 +65,20 @@ def _refs_when_free() -> int:
 #: ``getrefcount(conn._tg_cur)`` when only the connection holds its kept cursor (2 on
 #: CPython 3.11-3.13: the attribute and the call's argument).
 REFS_WHEN_FREE = _refs_when_free()
+
+
+def _own_weakref_refs() -> int:
+    """``getrefcount`` of psycopg's own weak reference to a cursor nobody else holds.
+
+    A cursor keeps ``partial(_loaders_changed, ref(self))`` as its adapters' loader
+    callback; ``weakref.ref(cur)`` without a callback returns that same object.
+    """
+    h = _Holder()
+    cb = partial(print, ref(h))
+    return getrefcount(cb.args[0])
+
+
+OWN_WEAKREF_REFS = _own_weakref_refs()
 
 
 def _same_adapters(mine: AdaptersMap, conn: AdaptersMap) -> bool:
@@ -108,6 +125,14 @@ def release(conn: Any) -> None:
         conn._tg_cur = None  # someone kept it past the lease: it is theirs now
         return
     cur = conn._tg_cur
+    if (
+        getweakrefcount(cur) != 1
+        or getrefcount(cur._adapters._register_loader_callback.args[0]) != OWN_WEAKREF_REFS
+    ):
+        # Weakly referenced (outside the reference count) by something of this lease: a
+        # new cursor per statement would be gone, never showing the next tenant's rows.
+        conn._tg_cur = None
+        return
     cur._reset()
     tx = getattr(cur, "_tx", None)
     if tx is not None:
