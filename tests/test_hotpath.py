@@ -119,8 +119,8 @@ def test_binding_computed_once_per_tenant_and_user_for_the_pool(saas) -> None:  
             assert count(conn) == 4  # never another tenant's binding
         assert binder.calls == 3
         st = conn._tg
-        assert st.binds[(3, None)][1] == [b"3", b""]
-        assert st.binds[(3, "u1")][1] == [b"3", b"u1"]
+        assert st.binds[(3, int, "bigint", None)][1] == [b"3", b""]
+        assert st.binds[(3, int, "bigint", "u1")][1] == [b"3", b"u1"]
 
 
 def test_binding_cache_is_bounded(saas, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -164,3 +164,20 @@ def test_async_lease_class_keeps_the_semantics(saas) -> None:  # type: ignore[no
             assert p.guard_stats.contaminated == 0  # rolled back on the error: clean
 
     asyncio.run(main())
+
+
+def test_ids_equal_in_python_but_bound_differently_never_share_a_binding(pool) -> None:  # type: ignore[no-untyped-def]
+    # TenantId(True, "bigint") == TenantId(1, "bigint") in Python, but it binds "True",
+    # which the server refuses: it must never be handed tenant 1's cached binding.
+    from tenantguard import TenantId
+
+    with tenant(1), pool.connection() as conn:
+        assert count(conn) == 2  # tenant 1's binding is in the pool's cache
+    for odd in (True, 1.0):
+        with tenant(TenantId(odd, "bigint")), pool.connection() as conn:  # type: ignore[arg-type]
+            try:
+                seen: int | None = count(conn)
+            except psycopg.Error:
+                seen = None
+            assert seen != 2
+            assert conn._tg.autocommit_bind()[1][1] == str(odd).encode()

@@ -29,7 +29,8 @@ IDLE = TransactionStatus.IDLE
 BIND_CACHE_SIZE = 4096
 
 BindCache = dict[
-    tuple[object, str | None], tuple[tuple[LiteralString, tuple[str, ...]], list[bytes] | None]
+    tuple[object, type, str, str | None],
+    tuple[tuple[LiteralString, tuple[str, ...]], list[bytes] | None],
 ]
 
 
@@ -80,8 +81,8 @@ class ConnState:
         # What the server reported (ParameterStatus) when the baseline was taken, raw:
         # the checkin guard's clean path compares these bytes without decoding them.
         self.baseline_reported: tuple[bytes | None, ...] | None = None
-        # (tenant value, user) -> (binding, encoded values), shared by a pool's
-        # connections: a stable binder's statement depends on the context only.
+        # (tenant value, its type, kind, user) -> (binding, encoded values), shared by a
+        # pool's connections: a stable binder's statement depends on the context only.
         self.binds: BindCache = {} if binds is None else binds
 
     # -- lease -----------------------------------------------------------------
@@ -137,7 +138,11 @@ class ConnState:
         self.bound = False
         if not self.stable_binder:  # e.g. a binder that signs each transaction
             return self._encoded_bind(ctx)
-        key = (ctx.tenant.value, ctx.user)
+        tid = ctx.tenant
+        value = tid.value
+        # The value's type and the kind too: equal in Python is not the same binding
+        # (TenantId(True, "bigint") == TenantId(1, "bigint"), but it binds "True").
+        key = (value, type(value), tid.kind, ctx.user)
         hit = self.binds.get(key)
         if hit is None:
             hit = self._encoded_bind(ctx)
