@@ -216,3 +216,23 @@ def test_a_weak_reference_kept_past_the_lease_never_sees_the_next_tenant(pool) -
     with tenant(3), pool.connection() as conn:
         assert conn.execute(ROWS).fetchall() == [(3,)] * 6
         assert not watched
+
+
+def test_a_failing_checkin_never_returns_the_connection_unguarded(saas, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tenantguard.drivers.psycopg import _pool
+
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1) as p:
+        with tenant(1), p.connection() as conn:
+            conn.execute("SELECT 1")
+
+        def broken(conn):  # type: ignore[no-untyped-def]
+            raise AttributeError("a psycopg internal moved")
+
+        monkeypatch.setattr(_pool, "release_cursor", broken)
+        with pytest.raises(AttributeError), tenant(1), p.connection() as first:
+            first.execute("SET app.tenant_id = '2'")  # session state the guard must reset
+        assert first.closed  # closed, so psycopg_pool replaces it
+        monkeypatch.undo()
+        with tenant(1), p.connection() as conn:
+            assert conn is not first
+            assert conn.execute(COUNT).fetchone() == (2,)

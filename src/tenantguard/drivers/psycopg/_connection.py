@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncTenantConnection", "AsyncTenantCursor", "TenantConnection", "TenantCursor"]
 
 IDLE = TransactionStatus.IDLE
-_REUSE = _reuse.ENABLED
+_REUSE = _reuse.ENABLED and FAST_PATH  # both lean on the psycopg internals of tested versions
 
 _NEEDS_TX = (
     "{what} cannot carry the tenant binding in autocommit mode outside a transaction; "

@@ -475,6 +475,9 @@ class _Lease:
         finally:
             try:
                 pool._checkin(conn)
+            except BaseException:
+                conn.close()  # not proven clean: psycopg_pool discards it
+                raise
             finally:
                 pool._pool.putconn(conn)
                 self.conn = None
@@ -678,6 +681,9 @@ class _AsyncLease:
         finally:
             try:
                 await pool._checkin(conn)
+            except BaseException:
+                await conn.close()  # not proven clean: psycopg_pool discards it
+                raise
             finally:
                 await pool._pool.putconn(conn)
                 self.conn = None
