@@ -181,3 +181,21 @@ def test_ids_equal_in_python_but_bound_differently_never_share_a_binding(pool) -
                 seen = None
             assert seen != 2
             assert conn._tg.autocommit_bind()[1][1] == str(odd).encode()
+
+
+def test_int_tenant_contexts_are_validated_once_and_shared(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tenantguard.core import context
+
+    with tenant(41) as a, tenant(41) as b:
+        assert a is b and a.tenant.kind == "bigint" and a.user is None
+    with tenant(41, user="u") as c:
+        assert c is not a and c.user == "u"
+    for bad in (True, 2**63, -(2**63) - 1):
+        with pytest.raises(InvalidTenantId):
+            tenant(bad)
+    assert 2**63 not in context._INT_CONTEXTS  # a refused id is never cached
+    monkeypatch.setattr(context, "_INT_CONTEXTS_SIZE", 3)
+    for tid in range(100, 110):
+        with tenant(tid) as ctx:
+            assert ctx.tenant.value == tid
+        assert len(context._INT_CONTEXTS) <= 3

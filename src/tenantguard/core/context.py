@@ -48,6 +48,19 @@ def reset_tenant(token: Token[TenantContext | None]) -> None:
     _current.reset(token)
 
 
+# Contexts are immutable, so ``tenant(42)`` may share one: validated once per id.
+_INT_CONTEXTS: dict[int, TenantContext] = {}
+_INT_CONTEXTS_SIZE = 4096
+
+
+def _int_context(tenant_id: int) -> TenantContext:
+    ctx = TenantContext(parse_tenant_id(tenant_id))  # raises for an id out of range
+    if len(_INT_CONTEXTS) >= _INT_CONTEXTS_SIZE:
+        _INT_CONTEXTS.clear()  # bounded; refilled by the tenants still active
+    _INT_CONTEXTS[tenant_id] = ctx
+    return ctx
+
+
 class tenant(ContextDecorator):
     """Act as *tenant_id* (and optionally *user*) inside the block.
 
@@ -63,9 +76,15 @@ class tenant(ContextDecorator):
     __slots__ = ("_ctx", "_token")
 
     def __init__(self, tenant_id: object, *, user: object | None = None) -> None:
-        self._ctx = TenantContext(
-            parse_tenant_id(tenant_id), None if user is None else parse_user_id(user)
-        )
+        if user is None and type(tenant_id) is int:  # the common case: an int id, no user
+            ctx = _INT_CONTEXTS.get(tenant_id)
+            if ctx is None:
+                ctx = _int_context(tenant_id)
+            self._ctx = ctx
+        else:
+            self._ctx = TenantContext(
+                parse_tenant_id(tenant_id), None if user is None else parse_user_id(user)
+            )
         self._token: Token[TenantContext | None] | None = None
 
     def __enter__(self) -> TenantContext:
