@@ -172,9 +172,3 @@ class ConnState:
             effects = frozenset({"unparsed"})
         if effects:
             self.effects |= effects
-
-    def note_sql(self, query: bytes) -> None:
-        """Classify the converted SQL (the bytes sent to the server), as :meth:`note`."""
-        effects = self.classifier.effects(query)
-        if effects:
-            self.effects |= effects

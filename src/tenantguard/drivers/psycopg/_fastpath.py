@@ -23,7 +23,6 @@ messages: one round trip.
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -112,7 +111,9 @@ def bound_execute_gen(
     if shape is None:
         shape = _bind_shape(cur, bind_query, bind[1])
     pgq = cur._convert_query(query, params)
-    st.note_sql(pgq.query)  # the bytes the server will run, before anything is sent
+    effects = st.classifier.effects(pgq.query)  # the bytes the server will run, before sending
+    if effects:
+        st.effects |= effects
     prepared = conn._prepared
     prep, name = prepared.get(pgq, prepare)
     use_prepared_bind = prepared.prepare_threshold is not None
@@ -146,8 +147,10 @@ def bound_execute_gen(
         if pgconn.pipeline_status != PIPELINE_OFF:
             # Results left unread after a failure mean a broken connection; the pool
             # discards it.
-            with contextlib.suppress(e.OperationalError):
+            try:  # noqa: SIM105 (the hot path: contextlib.suppress costs three frames)
                 pgconn.exit_pipeline_mode()
+            except e.OperationalError:
+                pass
     if key is not None:
         prepared.validate(key, prep, name, results)
     if len(bound) != 1 or bound[0].status != TUPLES_OK or qprep is not None:

@@ -32,11 +32,12 @@ from typing import Any
 from weakref import getweakrefcount, ref
 
 from psycopg.adapt import AdaptersMap, PyFormat
-from psycopg.pq import Format
+from psycopg.pq import ConnStatus, Format
 
 __all__ = ["ENABLED", "REFS_WHEN_FREE", "release", "reusable"]
 
 TEXT, BINARY = Format.TEXT, Format.BINARY
+CONNECTION_OK = ConnStatus.OK
 AUTO, PTEXT, PBINARY = PyFormat.AUTO, PyFormat.TEXT, PyFormat.BINARY
 
 ENABLED: bool = sys.implementation.name == "cpython" and not sysconfig.get_config_var(
@@ -108,9 +109,10 @@ def reusable(conn: Any, binary: bool) -> Any:
     if getrefcount(conn._tg_cur) != REFS_WHEN_FREE:
         return None
     cur = conn._tg_cur
-    if cur._closed or not _same_adapters(cur._adapters, conn.adapters):
+    if cur._closed or not _same_adapters(cur._adapters, conn._adapters):
         return None
-    conn._check_connection_ok()
+    if conn.pgconn.status != CONNECTION_OK:
+        conn._check_connection_ok()  # raises psycopg's own error
     cur._row_factory = conn.row_factory
     cur.arraysize = 1
     cur.format = BINARY if binary else TEXT
