@@ -8,6 +8,7 @@ import secrets
 import psycopg
 from psycopg import sql
 
+from tenantguard.bench.pgbench import find_pgbench
 from tenantguard.bench.pgbouncer import find_pgbouncer, pgbouncer_version
 from tenantguard.bench.report import load_results, plot, write_markdown
 from tenantguard.bench.run import BenchConfig, evaluate_targets, run_bench, save
@@ -89,6 +90,11 @@ def test_harness_runs_and_writes_report(server_dsn, tmp_path) -> None:  # type: 
         "point select vs raw, 2 client process(es)",
         "PgBouncer vs direct, same transport, 1 client(s)",
     }
+    if find_pgbench() is not None:  # Debian's postgresql-client: wherever the suite runs
+        per = results["pgbench"]["clients"]
+        assert set(per) == {"1", "2"} and set(per["1"]) == {"raw", "tenantguard", "naive"}
+        assert all(v["tps_median"] > 0 for c in per.values() for v in c.values())
+        assert per["1"]["raw"]["ratio_median"] == 1.0
     pngs = plot(results, tmp_path)
     assert all(p.exists() and p.stat().st_size > 1000 for p in pngs)
     md = tmp_path / "BENCHMARKS.md"
@@ -96,3 +102,5 @@ def test_harness_runs_and_writes_report(server_dsn, tmp_path) -> None:  # type: 
     text = md.read_text()
     assert "## Dataset 20x5" in text and "pytest smoke" in text and "| tenantguard |" in text
     assert f"- PgBouncer: {bouncer['version']}, prepared statements " in text
+    if find_pgbench() is not None:
+        assert "### The server's share" in text and "| 2 | tenantguard |" in text

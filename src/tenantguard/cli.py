@@ -242,6 +242,11 @@ def demo(dsn: str | None, keep: bool, as_json: bool) -> None:
 )
 @click.option("--no-pgbouncer", is_flag=True, help="Skip the PgBouncer group.")
 @click.option(
+    "--no-pgbench",
+    is_flag=True,
+    help="Skip the server-side measurement with pgbench (a C client; run when installed).",
+)
+@click.option(
     "--pgbouncer",
     default=None,
     metavar="PATH",
@@ -264,6 +269,7 @@ def bench(
     output: str,
     markdown: str,
     no_pgbouncer: bool,
+    no_pgbench: bool,
     pgbouncer: str | None,
     report_only: bool,
 ) -> None:
@@ -314,6 +320,14 @@ def bench(
                 "[yellow]no pgbouncer found: the PgBouncer group is skipped[/] (--pgbouncer PATH"
                 " or TENANTGUARD_PGBOUNCER; in a checkout, make pgbouncer builds 1.24.1)"
             )
+    if not no_pgbench:
+        from tenantguard.bench.pgbench import find_pgbench
+
+        if find_pgbench() is None:
+            err.print(
+                "[yellow]no pgbench found: the server-side measurement is skipped[/]"
+                " (apt-get install -y postgresql-15 or postgresql-client)"
+            )
     command = (
         "tenantguard bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "tenantguard bench"
     )
@@ -345,6 +359,7 @@ def bench(
             output=out_dir,
             pgbouncer=bouncer_binary is not None,
             pgbouncer_binary=bouncer_binary,
+            pgbench=not no_pgbench,
             command=command,
         )
         results = run_bench(cfg, progress=progress)

@@ -30,6 +30,8 @@ from psycopg import sql
 from tenantguard.admin import admin_connect
 from tenantguard.bench.dataset import Dataset, build_dataset, explain_list
 from tenantguard.bench.harness import Cell, Group, ProcRuntime, count_round_trips, run_group
+from tenantguard.bench.pgbench import find_pgbench
+from tenantguard.bench.pgbench import measure as measure_pgbench
 from tenantguard.bench.pgbouncer import PgBouncer, find_pgbouncer
 from tenantguard.bench.rtproxy import RoundTripProxy
 from tenantguard.bench.variants import VARIANTS, WORKLOADS, start_insert_ids
@@ -50,6 +52,7 @@ class BenchConfig:
     pgbouncer: bool = True
     pgbouncer_binary: str | None = None  # default: $TENANTGUARD_PGBOUNCER, else the installed one
     processes: bool = True  # also run point selects with one OS process per client
+    pgbench: bool = True  # the server's share, with a C client, when pgbench is installed
     command: str = ""
     database: str | None = None  # default: tenantguard_bench_<tenants>x<rows> (reused)
     role_prefix: str = "tg_bench"  # roles <prefix>_app, <prefix>_owner, <prefix>_raw
@@ -475,6 +478,19 @@ def run_bench(
     results["server_rls_cost"] = _server_rls_cost(
         app_dsn, raw_dsn, cfg.tenants, cfg.rows_per_tenant
     )
+    pgbench = find_pgbench() if cfg.pgbench else None
+    if pgbench is not None:
+        if progress:
+            progress("pgbench", 0, 1)
+        results["pgbench"] = measure_pgbench(
+            pgbench,
+            {"raw": raw_dsn, "app": app_dsn},
+            cfg.clients,
+            rounds=cfg.rounds,
+            seconds=max(1, round(cfg.seconds * 2)),
+            tenants=cfg.tenants,
+            rows=cfg.rows_per_tenant,
+        )
     results["meta"]["duration_s"] = round(time.time() - started, 1)
     results["targets"] = evaluate_targets(results)
     return results

@@ -1,0 +1,40 @@
+"""pgbench's report is read strictly: a run that failed is never a figure."""
+
+from __future__ import annotations
+
+import pytest
+
+from tenantguard.bench.pgbench import SCRIPTS, parse_output
+
+REPORT = """pgbench (15.20 (Debian 15.20-0+deb12u1))
+transaction type: /tmp/x/tenantguard.sql
+number of clients: 4
+number of transactions actually processed: 45204
+number of failed transactions: 0 (0.000%)
+latency average = 0.088 ms
+initial connection time = 10.190 ms
+tps = 45204.938989 (without initial connection time)
+"""
+
+
+def test_throughput_and_latency_are_read() -> None:
+    assert parse_output(REPORT) == (45204.938989, 0.088)
+
+
+def test_failed_transactions_or_no_throughput_raise() -> None:
+    with pytest.raises(RuntimeError, match="3 failed"):
+        parse_output(REPORT.replace("failed transactions: 0 ", "failed transactions: 3 "))
+    with pytest.raises(RuntimeError, match="no throughput"):
+        parse_output("pgbench: error: connection to server failed\n")
+
+
+def test_scripts_send_what_the_variants_send() -> None:
+    role, text = SCRIPTS["tenantguard"]
+    lines = text.splitlines()
+    body = lines[lines.index(r"\startpipeline") + 1 : lines.index(r"\endpipeline")]
+    assert role == "app" and len(body) == 2  # binding + select under one Sync
+    assert "set_config('app.tenant_id', :t::text, true)" in body[0]
+    assert "WHERE id = :k" in body[1]  # no hand-written tenant filter: RLS does it
+    assert "tenant_id = :t AND" in SCRIPTS["raw"][1] and SCRIPTS["raw"][0] == "raw"
+    naive = SCRIPTS["naive"][1]
+    assert naive.index("BEGIN;") < naive.index("set_config") < naive.index("COMMIT;")
