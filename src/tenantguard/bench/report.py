@@ -590,7 +590,13 @@ def write_markdown(results: list[dict[str, Any]], out_dir: Path, path: Path, rel
             f"- command: `{meta['command']}`",
             f"- server: PostgreSQL {meta['server_version']}; machine: {meta['machine']}",
             f"- PgBouncer: {_bouncer_text(res)}",
-            f"- {meta['rounds']} rounds x {meta['seconds_per_cell']} s per cell; run took {meta.get('duration_s')} s",
+            f"- {meta['rounds']} rounds x {meta['seconds_per_cell']} s per cell"
+            + (
+                f" ({3 * meta['rounds']} for the guard and RLS groups, whose effects are small)"
+                if meta.get("small_effect_rounds")
+                else ""
+            )
+            + f"; run took {meta.get('duration_s')} s",
             "",
             "### Targets",
             "",

@@ -350,6 +350,7 @@ def run_bench(
             "seconds_per_cell": cfg.seconds,
             "clients": cfg.clients,
             "direct_transport": "unix socket" if _is_unix(app_dsn) else "tcp",
+            "small_effect_rounds": 3 * cfg.rounds,  # guard/, rls/, split-rls/ groups
         },
         "groups": {},
     }
@@ -449,8 +450,9 @@ def run_bench(
                     res = run_group(
                         g,
                         runtimes,
-                        # a ~1% effect needs more rounds than the others to rise above noise
-                        rounds=cfg.rounds * 3 if g.name.startswith("guard/") else cfg.rounds,
+                        # small effects (the guard's ~1%, RLS's few us against a 1-client
+                        # latency) need more rounds than the others to rise above noise
+                        rounds=cfg.rounds * 3 if g.name.startswith(_SMALL_EFFECTS) else cfg.rounds,
                         seconds=cfg.seconds,
                         tenants=cfg.tenants,
                         rows=cfg.rows_per_tenant,
@@ -494,6 +496,9 @@ def run_bench(
     results["meta"]["duration_s"] = round(time.time() - started, 1)
     results["targets"] = evaluate_targets(results)
     return results
+
+
+_SMALL_EFFECTS = ("guard/", "rls/", "split-rls/")
 
 
 def _cpus() -> int:
