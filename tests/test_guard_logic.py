@@ -175,3 +175,14 @@ def test_servers_that_report_nothing_take_the_clean_path() -> None:
     c = core()
     conn = reporting_conn(c, {})  # PostgreSQL before 18 does not report search_path
     assert conn._tg.baseline_reported == (None, None) and c.checkin_clean(conn)
+
+
+def test_close_returns_is_refused() -> None:
+    """With it, the guard's conn.close() would put a dirty connection back in the pool."""
+    from tenantguard.drivers.psycopg import AsyncTenantPool, TenantPool
+    from tenantguard.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="close_returns"):
+        TenantPool("", close_returns=True, open=False)
+    with pytest.raises(ConfigurationError, match="close_returns"):
+        AsyncTenantPool("", close_returns=True)

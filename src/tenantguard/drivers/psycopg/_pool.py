@@ -74,6 +74,18 @@ _HELPER_EXISTS_QUERY = (
 _HELPER_SETTINGS_QUERY = "SELECT tenantguard.tenant_setting(), tenantguard.user_setting()"
 
 
+def _check_pool_kwargs(pool_kwargs: dict[str, Any]) -> None:
+    """Refuse psycopg_pool options that would let a connection skip the checkin guard."""
+    if pool_kwargs.get("close_returns"):
+        # The guard closes a connection it cannot prove clean; with close_returns,
+        # psycopg's close() puts it back in the pool instead, open, for the next tenant.
+        raise ConfigurationError(
+            "close_returns=True is not supported: the checkin guard discards a connection "
+            "by closing it, and close_returns would hand it back to the pool instead",
+            hint="leave close_returns unset; `with pool.connection()` returns the connection",
+        )
+
+
 def _reported(pg: Any) -> tuple[bytes | None, bytes | None]:
     """The parameters the server reports by itself (search_path from PostgreSQL 18)."""
     return pg.parameter_status(b"search_path"), pg.parameter_status(b"session_authorization")
@@ -272,7 +284,8 @@ class TenantPool:
     """A psycopg_pool ``ConnectionPool`` whose connections are bound to a tenant.
 
     Takes psycopg_pool's sizing and lifecycle arguments (``min_size``, ``max_size``,
-    ``timeout``, ``max_idle``, ``max_lifetime``...) and its ``kwargs`` for
+    ``timeout``, ``max_idle``, ``max_lifetime``...; not ``close_returns``, which would let a
+    connection the guard closes go back to the pool) and its ``kwargs`` for
     :func:`psycopg.connect`. Connections are autocommit by default, so a single
     statement costs one round trip; use ``with conn.transaction():`` for atomic
     groups of statements.
@@ -304,6 +317,7 @@ class TenantPool:
         open: bool = True,
         **pool_kwargs: Any,
     ) -> None:
+        _check_pool_kwargs(pool_kwargs)
         self._core = _PoolCore(
             tenant_kind=tenant_kind,
             binder=binder,
@@ -515,6 +529,7 @@ class AsyncTenantPool:
         kwargs: dict[str, Any] | None = None,
         **pool_kwargs: Any,
     ) -> None:
+        _check_pool_kwargs(pool_kwargs)
         self._core = _PoolCore(
             tenant_kind=tenant_kind,
             binder=binder,
