@@ -186,3 +186,55 @@ def test_close_returns_is_refused() -> None:
         TenantPool("", close_returns=True, open=False)
     with pytest.raises(ConfigurationError, match="close_returns"):
         AsyncTenantPool("", close_returns=True)
+
+
+class _RefusingPool:
+    """A psycopg_pool stand-in whose putconn raises (as it does for a foreign connection)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def getconn(self, timeout: float | None = None) -> Any:
+        return self.conn
+
+    def putconn(self, conn: Any) -> None:
+        raise ValueError("can't return connection to pool")
+
+
+class _AsyncRefusingPool(_RefusingPool):
+    async def getconn(self, timeout: float | None = None) -> Any:  # type: ignore[override]
+        return self.conn
+
+    async def putconn(self, conn: Any) -> None:  # type: ignore[override]
+        raise ValueError("can't return connection to pool")
+
+
+def _lease_conn(c: _PoolCore) -> Any:
+    pg = SimpleNamespace(parameter_status=lambda name: None, transaction_status=0)  # IDLE
+    return SimpleNamespace(_tg=c.new_state(), closed=False, pgconn=pg, autocommit=True)
+
+
+def test_the_tenant_id_scope_ends_even_when_putconn_raises() -> None:
+    import asyncio
+
+    from tenantguard.core.context import current_tenant
+    from tenantguard.drivers.psycopg._pool import _AsyncLease, _Lease
+
+    c = core()
+    conn = _lease_conn(c)
+    pool = SimpleNamespace(_core=c, _pool=_RefusingPool(conn), _checkin=lambda conn: None)
+    with pytest.raises(ValueError), _Lease(pool, None, 5):  # type: ignore[arg-type]
+        assert current_tenant() == TenantContext(parse_tenant_id(5))
+    assert current_tenant() is None
+
+    async def checkin(conn: Any) -> None:
+        pass
+
+    async def main() -> None:
+        apool = SimpleNamespace(_core=c, _pool=_AsyncRefusingPool(conn), _checkin=checkin)
+        with pytest.raises(ValueError):
+            async with _AsyncLease(apool, None, 6):  # type: ignore[arg-type]
+                assert current_tenant() == TenantContext(parse_tenant_id(6))
+        assert current_tenant() is None
+
+    asyncio.run(main())

@@ -488,12 +488,14 @@ class _Lease:
                     conn.commit()
         finally:
             try:
-                pool._checkin(conn)
-            except BaseException:
-                conn.close()  # not proven clean: psycopg_pool discards it
-                raise
-            finally:
-                pool._pool.putconn(conn)
+                try:
+                    pool._checkin(conn)
+                except BaseException:
+                    conn.close()  # not proven clean: psycopg_pool discards it
+                    raise
+                finally:
+                    pool._pool.putconn(conn)
+            finally:  # the tenant_id= scope ends even when putconn raises
                 self.conn = None
                 if self.tenant_cm is not None:
                     self._exit_tenant()
@@ -695,12 +697,14 @@ class _AsyncLease:
                     await conn.commit()
         finally:
             try:
-                await pool._checkin(conn)
-            except BaseException:
-                await conn.close()  # not proven clean: psycopg_pool discards it
-                raise
-            finally:
-                await pool._pool.putconn(conn)
+                try:
+                    await pool._checkin(conn)
+                except BaseException:
+                    await conn.close()  # not proven clean: psycopg_pool discards it
+                    raise
+                finally:
+                    await pool._pool.putconn(conn)
+            finally:  # the tenant_id= scope ends even when putconn raises
                 self.conn = None
                 if self.tenant_cm is not None:
                     self._exit_tenant()
