@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tenantguard.bench.pgbench import SCRIPTS, parse_output
@@ -38,3 +40,25 @@ def test_scripts_send_what_the_variants_send() -> None:
     assert "tenant_id = :t AND" in SCRIPTS["raw"][1] and SCRIPTS["raw"][0] == "raw"
     naive = SCRIPTS["naive"][1]
     assert naive.index("BEGIN;") < naive.index("set_config") < naive.index("COMMIT;")
+
+
+def _script(path: Path, body: str) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_a_pgbench_that_does_not_run_is_not_found(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Debian's /usr/bin/pgbench wrapper exists without the server package: it fails."""
+    from tenantguard.bench import pgbench
+
+    wrapper = _script(tmp_path / "bin" / "pgbench", "echo 'Error: no pgbench' >&2; exit 1")
+    monkeypatch.setattr(pgbench.shutil, "which", lambda name: wrapper)
+    monkeypatch.setattr(pgbench, "DEBIAN_PGBENCH", str(tmp_path / "lib" / "*" / "bin" / "pgbench"))
+    assert pgbench.find_pgbench() is None
+    for major in ("9", "15", "16"):
+        _script(
+            tmp_path / "lib" / major / "bin" / "pgbench", f"echo 'pgbench (PostgreSQL) {major}'"
+        )
+    assert pgbench.find_pgbench() == str(tmp_path / "lib" / "16" / "bin" / "pgbench")

@@ -326,7 +326,7 @@ def bench(
         if find_pgbench() is None:
             err.print(
                 "[yellow]no pgbench found: the server-side measurement is skipped[/]"
-                " (apt-get install -y postgresql-15 or postgresql-client)"
+                " (Debian: apt-get install -y postgresql-15; postgresql-client has only a wrapper)"
             )
     command = (
         "tenantguard bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "tenantguard bench"

@@ -26,6 +26,7 @@ import shutil
 import statistics
 import subprocess
 import tempfile
+from glob import glob
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +54,35 @@ _LAT = re.compile(r"^latency average = ([0-9.]+) ms", re.M)
 _FAILED = re.compile(r"^number of failed transactions: ([0-9]+)", re.M)
 
 
+#: Debian's versioned binaries (``postgresql-NN``, the server package, ships pgbench).
+DEBIAN_PGBENCH = "/usr/lib/postgresql/*/bin/pgbench"
+
+
+def _answers(binary: str) -> bool:
+    """True when *binary* runs and says it is pgbench."""
+    try:
+        proc = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return proc.returncode == 0 and proc.stdout.startswith("pgbench")
+
+
+def _major(path: str) -> int:
+    version = Path(path).parent.parent.name
+    return int(version) if version.isdigit() else 0
+
+
 def find_pgbench() -> str | None:
-    return shutil.which("pgbench") or (
-        "/usr/lib/postgresql/15/bin/pgbench"
-        if Path("/usr/lib/postgresql/15/bin/pgbench").exists()
-        else None
-    )
+    """A pgbench that runs: the one on ``PATH``, else Debian's newest versioned one, or None.
+
+    On Debian ``/usr/bin/pgbench`` is postgresql-client-common's wrapper, there with any
+    client package, while pgbench itself comes with the server package: the wrapper can
+    exist and fail, so each candidate must answer ``--version``.
+    """
+    candidates = [shutil.which("pgbench"), *sorted(glob(DEBIAN_PGBENCH), key=_major, reverse=True)]
+    return next((c for c in candidates if c is not None and _answers(c)), None)
 
 
 def parse_output(text: str) -> tuple[float, float | None]:

@@ -416,7 +416,7 @@ def _pgbench_lines(results: list[dict[str, Any]]) -> list[str]:
     if not ran:
         return [
             "- **The database's share** was not measured in these results (pgbench, from",
-            "  Debian's postgresql-client, was not found).",
+            "  Debian's postgresql-15, was not found).",
         ]
 
     def cells(r: dict[str, Any]) -> str:
