@@ -60,3 +60,21 @@ def test_the_recorded_version_is_stated(tmp_path, old, keeps) -> None:  # type: 
     else:
         assert "- PgBouncer: 1.18.0, prepared statements not kept" in text
         assert "Direct without prepared statements" in text
+
+
+def test_the_pgbench_comparison_follows_the_data(tmp_path, old) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    text = render(tmp_path / "a", old)
+    assert "The Python `tenantguard` variant is below this in all 9 measurements" in text
+    assert "At the highest client count the server's share alone is below 0.85x" in text
+    assert "out of reach for any client" not in text
+    res = copy.deepcopy(old)
+    for cell in res["groups"]["workloads/select/1"]["cells"]:
+        if cell["label"] == "tenantguard":  # a client whose own CPU dilutes the server's share
+            cell["ratio_median"] = 0.99
+    for per in res["pgbench"]["clients"].values():
+        per["tenantguard"]["ratio_median"] = 0.9
+    text = render(tmp_path / "b", res)
+    assert "The Python `tenantguard` variant is below this in 8 of 9 measurements" in text
+    assert "the server's share alone is below 0.85x" not in text
