@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,26 @@ def test_a_pgbench_that_does_not_run_is_not_found(tmp_path, monkeypatch) -> None
             tmp_path / "lib" / major / "bin" / "pgbench", f"echo 'pgbench (PostgreSQL) {major}'"
         )
     assert pgbench.find_pgbench() == str(tmp_path / "lib" / "16" / "bin" / "pgbench")
+
+
+def test_a_failing_pgbench_says_why_on_its_first_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tenantguard.bench.pgbench import find_pgbench, measure
+    from tenantguard.errors import first_line
+
+    binary = find_pgbench()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI has PostgreSQL 15's pgbench (Debian postgresql-15)")
+        pytest.skip("pgbench is not installed")
+    with pytest.raises(RuntimeError) as info:
+        measure(
+            binary,
+            {"raw": "host=127.0.0.1 port=1 user=nobody", "app": "host=127.0.0.1 port=1"},
+            [1],
+            rounds=1,
+            seconds=1,
+            tenants=1,
+            rows=1,
+        )
+    line = first_line(info.value)
+    assert line.startswith("pgbench failed (exit ") and "127.0.0.1" in line, line

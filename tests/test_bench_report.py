@@ -78,3 +78,29 @@ def test_the_pgbench_comparison_follows_the_data(tmp_path, old) -> None:  # type
     text = render(tmp_path / "b", res)
     assert "The Python `tenantguard` variant is below this in 8 of 9 measurements" in text
     assert "the server's share alone is below 0.85x" not in text
+
+
+def test_a_failed_pgbench_is_stated_and_the_run_stands(tmp_path, old) -> None:  # type: ignore[no-untyped-def]
+    res = copy.deepcopy(old)
+    res["pgbench"] = {"error": "pgbench failed (2): connection refused"}
+    text = render(tmp_path, res)
+    assert "pgbench (the server's share) failed: pgbench failed (2): connection refused" in text
+    assert "**pgbench failed** (10000x100: pgbench failed (2): connection refused)" in text
+    assert "### The server's share" not in text and "## Dataset 10000x100" in text
+
+
+def test_a_failing_pgbench_is_recorded_not_raised(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tenantguard.bench import run
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("pgbench failed (exit 2): connection refused\nthe whole stderr")
+
+    monkeypatch.setattr(run, "find_pgbench", lambda: "/usr/bin/pgbench")
+    monkeypatch.setattr(run, "measure_pgbench", broken)
+    cfg = run.BenchConfig(dsn="", output=tmp_path)
+    assert run._pgbench_share(cfg, "raw", "app") == {
+        "error": "pgbench failed (exit 2): connection refused"
+    }
+    monkeypatch.setattr(run, "find_pgbench", lambda: None)
+    assert run._pgbench_share(cfg, "raw", "app") is None
+    assert run._pgbench_share(run.BenchConfig(dsn="", pgbench=False), "raw", "app") is None

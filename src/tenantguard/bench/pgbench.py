@@ -114,7 +114,9 @@ def _run(
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     if proc.returncode != 0:
-        raise RuntimeError(f"pgbench failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        why = next((ln for ln in lines if "error:" in ln), lines[-1] if lines else "")
+        raise RuntimeError(f"pgbench failed (exit {proc.returncode}): {why}\n{proc.stderr[-2000:]}")
     return parse_output(proc.stdout)
 
 

@@ -412,9 +412,17 @@ def _profile_sentences(out_dir: Path) -> list[str]:
 
 def _pgbench_lines(results: list[dict[str, Any]]) -> list[str]:
     """What isolation costs the server alone: the same statements from a C client."""
-    ran = [r for r in results if r.get("pgbench")]
+    ran = [r for r in results if r.get("pgbench") and "error" not in r["pgbench"]]
+    failed = [r for r in results if "error" in (r.get("pgbench") or {})]
+    if failed:
+        note = [
+            f"- **pgbench failed** ({_per_dataset(failed, lambda r: r['pgbench']['error'])});"
+            " the rest of those runs stands."
+        ]
+    else:
+        note = []
     if not ran:
-        return [
+        return note or [
             "- **The database's share** was not measured in these results (pgbench, from",
             "  Debian's postgresql-15, was not found).",
         ]
@@ -476,6 +484,7 @@ def _pgbench_lines(results: list[dict[str, Any]]) -> list[str]:
         "  " + _per_dataset(ran, cells) + ".",
         *python,
         *ceiling,
+        *note,
     ]
 
 
@@ -670,7 +679,9 @@ def write_markdown(results: list[dict[str, Any]], out_dir: Path, path: Path, rel
                     f"| {w} | {_fmt(v['rls_ms'], 4)} | {_fmt(v['where_ms'], 4)} | {_fmt(v['ratio'], 3)} |"
                 )
         pgb = res.get("pgbench")
-        if pgb:
+        if pgb and "error" in pgb:
+            lines += ["", f"pgbench (the server's share) failed: {pgb['error']}"]
+        elif pgb:
             lines += [
                 "",
                 "### The server's share: the same statements from pgbench (a C client)",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
@@ -36,6 +37,7 @@ from tenantguard.bench.pgbouncer import PgBouncer, find_pgbouncer
 from tenantguard.bench.rtproxy import RoundTripProxy
 from tenantguard.bench.variants import VARIANTS, WORKLOADS, start_insert_ids
 from tenantguard.drivers.psycopg import TenantPool
+from tenantguard.errors import first_line
 
 __all__ = ["BenchConfig", "run_bench"]
 
@@ -480,11 +482,29 @@ def run_bench(
     results["server_rls_cost"] = _server_rls_cost(
         app_dsn, raw_dsn, cfg.tenants, cfg.rows_per_tenant
     )
+    share = _pgbench_share(cfg, raw_dsn, app_dsn, progress)
+    if share is not None:
+        results["pgbench"] = share
+    results["meta"]["duration_s"] = round(time.time() - started, 1)
+    results["targets"] = evaluate_targets(results)
+    return results
+
+
+def _pgbench_share(
+    cfg: BenchConfig,
+    raw_dsn: str,
+    app_dsn: str,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any] | None:
+    """The server's share with pgbench; None when not installed, ``{"error": ..}`` when it
+    fails (the run's last step: the other results are kept)."""
     pgbench = find_pgbench() if cfg.pgbench else None
-    if pgbench is not None:
-        if progress:
-            progress("pgbench", 0, 1)
-        results["pgbench"] = measure_pgbench(
+    if pgbench is None:
+        return None
+    if progress:
+        progress("pgbench", 0, 1)
+    try:
+        return measure_pgbench(
             pgbench,
             {"raw": raw_dsn, "app": app_dsn},
             cfg.clients,
@@ -493,9 +513,8 @@ def run_bench(
             tenants=cfg.tenants,
             rows=cfg.rows_per_tenant,
         )
-    results["meta"]["duration_s"] = round(time.time() - started, 1)
-    results["targets"] = evaluate_targets(results)
-    return results
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        return {"error": first_line(exc)}
 
 
 _SMALL_EFFECTS = ("guard/", "rls/", "split-rls/")
