@@ -182,6 +182,25 @@ class _PoolCore:
             return "open_transaction"
         return None
 
+    def exit_action(
+        self, conn: TenantConnection[Any] | AsyncTenantConnection[Any]
+    ) -> Literal["commit", "rollback"] | None:
+        """How a lease that ended without error closes its transaction, if one is open.
+
+        A transaction left open in autocommit mode, or aborted, is rolled back and noted
+        as a session-state effect (the guard then verifies the connection); a
+        non-autocommit pool's transaction is committed.
+        """
+        status = conn.pgconn.transaction_status
+        if status == IDLE:
+            return None
+        kind = self.exit_status_kind(status, conn.autocommit)
+        if kind is not None:
+            assert conn._tg is not None
+            conn._tg.effects.add(kind)
+            return "rollback"
+        return "commit" if status == INTRANS else None
+
     def client_side_kinds(
         self, conn: TenantConnection[Any] | AsyncTenantConnection[Any]
     ) -> set[str]:
@@ -438,22 +457,38 @@ class TenantPool:
         return f"<TenantPool {self._pool.name!r} {self._core.binder!r}>"
 
 
-class _Lease:
-    """``with pool.connection() as conn:`` (a class, not a generator: this is the hot path)."""
+class _LeaseBase:
+    """What the sync and async leases share: their fields and the ``tenant_id=`` scope."""
 
     __slots__ = ("conn", "pool", "tenant_cm", "tenant_id", "timeout")
 
-    def __init__(self, pool: TenantPool, timeout: float | None, tenant_id: object | None):
+    def __init__(self, pool: Any, timeout: float | None, tenant_id: object | None) -> None:
         self.pool = pool
         self.timeout = timeout
         self.tenant_id = tenant_id
         self.tenant_cm: Any = None
-        self.conn: TenantConnection[Any] | None = None
+        self.conn: Any = None
 
-    def __enter__(self) -> TenantConnection[Any]:
+    def _enter_tenant(self) -> None:
         if self.tenant_id is not None:
             self.tenant_cm = tenant(self.tenant_id)
             self.tenant_cm.__enter__()
+
+    def _exit_tenant(self) -> None:
+        if self.tenant_cm is not None:
+            self.tenant_cm.__exit__(None, None, None)
+            self.tenant_cm = None
+
+
+class _Lease(_LeaseBase):
+    """``with pool.connection() as conn:`` (a class, not a generator: this is the hot path)."""
+
+    __slots__ = ()
+    pool: TenantPool
+    conn: TenantConnection[Any] | None
+
+    def __enter__(self) -> TenantConnection[Any]:
+        self._enter_tenant()
         try:
             ctx, st_ctx = self.pool._core.lease_contexts()
             conn = self.pool._pool.getconn(self.timeout)
@@ -477,15 +512,11 @@ class _Lease:
                 if not conn.closed and conn.pgconn.transaction_status != IDLE:
                     _quiet(conn.rollback)
                 return
-            status = conn.pgconn.transaction_status
-            if status != IDLE:
-                kind = pool._core.exit_status_kind(status, conn.autocommit)
-                if kind is not None:
-                    assert conn._tg is not None
-                    conn._tg.effects.add(kind)
-                    conn.rollback()
-                elif status == INTRANS:
-                    conn.commit()
+            action = pool._core.exit_action(conn)
+            if action == "rollback":
+                conn.rollback()
+            elif action == "commit":
+                conn.commit()
         finally:
             try:
                 try:
@@ -499,11 +530,6 @@ class _Lease:
                 self.conn = None
                 if self.tenant_cm is not None:
                     self._exit_tenant()
-
-    def _exit_tenant(self) -> None:
-        if self.tenant_cm is not None:
-            self.tenant_cm.__exit__(None, None, None)
-            self.tenant_cm = None
 
 
 def _quiet(fn: Any) -> None:
@@ -642,24 +668,15 @@ class AsyncTenantPool:
         return f"<AsyncTenantPool {self._pool.name!r} {self._core.binder!r}>"
 
 
-class _AsyncLease:
+class _AsyncLease(_LeaseBase):
     """``async with pool.connection() as conn:``; the twin of :class:`_Lease`."""
 
-    __slots__ = ("conn", "pool", "tenant_cm", "tenant_id", "timeout")
-
-    def __init__(
-        self, pool: AsyncTenantPool, timeout: float | None, tenant_id: object | None
-    ) -> None:
-        self.pool = pool
-        self.timeout = timeout
-        self.tenant_id = tenant_id
-        self.tenant_cm: Any = None
-        self.conn: AsyncTenantConnection[Any] | None = None
+    __slots__ = ()
+    pool: AsyncTenantPool
+    conn: AsyncTenantConnection[Any] | None
 
     async def __aenter__(self) -> AsyncTenantConnection[Any]:
-        if self.tenant_id is not None:
-            self.tenant_cm = tenant(self.tenant_id)
-            self.tenant_cm.__enter__()
+        self._enter_tenant()
         try:
             ctx, st_ctx = self.pool._core.lease_contexts()
             conn = await self.pool._pool.getconn(self.timeout)
@@ -686,15 +703,11 @@ class _AsyncLease:
                     except Exception:
                         logger.debug("rollback failed on a returned connection", exc_info=True)
                 return
-            status = conn.pgconn.transaction_status
-            if status != IDLE:
-                kind = pool._core.exit_status_kind(status, conn.autocommit)
-                if kind is not None:
-                    assert conn._tg is not None
-                    conn._tg.effects.add(kind)
-                    await conn.rollback()
-                elif status == INTRANS:
-                    await conn.commit()
+            action = pool._core.exit_action(conn)
+            if action == "rollback":
+                await conn.rollback()
+            elif action == "commit":
+                await conn.commit()
         finally:
             try:
                 try:
@@ -708,8 +721,3 @@ class _AsyncLease:
                 self.conn = None
                 if self.tenant_cm is not None:
                     self._exit_tenant()
-
-    def _exit_tenant(self) -> None:
-        if self.tenant_cm is not None:
-            self.tenant_cm.__exit__(None, None, None)
-            self.tenant_cm = None
