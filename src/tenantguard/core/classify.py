@@ -16,6 +16,8 @@ from typing import Any
 from pglast import ast, parse_sql
 from pglast.parser import ParseError
 
+from tenantguard.core._bounded import remember
+
 __all__ = ["Effects", "StatementClassifier", "classify_sql"]
 
 Effects = frozenset[str]
@@ -143,7 +145,4 @@ class StatementClassifier:
             pass
         text = query.decode("utf-8", "replace") if isinstance(query, bytes) else query
         result = classify_sql(text)
-        if len(self._cache) >= self._max:
-            self._cache.clear()
-        self._cache[query] = result
-        return result
+        return remember(self._cache, query, result, self._max)

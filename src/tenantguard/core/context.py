@@ -10,6 +10,7 @@ from contextlib import ContextDecorator
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
+from tenantguard.core._bounded import remember
 from tenantguard.core.ids import TenantId, parse_tenant_id, parse_user_id
 from tenantguard.errors import NoTenantContext
 
@@ -55,10 +56,7 @@ _INT_CONTEXTS_SIZE = 4096
 
 def _int_context(tenant_id: int) -> TenantContext:
     ctx = TenantContext(parse_tenant_id(tenant_id))  # raises for an id out of range
-    if len(_INT_CONTEXTS) >= _INT_CONTEXTS_SIZE:
-        _INT_CONTEXTS.clear()  # bounded; refilled by the tenants still active
-    _INT_CONTEXTS[tenant_id] = ctx
-    return ctx
+    return remember(_INT_CONTEXTS, tenant_id, ctx, _INT_CONTEXTS_SIZE)
 
 
 class tenant(ContextDecorator):

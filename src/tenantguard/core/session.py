@@ -14,6 +14,7 @@ from typing import LiteralString
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
+from tenantguard.core._bounded import remember
 from tenantguard.core.binding import Binder
 from tenantguard.core.classify import StatementClassifier
 from tenantguard.core.context import TenantContext, _current
@@ -145,10 +146,7 @@ class ConnState:
         key = (value, type(value), tid.kind, ctx.user)
         hit = self.binds.get(key)
         if hit is None:
-            hit = self._encoded_bind(ctx)
-            if len(self.binds) >= BIND_CACHE_SIZE:
-                self.binds.clear()  # bounded; refilled by the tenants still active
-            self.binds[key] = hit
+            hit = remember(self.binds, key, self._encoded_bind(ctx), BIND_CACHE_SIZE)
         return hit
 
     def _encoded_bind(
