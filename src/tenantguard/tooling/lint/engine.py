@@ -88,6 +88,27 @@ def mentions_column(node: Any, column: str) -> bool:
 _HELPERS = {"current_tenant", "current_user_id"}
 
 
+def fail_open_problems(expr: Any, column: str) -> list[str]:
+    """Why a policy predicate can be true without the tenant (TGL104; TGL114 defers to it)."""
+    if expr is None:
+        return []
+    out = []
+    if isinstance(expr, ast.A_Const) and isinstance(expr.val, ast.Boolean) and expr.val.boolval:
+        out.append("always true")
+    for n in walk(expr):
+        if isinstance(n, ast.BoolExpr) and getattr(n.boolop, "name", "") == "OR_EXPR":
+            loose = [a for a in n.args or () if not mentions_column(a, column)]
+            if loose:
+                out.append("an OR branch does not restrict by the tenant column")
+        elif isinstance(n, ast.CoalesceExpr) and any(
+            isinstance(x, ast.FuncCall)
+            and getattr((x.funcname or (None,))[-1], "sval", "") == "current_setting"
+            for x in walk(n)
+        ):
+            out.append("coalesce() gives the setting a default")
+    return sorted(set(out))
+
+
 def pinned(ctx: LintContext, expr: Any) -> bool:
     """Is the policy expression true only for the bound tenant's rows? The audit's own
     judgement (``is_pinned``): ``tenant_id IS NOT NULL`` or ``tenant_id > 0`` mention the

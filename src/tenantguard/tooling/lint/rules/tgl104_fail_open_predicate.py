@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from pglast import ast
 
 from tenantguard.tooling.findings import Finding, Rule, Severity
-from tenantguard.tooling.lint.engine import LintContext, finding, mentions_column, rel_name, walk
+from tenantguard.tooling.lint.engine import LintContext, fail_open_problems, finding, rel_name
 
 RULE = Rule(
     code="TGL104",
@@ -24,33 +23,13 @@ RULE = Rule(
 )
 
 
-def _problems(expr: Any, column: str) -> list[str]:
-    if expr is None:
-        return []
-    out = []
-    if isinstance(expr, ast.A_Const) and isinstance(expr.val, ast.Boolean) and expr.val.boolval:
-        out.append("always true")
-    for n in walk(expr):
-        if isinstance(n, ast.BoolExpr) and getattr(n.boolop, "name", "") == "OR_EXPR":
-            loose = [a for a in n.args or () if not mentions_column(a, column)]
-            if loose:
-                out.append("an OR branch does not restrict by the tenant column")
-        elif isinstance(n, ast.CoalesceExpr) and any(
-            isinstance(x, ast.FuncCall)
-            and getattr((x.funcname or (None,))[-1], "sval", "") == "current_setting"
-            for x in walk(n)
-        ):
-            out.append("coalesce() gives the setting a default")
-    return sorted(set(out))
-
-
 def check(ctx: LintContext) -> Iterator[Finding]:
     for st in ctx.statements:
         p = st.node
         if not isinstance(p, ast.CreatePolicyStmt):
             continue
         for label, expr in (("USING", p.qual), ("WITH CHECK", p.with_check)):
-            for problem in _problems(expr, ctx.tenant_column):
+            for problem in fail_open_problems(expr, ctx.tenant_column):
                 yield finding(
                     RULE,
                     st,

@@ -9,12 +9,12 @@ from pglast import ast
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.lint.engine import (
     LintContext,
+    fail_open_problems,
     finding,
     has_restrictive_guard,
     pinned,
     rel_name,
 )
-from tenantguard.tooling.lint.rules.tgl104_fail_open_predicate import _problems
 
 RULE = Rule(
     code="TGL114",
@@ -43,7 +43,7 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             continue  # constants: TGL104 reports an always-true USING
         if pinned(ctx, p.qual) or has_restrictive_guard(ctx, table):
             continue
-        if _problems(p.qual, ctx.tenant_column):
+        if fail_open_problems(p.qual, ctx.tenant_column):
             continue  # a fail-open OR / coalesce / true: TGL104 reports it
         yield finding(
             RULE,
