@@ -8,6 +8,7 @@ nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -59,6 +60,23 @@ class Scratch:
 
     def dsn_as(self, role: str) -> str:
         return _with(self.admin_dsn, user=role)
+
+
+@contextlib.contextmanager
+def temp_granted(s: Scratch, granted: bool = True) -> Iterator[None]:
+    """TEMPORARY on the scratch database for the app role (which install revokes), for
+    the block, when *granted*."""
+    if not granted:
+        yield
+        return
+    db, role = sql.Identifier(s.dbname), sql.Identifier(s.app_role)
+    with s.admin() as conn:
+        conn.execute(sql.SQL("GRANT TEMPORARY ON DATABASE {} TO {}").format(db, role))
+    try:
+        yield
+    finally:
+        with s.admin() as conn:
+            conn.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM {}").format(db, role))
 
 
 def make_scratch(server_dsn: str) -> Iterator[Scratch]:

@@ -106,7 +106,7 @@ def test_restrictive_guard_survives_a_later_permissive_policy(saas) -> None:  # 
     with saas.admin() as conn:
         conn.execute("CREATE POLICY oops_everyone ON app.invoices FOR SELECT USING (true)")
     try:
-        with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
+        with TenantPool(saas.app_dsn, min_size=1, max_size=1, tenant_kind="bigint") as pool:
             from tenantguard import tenant
 
             with tenant(1), pool.connection() as c:
@@ -154,7 +154,7 @@ def test_unsafe_roles_are_refused(saas, setup: str, problem: str) -> None:  # ty
         conn.execute(sql.SQL(setup).format(**names))
     try:
         with pytest.raises(UnsafeRoleError, match=problem) as info:
-            TenantPool(saas.app_dsn, min_size=1, max_size=1)
+            TenantPool(saas.app_dsn, min_size=1, max_size=1, tenant_kind="bigint")
         assert info.value.fixes  # says how to fix it
         if "CREATEROLE" in setup:
             assert "NOCREATEROLE" in (info.value.hint or "")
@@ -163,7 +163,7 @@ def test_unsafe_roles_are_refused(saas, setup: str, problem: str) -> None:  # ty
     finally:
         with saas.admin() as conn:
             conn.execute(sql.SQL(undo).format(**names))
-    TenantPool(saas.app_dsn, min_size=1, max_size=1).close()  # safe again
+    TenantPool(saas.app_dsn, min_size=1, max_size=1, tenant_kind="bigint").close()  # safe again
 
 
 def test_unreachable_server_is_a_clear_error() -> None:
@@ -196,6 +196,15 @@ def test_pool_works_on_a_database_tenantguard_did_not_install(server_dsn) -> Non
             conn.execute("INSERT INTO public.docs VALUES ('a', 'x'), ('b', 'y')")
             conn.execute(
                 sql.SQL("GRANT SELECT ON public.docs TO {}").format(sql.Identifier(s.app_role))
+            )
+        # Every database grants TEMPORARY to PUBLIC: refused until that is revoked.
+        with pytest.raises(UnsafeRoleError, match="temporary objects"):
+            TenantPool(s.app_dsn, setting="my.org", tenant_column="org", min_size=1)
+        with s.admin() as conn:
+            conn.execute(
+                sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(
+                    sql.Identifier(s.dbname)
+                )
             )
         with TenantPool(s.app_dsn, setting="my.org", tenant_column="org", min_size=1) as pool:
             with tenant("b"), pool.connection() as c:

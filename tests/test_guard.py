@@ -16,6 +16,7 @@ import pytest
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from conftest import temp_granted
 from tenantguard import TenantPool, tenant
 
 
@@ -27,6 +28,10 @@ class Contamination:
     probe: str  # what tenant 2 runs; returns one value
     clean: Callable[[object], bool]  # is the probe's value clean?
     control: list[str] | None = None  # tenant-free variant for the plain-pool control
+    # Temporary objects need TEMPORARY on the database, which install revokes: these run
+    # with it granted back and a pool made with allow_temp=True (tests/test_attacks.py
+    # shows the default refusing them).
+    needs_temp: bool = False
 
 
 def _none_or_empty(v: object) -> bool:
@@ -76,6 +81,7 @@ CASES = [
         "SELECT to_regclass('pg_temp.invoices')",
         lambda v: v is None,
         ["CREATE TEMP TABLE invoices (x int)"],
+        needs_temp=True,
     ),
     Contamination(
         "listen",
@@ -158,7 +164,10 @@ def _dirty(conn, case: Contamination, other: str, control: bool = False) -> None
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_next_tenant_sees_none_of_it(saas, other_role, case: Contamination, caplog) -> None:  # type: ignore[no-untyped-def]
-    with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
+    with (
+        temp_granted(saas, case.needs_temp),
+        TenantPool(saas.app_dsn, min_size=1, max_size=1, allow_temp=case.needs_temp) as pool,
+    ):
         with tenant(2), pool.connection() as conn:
             pid = conn.info.backend_pid
         caplog.set_level(logging.WARNING, logger="tenantguard.guard")
@@ -200,9 +209,12 @@ CONTROL = [
 @pytest.mark.parametrize("case", CONTROL, ids=[c.name for c in CONTROL])
 def test_control_plain_psycopg_pool_carries_it_over(saas, other_role, case: Contamination) -> None:  # type: ignore[no-untyped-def]
     """Without the guard the same state reaches the next checkout: the footgun is real."""
-    with ConnectionPool(
-        saas.app_dsn, min_size=1, max_size=1, kwargs={"autocommit": True}, open=True
-    ) as pool:
+    with (
+        temp_granted(saas, case.needs_temp),
+        ConnectionPool(
+            saas.app_dsn, min_size=1, max_size=1, kwargs={"autocommit": True}, open=True
+        ) as pool,
+    ):
         with pool.connection() as conn:
             _dirty(conn, case, other_role, control=True)
         with pool.connection() as conn:

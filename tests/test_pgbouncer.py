@@ -23,7 +23,10 @@ from tenantguard.bench.pgbouncer import PgBouncer
 pytestmark = pytest.mark.pgbouncer
 
 NO_PREPARE = {"prepare_threshold": None}  # PgBouncer < 1.21 in transaction mode
-BIND_SQL = "SELECT pg_catalog.set_config($1, $2, true), pg_catalog.set_config($3, $4, true)"
+BIND_SQL = (
+    "SELECT pg_catalog.set_config($1, $2, true), pg_catalog.set_config($3, $4, true), "
+    "pg_catalog.set_config('role', $5, true), pg_catalog.set_config('search_path', $6, true)"
+)
 QUERY = "SELECT tenant_id FROM app.invoices"
 
 

@@ -58,6 +58,14 @@ def main() -> None:
 @click.option("--setting", default="app.tenant_id", show_default=True, help="Tenant setting.")
 @click.option("--user-setting", default="app.user_id", show_default=True, help="User setting.")
 @click.option("--tenant-column", default="tenant_id", show_default=True)
+@click.option(
+    "--allow-temp",
+    is_flag=True,
+    help="Keep TEMPORARY on the database for PUBLIC and the app role (by default it is "
+    "revoked: temporary views, domains and functions left on a pooled connection run inside "
+    "the next tenant's statements). Pools must then be created with allow_temp=True and "
+    "verify every checkin.",
+)
 @click.option("--dry-run", is_flag=True, help="Print the SQL, change nothing.")
 @handled
 def install(
@@ -67,19 +75,25 @@ def install(
     setting: str,
     user_setting: str,
     tenant_column: str,
+    allow_temp: bool,
     dry_run: bool,
 ) -> None:
     """Create the tenantguard schema, the fail-closed helpers and the roles (idempotent).
 
     Refuses, changing nothing, when the app role is superuser, has BYPASSRLS, owns
-    tenant tables or is a member of the owner role.
+    tenant tables or is a member of the owner role. Revokes TEMPORARY on the database
+    from PUBLIC and the app role unless --allow-temp (run it as the database's owner).
     """
     from tenantguard.admin import admin_connect
     from tenantguard.admin import install as do_install
     from tenantguard.core.sqlbuild import InstallSpec
 
     spec = InstallSpec(
-        app_role=app_role, owner_role=owner_role, setting=setting, user_setting=user_setting
+        app_role=app_role,
+        owner_role=owner_role,
+        setting=setting,
+        user_setting=user_setting,
+        allow_temp=allow_temp,
     )
     with admin_connect(dsn, autocommit=True) as conn:
         result = do_install(conn, spec, tenant_column=tenant_column, dry_run=dry_run)

@@ -240,21 +240,24 @@ def run_demo(admin_dsn: str, *, keep: bool = False) -> DemoResult:
             with tenant(1), pool.connection() as conn:
                 pid = conn.info.backend_pid
                 conn.execute("SET search_path = pg_catalog")
-                conn.execute("CREATE TEMP TABLE invoices AS SELECT * FROM app.invoices")
+                conn.execute("SELECT pg_advisory_lock(4242)")  # a session-level lock
             with tenant(2), pool.connection() as conn:
                 same = conn.info.backend_pid == pid
                 path = conn.execute("SELECT current_setting('search_path')").fetchone()[0]  # type: ignore[index]
-                temp = conn.execute("SELECT to_regclass('pg_temp.invoices')").fetchone()[0]  # type: ignore[index]
+                locks = conn.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND pid = pg_backend_pid()"
+                ).fetchone()[0]  # type: ignore[index]
             stats = pool.guard_stats
-            caught = stats.by_tenant.get("1", 0) == 1 and {"search_path", "temp_object"} <= set(
+            caught = stats.by_tenant.get("1", 0) == 1 and {"search_path", "advisory_lock"} <= set(
                 stats.by_kind
             )
             claims.append(
                 Claim(
                     "session state left on a pooled connection is caught",
-                    "next tenant inherits search_path and acme's temp table",
+                    "next tenant inherits search_path and acme's advisory lock",
                     f"guard reset it ({', '.join(sorted(stats.by_kind))}); next tenant clean",
-                    caught and same and temp is None and path != "pg_catalog",
+                    caught and same and locks == 0 and path != "pg_catalog",
                 )
             )
     claims.append(

@@ -12,6 +12,7 @@ Every error names who must act and says what to do next. Errors carry a stable
      |    +-- TenantContextChanged         TG003 tenant switched under an open lease/transaction
      |    +-- InvalidIdentifier            TG004 bad schema/table/role/setting name
      |    +-- UnsupportedOperation         TG005 an operation tenantguard cannot bind safely
+     |    +-- LeaseNotHeld                 TG006 a connection used after its lease, or elsewhere
      +-- ConfigurationError                the database or environment is misconfigured
      |    +-- UnsafeRoleError              TG101 runtime role can bypass RLS
      |    +-- NotInstalledError            TG102 `tenantguard install` has not run
@@ -33,6 +34,7 @@ __all__ = [
     "InvalidIdentifier",
     "InvalidTenantId",
     "IsolationError",
+    "LeaseNotHeld",
     "MissingTenantColumn",
     "NoTenantContext",
     "NotInstalledError",
@@ -111,6 +113,25 @@ class UnsupportedOperation(UsageError):
     code = "TG005"
 
 
+class LeaseNotHeld(UsageError):
+    """A pooled connection was used outside the lease that handed it out.
+
+    After ``with pool.connection() as conn:`` ends, the connection belongs to the pool
+    (and soon to another tenant's request); during the lease it belongs to the thread
+    or asyncio task that took it. Nothing is sent.
+    """
+
+    code = "TG006"
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+        super().__init__(
+            f"this connection is not leased to the caller: {why}; nothing was sent",
+            hint="use a connection only inside its `with pool.connection()` block, in the "
+            "thread or task that opened it; take a new lease for other work",
+        )
+
+
 class ConfigurationError(TenantGuardError):
     """The database, its roles or the environment need fixing."""
 
@@ -118,13 +139,20 @@ class ConfigurationError(TenantGuardError):
 class UnsafeRoleError(ConfigurationError):
     code = "TG101"
 
-    def __init__(self, role: str, problems: list[str], fixes: list[str]) -> None:
+    def __init__(
+        self,
+        role: str,
+        problems: list[str],
+        fixes: list[str],
+        *,
+        summary: str = "can bypass row-level security",
+    ) -> None:
         self.role = role
         self.problems = problems
         self.fixes = fixes
         text = "; ".join(problems)
         super().__init__(
-            f"role {role!r} can bypass row-level security: {text}",
+            f"role {role!r} {summary}: {text}",
             hint="as an administrator run: " + " ".join(fixes),
         )
 

@@ -9,7 +9,13 @@ import psycopg
 from psycopg import sql
 
 from tenantguard.core.rolecheck import ROLE_CHECK_QUERY, role_params, role_report
-from tenantguard.core.sqlbuild import InstallSpec, install_statements, render, role_statements
+from tenantguard.core.sqlbuild import (
+    InstallSpec,
+    database_statements,
+    install_statements,
+    render,
+    role_statements,
+)
 from tenantguard.errors import UnsafeRoleError
 
 __all__ = ["InstallResult", "install"]
@@ -39,6 +45,10 @@ def install(
     Refuses (raising :class:`UnsafeRoleError`, changing nothing) when the app role
     exists and can bypass RLS: superuser, BYPASSRLS, owner of tenant tables, member
     of the owner role, or a persistent default for the tenant setting.
+
+    Unless ``spec.allow_temp``, also revokes ``TEMPORARY`` on the database from
+    ``PUBLIC`` and the app role (see :func:`~tenantguard.core.sqlbuild.database_statements`);
+    that needs the database's owner (or a superuser).
     """
     result = InstallResult(dry_run=dry_run)
     with conn.transaction(force_rollback=dry_run):
@@ -71,6 +81,7 @@ def install(
                 raise UnsafeRoleError(spec.app_role, problems, fixes)
         statements = role_statements(spec, create_owner=create_owner, create_app=create_app)
         statements += install_statements(spec)
+        statements += database_statements(spec, conn.info.dbname)
         for stmt in statements:
             result.statements.append(render(stmt) + ";")
             conn.execute(stmt)

@@ -29,6 +29,13 @@ class Binder(Protocol):
 _BIND_QUERY: LiteralString = (
     "SELECT pg_catalog.set_config(%s, %s, true), pg_catalog.set_config(%s, %s, true)"
 )
+# The same, also pinning the role and search_path for the transaction: a session-level
+# SET ROLE or search_path left on the server connection (by another client of the same
+# PgBouncer pool, say) cannot change what this transaction runs as or resolves to.
+_PINNED_BIND_QUERY: LiteralString = (
+    "SELECT pg_catalog.set_config(%s, %s, true), pg_catalog.set_config(%s, %s, true), "
+    "pg_catalog.set_config('role', %s, true), pg_catalog.set_config('search_path', %s, true)"
+)
 
 
 class SettingBinder:
@@ -38,7 +45,7 @@ class SettingBinder:
     outside tenantguard cannot leak into a request that has no user.
     """
 
-    __slots__ = ("setting", "user_setting")
+    __slots__ = ("pins", "setting", "user_setting")
 
     #: ``bind_query`` depends on the context only, so a lease may reuse its result.
     #: (A binder that signs each transaction, say, leaves this unset.)
@@ -47,9 +54,21 @@ class SettingBinder:
     def __init__(self, setting: str = "app.tenant_id", user_setting: str = "app.user_id") -> None:
         self.setting = check_setting_name(setting)
         self.user_setting = check_setting_name(user_setting)
+        #: ``(role, search_path)`` pinned transaction-locally with the tenant, or None.
+        #: The pools set it when they open, from the login's own defaults.
+        self.pins: tuple[str, str] | None = None
 
     def bind_query(self, ctx: TenantContext) -> tuple[LiteralString, tuple[str, ...]]:
-        return _BIND_QUERY, (self.setting, str(ctx.tenant), self.user_setting, ctx.user or "")
+        pins = self.pins
+        if pins is None:
+            return _BIND_QUERY, (self.setting, str(ctx.tenant), self.user_setting, ctx.user or "")
+        return _PINNED_BIND_QUERY, (
+            self.setting,
+            str(ctx.tenant),
+            self.user_setting,
+            ctx.user or "",
+            *pins,
+        )
 
     def __repr__(self) -> str:
         return f"SettingBinder(setting={self.setting!r}, user_setting={self.user_setting!r})"

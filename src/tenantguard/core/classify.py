@@ -65,16 +65,44 @@ def _is_true_const(node: Any) -> bool:
     return False
 
 
+def _is_temp_schema(name: str | None) -> bool:
+    """``pg_temp``, or a backend's own ``pg_temp_N`` / ``pg_toast_temp_N`` by name."""
+    name = (name or "").lower()
+    return name.startswith("pg_temp") or name.startswith("pg_toast_temp")
+
+
 def _is_temp(rel: Any) -> bool:
     return isinstance(rel, ast.RangeVar) and (
-        rel.relpersistence == "t" or (rel.schemaname or "").lower() == "pg_temp"
+        rel.relpersistence == "t" or _is_temp_schema(rel.schemaname)
     )
+
+
+def _names_temp(names: Any) -> bool:
+    """A qualified name list (functions, types, operators) whose schema is a temp one."""
+    parts = [getattr(p, "sval", None) for p in names or ()]
+    return len(parts) > 1 and _is_temp_schema(parts[-2])
+
+
+# Statements that create functions, types, operators and the like: in a temporary schema
+# they last for the session and can run inside a later lease's statements.
+_CREATE_NAMED = (
+    ast.CreateFunctionStmt,
+    ast.CreateDomainStmt,
+    ast.CompositeTypeStmt,
+    ast.CreateEnumStmt,
+    ast.CreateRangeStmt,
+    ast.DefineStmt,
+    ast.CreateConversionStmt,
+)
 
 
 def _node_effects(node: ast.Node) -> set[str]:
     out: set[str] = set()
     if isinstance(node, ast.VariableSetStmt):
         name = (node.name or "").lower()
+        if node.is_local and name == "search_path":
+            # A transaction-local search_path can point unqualified CREATEs at pg_temp.
+            out.add("search_path")
         if not node.is_local and name not in _TRANSACTION_SETTINGS:
             if name in {"role", "session_authorization"} or name == "session authorization":
                 out.add("role")
@@ -84,8 +112,21 @@ def _node_effects(node: ast.Node) -> set[str]:
                 out.add("setting:" + (name or "all"))
     elif isinstance(node, ast.ListenStmt):
         out.add("listen")
-    elif isinstance(node, ast.PrepareStmt):
+    elif isinstance(node, ast.PrepareStmt | ast.DeallocateStmt):
+        # DEALLOCATE too: it can drop a driver's prepared statement (or tenantguard's
+        # binding) behind its back, and a PREPARE could then take the name.
         out.add("prepared_statement")
+    elif isinstance(node, ast.DiscardStmt):
+        out.add("discard")
+    elif isinstance(node, _CREATE_NAMED):
+        names = getattr(node, "funcname", None) or getattr(node, "domainname", None)
+        names = names or getattr(node, "typeName", None) or getattr(node, "defnames", None)
+        names = names or getattr(node, "conversion_name", None)
+        if isinstance(node, ast.CompositeTypeStmt):
+            if _is_temp(node.typevar):
+                out.add("temp_object")
+        elif _names_temp(names):
+            out.add("temp_object")
     elif isinstance(node, ast.DeclareCursorStmt):
         if (node.options or 0) & _CURSOR_OPT_HOLD:
             out.add("hold_cursor")
@@ -104,6 +145,10 @@ def _node_effects(node: ast.Node) -> set[str]:
             args = node.args or ()
             if len(args) < 3 or not _is_true_const(args[2]):
                 out.add("setting:set_config")
+            elif not (isinstance(args[0], ast.A_Const) and isinstance(args[0].val, ast.String)):
+                out.add("setting:set_config")  # a name chosen at run time: search_path?
+            elif (args[0].val.sval or "").lower() == "search_path":
+                out.add("search_path")
         elif fname in _SESSION_LOCK_FUNCS:
             out.add("advisory_lock")
     return out

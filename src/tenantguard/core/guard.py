@@ -23,19 +23,44 @@ __all__ = [
 ]
 
 # Parameters: tenant setting, user setting. Every probe reads backend-local state only.
+# Every name is qualified with pg_catalog and no type is written unqualified: pg_temp is
+# searched first for relations and types, so a temporary view or domain left by the
+# lease being checked must not be able to run inside this query.
 STATE_QUERY: LiteralString = """
-SELECT current_user::text,
-       session_user::text,
+SELECT pg_catalog.current_user()::pg_catalog.text,
+       pg_catalog.session_user()::pg_catalog.text,
        pg_catalog.current_setting('search_path'),
-       pg_catalog.pg_my_temp_schema() <> 0 AND EXISTS (
-           SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema()),
-       EXISTS (SELECT 1 FROM pg_catalog.pg_listening_channels()),
-       EXISTS (SELECT 1 FROM pg_catalog.pg_locks
-               WHERE pid = pg_catalog.pg_backend_pid() AND locktype = 'advisory'),
-       EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE from_sql),
-       EXISTS (SELECT 1 FROM pg_catalog.pg_cursors WHERE is_holdable),
-       coalesce(pg_catalog.current_setting(%s, true), ''),
-       coalesce(pg_catalog.current_setting(%s, true), '')
+       pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<>) 0 AND (
+           EXISTS (SELECT FROM pg_catalog.pg_class
+                   WHERE relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())
+           OR EXISTS (SELECT FROM pg_catalog.pg_type
+                      WHERE typnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())
+           OR EXISTS (SELECT FROM pg_catalog.pg_proc
+                      WHERE pronamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())
+           OR EXISTS (SELECT FROM pg_catalog.pg_operator
+                      WHERE oprnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())
+           OR EXISTS (SELECT FROM pg_catalog.pg_collation
+                      WHERE collnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())
+           OR EXISTS (SELECT FROM pg_catalog.pg_conversion
+                      WHERE connamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())
+           OR EXISTS (SELECT FROM pg_catalog.pg_ts_config
+                      WHERE cfgnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())
+           OR EXISTS (SELECT FROM pg_catalog.pg_ts_dict
+                      WHERE dictnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())),
+       EXISTS (SELECT FROM pg_catalog.pg_listening_channels()),
+       EXISTS (SELECT FROM pg_catalog.pg_locks
+               WHERE pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()
+                 AND locktype OPERATOR(pg_catalog.=) 'advisory'::pg_catalog.text),
+       (SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql),
+       EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE is_holdable),
+       COALESCE(pg_catalog.current_setting(%s, true), ''::pg_catalog.text),
+       COALESCE(pg_catalog.current_setting(%s, true), ''::pg_catalog.text),
+       (SELECT pg_catalog.md5(pg_catalog.string_agg(
+                   name OPERATOR(pg_catalog.||) '='::pg_catalog.text
+                   OPERATOR(pg_catalog.||) setting OPERATOR(pg_catalog.||) ' '::pg_catalog.text
+                   OPERATOR(pg_catalog.||) source, ',' ORDER BY name))
+        FROM pg_catalog.pg_settings
+        WHERE source OPERATOR(pg_catalog.<>) ALL ('{default,override}'::pg_catalog.text[]))
 """
 
 
@@ -47,10 +72,13 @@ class SessionSnapshot:
     temp_objects: bool
     listening: bool
     advisory_locks: bool
-    prepared_statements: bool
+    prepared_statements: int
     hold_cursors: bool
     tenant_setting: str
     user_setting: str
+    #: A digest of every setting whose value does not come from the defaults (its value
+    #: and where it came from): a session-level SET, even one run inside a function.
+    settings: str | None = None
 
 
 def snapshot(row: tuple[Any, ...]) -> SessionSnapshot:
@@ -61,7 +89,6 @@ _FLAGS = (
     ("temp_objects", "temp_object"),
     ("listening", "listen"),
     ("advisory_locks", "advisory_lock"),
-    ("prepared_statements", "prepared_statement"),
     ("hold_cursors", "hold_cursor"),
 )
 
@@ -76,6 +103,10 @@ def changed_kinds(baseline: SessionSnapshot, now: SessionSnapshot) -> set[str]:
     for attr, kind in _FLAGS:
         if getattr(now, attr) and not getattr(baseline, attr):
             out.add(kind)
+    if now.prepared_statements > baseline.prepared_statements:
+        out.add("prepared_statement")
+    if now.settings != baseline.settings:
+        out.add("settings")
     if now.tenant_setting != baseline.tenant_setting:
         out.add("setting:tenant")
     if now.user_setting != baseline.user_setting:

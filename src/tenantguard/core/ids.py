@@ -15,14 +15,20 @@ from typing import Literal, get_args
 
 from tenantguard.errors import InvalidTenantId
 
-__all__ = ["TenantId", "TenantKind", "parse_tenant_id", "parse_user_id"]
+__all__ = ["TenantId", "TenantKind", "kind_for_type", "parse_tenant_id", "parse_user_id"]
 
 TenantKind = Literal["int", "bigint", "uuid", "text"]
 TENANT_KINDS: tuple[str, ...] = get_args(TenantKind)
 
 _INT_RANGES = {"int": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
 _BIGINT_MIN, _BIGINT_MAX = _INT_RANGES["bigint"]
-_INT_TEXT = re.compile(r"-?[0-9]{1,19}")
+# Canonical decimal only: the server's integer input also takes "+2", "002", " 2" and,
+# from PostgreSQL 16, "0x2", "0o2", "0b10" and "2_0"; each would be another spelling of
+# one tenant, so an id that passed a string comparison could reach another tenant.
+_INT_TEXT = re.compile(r"0|-?[1-9][0-9]{0,18}")
+# Canonical UUID text: lower case, hyphenated (the server also takes braces, upper case,
+# no hyphens).
+_UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Text ids: printable, no surrounding blanks, no NUL or control characters.
 _TEXT_ID = re.compile(r"[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s])?")
 MAX_TEXT_LEN = 255
@@ -47,10 +53,16 @@ def _parse_int(value: object, kind: Literal["int", "bigint"]) -> TenantId:
         raise InvalidTenantId(value, "a bool is not a tenant id", expected=kind)
     if isinstance(value, str):
         if not _INT_TEXT.fullmatch(value):
-            raise InvalidTenantId(value, "not a decimal integer", expected=kind)
+            raise InvalidTenantId(
+                value,
+                "not a canonical decimal integer (no sign, leading zeros, blanks, "
+                "underscores or base prefixes)",
+                expected=kind,
+            )
         number = int(value)
     elif isinstance(value, int):
-        number = value
+        # An int subclass may override __str__ or __int__: take the number itself.
+        number = int.__int__(value)
     else:
         raise InvalidTenantId(
             value, f"expected an integer, got {type(value).__name__}", expected=kind
@@ -63,22 +75,32 @@ def _parse_int(value: object, kind: Literal["int", "bigint"]) -> TenantId:
 
 def _parse_uuid(value: object) -> TenantId:
     if isinstance(value, uuid.UUID):
+        if type(value) is not uuid.UUID:  # a subclass may override __str__
+            value = uuid.UUID(uuid.UUID.__str__(value))
         return TenantId(value, "uuid")
     if isinstance(value, str):
-        try:
-            return TenantId(uuid.UUID(value), "uuid")
-        except ValueError:
-            raise InvalidTenantId(value, "not a UUID", expected="uuid") from None
+        if not _UUID_TEXT.fullmatch(value):
+            raise InvalidTenantId(
+                value,
+                "not a canonical UUID (lower case, hyphenated: "
+                "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
+                expected="uuid",
+            )
+        return TenantId(uuid.UUID(value), "uuid")
     raise InvalidTenantId(value, f"expected a UUID, got {type(value).__name__}", expected="uuid")
 
 
 def _parse_text(value: object) -> TenantId:
     if isinstance(value, bool):
         raise InvalidTenantId(value, "a bool is not a tenant id", expected="text")
-    if isinstance(value, int | uuid.UUID):
-        value = str(value)
+    if isinstance(value, int):
+        value = str(int.__int__(value))
+    elif isinstance(value, uuid.UUID):
+        value = uuid.UUID.__str__(value)
     if not isinstance(value, str):
         raise InvalidTenantId(value, f"expected text, got {type(value).__name__}", expected="text")
+    if type(value) is not str:  # a subclass may override __str__
+        value = str.__str__(value)
     if not value:
         raise InvalidTenantId(value, "empty", expected="text")
     if len(value) > MAX_TEXT_LEN:
@@ -109,7 +131,7 @@ def parse_tenant_id(value: object, kind: TenantKind | None = None) -> TenantId:
         if isinstance(value, int) and not isinstance(value, bool):
             return _parse_int(value, "bigint")
         if isinstance(value, uuid.UUID):
-            return TenantId(value, "uuid")
+            return _parse_uuid(value)
         return _parse_text(value)
     if kind == "int" or kind == "bigint":
         return _parse_int(value, kind)
@@ -118,6 +140,21 @@ def parse_tenant_id(value: object, kind: TenantKind | None = None) -> TenantId:
     if kind == "text":
         return _parse_text(value)
     raise InvalidTenantId(value, f"unknown tenant id kind {kind!r}; use one of {TENANT_KINDS}")
+
+
+_KIND_OF_TYPE: dict[str, TenantKind] = {
+    "integer": "int",
+    "smallint": "int",
+    "bigint": "bigint",
+    "uuid": "uuid",
+    "text": "text",
+    "character varying": "text",
+}
+
+
+def kind_for_type(type_name: str) -> TenantKind | None:
+    """The tenant kind for a column of ``format_type()`` *type_name*, or None if unknown."""
+    return _KIND_OF_TYPE.get(type_name)
 
 
 def parse_user_id(value: object) -> str:

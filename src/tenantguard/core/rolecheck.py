@@ -11,7 +11,15 @@ from typing import Any, LiteralString
 
 from psycopg import sql
 
-__all__ = ["KINDS", "ROLE_CHECK_QUERY", "RoleReport", "role_report", "setting_ident"]
+__all__ = [
+    "CODE_KINDS",
+    "KINDS",
+    "ROLE_CHECK_QUERY",
+    "RoleReport",
+    "code_report",
+    "role_report",
+    "setting_ident",
+]
 
 # What role_report can find, in the order it reports it.
 KINDS = (
@@ -24,6 +32,9 @@ KINDS = (
     "member_of_owner",
     "setting_default",
 )
+# What code_report can find: ways for SQL on a leased connection to create code (a
+# function, a view, a domain) that later runs inside another tenant's transaction.
+CODE_KINDS = ("temp", "create_database", "create_schema")
 # Before PostgreSQL 16, CREATEROLE can grant any role that is not a superuser (including
 # the owner of the tenant tables) to anyone, itself included.
 CREATEROLE_GRANTS_ANY_BEFORE = 160000
@@ -69,7 +80,13 @@ SELECT
     ARRAY(SELECT r.rolname::text FROM pg_catalog.pg_roles r
           WHERE r.oid <> t.oid AND r.rolcreaterole AND NOT (r.rolsuper OR r.rolbypassrls)
             AND pg_catalog.pg_has_role(t.oid, r.oid, 'MEMBER') ORDER BY 1),
-    pg_catalog.current_setting('server_version_num')::int
+    pg_catalog.current_setting('server_version_num')::int,
+    pg_catalog.has_database_privilege(t.oid, pg_catalog.current_database(), 'TEMPORARY'),
+    pg_catalog.has_database_privilege(t.oid, pg_catalog.current_database(), 'CREATE'),
+    ARRAY(SELECT n.nspname::text FROM pg_catalog.pg_namespace n
+          WHERE pg_catalog.has_schema_privilege(t.oid, n.oid, 'CREATE')
+            AND n.nspname !~ '^pg_(temp|toast_temp)_[0-9]+$' ORDER BY 1),
+    pg_catalog.current_database()::text
 FROM target t
 """
 
@@ -175,4 +192,48 @@ def role_report(row: tuple[Any, ...], owner_hint: str | None = None) -> RoleRepo
             add("setting_default", problem, f"ALTER ROLE {role} RESET {setting_ident(setting)};")
         else:
             add("setting_default", problem, f"ALTER DATABASE <db> RESET {setting_ident(setting)};")
+    return RoleReport(name, problems, fixes, kinds)
+
+
+def code_report(row: tuple[Any, ...]) -> RoleReport:
+    """Can the role create objects whose code runs in a later lease of its connection?
+
+    From the same :data:`ROLE_CHECK_QUERY` row. ``TEMPORARY`` on the database (granted to
+    ``PUBLIC`` by default) lets any SQL on a lease create temporary functions, views and
+    domains: ``pg_temp`` is searched first for relations and types, so a temporary view
+    named like an application table, or a domain named like a built-in type, runs inside
+    the next tenant's statements on that connection. ``CREATE`` on the database or on a
+    schema lets it create persistent functions whose bodies the statement classifier
+    cannot see. A runtime role needs none of these.
+    """
+    name = row[0]
+    temp, create_db, schemas, dbname = row[10:14]
+    role = _q(name)
+    db = _q(dbname)
+    problems: list[str] = []
+    fixes: list[str] = []
+    kinds: list[str] = []
+    if temp:
+        kinds.append("temp")
+        problems.append(
+            "it can create temporary objects in this database (TEMPORARY, granted to PUBLIC "
+            "by default): a temporary view, domain or function left on a pooled connection "
+            "runs inside the next tenant's statements"
+        )
+        fixes.append(
+            f"REVOKE TEMPORARY ON DATABASE {db} FROM PUBLIC;\n"
+            f"REVOKE TEMPORARY ON DATABASE {db} FROM {role};"
+            "  -- or: tenantguard install (it does this unless --allow-temp)"
+        )
+    if create_db:
+        kinds.append("create_database")
+        problems.append("it can create schemas in this database (CREATE on the database)")
+        fixes.append(f"REVOKE CREATE ON DATABASE {db} FROM PUBLIC, {role};")
+    for schema in schemas:
+        kinds.append("create_schema")
+        problems.append(
+            f"it can create functions and views in schema {schema!r} (CREATE on the schema), "
+            "code the statement classifier cannot see into"
+        )
+        fixes.append(f"REVOKE CREATE ON SCHEMA {_q(schema)} FROM PUBLIC, {role};")
     return RoleReport(name, problems, fixes, kinds)

@@ -9,6 +9,8 @@ also classified, so the checkin guard knows whether session state may have chang
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import LiteralString
 
 from psycopg import sql
@@ -20,9 +22,13 @@ from tenantguard.core.classify import StatementClassifier
 from tenantguard.core.context import TenantContext, _current
 from tenantguard.core.guard import SessionSnapshot
 from tenantguard.core.ids import TenantKind, parse_tenant_id
-from tenantguard.errors import NoTenantContext, TenantContextChanged
+from tenantguard.errors import LeaseNotHeld, NoTenantContext, TenantContextChanged
 
 __all__ = ["ConnState", "normalize_context"]
+
+#: Who holds a lease: the thread (sync pools) or the asyncio task (async pools).
+OwnerOf = Callable[[], object]
+_NO_OWNER = object()  # between leases: equal to no thread or task
 
 IDLE = TransactionStatus.IDLE
 
@@ -56,6 +62,8 @@ class ConnState:
         "kind",
         "lease",
         "lease_bind",
+        "owner",
+        "owner_of",
         "slow_path",
         "stable_binder",
     )
@@ -66,8 +74,13 @@ class ConnState:
         classifier: StatementClassifier,
         kind: TenantKind | None,
         binds: BindCache | None = None,
+        owner_of: OwnerOf = threading.get_ident,
     ) -> None:
         self.binder = binder
+        # A lease belongs to the thread or task that took it; a reference kept past the
+        # lease, or handed to another thread, is refused before any I/O.
+        self.owner_of = owner_of
+        self.owner: object = _NO_OWNER
         self.stable_binder = bool(getattr(binder, "stable", False))
         self.classifier = classifier
         self.kind = kind
@@ -90,27 +103,38 @@ class ConnState:
     def start_lease(self, ctx: TenantContext, bind_ctx: TenantContext | None = None) -> None:
         self.lease = ctx
         self.lease_bind = bind_ctx if bind_ctx is not None else normalize_context(ctx, self.kind)
+        self.owner = self.owner_of()
         self.bound = self.slow_path = False
         self.effects.clear()
 
     def end_lease(self) -> TenantContext | None:
         ctx = self.lease
+        self.owner = _NO_OWNER
         self.lease = self.lease_bind = None
         self.bound = self.slow_path = False
         self.effects.clear()
         return ctx
 
     # -- per statement ---------------------------------------------------------
+    def check_owner(self) -> None:
+        """Raise :class:`LeaseNotHeld` unless the caller holds this connection's lease."""
+        if self.owner_of() != self.owner:
+            if self.lease is None:
+                raise LeaseNotHeld("its lease has ended and it went back to the pool")
+            raise LeaseNotHeld("it is leased to another thread or task")
+
     def context_for(self, action: str) -> TenantContext:
         """The (validated) context to bind now; raises before any I/O when wrong."""
         ctx = _current.get()
         lease = self.lease
         if ctx is lease and ctx is not None:  # the common case
+            if self.owner_of() != self.owner:
+                self.check_owner()
             return self.lease_bind  # type: ignore[return-value]
+        self.check_owner()
         if ctx is None:
             raise NoTenantContext(action)
-        if lease is None:
-            return normalize_context(ctx, self.kind)
+        assert lease is not None
         if ctx != lease:
             raise TenantContextChanged(lease.tenant.value, ctx.tenant.value)
         assert self.lease_bind is not None

@@ -87,6 +87,9 @@ class InstallSpec:
     setting: str = "app.tenant_id"
     user_setting: str = "app.user_id"
     schema: str = "tenantguard"
+    #: Keep ``TEMPORARY`` on the database for ``PUBLIC`` and the app role (see
+    #: :func:`database_statements`); the pools then verify every checkin.
+    allow_temp: bool = False
 
     def __post_init__(self) -> None:
         check_identifier(self.app_role, "role name")
@@ -199,6 +202,28 @@ def install_statements(spec: InstallSpec) -> list[sql.Composed]:
         out.append(sql.SQL("REVOKE ALL ON FUNCTION {} FROM PUBLIC").format(fn))
         out.append(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(fn, app))
     return out
+
+
+def database_statements(spec: InstallSpec, dbname: str) -> list[sql.Composed]:
+    """Take ``TEMPORARY`` on *dbname* away from ``PUBLIC`` and the app role.
+
+    Every database grants ``TEMPORARY`` to ``PUBLIC`` by default, and ``pg_temp`` is
+    searched first for relations and types: SQL on a leased connection could leave a
+    temporary view named like an application table, or a domain named like a built-in
+    type with a CHECK that calls a temporary function, and that code would run inside
+    the next tenant's statements on the same connection. The owner role keeps it (for
+    migrations that use temporary tables). ``spec.allow_temp`` skips this.
+    """
+    if spec.allow_temp:
+        return []
+    db = sql.Identifier(dbname)
+    return [
+        sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(db),
+        sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM {}").format(
+            db, sql.Identifier(spec.app_role)
+        ),
+        sql.SQL("GRANT TEMPORARY ON DATABASE {} TO {}").format(db, sql.Identifier(spec.owner_role)),
+    ]
 
 
 # --------------------------------------------------------------------------- protect

@@ -219,7 +219,10 @@ class TenantConnection(psycopg.Connection[Row]):
     ) -> TenantCursor[Row]:
         """As psycopg's, but reusing the last statement's cursor when that is unobservable."""
         cur: Any
-        if self._tg is None or not _REUSE or isinstance(query, Template):
+        st = self._tg
+        if st is not None and st.owner_of() != st.owner:
+            st.check_owner()  # before the kept cursor is touched: it may be another lease's
+        if st is None or not _REUSE or isinstance(query, Template):
             cur = _sup(super()).execute(query, params, prepare=prepare, binary=binary)
             return cur  # type: ignore[no-any-return]
         cur = _reuse.reusable(self, binary)
@@ -432,7 +435,10 @@ class AsyncTenantConnection(psycopg.AsyncConnection[Row]):
     ) -> AsyncTenantCursor[Row]:
         """As psycopg's, but reusing the last statement's cursor when that is unobservable."""
         cur: Any
-        if self._tg is None or not _REUSE or isinstance(query, Template):
+        st = self._tg
+        if st is not None and st.owner_of() != st.owner:
+            st.check_owner()
+        if st is None or not _REUSE or isinstance(query, Template):
             cur = await _sup(super()).execute(query, params, prepare=prepare, binary=binary)
             return cur  # type: ignore[no-any-return]
         cur = _reuse.reusable(self, binary)

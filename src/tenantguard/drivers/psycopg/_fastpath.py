@@ -70,7 +70,7 @@ _BIND_SHAPES: dict[str, tuple[bytes, Any, Any]] = {}
 
 
 class BindStatementMissing(Exception):
-    """The server forgot the prepared binding (DEALLOCATE ALL / DISCARD ALL); retry."""
+    """The server forgot a prepared statement (the binding, or psycopg's own); retry."""
 
 
 def encode_values(values: tuple[str, ...], encoding: str) -> list[bytes]:
@@ -153,6 +153,15 @@ def bound_execute_gen(
                 pass
     if key is not None:
         prepared.validate(key, prep, name, results)
+    if prep is not _NO and _missing_statement(results):
+        # psycopg's prepared statement is gone from the server (something it did not see
+        # dropped it: a DEALLOCATE inside a function, say). Nothing ran: the implicit
+        # transaction aborted at its Bind. Forget psycopg's statements on both sides and
+        # retry once; psycopg prepares again from scratch.
+        prepared.clear()
+        yield from prepared.maintain_gen(conn)  # DEALLOCATE ALL: the binding goes too
+        conn._tg_bind_ready = False
+        raise BindStatementMissing()
     if len(bound) != 1 or bound[0].status != TUPLES_OK or qprep is not None:
         # The binding's result, checked at the libpq level: one row set, nothing else.
         _check_before(cur, first, bound, qprep, prepare_bind, use_prepared_bind)
@@ -162,6 +171,14 @@ def bound_execute_gen(
     cur._set_results(results)
     cur._last_query = query
     yield from prepared.maintain_gen(conn)
+
+
+def _missing_statement(results: list[Any]) -> bool:
+    return bool(
+        results
+        and results[0].status == FATAL_ERROR
+        and results[0].error_field(SQLSTATE) == b"26000"
+    )
 
 
 def _check_before(

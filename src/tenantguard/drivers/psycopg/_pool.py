@@ -12,7 +12,9 @@ request path is::
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections.abc import Generator
 from typing import Any, Literal
 
@@ -30,9 +32,9 @@ from tenantguard.core.guard import (
     changed_kinds,
     snapshot,
 )
-from tenantguard.core.ids import TenantKind
-from tenantguard.core.rolecheck import ROLE_CHECK_QUERY, role_params, role_report
-from tenantguard.core.session import BindCache, ConnState, normalize_context
+from tenantguard.core.ids import TenantKind, kind_for_type
+from tenantguard.core.rolecheck import ROLE_CHECK_QUERY, code_report, role_params, role_report
+from tenantguard.core.session import BindCache, ConnState, OwnerOf, normalize_context
 from tenantguard.drivers.psycopg._connection import (
     AsyncTenantConnection,
     AsyncTenantCursor,
@@ -72,6 +74,21 @@ _HELPER_EXISTS_QUERY = (
     "AND has_schema_privilege(n.oid, 'USAGE') AND has_function_privilege(p.oid, 'EXECUTE'))"
 )
 _HELPER_SETTINGS_QUERY = "SELECT tenantguard.tenant_setting(), tenantguard.user_setting()"
+# The login's own defaults, pinned in every binding: current_setting('role') is 'none'
+# unless the connection options set one; reset_val is the search_path RESET restores
+# (the role's and database's defaults), not a session-level SET left by another client.
+_SESSION_DEFAULTS_QUERY = (
+    "SELECT pg_catalog.current_setting('role'), "
+    "(SELECT s.reset_val FROM pg_catalog.pg_settings s WHERE s.name = 'search_path')"
+)
+# The tenant column's types in the tables row level security protects (the pool's
+# tenant kind, when not given).
+_TENANT_TYPES_QUERY = (
+    "SELECT DISTINCT pg_catalog.format_type(a.atttypid, NULL) "
+    "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+    "WHERE c.relrowsecurity AND c.relkind IN ('r', 'p') AND a.attname = %s "
+    "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY 1"
+)
 
 
 def _check_pool_kwargs(pool_kwargs: dict[str, Any]) -> None:
@@ -113,9 +130,20 @@ class _PoolCore:
         user_setting: str,
         tenant_column: str,
         check_role: bool,
-        verify: Verify,
+        verify: Verify | None,
         on_contamination: OnContamination,
+        allow_temp: bool = False,
+        pin_session: bool = True,
     ) -> None:
+        if allow_temp and verify == "suspect":
+            raise ConfigurationError(
+                "allow_temp=True needs verify='always'",
+                hint="a role that can create temporary objects can leave code behind that "
+                "the statement classifier cannot see; leave verify unset (it becomes "
+                "'always') or revoke TEMPORARY (tenantguard install does)",
+            )
+        if verify is None:
+            verify = "always" if allow_temp else "suspect"
         if verify not in ("suspect", "always"):
             raise ConfigurationError(f"verify must be 'suspect' or 'always', not {verify!r}")
         if on_contamination not in ("reset", "discard"):
@@ -126,6 +154,9 @@ class _PoolCore:
         self.setting = getattr(self.binder, "setting", setting)
         self.user_setting = getattr(self.binder, "user_setting", user_setting)
         self.tenant_kind = tenant_kind
+        self.kind_given = tenant_kind is not None
+        self.allow_temp = allow_temp
+        self.pin_session = pin_session
         self.tenant_column = tenant_column
         self.check_role = check_role
         self.verify = verify
@@ -145,8 +176,8 @@ class _PoolCore:
             return ctx, ctx
         return ctx, normalize_context(ctx, kind)
 
-    def new_state(self) -> ConnState:
-        return ConnState(self.binder, self.classifier, self.tenant_kind, self.binds)
+    def new_state(self, owner_of: OwnerOf = threading.get_ident) -> ConnState:
+        return ConnState(self.binder, self.classifier, self.tenant_kind, self.binds, owner_of)
 
     def role_query(self) -> tuple[str, dict[str, Any]]:
         return ROLE_CHECK_QUERY, role_params(
@@ -159,6 +190,48 @@ class _PoolCore:
         report = role_report(row)
         if not report.safe:
             raise UnsafeRoleError(report.role, report.problems, report.fixes)
+        code = code_report(row)
+        problems = [
+            (p, f)
+            for k, p, f in zip(code.kinds, code.problems, code.fixes, strict=True)
+            if not (k == "temp" and self.allow_temp)
+        ]
+        if problems:
+            raise UnsafeRoleError(
+                code.role,
+                [p for p, _ in problems],
+                [f for _, f in problems],
+                summary="can create code that would run in other tenants' requests",
+            )
+
+    def set_session_defaults(self, row: tuple[Any, ...] | None) -> None:
+        """Pin the login's role and search_path in every binding (``pin_session``)."""
+        if row is None or not self.pin_session or not isinstance(self.binder, SettingBinder):
+            return
+        role, search_path = row
+        self.binder.pins = (str(role), str(search_path))
+        self.binds.clear()
+
+    def infer_kind(self, rows: list[tuple[Any, ...]]) -> None:
+        """The tenant kind from the protected tables' tenant column, when not given.
+
+        Without a kind every id would be sent as text and cast by the policy, and the
+        server's casts accept many spellings of one number (``'+2'``, ``'002'``, and
+        from PostgreSQL 16 ``'0x2'``, ``'0b10'``, ``'0_2'``): they would all reach tenant 2.
+        """
+        if self.kind_given:
+            return
+        kinds = {kind_for_type(str(r[0])) for r in rows}
+        kinds.discard(None)
+        if len(kinds) > 1:
+            raise ConfigurationError(
+                f"the protected tables' {self.tenant_column} columns have different types "
+                f"({', '.join(str(r[0]) for r in rows)})",
+                hint="pass tenant_kind= ('int', 'bigint', 'uuid' or 'text') to the pool",
+            )
+        if kinds:
+            self.tenant_kind = kinds.pop()
+            self.binds.clear()
 
     def check_helper(self, row: tuple[Any, ...] | None) -> None:
         """The database helper must read the setting this pool binds."""
@@ -253,7 +326,7 @@ class _PoolCore:
             return
         self.guard_stats.count_checkin()
         lease = st.lease
-        kinds = self.client_side_kinds(conn)  # the clean path stops here: no I/O
+        kinds = self.client_side_kinds(conn)
         try:
             if kinds or self.verify == "always":
                 assert st.baseline is not None
@@ -314,10 +387,16 @@ class TenantPool:
     :param setting: the transaction-local setting the policies read.
     :param binder: replace the plain setting with another binding step.
     :param check_role: refuse to start when the login role can bypass RLS.
-    :param verify: ``"suspect"`` checks session state at checkin only for connections
-        whose statements could change it; ``"always"`` checks every checkin (one more
-        round trip per request).
+    :param verify: ``"suspect"`` (the default) checks session state at checkin only
+        for connections whose statements could change it; ``"always"`` checks every
+        checkin (one more round trip per request; the default with ``allow_temp``).
     :param on_contamination: ``"reset"`` (DISCARD ALL, then verify) or ``"discard"``.
+    :param allow_temp: accept a login role that can create temporary objects (refused
+        by default: code it leaves in ``pg_temp`` runs in the next tenant's statements);
+        every checkin is then verified.
+    :param pin_session: bind the login's default role and search_path with the tenant,
+        transaction-locally, so session state left on a server connection by another
+        client of a PgBouncer cannot change what a request runs as.
     """
 
     def __init__(
@@ -330,8 +409,10 @@ class TenantPool:
         binder: Binder | None = None,
         tenant_column: str = "tenant_id",
         check_role: bool = True,
-        verify: Verify = "suspect",
+        verify: Verify | None = None,
         on_contamination: OnContamination = "reset",
+        allow_temp: bool = False,
+        pin_session: bool = True,
         kwargs: dict[str, Any] | None = None,
         open: bool = True,
         **pool_kwargs: Any,
@@ -346,6 +427,8 @@ class TenantPool:
             check_role=check_role,
             verify=verify,
             on_contamination=on_contamination,
+            allow_temp=allow_temp,
+            pin_session=pin_session,
         )
         self.conninfo = conninfo
         self._kwargs: dict[str, Any] = {"autocommit": True, **(kwargs or {})}
@@ -389,6 +472,9 @@ class TenantPool:
                 self._core.raise_if_unsafe(conn.execute(query, params).fetchone())
             if conn.execute(_HELPER_EXISTS_QUERY).fetchone() == (True,):
                 self._core.check_helper(conn.execute(_HELPER_SETTINGS_QUERY).fetchone())
+            self._core.set_session_defaults(conn.execute(_SESSION_DEFAULTS_QUERY).fetchone())
+            rows = conn.execute(_TENANT_TYPES_QUERY, (self._core.tenant_column,)).fetchall()
+            self._core.infer_kind(rows)
 
     def close(self, timeout: float = 5.0) -> None:
         self._pool.close(timeout=timeout)
@@ -408,7 +494,7 @@ class TenantPool:
         if self._core.check_role:
             query, params = self._core.role_query()
             self._core.raise_if_unsafe(cur.execute(query, params).fetchone())
-        st = self._core.new_state()
+        st = self._core.new_state(threading.get_ident)
         row = cur.execute(STATE_QUERY, (self._core.setting, self._core.user_setting)).fetchone()
         self._core.set_baseline(conn, st, row)
         if conn.pgconn.transaction_status != IDLE:  # non-autocommit pools
@@ -552,8 +638,10 @@ class AsyncTenantPool:
         binder: Binder | None = None,
         tenant_column: str = "tenant_id",
         check_role: bool = True,
-        verify: Verify = "suspect",
+        verify: Verify | None = None,
         on_contamination: OnContamination = "reset",
+        allow_temp: bool = False,
+        pin_session: bool = True,
         kwargs: dict[str, Any] | None = None,
         **pool_kwargs: Any,
     ) -> None:
@@ -567,6 +655,8 @@ class AsyncTenantPool:
             check_role=check_role,
             verify=verify,
             on_contamination=on_contamination,
+            allow_temp=allow_temp,
+            pin_session=pin_session,
         )
         self.conninfo = conninfo
         self._kwargs: dict[str, Any] = {"autocommit": True, **(kwargs or {})}
@@ -607,6 +697,10 @@ class AsyncTenantPool:
             if await cur.fetchone() == (True,):
                 cur = await conn.execute(_HELPER_SETTINGS_QUERY)
                 self._core.check_helper(await cur.fetchone())
+            cur = await conn.execute(_SESSION_DEFAULTS_QUERY)
+            self._core.set_session_defaults(await cur.fetchone())
+            cur = await conn.execute(_TENANT_TYPES_QUERY, (self._core.tenant_column,))
+            self._core.infer_kind(await cur.fetchall())
 
     async def close(self, timeout: float = 5.0) -> None:
         await self._pool.close(timeout=timeout)
@@ -626,7 +720,7 @@ class AsyncTenantPool:
             query, params = self._core.role_query()
             await cur.execute(query, params)
             self._core.raise_if_unsafe(await cur.fetchone())
-        st = self._core.new_state()
+        st = self._core.new_state(asyncio.current_task)
         await cur.execute(STATE_QUERY, (self._core.setting, self._core.user_setting))
         self._core.set_baseline(conn, st, await cur.fetchone())
         if conn.pgconn.transaction_status != IDLE:
