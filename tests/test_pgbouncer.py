@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tenantguard import TenantPool, tenant
 from tenantguard.bench.pgbouncer import PgBouncer
@@ -181,3 +182,71 @@ def test_another_clients_discard_does_not_break_the_binding(bouncer, saas, comma
         leases(pool, 3, times=3)
         assert pool.guard_stats.contaminated == 0
     assert_prepared_iff_kept(bouncer, saas)
+
+
+@pytest.fixture(scope="module")
+def weak_role(saas):  # type: ignore[no-untyped-def]
+    """A role the app login belongs to that may not call tenantguard's helpers."""
+    role = f"tg_weak_{saas.suffix}"
+    with saas.admin() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+        conn.execute(
+            sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), sql.Identifier(saas.app_role))
+        )
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA app TO {}").format(sql.Identifier(role)))
+        conn.execute(
+            sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA app TO {}").format(sql.Identifier(role))
+        )
+        # Something the app names without a schema (found through search_path).
+        conn.execute(
+            "CREATE VIEW public.invoices_view WITH (security_invoker) AS "
+            "SELECT tenant_id FROM app.invoices"
+        )
+        for grantee in (role, saas.app_role):
+            conn.execute(
+                sql.SQL("GRANT SELECT ON public.invoices_view TO {}").format(
+                    sql.Identifier(grantee)
+                )
+            )
+    return role
+
+
+LEFT_BEHIND = {
+    "role": "SET ROLE {weak}",
+    "search_path": "SET search_path = pg_catalog",
+}
+
+
+@pytest.mark.parametrize("what", sorted(LEFT_BEHIND))
+@pytest.mark.parametrize("pin", [True, False], ids=["pinned", "control-unpinned"])
+def test_session_state_of_another_client_does_not_break_requests(  # type: ignore[no-untyped-def]
+    bouncer, saas, weak_role, what: str, pin: bool
+) -> None:
+    """Another client of the same PgBouncer pool leaves SET ROLE or a session search_path
+    on the one shared server connection. tenantguard pins the login's role and default
+    search_path in the same round trip as the tenant, so its requests run as they should;
+    the control (pin_session=False) shows the same request failing."""
+    dsn = via(bouncer, saas, saas.app_role)
+    kw = client_kw(bouncer)
+    with TenantPool(
+        dsn, min_size=1, max_size=1, kwargs=kw, pin_session=pin, tenant_kind="bigint"
+    ) as pool:
+        leases(pool, 1, times=2)
+        with psycopg.connect(dsn, autocommit=True, **NO_PREPARE) as careless:
+            careless.execute(LEFT_BEHIND[what].format(weak=sql.Identifier(weak_role).as_string()))
+        try:
+            if pin:
+                for tid in (2, 3, 2):
+                    with tenant(tid), pool.connection() as conn:
+                        who = conn.execute("SELECT current_user, current_setting('search_path')")
+                        assert who.fetchone() == (saas.app_role, '"$user", public')
+                        rows = conn.execute("SELECT tenant_id FROM invoices_view").fetchall()
+                    assert rows == [(tid,)] * (2 * tid), rows
+            else:
+                with pytest.raises(psycopg.Error):
+                    with tenant(2), pool.connection() as conn:
+                        conn.execute("SELECT tenant_id FROM invoices_view").fetchall()
+        finally:
+            with psycopg.connect(dsn, autocommit=True, **NO_PREPARE) as cleanup:
+                cleanup.execute("RESET ROLE")
+                cleanup.execute("RESET search_path")

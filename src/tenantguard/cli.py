@@ -66,6 +66,12 @@ def main() -> None:
     "the next tenant's statements). Pools must then be created with allow_temp=True and "
     "verify every checkin.",
 )
+@click.option(
+    "--keep-activity-tracking",
+    is_flag=True,
+    help="Leave track_activities on for the app role (by default it is turned off where the "
+    "admin may: sessions of one login see each other's statements in pg_stat_activity).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the SQL, change nothing.")
 @handled
 def install(
@@ -76,6 +82,7 @@ def install(
     user_setting: str,
     tenant_column: str,
     allow_temp: bool,
+    keep_activity_tracking: bool,
     dry_run: bool,
 ) -> None:
     """Create the tenantguard schema, the fail-closed helpers and the roles (idempotent).
@@ -94,6 +101,7 @@ def install(
         setting=setting,
         user_setting=user_setting,
         allow_temp=allow_temp,
+        keep_activity=keep_activity_tracking,
     )
     with admin_connect(dsn, autocommit=True) as conn:
         result = do_install(conn, spec, tenant_column=tenant_column, dry_run=dry_run)
@@ -103,6 +111,8 @@ def install(
         return
     for role in result.created_roles:
         err.print(f"created role [bold]{role}[/]")
+    for note in result.notes:
+        err.print(f"[yellow]note:[/] {note}", markup=True, highlight=False)
     err.print(
         f"[green]installed[/] tenantguard helpers reading [bold]{setting}[/] "
         f"({len(result.statements)} statements)"

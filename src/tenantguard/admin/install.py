@@ -11,6 +11,7 @@ from psycopg import sql
 from tenantguard.core.rolecheck import ROLE_CHECK_QUERY, role_params, role_report
 from tenantguard.core.sqlbuild import (
     InstallSpec,
+    activity_statement,
     database_statements,
     install_statements,
     render,
@@ -26,6 +27,8 @@ class InstallResult:
     statements: list[str] = field(default_factory=list)
     created_roles: list[str] = field(default_factory=list)
     dry_run: bool = False
+    #: What could not be done, and why (the install still succeeded).
+    notes: list[str] = field(default_factory=list)
 
 
 def _role_exists(conn: psycopg.Connection[Any], role: str) -> bool:
@@ -85,6 +88,18 @@ def install(
         for stmt in statements:
             result.statements.append(render(stmt) + ";")
             conn.execute(stmt)
+        activity = activity_statement(spec)
+        if activity is not None:
+            try:
+                with conn.transaction():  # a savepoint: the install goes on without it
+                    conn.execute(activity)
+                result.statements.append(render(activity) + ";")
+            except psycopg.errors.InsufficientPrivilege:
+                result.notes.append(
+                    "track_activities stays on for the app role (setting it needs a superuser "
+                    "or GRANT SET ON PARAMETER track_activities): its sessions can read each "
+                    "other's current statements in pg_stat_activity (audit rule TGA181)"
+                )
         result.created_roles = [
             r for r, made in ((spec.owner_role, create_owner), (spec.app_role, create_app)) if made
         ]

@@ -44,7 +44,9 @@ ROLE_CHECK_QUERY: LiteralString = """
 WITH target AS (
     SELECT r.oid, r.rolname, r.rolsuper, r.rolbypassrls, r.rolcreaterole
     FROM pg_catalog.pg_roles r
-    WHERE r.rolname = coalesce(%(role)s, current_user)
+    WHERE r.rolname = coalesce(%(role)s,
+                               CASE WHEN %(as_session_user)s THEN session_user
+                                    ELSE current_user END)
 ), protected AS (
     SELECT c.oid, c.relowner
     FROM pg_catalog.pg_class c
@@ -106,8 +108,23 @@ class RoleReport:
         return not self.problems
 
 
-def role_params(role: str | None, column: str, setting: str, user_setting: str) -> dict[str, Any]:
-    return {"role": role, "column": column, "setting": setting, "user_setting": user_setting}
+def role_params(
+    role: str | None,
+    column: str,
+    setting: str,
+    user_setting: str,
+    *,
+    as_session_user: bool = False,
+) -> dict[str, Any]:
+    """Parameters for :data:`ROLE_CHECK_QUERY`: *role* by name, or (None) the session's
+    ``current_user`` (``session_user`` with *as_session_user*)."""
+    return {
+        "role": role,
+        "column": column,
+        "setting": setting,
+        "user_setting": user_setting,
+        "as_session_user": as_session_user,
+    }
 
 
 def _q(name: str) -> str:

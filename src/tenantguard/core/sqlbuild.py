@@ -90,6 +90,8 @@ class InstallSpec:
     #: Keep ``TEMPORARY`` on the database for ``PUBLIC`` and the app role (see
     #: :func:`database_statements`); the pools then verify every checkin.
     allow_temp: bool = False
+    #: Keep ``track_activities`` on for the app role (see :func:`activity_statement`).
+    keep_activity: bool = False
 
     def __post_init__(self) -> None:
         check_identifier(self.app_role, "role name")
@@ -224,6 +226,20 @@ def database_statements(spec: InstallSpec, dbname: str) -> list[sql.Composed]:
         ),
         sql.SQL("GRANT TEMPORARY ON DATABASE {} TO {}").format(db, sql.Identifier(spec.owner_role)),
     ]
+
+
+def activity_statement(spec: InstallSpec) -> sql.Composed | None:
+    """``track_activities = off`` for the app role, unless ``spec.keep_activity``.
+
+    Every tenant's requests log in as the app role, and sessions of one role see each
+    other's current statements in ``pg_stat_activity``: SQL on one lease could read what
+    other tenants' requests are running. ``track_activities`` is a superuser setting
+    (or one granted with ``GRANT SET ON PARAMETER``); ``install`` skips it, and says so,
+    where the admin may not set it. The cost: those sessions show no query text.
+    """
+    if spec.keep_activity:
+        return None
+    return sql.SQL("ALTER ROLE {} SET track_activities = off").format(sql.Identifier(spec.app_role))
 
 
 # --------------------------------------------------------------------------- protect

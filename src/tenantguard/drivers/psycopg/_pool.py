@@ -74,12 +74,11 @@ _HELPER_EXISTS_QUERY = (
     "AND has_schema_privilege(n.oid, 'USAGE') AND has_function_privilege(p.oid, 'EXECUTE'))"
 )
 _HELPER_SETTINGS_QUERY = "SELECT tenantguard.tenant_setting(), tenantguard.user_setting()"
-# The login's own defaults, pinned in every binding: current_setting('role') is 'none'
-# unless the connection options set one; reset_val is the search_path RESET restores
-# (the role's and database's defaults), not a session-level SET left by another client.
+# The search_path pinned in every binding: reset_val is what RESET restores (the role's
+# and database's defaults, the connection options), never a session-level SET left on the
+# server connection by another client. The role is pinned to 'none': the login itself.
 _SESSION_DEFAULTS_QUERY = (
-    "SELECT pg_catalog.current_setting('role'), "
-    "(SELECT s.reset_val FROM pg_catalog.pg_settings s WHERE s.name = 'search_path')"
+    "SELECT s.reset_val FROM pg_catalog.pg_settings s WHERE s.name = 'search_path'"
 )
 # The tenant column's types in the tables row level security protects (the pool's
 # tenant kind, when not given).
@@ -180,8 +179,13 @@ class _PoolCore:
         return ConnState(self.binder, self.classifier, self.tenant_kind, self.binds, owner_of)
 
     def role_query(self) -> tuple[str, dict[str, Any]]:
+        # With the role pinned to the login, statements run as session_user: check that.
         return ROLE_CHECK_QUERY, role_params(
-            None, self.tenant_column, self.setting, self.user_setting
+            None,
+            self.tenant_column,
+            self.setting,
+            self.user_setting,
+            as_session_user=self.pin_session,
         )
 
     def raise_if_unsafe(self, row: tuple[Any, ...] | None) -> None:
@@ -208,8 +212,7 @@ class _PoolCore:
         """Pin the login's role and search_path in every binding (``pin_session``)."""
         if row is None or not self.pin_session or not isinstance(self.binder, SettingBinder):
             return
-        role, search_path = row
-        self.binder.pins = (str(role), str(search_path))
+        self.binder.pins = ("none", str(row[0]))
         self.binds.clear()
 
     def infer_kind(self, rows: list[tuple[Any, ...]]) -> None:

@@ -1,0 +1,6 @@
+-- A protected tenant table: the audit refuses a database without one.
+CREATE TABLE public.base (tenant_id bigint NOT NULL, id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY);
+GRANT SELECT, INSERT, UPDATE, DELETE ON public.base TO {app};
+-- protect: public.base
+-- track_activities back on for the app role (what install turns off).
+ALTER ROLE {app} RESET track_activities;
