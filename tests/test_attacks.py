@@ -471,3 +471,63 @@ def test_control_the_server_accepts_aliases(saas) -> None:  # type: ignore[no-un
                 conn.execute("SELECT set_config('app.tenant_id', %s, true)", (alias,))
                 rows = conn.execute("SELECT DISTINCT note FROM app.invoices").fetchall()
             assert rows == [(TENANT2_NOTE,)], alias
+
+
+def test_async_kept_references_across_tasks_stress(saas) -> None:  # type: ignore[no-untyped-def]
+    """The asyncio twin of the thread stress test: tasks keep their connections."""
+
+    async def main() -> tuple[list[Any], int]:
+        foreign: list[Any] = []
+        refused = 0
+        async with AsyncTenantPool(saas.app_dsn, min_size=2, max_size=2, timeout=10) as pool:
+
+            async def worker(tid: int) -> None:
+                nonlocal refused
+                for _ in range(150):
+                    with tenant(tid):
+                        async with pool.connection() as conn:
+                            cur = await conn.execute("SELECT note FROM app.invoices")
+                            notes = {r[0] for r in await cur.fetchall()}
+                            kept = conn
+                        if notes != {f"tenant {tid}"}:
+                            foreign.append((tid, notes))
+                        try:
+                            await kept.execute("SELECT note FROM app.invoices")
+                            foreign.append((tid, "kept connection ran"))
+                        except LeaseNotHeld:
+                            refused += 1
+                    await asyncio.sleep(0)
+
+            await asyncio.wait_for(asyncio.gather(*(worker(t) for t in (1, 2, 3))), 60)
+        return foreign, refused
+
+    foreign, refused = asyncio.run(main())
+    assert foreign == []
+    assert refused == 450
+
+
+def test_async_dropped_driver_statement_and_temp_refusal(saas) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> list[int]:
+        query = "SELECT count(*) FROM app.invoices WHERE amount > %s"
+        out: list[int] = []
+        async with AsyncTenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
+            _no_classifier(pool)  # only the request path's re-prepare is left
+            with tenant(1):
+                async with pool.connection() as conn:
+                    for _ in range(8):
+                        await (await conn.execute(query, (0,))).fetchone()
+                    cur = await conn.execute(
+                        "SELECT name FROM pg_prepared_statements WHERE statement LIKE '%amount%'"
+                    )
+                    (name,) = await cur.fetchone()  # type: ignore[misc]
+                    await conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
+                    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                        await conn.execute("CREATE TEMP TABLE loot (note text)")
+            with tenant(2):
+                async with pool.connection() as conn:
+                    for _ in range(3):
+                        row = await (await conn.execute(query, (0,))).fetchone()
+                        out.append(row[0])  # type: ignore[index]
+        return out
+
+    assert asyncio.run(main()) == [4, 4, 4]

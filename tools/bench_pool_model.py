@@ -1,0 +1,203 @@
+"""What the pool model's defences cost at one client: side by side, interleaved rounds.
+
+Point selects on TENANTS x 100 rows through:
+
+* ``pool_where``: psycopg_pool with a hand-written ``WHERE tenant_id = %s`` on a copy of
+  the table without row level security (the code tenantguard replaces), as the runtime
+  role;
+* ``tenantguard``: ``TenantPool`` as shipped (binding + pinned role and search_path,
+  lease ownership checks, the checkin guard);
+* ``tenantguard unpinned``: the same with ``pin_session=False``.
+
+Each round runs every variant for ``--duration`` seconds, in a rotating order; the
+report is the median over rounds of each variant's ops/s divided by ``pool_where``'s in
+the same round. With the server on this machine it also reports the server's CPU time per
+request (each variant's one backend, read from ``/proc/<pid>/stat``): unlike throughput,
+that does not depend on what else the machine is running. Bounded: rounds x variants x duration seconds, loopback or a Unix socket.
+
+    .venv/bin/python tools/bench_pool_model.py --rounds 15 --duration 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+from tenantguard import TenantPool, tenant
+from tenantguard.admin import install, protect
+from tenantguard.core.sqlbuild import InstallSpec
+from tenantguard.embedded import embedded_postgres
+
+APP, OWNER = "tgbench_app", "tgbench_owner"
+
+
+def _with(dsn: str, **changes: str) -> str:
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    params.update(changes)
+    return psycopg.conninfo.make_conninfo(**params)
+
+
+def setup(admin_dsn: str, tenants: int) -> None:
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        install(conn, InstallSpec(app_role=APP, owner_role=OWNER))
+        conn.execute("DROP TABLE IF EXISTS public.items")
+        conn.execute(
+            "CREATE TABLE public.items (tenant_id bigint NOT NULL, id bigint NOT NULL, "
+            "amount int NOT NULL, PRIMARY KEY (tenant_id, id))"
+        )
+        conn.execute(
+            "INSERT INTO public.items SELECT t, t * 1000 + r, r "
+            "FROM generate_series(1, %s) t, generate_series(1, 100) r",
+            (tenants,),
+        )
+        conn.execute(sql.SQL("ALTER TABLE public.items OWNER TO {}").format(sql.Identifier(OWNER)))
+        protect(conn, ["public.items"])
+        conn.execute(sql.SQL("GRANT SELECT ON public.items TO {}").format(sql.Identifier(APP)))
+        conn.execute("DROP TABLE IF EXISTS public.items_plain")
+        conn.execute("CREATE TABLE public.items_plain AS SELECT * FROM public.items")
+        conn.execute("ALTER TABLE public.items_plain ADD PRIMARY KEY (tenant_id, id)")
+        conn.execute(
+            sql.SQL("GRANT SELECT ON public.items_plain TO {}").format(sql.Identifier(APP))
+        )
+        conn.execute("ANALYZE public.items")
+        conn.execute("ANALYZE public.items_plain")
+
+
+Op = Callable[[int], None]
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def backend_cpu(pid: int) -> float | None:
+    """Seconds of CPU (user + system) the server process *pid* has used, if local."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+@contextlib.contextmanager
+def variants(admin_dsn: str) -> Iterator[dict[str, tuple[Op, Callable[[], int]]]]:
+    app_dsn = _with(admin_dsn, user=APP)
+    kw: dict[str, Any] = {"autocommit": True}
+    plain: ConnectionPool[Any] = ConnectionPool(app_dsn, min_size=1, max_size=1, kwargs=kw)
+    pinned = TenantPool(app_dsn, min_size=1, max_size=1, tenant_kind="bigint")
+    unpinned = TenantPool(app_dsn, min_size=1, max_size=1, tenant_kind="bigint", pin_session=False)
+    q_where = "SELECT id, amount FROM public.items_plain WHERE tenant_id = %s AND id = %s"
+    q_rls = "SELECT id, amount FROM public.items WHERE id = %s"  # RLS adds the tenant
+
+    def pid_of(pool: Any) -> Callable[[], int]:
+        def pid() -> int:
+            with contextlib.ExitStack() as stack:
+                if isinstance(pool, TenantPool):
+                    stack.enter_context(tenant(1))
+                conn = stack.enter_context(pool.connection())
+                return int(conn.info.backend_pid)
+
+        return pid
+
+    def op_where(t: int) -> None:
+        with plain.connection() as conn:
+            conn.execute(q_where, (t, t * 1000 + 7)).fetchall()
+
+    def op_tg(pool: TenantPool) -> Op:
+        def op(t: int) -> None:
+            with tenant(t), pool.connection() as conn:
+                conn.execute(q_rls, (t * 1000 + 7,)).fetchall()
+
+        return op
+
+    try:
+        yield {
+            "pool_where": (op_where, pid_of(plain)),
+            "tenantguard": (op_tg(pinned), pid_of(pinned)),
+            "tenantguard unpinned": (op_tg(unpinned), pid_of(unpinned)),
+        }
+    finally:
+        plain.close()
+        pinned.close()
+        unpinned.close()
+
+
+def measure(
+    op: Op, pid: int, tenants: int, duration: float, rnd: random.Random
+) -> tuple[float, int, float | None]:
+    """(ops/s, ops, server CPU seconds or None) for one cell."""
+    n = 0
+    for _ in range(50):  # warm up
+        op(rnd.randint(1, tenants))
+    cpu0 = backend_cpu(pid)
+    end = time.perf_counter() + duration
+    start = time.perf_counter()
+    while time.perf_counter() < end:
+        op(rnd.randint(1, tenants))
+        n += 1
+    elapsed = time.perf_counter() - start
+    cpu1 = backend_cpu(pid)
+    cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+    return n / elapsed, n, cpu
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dsn", help="superuser DSN; default: embedded PostgreSQL")
+    ap.add_argument("--tenants", type=int, default=10000)
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--duration", type=float, default=1.0)
+    args = ap.parse_args()
+    with contextlib.ExitStack() as stack:
+        dsn = args.dsn or stack.enter_context(embedded_postgres(prefix="tg-bench-pm-"))
+        setup(dsn, args.tenants)
+        rnd = random.Random(7)
+        ratios: dict[str, list[float]] = {}
+        raw: dict[str, list[float]] = {}
+        cpu: dict[str, list[float]] = {}
+        count: dict[str, int] = {}
+        with variants(dsn) as ops:
+            names = list(ops)
+            pids = {name: ops[name][1]() for name in names}
+            for r in range(args.rounds):
+                order = names[r % len(names) :] + names[: r % len(names)]
+                got = {
+                    name: measure(ops[name][0], pids[name], args.tenants, args.duration, rnd)
+                    for name in order
+                }
+                for name, (v, n, c) in got.items():
+                    raw.setdefault(name, []).append(v)
+                    ratios.setdefault(name, []).append(v / got["pool_where"][0])
+                    count[name] = count.get(name, 0) + n
+                    if c is not None:
+                        cpu.setdefault(name, []).append(c)
+        with psycopg.connect(dsn) as conn:
+            version = conn.info.server_version
+    print(
+        f"server {version}, {args.tenants} tenants x 100 rows, 1 client, "
+        f"{args.rounds} rounds x {args.duration}s per variant"
+    )
+    print(
+        "| variant | median ops/s | median ratio to pool_where | min-max ratio "
+        "| server CPU per request |"
+    )
+    print("|---|---|---|---|---|")
+    for name in names:
+        rs = ratios[name]
+        per = f"{sum(cpu[name]) / count[name] * 1e6:.1f} us" if name in cpu else "n/a"
+        print(
+            f"| {name} | {statistics.median(raw[name]):.0f} | {statistics.median(rs):.3f}x "
+            f"| {min(rs):.3f}-{max(rs):.3f}x | {per} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
