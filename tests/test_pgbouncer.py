@@ -26,7 +26,10 @@ pytestmark = pytest.mark.pgbouncer
 NO_PREPARE = {"prepare_threshold": None}  # PgBouncer < 1.21 in transaction mode
 BIND_SQL = (
     "SELECT pg_catalog.set_config($1, $2, true), pg_catalog.set_config($3, $4, true), "
-    "pg_catalog.set_config('role', $5, true), pg_catalog.set_config('search_path', $6, true)"
+    "CASE WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.<>) $5 "
+    "THEN pg_catalog.set_config('role', $6, true) END, "
+    "CASE WHEN pg_catalog.current_setting('search_path') OPERATOR(pg_catalog.<>) $7 "
+    "THEN pg_catalog.set_config('search_path', $8, true) END"
 )
 QUERY = "SELECT tenant_id FROM app.invoices"
 
@@ -250,3 +253,27 @@ def test_session_state_of_another_client_does_not_break_requests(  # type: ignor
             with psycopg.connect(dsn, autocommit=True, **NO_PREPARE) as cleanup:
                 cleanup.execute("RESET ROLE")
                 cleanup.execute("RESET search_path")
+
+
+def test_lease_attacks_through_pgbouncer(bouncer, saas) -> None:  # type: ignore[no-untyped-def]
+    """The pool model's attacks (tests/test_attacks.py) through PgBouncer's shared server
+    connection: no temporary objects, a kept connection refused, dropped statements
+    prepared again, aliases refused."""
+    from tenantguard.errors import InvalidTenantId, LeaseNotHeld
+
+    dsn = via(bouncer, saas, saas.app_role)
+    with TenantPool(dsn, min_size=1, max_size=1, kwargs=client_kw(bouncer)) as pool:
+        with tenant(1), pool.connection() as conn:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("CREATE TEMP TABLE loot AS SELECT * FROM app.invoices")
+        with tenant(1), pool.connection() as conn:
+            kept = conn
+            for _ in range(8):
+                conn.execute(QUERY).fetchall()
+            conn.execute("DEALLOCATE ALL")
+        with tenant(1), pytest.raises(LeaseNotHeld):
+            kept.execute(QUERY)
+        leases(pool, 2, times=3)
+        for alias in ("+2", "002", "0x2"):
+            with pytest.raises(InvalidTenantId), tenant(alias), pool.connection():
+                pass

@@ -34,8 +34,13 @@ _BIND_QUERY: LiteralString = (
 # PgBouncer pool, say) cannot change what this transaction runs as or resolves to.
 _PINNED_BIND_QUERY: LiteralString = (
     "SELECT pg_catalog.set_config(%s, %s, true), pg_catalog.set_config(%s, %s, true), "
-    "pg_catalog.set_config('role', %s, true), pg_catalog.set_config('search_path', %s, true)"
+    "CASE WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.<>) %s "
+    "THEN pg_catalog.set_config('role', %s, true) END, "
+    "CASE WHEN pg_catalog.current_setting('search_path') OPERATOR(pg_catalog.<>) %s "
+    "THEN pg_catalog.set_config('search_path', %s, true) END"
 )
+# (Each pin is set only when the session differs: setting search_path, even to the value
+# it has, makes the server recompute its search path on the next name lookup.)
 
 
 class SettingBinder:
@@ -62,12 +67,16 @@ class SettingBinder:
         pins = self.pins
         if pins is None:
             return _BIND_QUERY, (self.setting, str(ctx.tenant), self.user_setting, ctx.user or "")
+        role, path = pins
         return _PINNED_BIND_QUERY, (
             self.setting,
             str(ctx.tenant),
             self.user_setting,
             ctx.user or "",
-            *pins,
+            role,
+            role,
+            path,
+            path,
         )
 
     def __repr__(self) -> str:
