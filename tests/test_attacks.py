@@ -23,11 +23,13 @@ from psycopg_pool import ConnectionPool
 from conftest import temp_granted
 from tenantguard import AsyncTenantPool, TenantPool, tenant
 from tenantguard.core import session as session_mod
+from tenantguard.core.guard import STATE_QUERY, snapshot
 from tenantguard.errors import (
     ConfigurationError,
     InvalidTenantId,
     LeaseNotHeld,
     UnsafeRoleError,
+    UnsupportedOperation,
 )
 
 TENANT2_NOTE = "tenant 2"  # every invoice of tenant n has the note 'tenant n'
@@ -531,3 +533,77 @@ def test_async_dropped_driver_statement_and_temp_refusal(saas) -> None:  # type:
         return out
 
     assert asyncio.run(main()) == [4, 4, 4]
+
+
+# ------------------------------------------------ the login's own persistent defaults
+
+
+def _role_defaults(saas) -> list[str]:  # type: ignore[no-untyped-def]
+    with saas.admin() as conn:
+        rows = conn.execute(
+            "SELECT cfg FROM pg_db_role_setting s, unnest(s.setconfig) cfg "
+            "JOIN pg_roles r ON true WHERE r.rolname = %s AND s.setrole = r.oid",
+            (saas.app_role,),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _reset_role_defaults(saas, setting: str) -> None:  # type: ignore[no-untyped-def]
+    with saas.admin() as conn:
+        conn.execute(
+            sql.SQL("ALTER ROLE {} RESET {}").format(
+                sql.Identifier(saas.app_role), sql.Identifier(setting)
+            )
+        )
+
+
+def test_alter_role_set_is_refused_before_sending(saas) -> None:  # type: ignore[no-untyped-def]
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
+        for stmt in (
+            "ALTER ROLE CURRENT_USER SET statement_timeout = 1",
+            "ALTER USER CURRENT_USER SET search_path = pg_catalog",
+        ):
+            with tenant(1), pool.connection() as conn:
+                with pytest.raises(UnsupportedOperation, match="nothing was sent"):
+                    conn.execute(stmt)
+                with pytest.raises(UnsupportedOperation):
+                    with conn.transaction():
+                        conn.execute(stmt)
+    assert _role_defaults(saas) == ["track_activities=off"]  # what install set, only
+
+
+def test_control_alter_role_set_reaches_every_new_connection(saas) -> None:  # type: ignore[no-untyped-def]
+    try:
+        with saas.app() as conn:
+            conn.execute("ALTER ROLE CURRENT_USER SET statement_timeout = 1")
+        with saas.app() as fresh:
+            assert fresh.execute("SHOW statement_timeout").fetchone()[0] == "1ms"
+    finally:
+        _reset_role_defaults(saas, "statement_timeout")
+
+
+def test_alter_role_inside_code_is_caught_and_new_connections_refused(saas) -> None:  # type: ignore[no-untyped-def]
+    """From a DO block the statement cannot be seen before it runs: the checkin finds the
+    changed default, closes the connection, and new connections are refused (fail closed,
+    with the setting named) instead of starting with the planted default."""
+    from psycopg_pool import PoolTimeout
+
+    try:
+        with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
+            with tenant(1), pool.connection() as conn:
+                conn.execute(
+                    "DO $$ BEGIN EXECUTE 'ALTER ROLE CURRENT_USER SET lock_timeout = 1234'; END $$"
+                )
+            assert pool.guard_stats.discards == 1
+            assert "role_defaults" in pool.guard_stats.by_kind
+            with pytest.raises(PoolTimeout), tenant(2), pool.connection(timeout=2):
+                pass
+            with pytest.raises(ConfigurationError, match="lock_timeout=1234"):
+                with psycopg.connect(saas.app_dsn, autocommit=True) as raw:
+                    row = raw.execute(STATE_QUERY, ("app.tenant_id", "app.user_id")).fetchone()
+                    pool._core.check_role_defaults(snapshot(row).role_defaults)
+    finally:
+        _reset_role_defaults(saas, "lock_timeout")
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:  # reset: works again
+        with tenant(2), pool.connection() as conn:
+            assert conn.execute("SHOW lock_timeout").fetchone()[0] == "0"

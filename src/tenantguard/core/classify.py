@@ -18,10 +18,13 @@ from pglast.parser import ParseError
 
 from tenantguard.core._bounded import remember
 
-__all__ = ["Effects", "StatementClassifier", "classify_sql"]
+__all__ = ["PERSISTENT", "Effects", "StatementClassifier", "classify_sql", "refuse_persistent"]
 
 Effects = frozenset[str]
 NONE: Effects = frozenset()
+#: The effect of statements that change defaults beyond the session (``ALTER ROLE ...
+#: SET``): the drivers refuse to send them on a tenant lease.
+PERSISTENT = "persistent_setting"
 
 _SESSION_LOCK_FUNCS = {
     "pg_advisory_lock",
@@ -118,6 +121,10 @@ def _node_effects(node: ast.Node) -> set[str]:
         out.add("prepared_statement")
     elif isinstance(node, ast.DiscardStmt):
         out.add("discard")
+    elif isinstance(node, ast.AlterRoleSetStmt | ast.AlterDatabaseSetStmt | ast.AlterSystemStmt):
+        # A role may change its own defaults: they outlive the session and reach every
+        # new pooled connection (statement_timeout = 1ms, say). Refused before sending.
+        out.add(PERSISTENT)
     elif isinstance(node, _CREATE_NAMED):
         names = getattr(node, "funcname", None) or getattr(node, "domainname", None)
         names = names or getattr(node, "typeName", None) or getattr(node, "defnames", None)
@@ -191,3 +198,16 @@ class StatementClassifier:
         text = query.decode("utf-8", "replace") if isinstance(query, bytes) else query
         result = classify_sql(text)
         return remember(self._cache, query, result, self._max)
+
+
+def refuse_persistent(effects: Effects) -> None:
+    """Raise before any I/O when *effects* change defaults beyond the session."""
+    if PERSISTENT in effects:
+        from tenantguard.errors import UnsupportedOperation
+
+        raise UnsupportedOperation(
+            "ALTER ROLE / ALTER DATABASE / ALTER SYSTEM ... SET is not sent on a tenant lease: "
+            "the new default would reach every later connection of every tenant; nothing was "
+            "sent",
+            hint="change role and database defaults as an administrator, outside the app pool",
+        )

@@ -60,7 +60,20 @@ SELECT pg_catalog.current_user()::pg_catalog.text,
                    OPERATOR(pg_catalog.||) setting OPERATOR(pg_catalog.||) ' '::pg_catalog.text
                    OPERATOR(pg_catalog.||) source, ',' ORDER BY name))
         FROM pg_catalog.pg_settings
-        WHERE source OPERATOR(pg_catalog.<>) ALL ('{default,override}'::pg_catalog.text[]))
+        WHERE source OPERATOR(pg_catalog.<>) ALL ('{default,override}'::pg_catalog.text[])),
+       ARRAY(SELECT s.setdatabase::pg_catalog.text OPERATOR(pg_catalog.||) ':'::pg_catalog.text
+                    OPERATOR(pg_catalog.||) s.setrole::pg_catalog.text
+                    OPERATOR(pg_catalog.||) ':'::pg_catalog.text OPERATOR(pg_catalog.||) c.cfg
+             FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) AS c(cfg)
+             WHERE (s.setrole OPERATOR(pg_catalog.=) 0::pg_catalog.oid
+                    OR s.setrole OPERATOR(pg_catalog.=) (
+                        SELECT oid FROM pg_catalog.pg_roles
+                        WHERE rolname OPERATOR(pg_catalog.=) pg_catalog.session_user()))
+               AND (s.setdatabase OPERATOR(pg_catalog.=) 0::pg_catalog.oid
+                    OR s.setdatabase OPERATOR(pg_catalog.=) (
+                        SELECT oid FROM pg_catalog.pg_database
+                        WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database()))
+             ORDER BY 1)
 """
 
 
@@ -79,9 +92,15 @@ class SessionSnapshot:
     #: A digest of every setting whose value does not come from the defaults (its value
     #: and where it came from): a session-level SET, even one run inside a function.
     settings: str | None = None
+    #: The login's and the database's persistent defaults (``pg_db_role_setting``):
+    #: ``ALTER ROLE CURRENT_USER SET ...`` inside a function changes them for every new
+    #: connection, and no reset undoes it.
+    role_defaults: tuple[str, ...] | None = None
 
 
 def snapshot(row: tuple[Any, ...]) -> SessionSnapshot:
+    if len(row) > 11 and row[11] is not None:
+        row = (*row[:11], tuple(row[11]), *row[12:])
     return SessionSnapshot(*row)
 
 
@@ -107,6 +126,8 @@ def changed_kinds(baseline: SessionSnapshot, now: SessionSnapshot) -> set[str]:
         out.add("prepared_statement")
     if now.settings != baseline.settings:
         out.add("settings")
+    if now.role_defaults != baseline.role_defaults:
+        out.add("role_defaults")
     if now.tenant_setting != baseline.tenant_setting:
         out.add("setting:tenant")
     if now.user_setting != baseline.user_setting:

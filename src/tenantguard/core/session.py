@@ -18,7 +18,7 @@ from psycopg.pq import TransactionStatus
 
 from tenantguard.core._bounded import remember
 from tenantguard.core.binding import Binder
-from tenantguard.core.classify import StatementClassifier
+from tenantguard.core.classify import StatementClassifier, refuse_persistent
 from tenantguard.core.context import TenantContext, _current
 from tenantguard.core.guard import SessionSnapshot
 from tenantguard.core.ids import TenantKind, parse_tenant_id
@@ -193,4 +193,5 @@ class ConnState:
         else:
             effects = frozenset({"unparsed"})
         if effects:
+            refuse_persistent(effects)
             self.effects |= effects

@@ -29,6 +29,8 @@ import psycopg
 from psycopg import errors as e
 from psycopg import pq
 
+from tenantguard.core.classify import refuse_persistent
+
 if TYPE_CHECKING:
     from psycopg.abc import Params, PQGen, Query
 
@@ -113,6 +115,7 @@ def bound_execute_gen(
     pgq = cur._convert_query(query, params)
     effects = st.classifier.effects(pgq.query)  # the bytes the server will run, before sending
     if effects:
+        refuse_persistent(effects)
         st.effects |= effects
     prepared = conn._prepared
     prep, name = prepared.get(pgq, prepare)

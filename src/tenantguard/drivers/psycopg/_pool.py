@@ -163,6 +163,8 @@ class _PoolCore:
         self.classifier = StatementClassifier()
         self.guard_stats = GuardStats()
         self.binds: BindCache = {}  # the connections' shared binding cache
+        # The login's persistent defaults when the pool's first connection was made.
+        self.role_defaults: tuple[str, ...] | None = None
 
     def lease_contexts(self) -> tuple[TenantContext, TenantContext]:
         """The bound context, fail-closed before any I/O, and the same normalised to the
@@ -292,9 +294,32 @@ class _PoolCore:
     ) -> None:
         """The connection's clean state, from STATE_QUERY, and what the server reports."""
         st.baseline = snapshot(row)
+        self.check_role_defaults(st.baseline.role_defaults)
         reported = _reported(conn.pgconn)
         # Kept only when it agrees with the baseline; otherwise every checkin verifies.
         st.baseline_reported = None if _reported_kinds(st.baseline, reported) else reported
+
+    def check_role_defaults(self, now: tuple[str, ...] | None) -> None:
+        """A new connection must start with the defaults the pool's first one had.
+
+        SQL on a lease can run ``ALTER ROLE CURRENT_USER SET ...`` from inside a function
+        (plain statements are refused before sending): the default then reaches every new
+        connection, for every tenant, and nothing on the connection can undo it.
+        """
+        if self.role_defaults is None:
+            self.role_defaults = now
+            return
+        if now == self.role_defaults:
+            return
+        before, after = set(self.role_defaults), set(now or ())
+        changed = sorted(after - before) + [f"-{d}" for d in sorted(before - after)]
+        raise ConfigurationError(
+            "the login's persistent defaults changed since the pool opened "
+            f"({', '.join(changed)}); new connections are refused",
+            hint="if an administrator changed them on purpose, reopen the pool; otherwise "
+            "reset them as an administrator (ALTER ROLE <login> RESET <setting>) and look for "
+            "the code that ran ALTER ROLE on a tenant lease",
+        )
 
     def checkin_clean(self, conn: TenantConnection[Any] | AsyncTenantConnection[Any]) -> bool:
         """The guard's clean path, no I/O: True when it is done (lease ended, counted).
