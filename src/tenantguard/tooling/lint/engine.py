@@ -14,17 +14,26 @@ nothing is reported as unused (TGL199).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pglast import ast, parse_plpgsql, parse_sql
 from pglast.parser import ParseError, scan
+from pglast.stream import RawStream
 
 from tenantguard.errors import UsageError
 from tenantguard.tooling._pgast import walk
 from tenantguard.tooling.findings import Finding, Location, Report, Rule, Severity
+from tenantguard.tooling.lint.baseline import Baseline
+from tenantguard.tooling.lint.keys import (
+    TableShape,
+    TenantKey,
+    resolve_keys,
+    root_candidates,
+    table_shapes,
+)
 
 __all__ = ["LintContext", "Statement", "has_restrictive_guard", "lint_paths", "pinned", "walk"]
 
@@ -71,6 +80,17 @@ class LintContext:
     rls_enabled: dict[str, Statement] = field(default_factory=dict)  # name -> the ALTER
     rls_forced: dict[str, Statement] = field(default_factory=dict)
     policies: dict[str, list[Statement]] = field(default_factory=dict)
+    keys: dict[str, TenantKey] = field(default_factory=dict)  # table -> its tenant key
+    shapes: dict[str, TableShape] = field(default_factory=dict)  # tables the files create
+    mapping: dict[str, str] = field(default_factory=dict)  # --tenant-column TABLE=COLUMN
+    ambiguous: dict[str, list[str]] = field(default_factory=dict)
+
+    def key_of(self, table: str) -> str:
+        """The tenant column of *table*: mapped, inferred, or the default column."""
+        key = self.keys.get(table)
+        if key is not None:
+            return key.column
+        return self.mapping.get(table, self.tenant_column)
 
 
 def rel_name(rel: Any) -> str:
@@ -109,7 +129,7 @@ def fail_open_problems(expr: Any, column: str) -> list[str]:
     return sorted(set(out))
 
 
-def pinned(ctx: LintContext, expr: Any) -> bool:
+def pinned(ctx: LintContext, expr: Any, table: str) -> bool:
     """Is the policy expression true only for the bound tenant's rows? The audit's own
     judgement (``is_pinned``): ``tenant_id IS NOT NULL`` or ``tenant_id > 0`` mention the
     column and pin nothing. Schema-qualified user functions count as tenant helpers."""
@@ -119,14 +139,14 @@ def pinned(ctx: LintContext, expr: Any) -> bool:
         return name in _HELPERS or (schema is not None and schema != "pg_catalog")
 
     settings = frozenset((ctx.setting, ctx.user_setting))
-    return expr is not None and is_pinned(expr, ctx.tenant_column, settings, is_helper)
+    return expr is not None and is_pinned(expr, ctx.key_of(table), settings, is_helper)
 
 
 def has_restrictive_guard(ctx: LintContext, table: str) -> bool:
     """Do the files create a restrictive FOR ALL policy on *table* pinned to the tenant?"""
     for st in ctx.policies.get(table, []):
         p: Any = st.node
-        if not p.permissive and (p.cmd_name or "all") == "all" and pinned(ctx, p.qual):
+        if not p.permissive and (p.cmd_name or "all") == "all" and pinned(ctx, p.qual, table):
             return True
     return False
 
@@ -246,18 +266,28 @@ def _string_literal(expr: str) -> str | None:
 
 
 def _build_model(ctx: LintContext) -> None:
+    ctx.shapes = table_shapes((st.node for st in ctx.statements), rel_name)
+    resolved = resolve_keys(ctx.shapes, ctx.tenant_column, ctx.mapping)
+    ctx.keys, ctx.ambiguous = resolved.keys, resolved.ambiguous
+    created: dict[str, tuple[Statement, list[str]]] = {}
     for st in ctx.statements:
         n = st.node
         if isinstance(n, ast.CreateStmt):
-            cols = [e.colname for e in n.tableElts or () if isinstance(e, ast.ColumnDef)]
-            if ctx.tenant_column in cols:
-                ctx.tenant_tables[rel_name(n.relation)] = st
-        elif isinstance(n, ast.AlterTableStmt) and n.relation is not None:
+            cols = [str(e.colname) for e in n.tableElts or () if isinstance(e, ast.ColumnDef)]
+            created.setdefault(rel_name(n.relation), (st, cols))
+    for table, key in ctx.keys.items():
+        create, cols = created[table]
+        if key.column in cols:  # else the ALTER that adds the key column, below
+            ctx.tenant_tables[table] = create
+    for st in ctx.statements:
+        n = st.node
+        if isinstance(n, ast.AlterTableStmt) and n.relation is not None:
             name = rel_name(n.relation)
             for cmd in n.cmds or ():
                 sub = getattr(cmd.subtype, "name", "")
                 added = getattr(cmd.def_, "colname", None) if sub == "AT_AddColumn" else None
-                if added == ctx.tenant_column:  # ALTER TABLE ... ADD COLUMN tenant_id
+                if added is not None and added == ctx.key_of(name):
+                    # ALTER TABLE ... ADD COLUMN tenant_id (on a table made before these files)
                     ctx.tenant_tables.setdefault(name, st)
                 elif sub == "AT_EnableRowSecurity":
                     ctx.rls_enabled.setdefault(name, st)
@@ -306,8 +336,19 @@ def lint_paths(
     setting: str = "app.tenant_id",
     app_role: str | None = None,
     user_setting: str = "app.user_id",
+    tenant_columns: Mapping[str, str] | None = None,
+    baseline: Baseline | None = None,
+    write_baseline: str | Path | None = None,
 ) -> Report:
-    """Lint SQL files (directories are searched for ``*.sql``, in name order)."""
+    """Lint SQL files (directories are searched for ``*.sql``, in name order).
+
+    *tenant_columns* maps ``schema.table`` to its tenant column where it is not
+    *tenant_column*; other keys are inferred from foreign keys (:mod:`.keys`). Raises
+    :class:`UsageError` when the files create tables and none of them has a tenant key:
+    a lint that matched nothing is not a clean result. With *baseline*, findings it
+    records are left out and its entries that match nothing are reported (TGL195);
+    *write_baseline* records this run's findings there first (then applies it).
+    """
     from tenantguard.tooling.lint.rules import META
 
     files: list[Path] = []
@@ -365,7 +406,20 @@ def lint_paths(
             for st in dynamic
         ]
     ctx = LintContext(statements, tenant_column, setting, app_role, user_setting)
+    ctx.mapping = dict(tenant_columns or {})
     _build_model(ctx)
+    if ctx.shapes and not ctx.tenant_tables and not ctx.ambiguous:
+        raise UsageError(_nothing_matched(ctx), hint=_nothing_matched_hint(ctx))
+    findings += [
+        Finding(
+            META["TGL196"],
+            table,
+            "cannot tell which column holds the tenant: " + "; ".join(candidates),
+            fix_sql=f"-- lint ... --tenant-column {table}=COLUMN",
+            location=ctx_created(ctx, table),
+        )
+        for table, candidates in sorted(ctx.ambiguous.items())
+    ]
     for _rule, fn in rules:
         findings.extend(fn(ctx))
     kept: list[Finding] = []
@@ -393,13 +447,77 @@ def lint_paths(
                     location=Location(sup.path, sup.line, 1),
                 )
             )
+    meta: dict[str, Any] = {
+        "files": len(files),
+        "statements": len(statements),
+        "tenant_column": tenant_column,
+        "tenant_keys": {
+            t: {"column": k.column, "source": k.source, "reason": k.reason}
+            for t, k in sorted(ctx.keys.items())
+        },
+        "shared_tables": sorted(t for t in ctx.shapes if t not in ctx.tenant_tables),
+        "unmatched_mappings": sorted(t for t in ctx.mapping if t not in ctx.shapes),
+    }
+    anchors: dict[tuple[str, int], str] = {}
+    for st in statements:  # a DO block's statements share its line: the DO comes first
+        anchors.setdefault((st.path, st.line), _canonical(st))
+    if write_baseline is not None:
+        baseline = Baseline.record(write_baseline, kept, anchors)
+    if baseline is not None:
+        kept, stale = baseline.apply(kept, anchors)
+        kept += stale
+        meta["baseline"] = {
+            "file": baseline.path,
+            "matched": baseline.matched,
+            "stale": len(stale),
+        }
     all_rules = [r for r, _ in rules] + list(META.values())
-    return Report(
-        "lint",
-        " ".join(str(p) for p in files) or "(no files)",
-        kept,
-        all_rules,
-        {"files": len(files), "statements": len(statements), "tenant_column": tenant_column},
+    return Report("lint", " ".join(str(p) for p in files) or "(no files)", kept, all_rules, meta)
+
+
+def _canonical(st: Statement) -> str:
+    """The statement as PostgreSQL's grammar sees it: no comments, no layout."""
+    try:
+        return str(RawStream()(st.node))
+    except Exception:  # a node pglast cannot print: fall back to the text
+        return " ".join(st.text.split())
+
+
+def ctx_created(ctx: LintContext, table: str) -> Location | None:
+    st = next(
+        (
+            s
+            for s in ctx.statements
+            if isinstance(s.node, ast.CreateStmt) and rel_name(s.node.relation) == table
+        ),
+        None,
+    )
+    return st.location if st else None
+
+
+def _nothing_matched(ctx: LintContext) -> str:
+    tables = sorted(ctx.shapes)
+    shown = ", ".join(tables[:6]) + (f" and {len(tables) - 6} more" if len(tables) > 6 else "")
+    return (
+        f"none of the {len(tables)} tables these files create ({shown}) has a tenant column "
+        f"{ctx.tenant_column!r}, and no tenant key could be inferred: nothing to check"
+    )
+
+
+def _nothing_matched_hint(ctx: LintContext) -> str:
+    roots = root_candidates(ctx.shapes)
+    example = ""
+    if roots:
+        shape = ctx.shapes[roots[0]]
+        key = shape.primary_key[0] if len(shape.primary_key) == 1 else "COLUMN"
+        example = (
+            f"; if {roots[0]} is the tenant root table, --tenant-column {roots[0]}={key} "
+            "lets lint infer the tables whose foreign keys reference it"
+        )
+    return (
+        "pass the tenant column (--tenant-column COLUMN) or per-table keys "
+        "(--tenant-column SCHEMA.TABLE=COLUMN, repeatable, or tenant-columns in "
+        f"tenantguard.toml or the tool.tenantguard section of pyproject.toml){example}"
     )
 
 

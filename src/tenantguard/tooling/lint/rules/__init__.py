@@ -20,6 +20,25 @@ META = {
         "The file is not valid PostgreSQL SQL",
         "A migration the linter cannot parse cannot be checked; it would also fail to apply.",
     ),
+    "TGL195": Rule(
+        "TGL195",
+        "stale-baseline-entry",
+        Severity.LOW,
+        "lint",
+        "A baseline entry matches no finding any more",
+        "The finding it recorded was fixed (or its statement changed). Rewrite the baseline "
+        "with --write-baseline so the file lists only what is still accepted.",
+    ),
+    "TGL196": Rule(
+        "TGL196",
+        "tenant-key-ambiguous",
+        Severity.HIGH,
+        "lint",
+        "Cannot tell which column of a table holds the tenant",
+        "Two or more columns reference tenant keys of other tables, so the tenant key cannot "
+        "be inferred and the table's policies cannot be judged. Name it: "
+        "--tenant-column SCHEMA.TABLE=COLUMN (or [tool.tenantguard.tenant-columns]).",
+    ),
     "TGL197": Rule(
         "TGL197",
         "unchecked-dynamic-sql",

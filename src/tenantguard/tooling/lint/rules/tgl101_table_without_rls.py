@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from tenantguard.core.names import QualifiedName
+from tenantguard.core.sqlbuild import ProtectSpec, protect_statements, render
+from tenantguard.errors import TenantGuardError
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.lint.engine import LintContext, finding
 
@@ -29,7 +32,7 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             ("FORCE ROW LEVEL SECURITY", ctx.rls_forced.get(name)),
             ("a policy", next(iter(ctx.policies.get(name, [])), None)),
         )
-        fix = f"-- tenantguard protect {name} --dry-run  (prints the SQL)"
+        fix = _fix(ctx, name)
         missing = [what for what, where in parts if where is None]
         if missing:
             yield finding(RULE, st, name, f"created without {', '.join(missing)}", fix=fix)
@@ -45,3 +48,36 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                 fix="-- move ENABLE / FORCE / CREATE POLICY into the migration that creates it",
                 severity=Severity.MEDIUM,
             )
+
+
+# pglast names built-in types by their internal names
+_TYPES = {
+    "int8": "bigint",
+    "int4": "integer",
+    "serial8": "bigint",
+    "bigserial": "bigint",
+    "serial": "integer",
+    "serial4": "integer",
+    "varchar": "text",
+}
+
+
+def _fix(ctx: LintContext, name: str) -> str:
+    """``tenantguard protect`` for the default column; the SQL itself for another key."""
+    column = ctx.key_of(name)
+    shape = ctx.shapes.get(name)
+    if column == ctx.tenant_column or shape is None:
+        return f"-- tenantguard protect {name} --dry-run  (prints the SQL)"
+    written = shape.types.get(column, "")
+    try:
+        schema, table = name.split(".", 1)
+        spec = ProtectSpec(
+            QualifiedName(schema, table),
+            tenant_column=column,
+            tenant_type=_TYPES.get(written, written),
+            pk_columns=tuple(c for c in shape.primary_key if c != column),
+        )
+    except TenantGuardError:
+        return f"-- protect {name} by its tenant column {column} (type {written}: no helper cast)"
+    body = ";\n".join(render(s) for s in protect_statements(spec))
+    return f"-- needs `tenantguard install` (the tenantguard.current_tenant() helper)\n{body};"

@@ -50,5 +50,5 @@ def _recreated(ctx: LintContext, drop: Statement, table: str, name: str) -> bool
     for st in ctx.policies.get(table, []):
         p: Any = st.node
         if st.path == drop.path and st.line > drop.line and p.policy_name == name:
-            return pinned(ctx, p.qual) or pinned(ctx, p.with_check)
+            return pinned(ctx, p.qual, table) or pinned(ctx, p.with_check, table)
     return False

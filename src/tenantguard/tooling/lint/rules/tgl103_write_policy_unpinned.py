@@ -43,10 +43,10 @@ def check(ctx: LintContext) -> Iterator[Finding]:
         effective = (
             p.with_check if p.with_check is not None else (p.qual if cmd != "insert" else None)
         )
-        if not pinned(ctx, effective) and not has_restrictive_guard(ctx, table):
+        if not pinned(ctx, effective, table) and not has_restrictive_guard(ctx, table):
             yield finding(
                 RULE,
                 st,
                 f"policy {p.policy_name} on {table}",
-                f"FOR {cmd.upper()} does not pin {ctx.tenant_column} in WITH CHECK",
+                f"FOR {cmd.upper()} does not pin {ctx.key_of(table)} in WITH CHECK",
             )

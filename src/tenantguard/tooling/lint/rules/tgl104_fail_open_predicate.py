@@ -29,7 +29,7 @@ def check(ctx: LintContext) -> Iterator[Finding]:
         if not isinstance(p, ast.CreatePolicyStmt):
             continue
         for label, expr in (("USING", p.qual), ("WITH CHECK", p.with_check)):
-            for problem in fail_open_problems(expr, ctx.tenant_column):
+            for problem in fail_open_problems(expr, ctx.key_of(rel_name(p.table))):
                 yield finding(
                     RULE,
                     st,

@@ -41,15 +41,15 @@ def check(ctx: LintContext) -> Iterator[Finding]:
         table = rel_name(p.table)
         if table not in ctx.tenant_tables or isinstance(p.qual, ast.A_Const):
             continue  # constants: TGL104 reports an always-true USING
-        if pinned(ctx, p.qual) or has_restrictive_guard(ctx, table):
+        if pinned(ctx, p.qual, table) or has_restrictive_guard(ctx, table):
             continue
-        if fail_open_problems(p.qual, ctx.tenant_column):
+        if fail_open_problems(p.qual, ctx.key_of(table)):
             continue  # a fail-open OR / coalesce / true: TGL104 reports it
         yield finding(
             RULE,
             st,
             f"policy {p.policy_name} on {table}",
-            f"USING does not pin {ctx.tenant_column} to the bound tenant and no restrictive "
+            f"USING does not pin {ctx.key_of(table)} to the bound tenant and no restrictive "
             "tenant guard is ANDed with it: rows of other tenants pass",
             fix=f"tenantguard protect {table}  -- adds the restrictive guard",
         )
