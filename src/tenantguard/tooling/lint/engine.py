@@ -30,6 +30,7 @@ from tenantguard.tooling.lint.baseline import Baseline
 from tenantguard.tooling.lint.keys import (
     TableShape,
     TenantKey,
+    parse_table_name,
     resolve_keys,
     root_candidates,
     table_shapes,
@@ -406,7 +407,7 @@ def lint_paths(
             for st in dynamic
         ]
     ctx = LintContext(statements, tenant_column, setting, app_role, user_setting)
-    ctx.mapping = dict(tenant_columns or {})
+    ctx.mapping = {parse_table_name(t): c for t, c in (tenant_columns or {}).items()}
     _build_model(ctx)
     if ctx.shapes and not ctx.tenant_tables and not ctx.ambiguous:
         raise UsageError(_nothing_matched(ctx), hint=_nothing_matched_hint(ctx))
