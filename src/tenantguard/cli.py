@@ -131,7 +131,12 @@ def install(
     show_default=True,
     help="With --user-column: restrict writes only, or reads too.",
 )
-@click.option("--grant-to", default=None, help="Also GRANT SELECT/INSERT/UPDATE/DELETE to ROLE.")
+@click.option(
+    "--grant-to",
+    default=None,
+    help="Also GRANT SELECT/INSERT/UPDATE/DELETE to ROLE, and USAGE on the sequences "
+    "behind serial columns.",
+)
 @click.option("--dry-run", is_flag=True, help="Print the SQL, change nothing.")
 @handled
 def protect(
@@ -148,10 +153,9 @@ def protect(
     Adds a RESTRICTIVE tenant guard (USING and WITH CHECK) plus a permissive access
     policy, optional user-level policies, and the (tenant_id, pk) index.
     """
-    from tenantguard.admin import admin_connect
+    from tenantguard.admin import admin_connect, runtime_grants
     from tenantguard.admin import protect as do_protect
-    from tenantguard.core.names import QualifiedName
-    from tenantguard.core.sqlbuild import grant_statements, render
+    from tenantguard.core.sqlbuild import render
 
     with admin_connect(dsn, autocommit=True) as conn:
         result = do_protect(
@@ -164,7 +168,7 @@ def protect(
         )
         grants: list[str] = []
         if grant_to:
-            stmts = grant_statements([QualifiedName.parse(t) for t in tables], grant_to)
+            stmts = runtime_grants(conn, tables, grant_to)  # with the serial sequences
             grants = [render(s) + ";" for s in stmts]
             if not dry_run:
                 with conn.transaction():

@@ -6,6 +6,14 @@ single transaction each, using the SQL builders of :mod:`tenantguard.core.sqlbui
 
 from tenantguard.admin.connect import admin_connect
 from tenantguard.admin.install import InstallResult, install
-from tenantguard.admin.protect import ProtectResult, plan_protect, protect
+from tenantguard.admin.protect import ProtectResult, plan_protect, protect, runtime_grants
 
-__all__ = ["InstallResult", "ProtectResult", "admin_connect", "install", "plan_protect", "protect"]
+__all__ = [
+    "InstallResult",
+    "ProtectResult",
+    "admin_connect",
+    "install",
+    "plan_protect",
+    "protect",
+    "runtime_grants",
+]

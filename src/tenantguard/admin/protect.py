@@ -7,18 +7,27 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import psycopg
+from psycopg import sql
 
 from tenantguard.core.names import QualifiedName
 from tenantguard.core.sqlbuild import (
     PolicyState,
     ProtectSpec,
     TableState,
+    grant_statements,
     protect_statements,
     render,
 )
 from tenantguard.errors import MissingTenantColumn, NotInstalledError, TableNotFoundError
 
-__all__ = ["ProtectResult", "TablePlan", "plan_protect", "protect"]
+__all__ = [
+    "ProtectResult",
+    "TablePlan",
+    "insert_sequences",
+    "plan_protect",
+    "protect",
+    "runtime_grants",
+]
 
 _CMD = {"*": "ALL", "r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE"}
 
@@ -54,6 +63,21 @@ _FK_QUERY = """
 SELECT con.conname::text, con.conkey::int2[], con.confrelid::regclass::text
 FROM pg_catalog.pg_constraint con
 WHERE con.conrelid = %s AND con.contype = 'f'
+"""
+
+# Sequences the tables' column defaults draw from (serial columns: DEFAULT nextval(...)),
+# found through the dependency the default expression records on the sequence.
+_DEFAULT_SEQUENCE_QUERY = """
+SELECT DISTINCT sn.nspname::text, s.relname::text
+FROM unnest(%s::text[], %s::text[]) AS t(nsp, rel)
+JOIN pg_catalog.pg_namespace tn ON tn.nspname = t.nsp
+JOIN pg_catalog.pg_class c ON c.relnamespace = tn.oid AND c.relname = t.rel
+JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = c.oid
+JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_attrdef'::regclass
+     AND d.objid = ad.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
+JOIN pg_catalog.pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
+JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
+ORDER BY 1, 2
 """
 
 
@@ -199,3 +223,23 @@ def protect(
                 for stmt in stmts:
                     conn.execute(stmt)
     return result
+
+
+def insert_sequences(
+    conn: psycopg.Connection[Any], tables: Sequence[QualifiedName]
+) -> list[QualifiedName]:
+    """The sequences that inserts into *tables* call ``nextval()`` on through a column
+    default (``serial``/``bigserial``, or ``DEFAULT nextval('shared_seq')``)."""
+    rows = conn.execute(
+        _DEFAULT_SEQUENCE_QUERY, ([t.schema for t in tables], [t.name for t in tables])
+    ).fetchall()
+    return [QualifiedName(nsp, rel) for nsp, rel in rows]
+
+
+def runtime_grants(
+    conn: psycopg.Connection[Any], tables: Sequence[str | QualifiedName], role: str
+) -> list[sql.Composed]:
+    """What ``protect --grant-to ROLE`` grants: schema USAGE, the DML on *tables*, and
+    USAGE on the sequences their inserts draw ids from."""
+    names = [t if isinstance(t, QualifiedName) else QualifiedName.parse(t) for t in tables]
+    return grant_statements(names, role, sequences=insert_sequences(conn, names))

@@ -429,15 +429,19 @@ def grant_statements(
     tables: Sequence[QualifiedName],
     role: str,
     privileges: Sequence[str] = ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    sequences: Sequence[QualifiedName] = (),
 ) -> list[sql.Composed]:
-    """GRANT the runtime role the DML it needs (never ownership, never TRUNCATE)."""
+    """GRANT the runtime role the DML it needs (never ownership, never TRUNCATE), and
+    ``USAGE`` on *sequences*: those the tables' column defaults call ``nextval()`` on
+    (``serial`` columns), without which the first insert that omits the id fails.
+    Identity columns need no grant (PostgreSQL draws their values without a check)."""
     check_identifier(role, "role name")
     allowed = {"SELECT", "INSERT", "UPDATE", "DELETE"}
     bad = [p for p in privileges if p not in allowed]
     if bad:
         raise UsageError(f"unsupported privileges {bad}", hint=f"use a subset of {sorted(allowed)}")
     out: list[sql.Composed] = []
-    schemas = sorted({t.schema for t in tables})
+    schemas = sorted({t.schema for t in (*tables, *sequences)})
     for s in schemas:
         out.append(
             sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
@@ -450,4 +454,9 @@ def grant_statements(
                 sql.SQL(", ").join(sql.SQL(p) for p in privileges), t.ident, sql.Identifier(role)
             )
         )
+    if "INSERT" in privileges:
+        for q in sequences:
+            out.append(
+                sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(q.ident, sql.Identifier(role))
+            )
     return out
