@@ -216,6 +216,7 @@ def demo(dsn: str | None, keep: bool, as_json: bool) -> None:
             "ok": result.ok,
             "server_version": result.server_version,
             "claims": [c.__dict__ for c in result.claims],
+            "guard_warnings": result.guard_warnings,
         }
         click.echo(json.dumps(payload, indent=2))
     else:
@@ -228,7 +229,25 @@ def demo(dsn: str | None, keep: bool, as_json: bool) -> None:
         table.add_column("verdict")
         for c in result.claims:
             table.add_row(c.claim, c.plain, c.guarded, "[green]PASS[/]" if c.ok else "[red]FAIL[/]")
+        if result.guard_warnings:  # the WARNING line(s) printed above the table
+            err.print(
+                f"[dim]The WARNING above is expected: it is tenantguard's checkin guard "
+                f"speaking. For the claim about pooled connections the demo, as tenant acme, "
+                f"left a changed search_path and a session advisory lock on a pooled connection on "
+                f"purpose; the guard saw it when acme's lease ended ({len(result.guard_warnings)}"
+                f" warning(s)) and reset the connection with DISCARD ALL before the next "
+                f"tenant got it. In your application the same warning names the tenant whose "
+                f"code left session state behind.[/]",
+                highlight=False,
+            )
         out.print(table)
+        err.print(
+            "[dim]plain connection: each attack run as the runtime role on a plain psycopg "
+            "connection (or psycopg_pool) before protect (no tenant bound: after), writes "
+            "in a transaction rolled back; through tenantguard: the same attack through "
+            "TenantPool after protect.[/]",
+            highlight=False,
+        )
     if not result.ok:
         err.print("[bold red]an isolation claim was false[/]")
         sys.exit(1)

@@ -4,18 +4,25 @@ Builds a small SaaS schema (tenants, users, projects, invoices) with three tenan
 in a scratch database, shows a forgotten ``WHERE`` leaking on a plain connection,
 protects the tables, and then checks each isolation claim. Every claim is checked
 for real; the demo exits non-zero if any claim turns out false.
+
+Both columns are measured. The "plain connection" column runs each attack as the runtime
+role on a plain psycopg connection (or a plain psycopg_pool) against the schema before
+``protect``, inside a transaction that rolls back, and reports what the server did; the
+"through tenantguard" column runs it through ``TenantPool`` after ``protect``.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg_pool import ConnectionPool
 
 from tenantguard.admin import admin_connect, install, protect
 from tenantguard.core.context import tenant
@@ -68,6 +75,7 @@ class Claim:
 class DemoResult:
     claims: list[Claim]
     server_version: str
+    guard_warnings: list[str] = field(default_factory=list)  # what the guard logged
 
     @property
     def ok(self) -> bool:
@@ -124,6 +132,13 @@ def _build(conn: psycopg.Connection[Any], db: str, owner: str, app: str) -> None
         )
 
 
+def _short(text: str, limit: int = 90) -> str:
+    """*text* cut at a word boundary (never mid-word), marked with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:(") + " ..."
+
+
 def _attempt(fn: Callable[[], object]) -> tuple[bool, str]:
     """(succeeded, short description of the outcome)."""
     try:
@@ -131,9 +146,108 @@ def _attempt(fn: Callable[[], object]) -> tuple[bool, str]:
     except NoTenantContext:
         return False, "NoTenantContext (before any I/O)"
     except psycopg.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
-        return False, f"refused: {first[:70]}"
+        return _refused(exc)
     return True, str(out)
+
+
+def _refused(exc: psycopg.Error) -> tuple[bool, str]:
+    first = str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
+    return False, f"refused: {_short(first)}"
+
+
+@dataclass
+class PlainOutcomes:
+    """What each attack did on a plain connection: (it went through, what happened)."""
+
+    insert: tuple[bool, str]
+    move: tuple[bool, str]
+    idor: tuple[bool, str]
+    pooled: tuple[bool, str]
+
+
+def _rolled_back(app_dsn: str, query: str, params: tuple[Any, ...] = ()) -> tuple[int, Any]:
+    """Run *query* as the runtime role in a transaction that rolls back: (rowcount, rows)."""
+    with (
+        psycopg.connect(app_dsn, autocommit=True) as conn,
+        conn.transaction(force_rollback=True),
+    ):
+        cur = conn.execute(query, params)
+        return cur.rowcount, cur.fetchall() if cur.description else None
+
+
+def measure_plain(
+    app_dsn: str, victim_row: int, *, pool_reset: Callable[[Any], None] | None = None
+) -> PlainOutcomes:
+    """Run the attacks of the demo's claims on a plain connection, as the runtime role:
+    acme (tenant 1) writes globex's id, moves every row, and fetches globex's invoice
+    *victim_row* by id, each in a transaction that rolls back; then a plain psycopg_pool of
+    one connection (with *pool_reset* as its ``reset=``) is dirtied by acme's request and
+    read by globex's. Each outcome says what the server did, measured, not assumed."""
+
+    def insert() -> str:
+        _, rows = _rolled_back(
+            app_dsn,
+            "INSERT INTO app.invoices (tenant_id, amount_cents, customer) "
+            "VALUES (2, 1, 'planted by acme') RETURNING tenant_id",
+        )
+        return f"inserted a row with globex's tenant_id {rows[0][0]} (rolled back)"
+
+    def move() -> str:
+        count, _ = _rolled_back(app_dsn, "UPDATE app.invoices SET tenant_id = 2")
+        return f"moved all {count} rows of every tenant to globex (rolled back)"
+
+    def idor() -> str:
+        _, rows = _rolled_back(
+            app_dsn,
+            "SELECT t.name, i.customer FROM app.invoices i "
+            "JOIN app.tenants t ON t.id = i.tenant_id WHERE i.id = %s",
+            (victim_row,),
+        )
+        if not rows:
+            return "0 rows"
+        return f"returns {rows[0][0]}'s invoice ({rows[0][1]})"
+
+    def pooled() -> tuple[bool, str]:
+        # A plain pool: acme's request changes its session, then globex's runs on it.
+        with ConnectionPool(
+            app_dsn, min_size=1, max_size=1, kwargs={"autocommit": True}, reset=pool_reset
+        ) as pool:
+            with pool.connection() as conn:
+                pid = conn.info.backend_pid
+                conn.execute("SET search_path = pg_catalog")
+                conn.execute("SELECT pg_advisory_lock(4242)")  # a session-level lock
+            with pool.connection() as conn:
+                same = conn.info.backend_pid == pid
+                path = conn.execute("SELECT current_setting('search_path')").fetchone()[0]
+                locks = conn.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND pid = pg_backend_pid()"
+                ).fetchone()[0]
+        inherited = []
+        if path == "pg_catalog":
+            inherited.append("search_path = pg_catalog")
+        if locks:
+            inherited.append(f"acme's advisory lock ({locks} held)")
+        if not same:
+            return False, "globex got another server connection: nothing to inherit"
+        if inherited:
+            return True, f"globex's request inherits {' and '.join(inherited)}"
+        return False, "globex's request inherits nothing (the pool reset it)"
+
+    try:
+        pooled_outcome = pooled()
+    except psycopg.Error as exc:
+        pooled_outcome = _refused(exc)
+    return PlainOutcomes(_attempt(insert), _attempt(move), _attempt(idor), pooled_outcome)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def run_demo(admin_dsn: str, *, keep: bool = False) -> DemoResult:
@@ -149,6 +263,11 @@ def run_demo(admin_dsn: str, *, keep: bool = False) -> DemoResult:
             # 1. The bug: a forgotten WHERE on a plain connection, before protection.
             with psycopg.connect(app_dsn, autocommit=True) as plain:
                 leaked = plain.execute("SELECT count(*) FROM app.invoices").fetchone()[0]  # type: ignore[index]
+            globex_id = admin.execute(
+                "SELECT min(id) FROM app.invoices WHERE tenant_id = 2"
+            ).fetchone()[0]  # type: ignore[index]
+            # The other attacks on a plain connection, before protection, rolled back.
+            plain_cells = measure_plain(app_dsn, globex_id)
             # The proof tooling, before and after: what a CI job would run.
             audits = [audit_database(admin, app_role=app, schemas=["app"])]
             probes = [probe_database(admin, app_role=app, schemas=["app"])]
@@ -191,7 +310,7 @@ def run_demo(admin_dsn: str, *, keep: bool = False) -> DemoResult:
             claims.append(
                 Claim(
                     "no tenant bound fails closed",
-                    p_seen if not p_ok else f"returned {p_seen}",
+                    f"after protect, {p_seen}" if not p_ok else f"returned {p_seen}",
                     g_seen,
                     not p_ok and not g_ok,
                 )
@@ -204,43 +323,49 @@ def run_demo(admin_dsn: str, *, keep: bool = False) -> DemoResult:
                     "VALUES (2, 1, 'planted by acme') RETURNING id",
                 )
             )
+            p_ok, p_seen = plain_cells.insert
             claims.append(
-                Claim("insert into another tenant is refused", "would insert", g_seen, not g_ok)
+                Claim("insert into another tenant is refused", p_seen, g_seen, p_ok and not g_ok)
             )
 
             g_ok, g_seen = _attempt(
                 guarded(1, "UPDATE app.invoices SET tenant_id = 2 RETURNING id")
             )
+            p_ok, p_seen = plain_cells.move
             claims.append(
                 Claim(
                     "UPDATE ... SET tenant_id = other (no WHERE) is refused",
-                    "would move every row",
+                    p_seen,
                     g_seen,
-                    not g_ok,
+                    p_ok and not g_ok,
                 )
             )
 
-            with admin_connect(dsn, autocommit=True) as admin:
-                globex_id = admin.execute(
-                    "SELECT min(id) FROM app.invoices WHERE tenant_id = 2"
-                ).fetchone()[0]  # type: ignore[index]
             g_ok, g_seen = _attempt(
                 guarded(1, "SELECT count(*) FROM app.invoices WHERE id = %s", (globex_id,))
             )
+            p_ok, p_seen = plain_cells.idor
             claims.append(
                 Claim(
                     "fetching another tenant's row by id (IDOR) finds nothing",
-                    "returns globex's invoice",
+                    p_seen,
                     f"acme sees {g_seen} rows",
-                    g_ok and g_seen == "0",
+                    p_ok and p_seen.startswith("returns globex's") and g_ok and g_seen == "0",
                 )
             )
 
-            # A pooled connection left dirty by one tenant.
-            with tenant(1), pool.connection() as conn:
-                pid = conn.info.backend_pid
-                conn.execute("SET search_path = pg_catalog")
-                conn.execute("SELECT pg_advisory_lock(4242)")  # a session-level lock
+            # A pooled connection left dirty by one tenant, on purpose: the guard logs a
+            # warning when it catches it (collected to explain it under the table).
+            collect = _Collect()
+            guard_log = logging.getLogger("tenantguard.guard")
+            guard_log.addHandler(collect)
+            try:
+                with tenant(1), pool.connection() as conn:
+                    pid = conn.info.backend_pid
+                    conn.execute("SET search_path = pg_catalog")
+                    conn.execute("SELECT pg_advisory_lock(4242)")  # a session-level lock
+            finally:
+                guard_log.removeHandler(collect)
             with tenant(2), pool.connection() as conn:
                 same = conn.info.backend_pid == pid
                 path = conn.execute("SELECT current_setting('search_path')").fetchone()[0]  # type: ignore[index]
@@ -252,12 +377,13 @@ def run_demo(admin_dsn: str, *, keep: bool = False) -> DemoResult:
             caught = stats.by_tenant.get("1", 0) == 1 and {"search_path", "advisory_lock"} <= set(
                 stats.by_kind
             )
+            p_ok, p_seen = plain_cells.pooled
             claims.append(
                 Claim(
                     "session state left on a pooled connection is caught",
-                    "next tenant inherits search_path and acme's advisory lock",
+                    f"{p_seen} (plain psycopg_pool)",
                     f"guard reset it ({', '.join(sorted(stats.by_kind))}); next tenant clean",
-                    caught and same and locks == 0 and path != "pg_catalog",
+                    p_ok and caught and same and locks == 0 and path != "pg_catalog",
                 )
             )
     claims.append(
@@ -277,7 +403,7 @@ def run_demo(admin_dsn: str, *, keep: bool = False) -> DemoResult:
             bool(leaks) and not probes[1].findings,
         )
     )
-    return DemoResult(claims, version)
+    return DemoResult(claims, version, collect.messages)
 
 
 def _counts(report: Report) -> str:
