@@ -216,3 +216,64 @@ def test_baseline_cli(tmp_path: Path) -> None:
         main, ["lint", str(f), "--baseline", str(base), "--write-baseline", str(base)]
     )
     assert r.exit_code == 2
+
+
+# ---------------------------------------------------------------- one severity per defect
+
+ENABLE = "ALTER TABLE app.t ENABLE ROW LEVEL SECURITY;\n"
+FORCE = "ALTER TABLE app.t FORCE ROW LEVEL SECURITY;\n"
+POLICY = (
+    "CREATE POLICY p ON app.t USING (tenant_id = (SELECT tenantguard.current_tenant()::bigint));\n"
+)
+T = "CREATE TABLE app.t (tenant_id bigint NOT NULL, id bigint);\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "audit"),
+    [
+        (T + FORCE + POLICY, "TGL101", "TGA101"),  # no ENABLE: every row for a forgotten WHERE
+        (T + ENABLE + POLICY, "TGL101", "TGA102"),  # no FORCE: only the owner bypasses
+        (T + ENABLE + FORCE, "TGL101", "TGA103"),  # no policy: deny-all, broken not exposed
+        (T + "ALTER TABLE app.t DISABLE ROW LEVEL SECURITY;\n", "TGL102", "TGA101"),
+        (T + "ALTER TABLE app.t NO FORCE ROW LEVEL SECURITY;\n", "TGL102", "TGA102"),
+        (
+            T + ENABLE + FORCE + "CREATE POLICY p ON app.t FOR SELECT USING (is_public);\n",
+            "TGL114",
+            "TGA124",
+        ),
+    ],
+)
+def test_lint_rates_a_defect_as_the_audit_does(
+    tmp_path: Path, text: str, code: str, audit: str
+) -> None:
+    from tenantguard.tooling.audit.rules import RULES as AUDIT_RULES
+
+    expected = {r.code: r.severity for r in AUDIT_RULES}[audit]
+    levels = [x.level for x in lint_paths([write(tmp_path, text)]).findings if x.rule.code == code]
+    assert levels == [expected], (code, levels, audit, expected)
+
+
+def test_every_shared_defect_has_the_audits_severity() -> None:
+    from tenantguard.tooling.audit.rules import RULES as AUDIT_RULES
+    from tenantguard.tooling.lint import RULES
+    from tenantguard.tooling.lint.severity import SAME_DEFECT
+
+    audit = {r.code: r.severity for r in AUDIT_RULES}
+    lint = {r.code: r.severity for r in RULES}
+    for code, audit_codes in SAME_DEFECT.items():
+        assert audit_codes[0] in audit, audit_codes  # the audit rule exists
+        # a rule's default is the worst case; TGL101/102 lower it per finding (tested above)
+        assert lint[code] == max(audit[a] for a in audit_codes), code
+
+
+def test_rls_turned_off_and_on_again_is_high(tmp_path: Path) -> None:
+    text = (
+        T
+        + ENABLE
+        + FORCE
+        + POLICY
+        + "ALTER TABLE app.t DISABLE ROW LEVEL SECURITY;\nUPDATE app.t SET id = id;\n"
+        + ENABLE
+    )
+    (weak,) = [x for x in lint_paths([write(tmp_path, text)]).findings if x.rule.code == "TGL102"]
+    assert str(weak.level) == "high" and "turned back on later" in weak.message

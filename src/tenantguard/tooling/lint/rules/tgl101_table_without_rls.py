@@ -9,6 +9,7 @@ from tenantguard.core.sqlbuild import ProtectSpec, protect_statements, render
 from tenantguard.errors import TenantGuardError
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.lint.engine import LintContext, finding
+from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
     code="TGL101",
@@ -18,7 +19,9 @@ RULE = Rule(
     summary="Tenant table created without ENABLE + FORCE row level security and a policy",
     description="A table with the tenant column must get RLS in the same migration that creates "
     "it; otherwise it ships unprotected and any query with a forgotten WHERE leaks. Protection "
-    "added only by a later migration is reported as medium: the table is exposed in between.",
+    "added only by a later migration is reported as medium: the table is exposed in between. "
+    "Rated as the audit rates the worst missing part: no ENABLE critical (TGA101), only FORCE "
+    "or only a policy missing medium (TGA102, TGA103).",
     anti_pattern="CREATE TABLE app.invoices (tenant_id bigint NOT NULL, ...);",
     best_practice="CREATE TABLE app.invoices (...);\nALTER TABLE app.invoices ENABLE ROW LEVEL "
     "SECURITY;\nALTER TABLE app.invoices FORCE ROW LEVEL SECURITY;\nCREATE POLICY ...;",
@@ -35,7 +38,18 @@ def check(ctx: LintContext) -> Iterator[Finding]:
         fix = _fix(ctx, name)
         missing = [what for what, where in parts if where is None]
         if missing:
-            yield finding(RULE, st, name, f"created without {', '.join(missing)}", fix=fix)
+            # Rated as the audit rates the worst missing part (lint.severity): no ENABLE,
+            # every tenant's rows for a forgotten WHERE; FORCE or the policy alone, no leak
+            # to the runtime role itself (the owner bypasses; deny-all hides every row).
+            code = next(c for c, (w, _) in zip(_AUDIT_PARTS, parts, strict=True) if w in missing)
+            yield finding(
+                RULE,
+                st,
+                name,
+                f"created without {', '.join(missing)}{_WHY[code]}",
+                fix=fix,
+                severity=as_audit(code),
+            )
             continue
         later = sorted({where.path for _, where in parts if where and where.path != st.path})
         if later:  # protected, but only by a later migration: exposed in between
@@ -49,6 +63,15 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                 severity=Severity.MEDIUM,
             )
 
+
+_AUDIT_PARTS = ("TGA101", "TGA102", "TGA103")  # ENABLE, FORCE, a policy: worst first
+_WHY = {
+    "TGA101": ": no policy applies, a query with a forgotten WHERE reaches every tenant's rows",
+    "TGA102": ": the table owner bypasses the policies (as the audit's TGA102 rates it: the "
+    "runtime role reaches other tenants' rows only as the owner, itself critical)",
+    "TGA103": ": RLS without a permissive policy hides every row (broken, not exposed; as "
+    "the audit's TGA103)",
+}
 
 # pglast names built-in types by their internal names
 _TYPES = {

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from pglast import ast
 
-from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.findings import Finding, Rule
 from tenantguard.tooling.lint.engine import (
     LintContext,
     finding,
@@ -14,11 +14,12 @@ from tenantguard.tooling.lint.engine import (
     pinned,
     rel_name,
 )
+from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
     code="TGL103",
     name="write-policy-unpinned",
-    severity=Severity.HIGH,
+    severity=as_audit("TGA121"),  # one severity per defect
     tool="lint",
     summary="A permissive INSERT/UPDATE/ALL policy does not pin written rows to the tenant",
     description="WITH CHECK validates the rows a statement writes. Counted as pinned: a WITH "

@@ -6,13 +6,14 @@ from collections.abc import Iterator
 
 from pglast import ast
 
-from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.findings import Finding, Rule
 from tenantguard.tooling.lint.engine import LintContext, fail_open_problems, finding, rel_name
+from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
     code="TGL104",
     name="fail-open-predicate",
-    severity=Severity.CRITICAL,
+    severity=as_audit("TGA120"),  # one severity per defect
     tool="lint",
     summary="Policy predicate can be true without the tenant (OR branch, IS NULL, coalesce, true)",
     description="An OR whose branch does not restrict by tenant (current_setting(..) IS NULL, "

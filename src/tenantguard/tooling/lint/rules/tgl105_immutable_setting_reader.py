@@ -6,13 +6,14 @@ from collections.abc import Iterator
 
 from pglast import ast
 
-from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.findings import Finding, Rule
 from tenantguard.tooling.lint.engine import LintContext, finding
+from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
     code="TGL105",
     name="immutable-setting-reader",
-    severity=Severity.HIGH,
+    severity=as_audit("TGA130"),  # one severity per defect
     tool="lint",
     summary="IMMUTABLE function reads current_setting()",
     description="IMMUTABLE results may be folded into cached generic plans, so the tenant read "

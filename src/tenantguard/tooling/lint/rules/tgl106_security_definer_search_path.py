@@ -7,13 +7,14 @@ from collections.abc import Iterator
 from pglast import ast
 from psycopg import sql
 
-from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.findings import Finding, Rule
 from tenantguard.tooling.lint.engine import LintContext, finding
+from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
     code="TGL106",
     name="security-definer-search-path",
-    severity=Severity.MEDIUM,
+    severity=as_audit("TGA131"),  # one severity per defect
     tool="lint",
     summary="SECURITY DEFINER function without SET search_path",
     description="The caller controls search_path; a definer function that resolves names "

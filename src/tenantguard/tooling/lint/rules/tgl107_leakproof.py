@@ -6,13 +6,14 @@ from collections.abc import Iterator
 
 from pglast import ast
 
-from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.findings import Finding, Rule
 from tenantguard.tooling.lint.engine import LintContext, finding
+from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
     code="TGL107",
     name="leakproof-function",
-    severity=Severity.MEDIUM,
+    severity=as_audit("TGA132"),  # one severity per defect
     tool="lint",
     summary="Function declared LEAKPROOF",
     description="LEAKPROOF functions may run before RLS filters; one that errors or logs on its "

@@ -6,13 +6,14 @@ from collections.abc import Iterator
 
 from pglast import ast
 
-from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.findings import Finding, Rule
 from tenantguard.tooling.lint.engine import LintContext, finding, rel_name, walk
+from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
     code="TGL108",
     name="view-without-security-invoker",
-    severity=Severity.HIGH,
+    severity=as_audit("TGA140"),  # one severity per defect
     tool="lint",
     summary="View over a tenant table without security_invoker",
     description="Views read their tables with the view owner's rights; created by a migration "

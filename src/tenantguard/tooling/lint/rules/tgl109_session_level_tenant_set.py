@@ -6,13 +6,14 @@ from collections.abc import Iterator
 
 from pglast import ast
 
-from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.findings import Finding, Rule
 from tenantguard.tooling.lint.engine import LintContext, finding, walk
+from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
     code="TGL109",
     name="session-level-tenant-set",
-    severity=Severity.HIGH,
+    severity=as_audit("TGA112"),  # one severity per defect
     tool="lint",
     summary="The tenant setting is set for the session (SET / set_config(.., false))",
     description="A session-level value outlives the transaction: behind a pool or PgBouncer in "

@@ -6,13 +6,14 @@ from collections.abc import Iterator
 
 from pglast import ast
 
-from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.findings import Finding, Rule
 from tenantguard.tooling.lint.engine import LintContext, finding
+from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
     code="TGL111",
     name="role-bypass-attribute",
-    severity=Severity.CRITICAL,
+    severity=as_audit("TGA110"),  # one severity per defect
     tool="lint",
     summary="A migration gives SUPERUSER or BYPASSRLS to a role",
     description="Superusers and BYPASSRLS roles ignore every policy; granting either in a "

@@ -6,13 +6,14 @@ from collections.abc import Iterator
 
 from pglast import ast
 
-from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.findings import Finding, Rule
 from tenantguard.tooling.lint.engine import LintContext, finding, rel_name
+from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
     code="TGL112",
     name="owner-to-runtime-role",
-    severity=Severity.CRITICAL,
+    severity=as_audit("TGA110"),  # one severity per defect
     tool="lint",
     summary="Ownership of a table given to the runtime role (needs --app-role)",
     description="Owners are exempt from RLS unless it is forced, and can disable it or drop "

@@ -6,13 +6,14 @@ from collections.abc import Iterator
 
 from pglast import ast
 
-from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.findings import Finding, Rule
 from tenantguard.tooling.lint.engine import LintContext, finding, rel_name, walk
+from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
     code="TGL113",
     name="copy-of-tenant-table",
-    severity=Severity.HIGH,
+    severity=as_audit("TGA105"),  # one severity per defect
     tool="lint",
     summary="A copy of a tenant table (CREATE TABLE AS / LIKE) without RLS",
     description="Copies do not inherit policies: a backup or staging copy of a tenant table is "

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from pglast import ast
 
-from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.findings import Finding, Rule
 from tenantguard.tooling.lint.engine import (
     LintContext,
     fail_open_problems,
@@ -15,11 +15,12 @@ from tenantguard.tooling.lint.engine import (
     pinned,
     rel_name,
 )
+from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
     code="TGL114",
     name="unpinned-permissive-policy",
-    severity=Severity.HIGH,
+    severity=as_audit("TGA124"),  # one severity per defect
     tool="lint",
     summary="A permissive policy on a tenant table whose USING does not pin the tenant",
     description="Permissive policies are ORed: one that admits rows on some other ground "

@@ -6,13 +6,14 @@ from collections.abc import Iterator
 
 from pglast import ast
 
-from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.findings import Finding, Rule
 from tenantguard.tooling.lint.engine import LintContext, finding, rel_name
+from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
     code="TGL115",
     name="truncate-grant",
-    severity=Severity.CRITICAL,
+    severity=as_audit("TGA142"),  # one severity per defect
     tool="lint",
     summary="TRUNCATE granted on a tenant table (or on all tables of a schema)",
     description="TRUNCATE is not subject to row level security: one tenant's session can empty "
