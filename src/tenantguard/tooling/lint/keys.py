@@ -94,6 +94,8 @@ def table_shapes(nodes: Iterable[Any], rel_name: Any) -> dict[str, TableShape]:
     shapes: dict[str, TableShape] = {}
     for n in nodes:
         if isinstance(n, ast.CreateStmt):
+            if getattr(n.relation, "relpersistence", "p") == "t":
+                continue  # a temporary table lives for one session: not the schema
             shape = shapes.setdefault(rel_name(n.relation), TableShape(rel_name(n.relation)))
             for e in n.tableElts or ():
                 if isinstance(e, ast.ColumnDef):
