@@ -122,7 +122,14 @@ def install(
 @main.command()
 @click.argument("tables", nargs=-1, required=True)
 @dsn_option
-@click.option("--tenant-column", default="tenant_id", show_default=True)
+@click.option(
+    "--tenant-column",
+    "tenant_columns",
+    multiple=True,
+    metavar="COLUMN | SCHEMA.TABLE=COLUMN",
+    help="The tenant column (default tenant_id), and per-table keys where a table names it "
+    "otherwise, e.g. the tenant root table public.companies=id (repeatable).",
+)
 @click.option("--user-column", default=None, help="Column holding the owning user id.")
 @click.option(
     "--user-scope",
@@ -142,7 +149,7 @@ def install(
 def protect(
     tables: tuple[str, ...],
     dsn: str,
-    tenant_column: str,
+    tenant_columns: tuple[str, ...],
     user_column: str | None,
     user_scope: str,
     grant_to: str | None,
@@ -155,13 +162,21 @@ def protect(
     """
     from tenantguard.admin import admin_connect, runtime_grants
     from tenantguard.admin import protect as do_protect
+    from tenantguard.core.names import QualifiedName
     from tenantguard.core.sqlbuild import render
+    from tenantguard.tooling.config import load_config, parse_tenant_columns
 
+    cfg = load_config()
+    default, mapping = parse_tenant_columns(tenant_columns)
+    per_table: dict[str | QualifiedName, str] = {}
+    per_table.update(cfg.tenant_columns)
+    per_table.update(mapping)
     with admin_connect(dsn, autocommit=True) as conn:
         result = do_protect(
             conn,
             list(tables),
-            tenant_column=tenant_column,
+            tenant_column=default or cfg.tenant_column or "tenant_id",
+            tenant_columns=per_table,
             user_column=user_column,
             user_scope=user_scope,  # type: ignore[arg-type]
             dry_run=dry_run,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -181,8 +181,17 @@ def plan_protect(
     user_column: str | None = None,
     user_scope: Literal["write", "all"] = "write",
     helper_schema: str = "tenantguard",
+    tenant_columns: Mapping[str | QualifiedName, str] | None = None,
 ) -> list[tuple[TablePlan, list[Any]]]:
-    """Inspect the catalog and return, per table, what ``protect`` would run."""
+    """Inspect the catalog and return, per table, what ``protect`` would run.
+
+    *tenant_columns* maps a table to its tenant column where it is not *tenant_column*
+    (``{"public.companies": "id", "public.campaigns": "company_id"}``: the tenant root
+    table keyed by its own id, and a child keyed by the column that references it)."""
+    per_table = {
+        k if isinstance(k, QualifiedName) else QualifiedName.parse(k): v
+        for k, v in (tenant_columns or {}).items()
+    }
     if conn.execute(
         "SELECT pg_catalog.to_regprocedure(%s)", (f"{helper_schema}.current_tenant()",)
     ).fetchone() == (None,):
@@ -191,7 +200,7 @@ def plan_protect(
     for t in tables:
         name = t if isinstance(t, QualifiedName) else QualifiedName.parse(t)
         spec, stmts, warnings = _plan_table(
-            conn, name, tenant_column, user_column, user_scope, helper_schema
+            conn, name, per_table.get(name, tenant_column), user_column, user_scope, helper_schema
         )
         out.append((TablePlan(spec, [render(s) + ";" for s in stmts], warnings), stmts))
     return out
@@ -206,8 +215,10 @@ def protect(
     user_scope: Literal["write", "all"] = "write",
     helper_schema: str = "tenantguard",
     dry_run: bool = False,
+    tenant_columns: Mapping[str | QualifiedName, str] | None = None,
 ) -> ProtectResult:
-    """Protect *tables* in one transaction; with *dry_run* only plan (nothing changes)."""
+    """Protect *tables* in one transaction; with *dry_run* only plan (nothing changes).
+    *tenant_columns*: per-table tenant columns, as for :func:`plan_protect`."""
     result = ProtectResult(dry_run=dry_run)
     with conn.transaction(force_rollback=dry_run):
         for plan, stmts in plan_protect(
@@ -217,6 +228,7 @@ def protect(
             user_column=user_column,
             user_scope=user_scope,
             helper_schema=helper_schema,
+            tenant_columns=tenant_columns,
         ):
             result.tables.append(plan)
             if not dry_run:
