@@ -139,6 +139,18 @@ def test_cli_mappings_and_the_config_file(tmp_path: Path, monkeypatch: pytest.Mo
     assert r.exit_code == 1, r.output
     keys = json.loads(r.stdout)["meta"]["tenant_keys"]
     assert keys["public.ads"]["column"] == "company_id"
+    r = runner.invoke(main, ["lint", str(f), "--config", str(tmp_path / "pyproject.toml")])
+    assert r.exit_code == 1, r.output
+    other = tmp_path / "other.toml"
+    other.write_text('tenant-column = "company_id"\n')
+    r = runner.invoke(main, ["lint", str(f), "--config", str(other), "--format", "json"])
+    assert json.loads(r.stdout)["meta"]["tenant_keys"]["public.companies"]["source"] == "root"
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "pyproject.toml").write_text('[project]\nname = "y"\n')
+    r = runner.invoke(
+        main, ["lint", str(f), "--config", str(tmp_path / "empty" / "pyproject.toml")]
+    )
+    assert r.exit_code == 2 and "no tool.tenantguard section" in " ".join(r.stderr.split())
     (tmp_path / "tenantguard.toml").write_text('tenant-colum = "x"\n')  # a typo
     r = runner.invoke(main, ["lint", str(f)])
     assert r.exit_code == 2 and "tenant-colum" in r.stderr

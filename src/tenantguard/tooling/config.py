@@ -67,9 +67,12 @@ def load_config(explicit: str | Path | None = None, start: Path | None = None) -
         if not path.is_file():
             raise UsageError(f"config file {path} does not exist")
         data = _read(path)
-        section = (
-            data.get("tool", {}).get("tenantguard", data) if path.name == "pyproject.toml" else data
-        )
+        section = data.get("tool", {}).get("tenantguard") if path.name == "pyproject.toml" else data
+        if not isinstance(section, dict):
+            raise UsageError(
+                f"{path} has no tool.tenantguard section",
+                hint="add one, or pass a tenantguard.toml with the keys at top level",
+            )
         found: tuple[Path, dict[str, Any]] | None = (path, section)
     else:
         found = _find(start or Path.cwd())
@@ -88,7 +91,7 @@ def load_config(explicit: str | Path | None = None, start: Path | None = None) -
     ):
         raise UsageError(
             f'{path}: tenant-columns must map "SCHEMA.TABLE" to a column name',
-            hint='e.g. [tool.tenantguard.tenant-columns] "public.companies" = "id"',
+            hint='e.g. "public.companies" = "id" in the tool.tenantguard.tenant-columns table',
         )
     for key in ("tenant-column", "setting", "app-role"):
         if key in section and not isinstance(section[key], str):

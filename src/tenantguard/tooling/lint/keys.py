@@ -137,7 +137,7 @@ def resolve_keys(
             raise UsageError(
                 f"--tenant-column {table}={column}: {table} has no column {column}"
                 f" (it has {', '.join(shape.columns) or 'no columns'})",
-                hint="fix the mapping in the command line or the [tool.tenantguard] config",
+                hint="fix the mapping on the command line or in the tenantguard settings file",
             )
         keys[table] = TenantKey(column, "mapped")
     for table, shape in shapes.items():
