@@ -417,7 +417,7 @@ def lint_paths(
             table,
             "cannot tell which column holds the tenant: " + "; ".join(candidates),
             fix_sql=f"-- lint ... --tenant-column {table}=COLUMN",
-            location=ctx_created(ctx, table),
+            location=_created_at(ctx, table),
         )
         for table, candidates in sorted(ctx.ambiguous.items())
     ]
@@ -484,7 +484,7 @@ def _canonical(st: Statement) -> str:
         return " ".join(st.text.split())
 
 
-def ctx_created(ctx: LintContext, table: str) -> Location | None:
+def _created_at(ctx: LintContext, table: str) -> Location | None:
     st = next(
         (
             s
