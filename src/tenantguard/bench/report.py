@@ -352,6 +352,16 @@ def _analysis(results: list[dict[str, Any]], out_dir: Path) -> list[str]:
             "Executor time in steady state, RLS vs hand WHERE (`python tools/rls_executor_cost.py`"
             " and `--helper plpgsql`):",
         ),
+        (
+            "pool_model_defences.txt",
+            "What the pool model's defences cost at one client (`python"
+            " tools/bench_pool_model.py --rounds 15 --duration 1`, embedded PostgreSQL 18 and"
+            " `--dsn` PostgreSQL 15): TenantPool as shipped (the binding pins role and"
+            " search_path, lease ownership checks) against `pin_session=False` and a pooled"
+            " hand-written `WHERE`, interleaved rounds, median ratio; and the server's CPU per"
+            " request read from each variant's backend (`/proc/<pid>/stat`), steadier than"
+            " throughput on a busy machine but not immune to it:",
+        ),
     ):
         f = out_dir / name
         if f.exists():
