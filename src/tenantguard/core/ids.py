@@ -90,24 +90,28 @@ def _parse_uuid(value: object) -> TenantId:
     raise InvalidTenantId(value, f"expected a UUID, got {type(value).__name__}", expected="uuid")
 
 
-def _parse_text(value: object) -> TenantId:
+def _parse_text(value: object, expected: TenantKind | None = "text") -> TenantId:
+    """A text id; *expected* None: no kind was asked for (errors then name every kind)."""
     if isinstance(value, bool):
-        raise InvalidTenantId(value, "a bool is not a tenant id", expected="text")
+        raise InvalidTenantId(value, "a bool is not a tenant id", expected=expected)
     if isinstance(value, int):
         value = str(int.__int__(value))
     elif isinstance(value, uuid.UUID):
         value = uuid.UUID.__str__(value)
     if not isinstance(value, str):
-        raise InvalidTenantId(value, f"expected text, got {type(value).__name__}", expected="text")
+        wanted = "text" if expected else "an int, a UUID or text"
+        raise InvalidTenantId(
+            value, f"expected {wanted}, got {type(value).__name__}", expected=expected
+        )
     if type(value) is not str:  # a subclass may override __str__
         value = str.__str__(value)
     if not value:
-        raise InvalidTenantId(value, "empty", expected="text")
+        raise InvalidTenantId(value, "empty", expected=expected)
     if len(value) > MAX_TEXT_LEN:
-        raise InvalidTenantId(value, f"longer than {MAX_TEXT_LEN} characters", expected="text")
+        raise InvalidTenantId(value, f"longer than {MAX_TEXT_LEN} characters", expected=expected)
     if not _TEXT_ID.fullmatch(value):
         raise InvalidTenantId(
-            value, "control characters or surrounding blanks are not allowed", expected="text"
+            value, "control characters or surrounding blanks are not allowed", expected=expected
         )
     return TenantId(value, "text")
 
@@ -132,7 +136,7 @@ def parse_tenant_id(value: object, kind: TenantKind | None = None) -> TenantId:
             return _parse_int(value, "bigint")
         if isinstance(value, uuid.UUID):
             return _parse_uuid(value)
-        return _parse_text(value)
+        return _parse_text(value, None)
     if kind == "int" or kind == "bigint":
         return _parse_int(value, kind)
     if kind == "uuid":

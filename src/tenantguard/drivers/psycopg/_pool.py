@@ -1,8 +1,9 @@
 """TenantPool / AsyncTenantPool: psycopg_pool with tenant binding and a checkin guard.
 
-Built on psycopg_pool's own hooks: ``configure=`` records each new connection's
-clean state and re-checks the login role; ``reset=`` is the checkin guard. The
-request path is::
+Built on psycopg_pool: its ``configure=`` hook records each new connection's clean
+state and re-checks the login role; the lease runs the checkin guard itself, before it
+hands the connection back with ``putconn`` (a connection the guard cannot prove clean is
+closed, and psycopg_pool replaces it). The request path is::
 
     with tenant(42):                      # validated id in a contextvar
         with pool.connection() as conn:   # leased to tenant 42 (no I/O before this)
@@ -13,6 +14,7 @@ request path is::
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import threading
 from collections.abc import Generator
@@ -25,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from tenantguard.core.binding import Binder, SettingBinder
 from tenantguard.core.classify import StatementClassifier
 from tenantguard.core.context import TenantContext, _current, tenant
+from tenantguard.core.dsn import check_dsn, connect_error
 from tenantguard.core.guard import (
     STATE_QUERY,
     GuardStats,
@@ -32,7 +35,7 @@ from tenantguard.core.guard import (
     changed_kinds,
     snapshot,
 )
-from tenantguard.core.ids import TenantKind, kind_for_type
+from tenantguard.core.ids import TenantKind, kind_for_type, parse_tenant_id
 from tenantguard.core.rolecheck import ROLE_CHECK_QUERY, code_report, role_params, role_report
 from tenantguard.core.session import BindCache, ConnState, OwnerOf, normalize_context
 from tenantguard.drivers.psycopg._connection import (
@@ -46,10 +49,10 @@ from tenantguard.drivers.psycopg._connection import (
 from tenantguard.drivers.psycopg._reuse import release as release_cursor
 from tenantguard.errors import (
     ConfigurationError,
-    ConnectionFailed,
     ContaminatedConnection,
     NoTenantContext,
     UnsafeRoleError,
+    UsageError,
 )
 
 __all__ = ["AsyncTenantPool", "TenantPool"]
@@ -90,8 +93,35 @@ _TENANT_TYPES_QUERY = (
 )
 
 
+#: psycopg_pool's default ``min_size`` (``max_size`` defaults to ``min_size``).
+_MIN_SIZE_DEFAULT: int = inspect.signature(ConnectionPool).parameters["min_size"].default
+
+
+def _check_sizes(pool_kwargs: dict[str, Any]) -> None:
+    """psycopg_pool's sizing rules, as a tenantguard error that says what to pass."""
+    min_size = pool_kwargs.get("min_size", _MIN_SIZE_DEFAULT)
+    max_size = pool_kwargs.get("max_size")
+    if max_size is None:
+        max_size = min_size
+    shown = f"min_size={min_size}" + ("" if "min_size" in pool_kwargs else " (the default)")
+    if min_size < 0:
+        raise UsageError(f"{shown} is negative", hint="pass min_size=0 or more")
+    if max_size < min_size:
+        raise UsageError(
+            f"max_size={max_size} is smaller than {shown}: psycopg_pool needs min_size <= max_size",
+            hint=f"pass min_size too, for example min_size={max_size}, max_size={max_size}",
+        )
+    if min_size == max_size == 0:
+        raise UsageError(
+            "min_size=0 needs a max_size above 0 (psycopg_pool opens connections on demand "
+            "up to max_size)",
+            hint="pass max_size=1 or more",
+        )
+
+
 def _check_pool_kwargs(pool_kwargs: dict[str, Any]) -> None:
     """Refuse psycopg_pool options that would let a connection skip the checkin guard."""
+    _check_sizes(pool_kwargs)
     if pool_kwargs.get("close_returns"):
         # The guard closes a connection it cannot prove clean; with close_returns,
         # psycopg's close() puts it back in the pool instead, open, for the next tenant.
@@ -394,12 +424,6 @@ class _PoolCore:
         )
 
 
-def _connect_error(conninfo: str, exc: Exception) -> ConnectionFailed:
-    target = psycopg.conninfo.conninfo_to_dict(conninfo) if conninfo else {}
-    shown = " ".join(f"{k}={v}" for k, v in target.items() if k != "password") or "(default)"
-    return ConnectionFailed(shown, str(exc).strip().splitlines()[0] if str(exc) else repr(exc))
-
-
 class TenantPool:
     """A psycopg_pool ``ConnectionPool`` whose connections are bound to a tenant.
 
@@ -445,6 +469,7 @@ class TenantPool:
         open: bool = True,
         **pool_kwargs: Any,
     ) -> None:
+        check_dsn(conninfo)
         _check_pool_kwargs(pool_kwargs)
         self._core = _PoolCore(
             tenant_kind=tenant_kind,
@@ -493,7 +518,7 @@ class TenantPool:
         try:
             conn = psycopg.connect(self.conninfo, **self._kwargs)
         except psycopg.Error as exc:
-            raise _connect_error(self.conninfo, exc) from None
+            raise connect_error(self.conninfo, exc) from None
         with conn:
             if self._core.check_role:
                 query, params = self._core.role_query()
@@ -585,7 +610,9 @@ class _LeaseBase:
 
     def _enter_tenant(self) -> None:
         if self.tenant_id is not None:
-            self.tenant_cm = tenant(self.tenant_id)
+            kind = self.pool._core.tenant_kind  # errors name the pool's tenant kind
+            tid = self.tenant_id if kind is None else parse_tenant_id(self.tenant_id, kind)
+            self.tenant_cm = tenant(tid)
             self.tenant_cm.__enter__()
 
     def _exit_tenant(self) -> None:
@@ -673,6 +700,7 @@ class AsyncTenantPool:
         kwargs: dict[str, Any] | None = None,
         **pool_kwargs: Any,
     ) -> None:
+        check_dsn(conninfo)
         _check_pool_kwargs(pool_kwargs)
         self._core = _PoolCore(
             tenant_kind=tenant_kind,
@@ -715,7 +743,7 @@ class AsyncTenantPool:
         try:
             conn = await psycopg.AsyncConnection.connect(self.conninfo, **self._kwargs)
         except psycopg.Error as exc:
-            raise _connect_error(self.conninfo, exc) from None
+            raise connect_error(self.conninfo, exc) from None
         async with conn:
             if self._core.check_role:
                 query, params = self._core.role_query()
