@@ -125,7 +125,7 @@ _VARIANT_DOCS = {
     "raw": "psycopg, autocommit, `WHERE tenant_id = %s` written by hand, one dedicated connection and one reused cursor per client; a BYPASSRLS role on the same table, so RLS costs nothing here (the baseline a user keeps).",
     "pool_where": "psycopg_pool `ConnectionPool` + the hand-written `WHERE`, RLS bypassed: what a user with a pool keeps (isolates the pool's own cost: checkout/checkin and a new cursor per request).",
     "tg_where_bypass": "the `TenantPool` client path on a BYPASSRLS role with the hand-written `WHERE`: differs from `tenantguard` only by RLS (the RLS-vs-WHERE target).",
-    "naive": "the seeds' safe pattern written plainly: `BEGIN`, `set_config(.., true)`, the query, `COMMIT`, each its own round trip.",
+    "naive": "the transaction-local setting written plainly: `BEGIN`, `set_config(.., true)`, the query, `COMMIT`, each its own round trip (four per request).",
     "session_set": "`set_config(.., false)` on the session, then the query: what many libraries do; unsafe with pools (reference only).",
     "tenantguard": "`TenantPool`: the binding queued in a pipeline with the query under one Sync; checkin guard on.",
     "tenantguard_noguard": "`TenantPool` with the checkin guard switched off, to measure the guard's cost.",

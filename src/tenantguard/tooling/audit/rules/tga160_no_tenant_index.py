@@ -17,8 +17,9 @@ RULE = Rule(
     tool="audit",
     summary="No index leads with the tenant column",
     description="Every query on the table carries the tenant predicate; without a "
-    "(tenant_id, ...) index the planner scans the whole table for each tenant (the seeds' "
-    "145 ms sequential scan vs 12 ms index scan at 10k tenants).",
+    "(tenant_id, ...) index the server reads other tenants' rows to find one tenant's "
+    "(BENCHMARKS.md, PostgreSQL 18, 1M rows of 10,000 tenants: listing a tenant's newest "
+    "10 rows took 86 ms at the median without it, 0.15 ms with it).",
     anti_pattern="PRIMARY KEY (id)  -- and no index on tenant_id",
     best_practice="CREATE INDEX ON app.invoices (tenant_id, id);",
 )
