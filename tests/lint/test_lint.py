@@ -64,6 +64,32 @@ def test_locations_point_at_the_statement(tmp_path: Path) -> None:
     )
 
 
+def test_locations_skip_block_comments_and_count_characters(tmp_path: Path) -> None:
+    # pglast 7 places a statement before its leading comments, pglast 8 at its first token
+    f = tmp_path / "m.sql"
+    f.write_text("SELECT 'é';\n/* é -- ü */ /* x */\n  SET app.tenant_id = '9';\n")
+    (finding,) = lint_paths([f]).findings
+    assert finding.location is not None
+    assert (finding.location.line, finding.location.column) == (3, 3)
+
+
+def test_non_ascii_text_before_a_statement_moves_nothing(tmp_path: Path) -> None:
+    # pglast's offsets count characters: a statement (and a suppression) after multi-byte
+    # text is read whole and located on its own line
+    f = tmp_path / "m.sql"
+    f.write_text(
+        "COMMENT ON SCHEMA public IS 'éééééééééééééééééééé';\n"
+        "-- tenantguard: ignore TGL109 reason: one-off maintenance script, never pooled\n"
+        "SET app.tenant_id = '1';\n"
+        "DO $$ BEGIN PERFORM set_config('app.tenant_id', 'x', false); END $$;\n"
+    )
+    report = lint_paths([f])
+    found = [(x.rule.code, x.location and x.location.line) for x in report.findings]
+    # line 3 suppressed; the DO block read whole (cut short, it looked like dynamic SQL,
+    # TGL197, and its session-level set_config went unseen)
+    assert found == [("TGL109", 4)]
+
+
 def test_suppressions(tmp_path: Path) -> None:
     f = tmp_path / "m.sql"
     f.write_text(

@@ -152,31 +152,43 @@ def has_restrictive_guard(ctx: LintContext, table: str) -> bool:
     return False
 
 
-def _line_col(data: bytes, offset: int) -> tuple[int, int]:
-    before = data[:offset]
-    line = before.count(b"\n") + 1
-    col = offset - (before.rfind(b"\n") + 1) + 1
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column (in characters) of the character *offset* in *text*."""
+    before = text[:offset]
+    line = before.count("\n") + 1
+    col = offset - (before.rfind("\n") + 1) + 1
     return line, col
+
+
+def _lead(chunk: str) -> int:
+    """Characters before the statement's first token: whitespace and comments."""
+    lead = len(chunk) - len(chunk.lstrip())
+    if not chunk.startswith(("--", "/*"), lead):
+        return lead
+    for tok in scan(chunk):
+        if tok.name not in ("SQL_COMMENT", "C_COMMENT"):
+            return int(tok.start)
+    return lead
 
 
 def _statements(path: str, text: str) -> tuple[list[Statement], list[Statement]]:
     """The file's statements (DO blocks' statements included, located at the DO), and the
     DO blocks that run SQL the linter cannot read (EXECUTE of a non-literal)."""
-    data = text.encode()
     out: list[Statement] = []
     dynamic: list[Statement] = []
     search_path: list[str] = []
     for raw in parse_sql(text):
+        # pglast's offsets count characters. stmt_location points at the statement start,
+        # possibly before leading whitespace (and, with pglast 7, before leading comments)
         start = raw.stmt_location or 0
-        # stmt_location points at the statement start, possibly before leading whitespace
-        length = raw.stmt_len or (len(data) - start)
-        chunk = data[start : start + length]
-        lead = len(chunk) - len(chunk.lstrip())
-        line, col = _line_col(data, start + lead)
-        end_line, _ = _line_col(data, start + length)
+        length = raw.stmt_len or (len(text) - start)
+        chunk = text[start : start + length]
+        lead = _lead(chunk)
+        line, col = _line_col(text, start + lead)
+        end_line, _ = _line_col(text, start + length)
         if raw.stmt is None:
             continue
-        text_ = chunk.decode(errors="replace").strip()
+        text_ = chunk.strip()
         st = Statement(raw.stmt, path, line, col, end_line, text_)
         search_path = _qualify(raw.stmt, search_path)
         out.append(st)
@@ -304,15 +316,14 @@ RuleFn = Callable[[LintContext], Iterable[Finding]]
 def _comments(text: str) -> Iterator[tuple[int, str]]:
     """(line, text) of every comment, from PostgreSQL's own scanner: a suppression inside
     a string literal is not a comment. Falls back to lines when the scanner gives up."""
-    data = text.encode()
     try:
         tokens = [t for t in scan(text) if t.name in ("SQL_COMMENT", "C_COMMENT")]
     except ParseError:
         yield from enumerate(text.splitlines(), start=1)
         return
-    for t in tokens:
-        chunk = data[t.start : t.end + 1].decode(errors="replace")
-        first = data[: t.start].count(b"\n") + 1
+    for t in tokens:  # offsets in characters
+        chunk = text[t.start : t.end + 1]
+        first = text[: t.start].count("\n") + 1
         for i, line in enumerate(chunk.splitlines()):
             yield first + i, line
 
@@ -369,7 +380,7 @@ def lint_paths(
     for f in files:
         text = f.read_text(encoding="utf-8", errors="replace")
         if "\x00" in text:  # the parser stops at a NUL: everything after would go unchecked
-            line, col = _line_col(text.encode(), text.encode().index(b"\x00"))
+            line, col = _line_col(text, text.index("\x00"))
             findings.append(
                 Finding(
                     META["TGL100"],
@@ -386,7 +397,7 @@ def lint_paths(
             # pglast gives the 1-based character offset, or nothing at the end of input
             offset = exc.args[1] if len(exc.args) > 1 and exc.args[1] is not None else len(text)
             pos = max(0, int(offset) - 1)
-            line, col = _line_col(text.encode(), len(text[:pos].encode()))
+            line, col = _line_col(text, pos)
             findings.append(
                 Finding(
                     META["TGL100"],
