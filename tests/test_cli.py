@@ -10,6 +10,14 @@ from click.testing import CliRunner
 from tenantguard.cli import main
 
 
+def stdout_runner() -> CliRunner:
+    """A runner whose ``stdout`` is stdout alone (click 8.1 mixes stderr in by default)."""
+    try:
+        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]  # click 8.1
+    except TypeError:  # click >= 8.2 removed the argument: stdout is always apart
+        return CliRunner()
+
+
 def test_demo_on_given_server_passes_and_cleans_up(server_dsn: str) -> None:
     def demo_dbs() -> set[str]:
         with psycopg.connect(server_dsn) as c:
@@ -30,7 +38,7 @@ def test_demo_on_given_server_passes_and_cleans_up(server_dsn: str) -> None:
 
 
 def test_install_and_protect_dry_run_then_real(scratch) -> None:  # type: ignore[no-untyped-def]
-    runner = CliRunner()
+    runner = stdout_runner()
     base = ["--dsn", scratch.admin_dsn]
     r = runner.invoke(
         main,

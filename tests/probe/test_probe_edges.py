@@ -20,7 +20,7 @@ RLS = (
 )
 
 
-def setup(s, text: str, *protected: str) -> psycopg.Connection:  # type: ignore[no-untyped-def,type-arg]
+def make_db(s, text: str, *protected: str) -> psycopg.Connection:  # type: ignore[no-untyped-def,type-arg]
     conn = s.admin()
     conn.execute(text.replace("{app}", sql.Identifier(s.app_role).as_string(conn)))
     if protected:
@@ -33,7 +33,7 @@ def codes(report) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def test_a_percent_sign_in_a_table_name_is_probed(fresh) -> None:  # type: ignore[no-untyped-def]
-    with setup(fresh, BASE.replace("public.t", 'public."50%_off"')) as conn:
+    with make_db(fresh, BASE.replace("public.t", 'public."50%_off"')) as conn:
         report = probe_database(conn, app_role=fresh.app_role)
     assert "TGP101" in codes(report) and "TGP191" not in codes(report)
 
@@ -44,7 +44,7 @@ def test_is_null_fail_open_is_found_without_an_app_dsn(fresh) -> None:  # type: 
         "CREATE POLICY p ON public.t USING (current_setting('app.tenant_id', true) IS NULL "
         "OR tenant_id = nullif(current_setting('app.tenant_id', true), '')::bigint);"
     )
-    with setup(fresh, BASE + RLS + policy) as conn:
+    with make_db(fresh, BASE + RLS + policy) as conn:
         read = "SELECT current_setting('app.tenant_id', true)"
         before = conn.execute(read).fetchone()
         report = probe_database(conn, app_role=fresh.app_role)
@@ -59,7 +59,7 @@ def test_serial_like_defaults_get_explicit_values(fresh) -> None:  # type: ignor
         "note text NOT NULL DEFAULT 'n'",
         "no text UNIQUE DEFAULT 'INV-' || nextval('public.inv_seq'), note text",
     )
-    with setup(
+    with make_db(
         fresh,
         "CREATE SEQUENCE public.inv_seq;"
         + text
@@ -84,7 +84,7 @@ def test_a_refusal_that_is_not_the_tenant_boundary_is_not_safe(fresh) -> None:  
     """
     policies = f"""CREATE POLICY r ON public.t FOR SELECT USING ({PIN});
         CREATE POLICY i ON public.t FOR INSERT WITH CHECK (true);"""
-    with setup(fresh, BASE + RLS + policies + trigger) as conn:
+    with make_db(fresh, BASE + RLS + policies + trigger) as conn:
         report = probe_database(conn, app_role=fresh.app_role)
     assert "TGP103" not in codes(report)
     assert any(
@@ -98,7 +98,7 @@ def test_column_level_grants_count_as_access(fresh) -> None:  # type: ignore[no-
         "GRANT SELECT, INSERT, UPDATE, DELETE ON public.t TO {app};",
         "GRANT SELECT (tenant_id, id, note), UPDATE (note) ON public.t TO {app};",
     )
-    with setup(fresh, text) as conn:
+    with make_db(fresh, text) as conn:
         report = probe_database(conn, app_role=fresh.app_role)
     assert report.meta["tables_probed"] == 1 and "TGP101" in codes(report)
 
@@ -113,7 +113,7 @@ def test_update_that_reads_no_column_is_caught(fresh) -> None:  # type: ignore[n
     """
     policies = f"""CREATE POLICY r ON public.t FOR SELECT USING ({PIN});
         CREATE POLICY u ON public.t FOR UPDATE USING (true);"""
-    with setup(fresh, BASE + RLS + policies + trigger) as conn:
+    with make_db(fresh, BASE + RLS + policies + trigger) as conn:
         report = probe_database(conn, app_role=fresh.app_role)
     assert "TGP105" in codes(report)
 
@@ -126,7 +126,7 @@ def test_partitions_without_a_primary_key_are_aimed_at_by_tableoid_and_ctid(fres
     INSERT INTO public.ev VALUES (1, 'x'), (2, 'y');
     GRANT SELECT, INSERT, UPDATE, DELETE ON public.ev TO {app};
     """
-    with setup(fresh, text, "public.ev") as conn:
+    with make_db(fresh, text, "public.ev") as conn:
         report = probe_database(conn, app_role=fresh.app_role)
     assert [(f.rule.code, f.message) for f in report.findings] == []
 
@@ -138,7 +138,9 @@ def test_a_trigger_that_forces_the_tenant_is_not_a_leak(fresh) -> None:  # type:
     CREATE TRIGGER force BEFORE INSERT OR UPDATE ON public.t FOR EACH ROW
       EXECUTE FUNCTION public.force_tenant();
     """
-    with setup(fresh, BASE + RLS + f"CREATE POLICY p ON public.t USING ({PIN});" + trigger) as conn:
+    with make_db(
+        fresh, BASE + RLS + f"CREATE POLICY p ON public.t USING ({PIN});" + trigger
+    ) as conn:
         report = probe_database(conn, app_role=fresh.app_role)
     assert not {"TGP103", "TGP104"} & set(codes(report)), report.findings
 
@@ -150,7 +152,7 @@ def test_aggregate_views_are_judged_by_whether_they_depend_on_the_caller(fresh) 
     CREATE VIEW public.on_top AS SELECT * FROM public.definer_stats;
     GRANT SELECT ON public.invoker_stats, public.on_top TO {app};
     """
-    with setup(fresh, BASE + views, "public.t") as conn:
+    with make_db(fresh, BASE + views, "public.t") as conn:
         report = probe_database(conn, app_role=fresh.app_role)
     # on_top reads t through definer_stats (which the app cannot read directly)
     assert [(f.rule.code, f.object) for f in report.findings] == [("TGP109", "view public.on_top")]
@@ -162,7 +164,7 @@ def test_begin_atomic_functions_are_found(fresh) -> None:  # type: ignore[no-unt
       SET search_path = pg_catalog BEGIN ATOMIC SELECT count(*) FROM public.t; END;
     GRANT EXECUTE ON FUNCTION public.all_notes() TO {app};
     """
-    with setup(fresh, BASE + fn, "public.t") as conn:
+    with make_db(fresh, BASE + fn, "public.t") as conn:
         report = probe_database(conn, app_role=fresh.app_role)
     assert codes(report) == ["TGP111"]
 
@@ -172,7 +174,7 @@ def test_a_table_that_cannot_be_probed_is_reported_not_passed(fresh) -> None:  #
     CREATE TABLE public.shapes (tenant_id bigint NOT NULL, id bigint PRIMARY KEY, b box NOT NULL);
     GRANT SELECT, INSERT ON public.shapes TO {app};
     """
-    with setup(fresh, text) as conn:
+    with make_db(fresh, text) as conn:
         report = probe_database(conn, app_role=fresh.app_role)
     (finding,) = report.findings
     assert finding.rule.code == "TGP191" and "box" in finding.message
@@ -182,7 +184,7 @@ def test_a_table_that_cannot_be_probed_is_reported_not_passed(fresh) -> None:  #
 def test_an_admin_that_cannot_read_the_rows_gets_untested_tables_reported(fresh) -> None:  # type: ignore[no-untyped-def]
     """A member of the runtime role without BYPASSRLS sees no tenant's rows: say so."""
     other = f"tg_admin_{fresh.suffix}"
-    with setup(fresh, BASE, "public.t") as conn:
+    with make_db(fresh, BASE, "public.t") as conn:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(other)))
         conn.execute(
             sql.SQL("GRANT {} TO {}").format(sql.Identifier(fresh.app_role), sql.Identifier(other))
@@ -205,7 +207,7 @@ def test_synthetic_rows_reference_real_rows_of_their_tenant(fresh) -> None:  # t
     GRANT SELECT, INSERT, UPDATE, DELETE ON public.c TO {app};
     """
     )
-    with setup(fresh, text, "public.t", "public.c") as conn:
+    with make_db(fresh, text, "public.t", "public.c") as conn:
         report = probe_database(conn, app_role=fresh.app_role)
     assert [(f.rule.code, f.message) for f in report.findings] == []
     assert report.meta["tables_probed"] == 2

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import AsyncTransaction, Transaction
-from psycopg._compat import Template  # execute() treats t-strings apart
 from psycopg.abc import Params, Query
 from psycopg.pq import TransactionStatus
 from psycopg.rows import Row
@@ -34,9 +33,17 @@ from tenantguard.drivers.psycopg._fastpath import (
 )
 from tenantguard.errors import UnsupportedOperation
 
+try:  # execute() passes t-strings (psycopg >= 3.3) to psycopg untouched
+    from psycopg._compat import Template
 
-def _sup(obj: object) -> Any:
-    # psycopg's execute() is overloaded on Query vs Template; forward the call as is.
+    _TEMPLATES: tuple[type[Any], ...] = (Template,)
+except ImportError:  # psycopg 3.2: no t-strings
+    _TEMPLATES = ()
+
+
+def _untyped(obj: object) -> Any:
+    """*obj* as ``Any``: psycopg's ``execute()`` is overloaded on Query vs Template, and
+    the overrides here forward the caller's arguments to it unchanged."""
     return obj
 
 
@@ -80,7 +87,7 @@ class TenantCursor(psycopg.Cursor[Row]):
         conn = self._conn
         st = conn._tg
         if st is None:
-            _sup(super()).execute(query, params, prepare=prepare, binary=binary)
+            _untyped(super()).execute(query, params, prepare=prepare, binary=binary)
             return self
         if _fast_path_open(conn):  # one autocommit statement (fail-closed in autocommit_bind)
             binding, encoded = st.autocommit_bind()
@@ -91,14 +98,14 @@ class TenantCursor(psycopg.Cursor[Row]):
         bind = st.bind_needed(conn.pgconn.transaction_status, in_pipeline)
         st.note(query)
         if bind is None:
-            _sup(super()).execute(query, params, prepare=prepare, binary=binary)
+            _untyped(super()).execute(query, params, prepare=prepare, binary=binary)
         elif in_pipeline:
             conn._raw_cursor().execute(*bind)
-            _sup(super()).execute(query, params, prepare=prepare, binary=binary)
+            _untyped(super()).execute(query, params, prepare=prepare, binary=binary)
         else:
             with conn.pipeline():
                 conn._raw_cursor().execute(*bind)
-                _sup(super()).execute(query, params, prepare=prepare, binary=binary)
+                _untyped(super()).execute(query, params, prepare=prepare, binary=binary)
         st.after_statement(conn.pgconn.transaction_status)
         return self
 
@@ -222,8 +229,8 @@ class TenantConnection(psycopg.Connection[Row]):
         st = self._tg
         if st is not None and st.owner_of() != st.owner:
             st.check_owner()  # before the kept cursor is touched: it may be another lease's
-        if st is None or not _REUSE or isinstance(query, Template):
-            cur = _sup(super()).execute(query, params, prepare=prepare, binary=binary)
+        if st is None or not _REUSE or isinstance(query, _TEMPLATES):
+            cur = _untyped(super()).execute(query, params, prepare=prepare, binary=binary)
             return cur  # type: ignore[no-any-return]
         cur = _reuse.reusable(self, binary)
         if cur is None:
@@ -298,7 +305,7 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
         conn = self._conn
         st = conn._tg
         if st is None:
-            await _sup(super()).execute(query, params, prepare=prepare, binary=binary)
+            await _untyped(super()).execute(query, params, prepare=prepare, binary=binary)
             return self
         if _fast_path_open(conn):  # one autocommit statement (fail-closed in autocommit_bind)
             binding, encoded = st.autocommit_bind()
@@ -309,14 +316,14 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
         bind = st.bind_needed(conn.pgconn.transaction_status, in_pipeline)
         st.note(query)
         if bind is None:
-            await _sup(super()).execute(query, params, prepare=prepare, binary=binary)
+            await _untyped(super()).execute(query, params, prepare=prepare, binary=binary)
         elif in_pipeline:
             await conn._raw_cursor().execute(*bind)
-            await _sup(super()).execute(query, params, prepare=prepare, binary=binary)
+            await _untyped(super()).execute(query, params, prepare=prepare, binary=binary)
         else:
             async with conn.pipeline():
                 await conn._raw_cursor().execute(*bind)
-                await _sup(super()).execute(query, params, prepare=prepare, binary=binary)
+                await _untyped(super()).execute(query, params, prepare=prepare, binary=binary)
         st.after_statement(conn.pgconn.transaction_status)
         return self
 
@@ -438,8 +445,8 @@ class AsyncTenantConnection(psycopg.AsyncConnection[Row]):
         st = self._tg
         if st is not None and st.owner_of() != st.owner:
             st.check_owner()
-        if st is None or not _REUSE or isinstance(query, Template):
-            cur = await _sup(super()).execute(query, params, prepare=prepare, binary=binary)
+        if st is None or not _REUSE or isinstance(query, _TEMPLATES):
+            cur = await _untyped(super()).execute(query, params, prepare=prepare, binary=binary)
             return cur  # type: ignore[no-any-return]
         cur = _reuse.reusable(self, binary)
         if cur is None:

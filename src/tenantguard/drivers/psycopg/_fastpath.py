@@ -42,8 +42,10 @@ try:
     from psycopg import generators
     from psycopg._preparing import Prepare
 
+    # The 3.3 series, whose internals this was written and tested against (the CI's
+    # lowest-deps leg runs pyproject's floor, 3.3.6; the main legs the newest 3.3).
     _VERSION = tuple(int(x) for x in psycopg.__version__.split(".")[:2])
-    AVAILABLE = (3, 2) <= _VERSION < (3, 4) and all(
+    AVAILABLE = (3, 3) <= _VERSION < (3, 4) and all(
         hasattr(psycopg.Cursor, name)
         for name in (
             "_start_query",
