@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck check clean bench pgbouncer
+.PHONY: install demo test test-lowest lint typecheck check clean bench pgbouncer
 
 # PgBouncer 1.24.1 built by `make pgbouncer` (the library never looks here: it is passed).
 PGBOUNCER := .cache/pgbouncer-1.24.1/bin/pgbouncer
@@ -25,6 +25,12 @@ test: export TENANTGUARD_PGBOUNCER ?= $(wildcard $(CURDIR)/$(PGBOUNCER))
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The suite against the lowest version of every dependency pyproject.toml allows, in a venv of
+# its own (.cache/venv-lowest, installed by uv --resolution lowest-direct; see the script).
+test-lowest: export TENANTGUARD_PGBOUNCER ?= $(wildcard $(CURDIR)/$(PGBOUNCER))
+test-lowest:
+	tools/lowest-deps.sh $(PYTEST_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
@@ -37,8 +43,9 @@ check: lint typecheck test
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
 
-# PgBouncer 1.24.1 from Debian trixie's source (bookworm's 1.18 cannot keep prepared
-# statements in transaction mode).
+# PgBouncer 1.24.1 from Debian trixie's source package, fetched with `apt-get source` through a
+# temporary deb-src list derived from the machine's own apt sources (bookworm's 1.18 cannot
+# keep prepared statements in transaction mode).
 pgbouncer:
 	tools/build-pgbouncer.sh
 
