@@ -66,7 +66,7 @@ if [ "${LOWEST_REBUILD:-0}" = 1 ] || [ ! -f "$STAMP" ] || [ pyproject.toml -nt "
     "$PYTHON" -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet uv
     config="$(uv_options)"
-    read -r -a opts <<<"$(head -n1 <<<"$config")"
+    eval "opts=($(head -n1 <<<"$config"))"  # shlex-quoted by the parser above
     cert_line="$(sed -n 2p <<<"$config")"
     if [ -n "$cert_line" ]; then
         eval "export $cert_line"
