@@ -6,7 +6,19 @@ from tenantguard.drivers.psycopg._connection import (
     TenantConnection,
     TenantCursor,
 )
+from tenantguard.drivers.psycopg._internals import FAST as _FAST
+from tenantguard.drivers.psycopg._internals import REASON as _REASON
 from tenantguard.drivers.psycopg._pool import AsyncTenantPool, TenantPool
+
+
+def fast_path() -> tuple[bool, str]:
+    """(enabled, why not): whether the lean request path over psycopg's internals is on.
+
+    Off on psycopg series it was not tested with, when an internal it needs is missing,
+    or with ``TENANTGUARD_FAST_PATH=0``; the public-API path sends the same messages.
+    """
+    return _FAST, _REASON
+
 
 __all__ = [
     "AsyncTenantConnection",
@@ -15,4 +27,5 @@ __all__ = [
     "TenantConnection",
     "TenantCursor",
     "TenantPool",
+    "fast_path",
 ]

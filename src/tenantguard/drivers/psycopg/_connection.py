@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import AsyncTransaction, Transaction
 from psycopg.abc import Params, Query
-from psycopg.pq import TransactionStatus
+from psycopg.pq import PipelineStatus, TransactionStatus
 from psycopg.rows import Row
 
 from tenantguard.core.session import ConnState
@@ -31,14 +31,9 @@ from tenantguard.drivers.psycopg._fastpath import (
     bound_execute_gen,
     encode_values,
 )
+from tenantguard.drivers.psycopg._internals import NO_TRACEBACK
+from tenantguard.drivers.psycopg._internals import TEMPLATES as _TEMPLATES
 from tenantguard.errors import UnsupportedOperation
-
-try:  # execute() passes t-strings (psycopg >= 3.3) to psycopg untouched
-    from psycopg._compat import Template
-
-    _TEMPLATES: tuple[type[Any], ...] = (Template,)
-except ImportError:  # psycopg 3.2: no t-strings
-    _TEMPLATES = ()
 
 
 def _untyped(obj: object) -> Any:
@@ -53,12 +48,18 @@ if TYPE_CHECKING:
 __all__ = ["AsyncTenantConnection", "AsyncTenantCursor", "TenantConnection", "TenantCursor"]
 
 IDLE = TransactionStatus.IDLE
-_REUSE = _reuse.ENABLED and FAST_PATH  # both lean on the psycopg internals of tested versions
+PIPELINE_OFF = PipelineStatus.OFF
+_REUSE = _reuse.ENABLED  # (only where _internals' capability check passed)
 
 _NEEDS_TX = (
     "{what} cannot carry the tenant binding in autocommit mode outside a transaction; "
     "wrap it in `with conn.transaction():`"
 )
+
+
+def _in_pipeline(conn: Any) -> bool:
+    """In a ``conn.pipeline()`` block (libpq's pipeline status: public API)."""
+    return bool(conn.pgconn.pipeline_status != PIPELINE_OFF)
 
 
 def _fast_path_open(conn: Any) -> bool:
@@ -94,7 +95,7 @@ class TenantCursor(psycopg.Cursor[Row]):
             self._fast_execute(st, binding, encoded, query, params, prepare, binary)
             st.bound = conn.pgconn.transaction_status != IDLE
             return self
-        in_pipeline = conn._pipeline is not None
+        in_pipeline = _in_pipeline(conn)
         bind = st.bind_needed(conn.pgconn.transaction_status, in_pipeline)
         st.note(query)
         if bind is None:
@@ -137,7 +138,7 @@ class TenantCursor(psycopg.Cursor[Row]):
                             self, st, bind, encoded, query, params, prepare=prepare, binary=binary
                         )
                     )
-        except psycopg.errors._NO_TRACEBACK as ex:  # as psycopg does
+        except NO_TRACEBACK as ex:  # as psycopg does
             raise ex.with_traceback(None) from None
 
     def executemany(
@@ -147,7 +148,7 @@ class TenantCursor(psycopg.Cursor[Row]):
         st = conn._tg
         if st is None:
             return super().executemany(query, params_seq, returning=returning)
-        in_pipeline = conn._pipeline is not None
+        in_pipeline = _in_pipeline(conn)
         bind = st.bind_needed(conn.pgconn.transaction_status, in_pipeline)
         st.note(query)
         if bind is None:
@@ -243,7 +244,7 @@ class TenantConnection(psycopg.Connection[Row]):
         if st is None:
             return
         status = self.pgconn.transaction_status
-        bind = st.bind_needed(status, self._pipeline is not None, what)
+        bind = st.bind_needed(status, _in_pipeline(self), what)
         if bind is None:
             return
         if status == IDLE and self.autocommit:
@@ -256,7 +257,7 @@ class TenantConnection(psycopg.Connection[Row]):
         self, savepoint_name: str | None = None, force_rollback: bool = False
     ) -> Iterator[Transaction]:
         st = self._tg
-        if st is None or self.pgconn.transaction_status != IDLE or self._pipeline is not None:
+        if st is None or self.pgconn.transaction_status != IDLE or _in_pipeline(self):
             # Not ours, or nested: a savepoint inside an already-bound transaction.
             with super().transaction(savepoint_name, force_rollback) as tx:
                 yield tx
@@ -312,7 +313,7 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
             await self._fast_execute(st, binding, encoded, query, params, prepare, binary)
             st.bound = conn.pgconn.transaction_status != IDLE
             return self
-        in_pipeline = conn._pipeline is not None
+        in_pipeline = _in_pipeline(conn)
         bind = st.bind_needed(conn.pgconn.transaction_status, in_pipeline)
         st.note(query)
         if bind is None:
@@ -355,7 +356,7 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
                             self, st, bind, encoded, query, params, prepare=prepare, binary=binary
                         )
                     )
-        except psycopg.errors._NO_TRACEBACK as ex:
+        except NO_TRACEBACK as ex:
             raise ex.with_traceback(None) from None
 
     async def executemany(
@@ -365,7 +366,7 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
         st = conn._tg
         if st is None:
             return await super().executemany(query, params_seq, returning=returning)
-        in_pipeline = conn._pipeline is not None
+        in_pipeline = _in_pipeline(conn)
         bind = st.bind_needed(conn.pgconn.transaction_status, in_pipeline)
         st.note(query)
         if bind is None:
@@ -458,7 +459,7 @@ class AsyncTenantConnection(psycopg.AsyncConnection[Row]):
         if st is None:
             return
         status = self.pgconn.transaction_status
-        bind = st.bind_needed(status, self._pipeline is not None, what)
+        bind = st.bind_needed(status, _in_pipeline(self), what)
         if bind is None:
             return
         if status == IDLE and self.autocommit:
@@ -471,7 +472,7 @@ class AsyncTenantConnection(psycopg.AsyncConnection[Row]):
         self, savepoint_name: str | None = None, force_rollback: bool = False
     ) -> AsyncIterator[AsyncTransaction]:
         st = self._tg
-        if st is None or self.pgconn.transaction_status != IDLE or self._pipeline is not None:
+        if st is None or self.pgconn.transaction_status != IDLE or _in_pipeline(self):
             async with super().transaction(savepoint_name, force_rollback) as tx:
                 yield tx
             return

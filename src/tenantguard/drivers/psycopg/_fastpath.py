@@ -14,8 +14,8 @@ queue the prepared binding with its pre-encoded values and the statement, one Sy
 one flush, read the result sets. The binding's own result is checked at the libpq
 level (its status only); it never reaches psycopg's cursor machinery.
 
-It uses psycopg internals, so it is enabled only for the psycopg versions it was
-tested with (:data:`AVAILABLE`); otherwise, and whenever a situation is not the
+It uses psycopg internals, so it is enabled only where the single capability check
+in ``_internals`` passes (:data:`AVAILABLE`); otherwise, and whenever a situation is not the
 simple one (a user pipeline, a non-autocommit connection, an open transaction), the
 cursor falls back to ``conn.pipeline()``. Both paths send exactly the same
 messages: one round trip.
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import psycopg
 from psycopg import errors as e
 from psycopg import pq
 
@@ -38,29 +37,13 @@ if TYPE_CHECKING:
 
 __all__ = ["AVAILABLE", "BindStatementMissing", "bound_execute_gen", "encode_values"]
 
-try:
+from tenantguard.drivers.psycopg._internals import FAST as AVAILABLE
+
+if AVAILABLE:  # the capability check in _internals found every name used below
     from psycopg import generators
     from psycopg._preparing import Prepare
 
-    # The 3.3 series, whose internals this was written and tested against (the CI's
-    # lowest-deps leg runs pyproject's floor, 3.3.6; the main legs the newest 3.3).
-    _VERSION = tuple(int(x) for x in psycopg.__version__.split(".")[:2])
-    AVAILABLE = (3, 3) <= _VERSION < (3, 4) and all(
-        hasattr(psycopg.Cursor, name)
-        for name in (
-            "_start_query",
-            "_convert_query",
-            "_get_prepared",
-            "_execute_send",
-            "_send_prepare",
-            "_send_query_prepared",
-            "_check_results",
-            "_set_results",
-        )
-    )
     _NO, _SHOULD = Prepare.NO, Prepare.SHOULD
-except ImportError:  # pragma: no cover - a psycopg without these internals
-    AVAILABLE = False
 
 FATAL_ERROR = pq.ExecStatus.FATAL_ERROR
 TUPLES_OK = pq.ExecStatus.TUPLES_OK

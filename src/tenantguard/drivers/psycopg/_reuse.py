@@ -34,14 +34,20 @@ from weakref import getweakrefcount, ref
 from psycopg.adapt import AdaptersMap, PyFormat
 from psycopg.pq import ConnStatus, Format
 
+from tenantguard.drivers.psycopg import _internals
+
 __all__ = ["ENABLED", "REFS_WHEN_FREE", "release", "reusable"]
 
 TEXT, BINARY = Format.TEXT, Format.BINARY
 CONNECTION_OK = ConnStatus.OK
 AUTO, PTEXT, PBINARY = PyFormat.AUTO, PyFormat.TEXT, PyFormat.BINARY
 
-ENABLED: bool = sys.implementation.name == "cpython" and not sysconfig.get_config_var(
-    "Py_GIL_DISABLED"
+# The reference counts mean what the checks below assume only on CPython with the GIL,
+# and the psycopg internals only where _internals' capability check passed.
+ENABLED: bool = (
+    _internals.FAST
+    and sys.implementation.name == "cpython"
+    and not sysconfig.get_config_var("Py_GIL_DISABLED")
 )
 
 

@@ -1,0 +1,145 @@
+"""The one seam between tenantguard and psycopg's private internals.
+
+The request path is fast because, on the psycopg versions it was written and tested
+against, it drives psycopg below its public API: the lean pipeline of ``_fastpath``
+(cursor internals, the prepared-statement manager, the C result generators) and the
+cursor reuse of ``_reuse`` (adapter maps, reference counts). Everything private they
+touch is listed here and checked once, at import, by :func:`capability`:
+
+* the psycopg series is one this was tested with (:data:`TESTED_SERIES`);
+* every private name exists where it is expected;
+* ``TENANTGUARD_FAST_PATH`` is not ``0`` (the suite runs a second time with it off).
+
+When the check fails, :data:`FAST` is False and the drivers use psycopg's public API
+only (``conn.pipeline()``, a new cursor per ``execute()``): the same messages, the same
+single round trip, more client CPU. :data:`REASON` says why, and
+``tenantguard.drivers.psycopg.fast_path()`` reports it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import psycopg
+
+__all__ = ["FAST", "NO_TRACEBACK", "REASON", "TEMPLATES", "TESTED_SERIES", "capability"]
+
+#: psycopg (major, minor) series whose internals the fast path was tested against. The
+#: CI's lowest-deps leg runs the floor in pyproject.toml (3.3.6), the main legs the newest.
+TESTED_SERIES = ((3, 3),)
+ENV_VAR = "TENANTGUARD_FAST_PATH"
+
+# Private names the fast path and cursor reuse read or call, by owner.
+_CURSOR_NAMES = (
+    "_start_query",
+    "_convert_query",
+    "_get_prepared",
+    "_execute_send",
+    "_send_prepare",
+    "_send_query_prepared",
+    "_check_results",
+    "_set_results",
+    "_reset",
+    "_encoding",
+    "_row_factory",
+    "_closed",
+    "_adapters",
+    "_last_query",
+    "_conn",
+)
+_CONNECTION_NAMES = ("_prepared", "_pipeline", "_autocommit", "_adapters", "_check_connection_ok")
+_ADAPTERS_NAMES = (
+    "_dumpers",
+    "_loaders",
+    "_dumpers_by_oid",
+    "_register_loader_callback",
+)
+_PREPARE_MANAGER_NAMES = (
+    "get",
+    "maybe_add_to_cache",
+    "validate",
+    "clear",
+    "maintain_gen",
+    "prepare_threshold",
+)
+
+
+def _series(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+def capability() -> tuple[bool, str]:
+    """(usable, why not): may the drivers use psycopg's internals on this install?"""
+    if os.environ.get(ENV_VAR, "1") == "0":
+        return False, f"{ENV_VAR}=0"
+    try:
+        series = _series(psycopg.__version__)
+    except ValueError:
+        return False, f"unrecognised psycopg version {psycopg.__version__!r}"
+    if series not in TESTED_SERIES:
+        return False, f"psycopg {psycopg.__version__} is not a tested series {TESTED_SERIES}"
+    try:
+        from psycopg import generators
+        from psycopg._preparing import Prepare, PrepareManager
+        from psycopg.errors import _NO_TRACEBACK  # noqa: F401
+    except ImportError as exc:
+        return False, f"psycopg internals missing: {exc}"
+    for name in ("execute", "fetch_many"):
+        if not hasattr(generators, name):
+            return False, f"psycopg.generators.{name} is missing"
+    if not {"NO", "SHOULD", "YES"} <= set(Prepare.__members__):
+        return False, "psycopg._preparing.Prepare changed"
+    probes: list[tuple[str, Any, tuple[str, ...]]] = [
+        ("PrepareManager", PrepareManager(), _PREPARE_MANAGER_NAMES),
+    ]
+    for label, obj, names in probes:
+        missing = [n for n in names if not hasattr(obj, n)]
+        if missing:
+            return False, f"{label} lacks {', '.join(missing)}"
+    # Instance attributes of cursors and connections only exist on live objects: these
+    # are checked on the class (methods) and by the drivers' tests (attributes).
+    missing = [n for n in _CURSOR_NAMES if _missing_on(psycopg.Cursor, n)]
+    if missing:
+        return False, f"psycopg.Cursor lacks {', '.join(missing)}"
+    missing = [n for n in _CONNECTION_NAMES if _missing_on(psycopg.Connection, n)]
+    if missing:
+        return False, f"psycopg.Connection lacks {', '.join(missing)}"
+    from psycopg.adapt import AdaptersMap
+
+    if any(_missing_on(AdaptersMap, n) for n in _ADAPTERS_NAMES):
+        return False, "psycopg.adapt.AdaptersMap changed"
+    return True, ""
+
+
+def _missing_on(cls: type, name: str) -> bool:
+    """*name* is neither a class attribute, a slot, an annotated attribute, nor one an
+    ``__init__`` in the class's MRO assigns (it appears among that code's names)."""
+    if hasattr(cls, name):
+        return False
+    for klass in cls.__mro__:
+        if name in getattr(klass, "__slots__", ()) or name in getattr(klass, "__annotations__", {}):
+            return False
+        init = klass.__dict__.get("__init__")
+        code = getattr(init, "__code__", None)
+        if code is not None and name in code.co_names:
+            return False
+    return True
+
+
+FAST, REASON = capability()
+
+try:  # t-strings (psycopg >= 3.3): execute() hands them to psycopg untouched
+    from psycopg._compat import Template
+
+    TEMPLATES: tuple[type[Any], ...] = (Template,)
+except ImportError:  # pragma: no cover - a psycopg without t-strings
+    TEMPLATES = ()
+
+#: Errors re-raised without the fast path's frames, as psycopg does.
+NO_TRACEBACK: tuple[type[BaseException], ...] = ()
+if FAST:
+    from psycopg.errors import _NO_TRACEBACK as _NT
+
+    NO_TRACEBACK = tuple(_NT)
