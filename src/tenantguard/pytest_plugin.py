@@ -122,13 +122,14 @@ def assert_isolated(
     rule: str | None = None,
 ) -> None:
     """Raise :class:`NotIsolated` (an ``AssertionError``) if *report* has findings at or
-    above *fail_on* (optionally only those of rule code *rule*). Findings below the
-    threshold are emitted as :class:`TenantguardWarning`."""
+    above *fail_on* (optionally only those of rule code *rule*), or a check that could
+    not run (a coverage rule's finding, whatever its severity: nothing was proven there).
+    Other findings below the threshold are emitted as :class:`TenantguardWarning`."""
     __tracebackhide__ = True
     threshold = _severity(fail_on)
     findings = [f for f in report.findings if rule is None or f.rule.code == rule]
-    failing = [f for f in findings if f.level >= threshold]
-    below = [f for f in findings if f.level < threshold]
+    failing = [f for f in findings if f.level >= threshold or f.rule.coverage]
+    below = [f for f in findings if f not in failing]
     if below:
         warnings.warn(
             TenantguardWarning(

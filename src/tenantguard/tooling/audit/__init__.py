@@ -1,8 +1,10 @@
 """``tenantguard audit``: prove, from the live catalog, that a database is isolated.
 
 Read-only: catalog queries, plus queries run as the runtime role inside transactions
-that roll back (``SET LOCAL ROLE``), so the admin must be a superuser or a member of
-the runtime role.
+that roll back: on the ``app_dsn`` login when given, else after ``SET LOCAL ROLE`` (a
+superuser, a member of the runtime role, or an admin that can grant itself that
+membership inside the rolled-back transaction: the managed-database master user). A
+check that cannot run is a TGA190 finding, never a clean result.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import psycopg
 
 from tenantguard.admin.connect import describe_dsn
+from tenantguard.tooling._runas import resolve_access
 from tenantguard.tooling._scope import check_role, check_schemas, check_targets, resolve_app_role
 from tenantguard.tooling.audit.catalog import AuditContext, load_context
 from tenantguard.tooling.audit.pooler import load_pooler
@@ -55,6 +58,7 @@ def audit_database(
     found = {t.name for t in (*ctx.tables, *ctx.foreign_tables)}
     check_targets(conn, found, tenant_column, schemas, tables, "audit")
     ctx.pooler = pooler
+    ctx.access = resolve_access(conn, app_role, app_dsn)
     report = Report(
         tool="audit",
         target=describe_dsn(conn.info.dsn),
@@ -69,7 +73,11 @@ def audit_database(
             **({"pooler": pooler.version, "pool_mode": pooler.pool_mode} if pooler else {}),
         },
     )
-    for _rule, check in all_rules():
-        report.findings.extend(check(ctx))
+    try:
+        for _rule, check in all_rules():
+            report.findings.extend(check(ctx))
+    finally:
+        ctx.access.close()
+    report.meta["runtime_access"] = ctx.access.method or "none"
     report.meta["duration_s"] = round(time.monotonic() - started, 3)
     return report

@@ -21,6 +21,7 @@ from tenantguard.core.names import QualifiedName
 from tenantguard.core.rolecheck import ROLE_CHECK_QUERY, role_params
 from tenantguard.core.sqlbuild import ProtectSpec, protect_statements, render
 from tenantguard.tooling._pgast import walk
+from tenantguard.tooling._runas import RuntimeAccess
 
 __all__ = [
     "AuditContext",
@@ -211,6 +212,16 @@ class AuditContext:
     # Foreign tables with the tenant column (relkind 'f'): they cannot have row level
     # security, so they are kept apart from ``tables`` (which the probe shares).
     foreign_tables: list[Table] = field(default_factory=list)
+    # How the live checks act as the runtime role (tenantguard.tooling._runas).
+    access: RuntimeAccess | None = None
+
+    def admin_sees_all(self, oid: int) -> bool:
+        """Can the admin read every row of relation *oid* (row level security does not
+        apply to it there)? Checks that read samples need this, or they prove nothing."""
+        row = self.conn.execute(
+            "SELECT NOT pg_catalog.row_security_active(%s::oid)", (oid,)
+        ).fetchone()
+        return bool(row and row[0])
 
     @cached_property
     def role_row(self) -> tuple[Any, ...] | None:

@@ -8,6 +8,7 @@ import psycopg
 from psycopg import sql
 
 from tenantguard.tooling.audit.catalog import AuditContext
+from tenantguard.tooling.audit.rules.tga190_check_not_run import not_run
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -32,13 +33,14 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
     for t in ctx.tables:
         if not t.rls or "SELECT" not in t.privileges:
             continue
+        if ctx.access is None or not ctx.access.available:
+            why = ctx.access.needs if ctx.access is not None else "no runtime access"
+            yield not_run(ctx, RULE.code, t.label, why)
+            continue
         try:
-            with ctx.conn.transaction(force_rollback=True):
-                ctx.conn.execute(
-                    sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(ctx.runtime_role))
-                )
-                ctx.conn.execute("SELECT pg_catalog.set_config(%s, '', true)", (ctx.setting,))
-                row = ctx.conn.execute(
+            with ctx.access.session(ctx.conn) as conn:
+                conn.execute("SELECT pg_catalog.set_config(%s, '', true)", (ctx.setting,))
+                row = conn.execute(
                     sql.SQL("SELECT count(*) FROM {}").format(t.name.ident)
                 ).fetchone()
         except psycopg.Error:
