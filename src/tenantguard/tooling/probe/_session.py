@@ -228,6 +228,11 @@ class Prober:
             if self.forced_table is not None:  # as the owner, FORCE applies: bind the row's tenant
                 self.bind_as_owner(conn, self.replay_tenants[i])
             execute(conn, *make())
+        if self.forced_table is not None:
+            # Unbind again. The setting now reads '' rather than NULL in this transaction: the
+            # one case where "no tenant" is tried as an empty setting (--app-dsn adds a fresh
+            # login that never set it).
+            conn.execute("SELECT set_config(%s, '', true)", (self.setting,))
         if self.replica_mode:
             conn.execute("SET LOCAL session_replication_role = origin")
 
