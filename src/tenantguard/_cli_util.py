@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 import psycopg
 from rich.console import Console
+from rich.markup import escape
 
 from tenantguard.errors import TenantGuardError, first_line
 
@@ -33,9 +34,9 @@ out = Console()
 
 
 def _fail(exc: TenantGuardError) -> None:
-    err.print(f"[bold red]error[/] [dim]{exc.code}[/] {exc.message}", highlight=False)
+    err.print(f"[bold red]error[/] [dim]{exc.code}[/] {escape(exc.message)}", highlight=False)
     if exc.hint:
-        err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+        err.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False)
     sys.exit(2)
 
 
@@ -50,7 +51,7 @@ def handled(fn: F) -> F:
             _fail(exc)
         except psycopg.Error as exc:
             first = first_line(exc)
-            err.print(f"[bold red]database error[/] {first}", highlight=False)
+            err.print(f"[bold red]database error[/] {escape(first)}", highlight=False)
             err.print(
                 "[yellow]hint:[/] nothing was committed; check the DSN's role has the "
                 "privileges this command needs (an administrator for install/protect)"

@@ -64,6 +64,7 @@ def probe_command(
       tenantguard probe --dsn postgresql://postgres@127.0.0.1/app --app-role app_user \\
           --format sarif --output probe.sarif
     """
+    from rich.markup import escape
     from rich.progress import Progress
 
     from tenantguard.admin.connect import admin_connect
@@ -85,6 +86,8 @@ def probe_command(
             tables=list(tables) or None,
             statement_timeout_ms=statement_timeout,
             call_volatile=call_volatile_functions,
-            progress=lambda name: bar.update(task, description=f"probing {name}", advance=1),
+            progress=lambda name: bar.update(
+                task, description=f"probing {escape(name)}", advance=1
+            ),
         )
     finish(report, fmt, output, fail_on)
