@@ -16,8 +16,14 @@ import psycopg
 
 from tenantguard.admin.connect import describe_dsn
 from tenantguard.tooling._runas import resolve_access
-from tenantguard.tooling._scope import check_role, check_schemas, check_targets, resolve_app_role
-from tenantguard.tooling.audit.catalog import AuditContext, load_context
+from tenantguard.tooling._scope import (
+    check_role,
+    check_schemas,
+    check_setting,
+    check_targets,
+    resolve_app_role,
+)
+from tenantguard.tooling.audit.catalog import AuditContext, load_context, settings_in_use
 from tenantguard.tooling.audit.pooler import load_pooler
 from tenantguard.tooling.audit.rules import RULES, all_rules
 from tenantguard.tooling.findings import Report
@@ -57,6 +63,7 @@ def audit_database(
     )
     found = {t.name for t in (*ctx.tables, *ctx.foreign_tables)}
     check_targets(conn, found, tenant_column, schemas, tables, "audit")
+    check_setting(setting, settings_in_use(conn, ctx), "audit")
     ctx.pooler = pooler
     ctx.access = resolve_access(conn, app_role, app_dsn)
     report = Report(

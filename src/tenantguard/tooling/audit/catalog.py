@@ -375,6 +375,39 @@ def infer_setting(conn: psycopg.Connection[Any], policies: list[Policy]) -> str:
     return max(seen, key=lambda k: seen[k]) if seen else "app.tenant_id"
 
 
+def settings_in_use(conn: psycopg.Connection[Any], ctx: AuditContext) -> set[str]:
+    """Every setting the tenant tables' policies read: in the expressions themselves, in
+    the user functions they call (their bodies, parsed), and tenantguard's own helper's."""
+    out: set[str] = set()
+    called: set[str] = set()
+    for t in ctx.tables:
+        for p in t.policies:
+            for expr in (p.qual, p.with_check):
+                out |= settings_read(expr)
+                called |= {name for _schema, name in func_names(expr)}
+    for fn in ctx.functions:
+        if fn.name in called and fn.statements:
+            for n in iter_nodes(fn.statements):
+                if isinstance(n, ast.FuncCall) and _call_name(n)[1] == "current_setting":
+                    text = _literal_text(n.args[0]) if n.args else None
+                    if text:
+                        out.add(text)
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n "
+        "ON n.oid = p.pronamespace WHERE n.nspname = 'tenantguard' AND p.proname = 'tenant_setting')"
+    ).fetchone()
+    if row and row[0] and called & {"current_tenant", "current_user_id"}:
+        for fn_name in ("tenant_setting", "user_setting"):
+            got = conn.execute(
+                sql.SQL("SELECT {}.{}()").format(
+                    sql.Identifier("tenantguard"), sql.Identifier(fn_name)
+                )
+            ).fetchone()
+            if got and got[0]:
+                out.add(str(got[0]))
+    return out
+
+
 def infer_user_setting(conn: psycopg.Connection[Any]) -> str:
     """The user setting: tenantguard's (``tenantguard.user_setting()``) if installed."""
     row = conn.execute(

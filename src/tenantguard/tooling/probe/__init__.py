@@ -29,8 +29,14 @@ from psycopg import sql
 from tenantguard.admin.connect import admin_connect, describe_dsn
 from tenantguard.errors import UsageError, first_line
 from tenantguard.tooling._runas import RuntimeAccess, resolve_access
-from tenantguard.tooling._scope import check_role, check_schemas, check_targets, resolve_app_role
-from tenantguard.tooling.audit.catalog import Table, load_context
+from tenantguard.tooling._scope import (
+    check_role,
+    check_schemas,
+    check_setting,
+    check_targets,
+    resolve_app_role,
+)
+from tenantguard.tooling.audit.catalog import Table, load_context, settings_in_use
 from tenantguard.tooling.findings import Finding, Report, Rule, Severity
 from tenantguard.tooling.probe._catalog import TableMeta, load_meta, role_defaults
 from tenantguard.tooling.probe._session import Prober, execute
@@ -114,6 +120,7 @@ def probe_database(
         tables=tables,
     )
     check_targets(conn, {t.name for t in ctx.tables}, tenant_column, schemas, tables, "probe")
+    check_setting(setting, settings_in_use(conn, ctx), "probe")
     targets = [t for t in ctx.tables if t.privileges]
     by_oid = {t.oid: t for t in ctx.tables}
     metas = load_meta(
