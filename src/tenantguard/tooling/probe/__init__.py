@@ -154,8 +154,14 @@ def probe_database(
             if progress:
                 progress(t.label)
             report.findings += _probe_table(prober, t, metas, by_oid, bypass, known)
+        # Every table refused for the same reason, the admin's own access: a usage error
+        # (exit 2), not a report of untested tables. Other reasons stay TGP191 findings.
         not_probed = [f for f in report.findings if f.rule is NOT_PROBED]
-        if targets and len(not_probed) == len(targets):
+        if (
+            targets
+            and len(not_probed) == len(targets)
+            and all(_ADMIN_CANNOT in f.message for f in not_probed)
+        ):
             raise UsageError(
                 f"no table could be probed: {not_probed[0].message}"
                 + (f" (and {len(not_probed) - 1} more table(s))" if len(not_probed) > 1 else ""),
@@ -235,7 +241,14 @@ def _probe_table(
         for what, why, severity in tp.notes:
             found.append(Finding(NOT_RUN, t.label, f"{what}: {why}", severity=severity))
     except CannotBuildRow as exc:
-        found.append(Finding(NOT_PROBED, t.label, f"not probed: {exc}", fix_sql=fix))
+        found.append(
+            Finding(
+                NOT_PROBED,
+                t.label,
+                f"not probed: {exc}{_admin_subject_to_rls(prober.conn, t)}",
+                fix_sql=fix,
+            )
+        )
     except psycopg.Error as exc:
         first = first_line(exc) + _admin_subject_to_rls(prober.conn, t)
         found.append(Finding(NOT_PROBED, t.label, f"not probed: {first}", fix_sql=fix))
@@ -250,11 +263,10 @@ def _admin_subject_to_rls(conn: psycopg.Connection[Any], t: Table) -> str:
         return ""
     if not (row and row[0]):
         return ""
-    return (
-        " (row level security applies to the administrator on this table, so it cannot read "
-        "both tenants' rows: probe with a superuser or BYPASSRLS admin DSN, or as the table's "
-        "owner while row level security is not forced)"
-    )
+    return f" ({_ADMIN_CANNOT}: probe with a superuser or BYPASSRLS admin DSN, or as its owner)"
+
+
+_ADMIN_CANNOT = "row level security applies to the administrator on this table"
 
 
 def _check_can_become(conn: psycopg.Connection[Any], role: str) -> RuntimeAccess:
