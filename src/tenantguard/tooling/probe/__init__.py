@@ -39,6 +39,7 @@ from tenantguard.tooling._scope import (
 from tenantguard.tooling.audit.catalog import Table, load_context, settings_in_use
 from tenantguard.tooling.findings import Finding, Report, Rule, Severity
 from tenantguard.tooling.probe._catalog import TableMeta, load_meta, role_defaults
+from tenantguard.tooling.probe._escalation import foreign_code
 from tenantguard.tooling.probe._session import Prober, execute
 from tenantguard.tooling.probe._target import CannotBuildRow, prepare_target
 from tenantguard.tooling.probe.attacks import RULES as ATTACK_RULES
@@ -224,6 +225,22 @@ def _probe_table(
     # Protecting is the fix only for a table that is not protected; otherwise the probe's
     # own access is what failed, and the message says which privilege it needs.
     fix = None if (t.rls and t.forced) else t.protect_sql(metas[t.oid].primary_key)
+    risky = foreign_code(prober.conn, t.oid, prober.setting, prober.user_setting)
+    if risky:
+        fn, owner, where = risky[0]
+        more = f" (and {len(risky) - 1} more)" if len(risky) > 1 else ""
+        return [
+            Finding(
+                NOT_PROBED,
+                t.label,
+                f"not probed: {fn}, owned by {owner!r} and run by {where}{more}, would run "
+                "inside the probe's session, where it could RESET ROLE to the administrator "
+                "and act with privileges its owner does not have (a rollback does not undo "
+                f"what it does outside the database): probe with a DSN whose role is {owner!r} "
+                "or a member of it (the tables' owner can act as the runtime role), or, after "
+                "reviewing it, make a superuser its owner",
+            )
+        ]
     try:
         with prober.conn.transaction(force_rollback=True):
             tp = prepare_target(
