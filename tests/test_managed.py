@@ -210,3 +210,34 @@ def test_probe_with_the_apps_own_login_exits_2(managed: Managed) -> None:
     r = CliRunner().invoke(main, ["probe", "--dsn", managed.app_dsn, "--app-role", managed.app])
     assert r.exit_code == 2, r.output
     assert "administrator" in r.output
+
+
+def test_whole_flow_as_the_managed_admin(managed: Managed) -> None:
+    """install (the admin owns the helpers and the tables), protect, audit, probe: all as
+    the NOSUPERUSER CREATEROLE admin, from the command line, as docs/managed-postgres.md."""
+    runner = CliRunner()
+    dsn = ["--dsn", managed.admin_dsn]
+    r = runner.invoke(
+        main, ["install", *dsn, "--app-role", managed.app, "--owner-role", managed.admin]
+    )
+    assert r.exit_code == 0, r.output
+    managed.run(
+        "CREATE SCHEMA app;"
+        "CREATE TABLE app.invoices (tenant_id bigint NOT NULL, id bigint NOT NULL, amount numeric,"
+        " PRIMARY KEY (tenant_id, id));"
+        "INSERT INTO app.invoices VALUES (1, 1, 10), (2, 2, 20), (2, 3, 30);"
+        "GRANT USAGE ON SCHEMA app TO {app};"
+    )
+    r = runner.invoke(main, ["protect", "app.invoices", *dsn, "--grant-to", managed.app])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["audit", *dsn, "--app-role", managed.app, "--format", "json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["findings"] == [], r.output
+    r = runner.invoke(main, ["probe", *dsn, "--app-role", managed.app, "--format", "json"])
+    report = json.loads(r.stdout)
+    assert r.exit_code == 0 and report["findings"] == [], r.output
+    assert report["meta"]["tables_probed"] == 1 and report["meta"]["attempts"] > 10
+    # the control: the same database with FORCE dropped by hand leaks to the owner's view
+    # (TGA102), so a clean audit above was earned, not given
+    managed.run("ALTER TABLE app.invoices NO FORCE ROW LEVEL SECURITY")
+    r = runner.invoke(main, ["audit", *dsn, "--app-role", managed.app, "--format", "json"])
+    assert r.exit_code == 1 and "TGA102" in {f["rule"] for f in json.loads(r.stdout)["findings"]}
