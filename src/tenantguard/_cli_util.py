@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from tenantguard.tooling.findings import Report
 
 __all__ = [
+    "announce_inferred",
     "err",
     "finish",
     "handled",
@@ -80,7 +81,14 @@ def live_target_options(*, dsn_help: str, app_dsn_help: str) -> Callable[[F], F]
             "--app-role", default=None, help="The runtime role the application logs in as."
         ),
         click.option("--app-dsn", default=None, help=app_dsn_help),
-        click.option("--tenant-column", default="tenant_id", show_default=True),
+        click.option(
+            "--tenant-column",
+            "tenant_column",
+            multiple=True,
+            help="The tenant column (default tenant_id), and TABLE=COLUMN for tables whose key "
+            "differs (app.companies=id); repeatable. Tables that reference a tenant table's "
+            "key by one unambiguous column get it inferred (printed).",
+        ),
         click.option(
             "--setting", default=None, help="Tenant setting (default: inferred from the policies)."
         ),
@@ -129,3 +137,9 @@ def finish(report: Report, fmt: str, output: str | None, fail_on: str) -> NoRetu
 
     write(report, fmt, output, err)  # type: ignore[arg-type]
     sys.exit(exit_code(report, Severity.parse(fail_on)))
+
+
+def announce_inferred(report: Report) -> None:
+    """Say which tenant columns were inferred, on stderr (the report is on stdout)."""
+    for table, how in (report.meta.get("inferred_tenant_columns") or {}).items():
+        err.print(f"[dim]inferred tenant column:[/] {escape(table)}.{escape(how)}", highlight=False)

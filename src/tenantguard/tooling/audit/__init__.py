@@ -10,11 +10,13 @@ check that cannot run is a TGA190 finding, never a clean result.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
 
 from tenantguard.admin.connect import describe_dsn
+from tenantguard.core.names import QualifiedName
 from tenantguard.tooling._runas import resolve_access
 from tenantguard.tooling._scope import (
     check_role,
@@ -22,6 +24,7 @@ from tenantguard.tooling._scope import (
     check_setting,
     check_targets,
     resolve_app_role,
+    tenant_columns_meta,
 )
 from tenantguard.tooling.audit.catalog import AuditContext, load_context, settings_in_use
 from tenantguard.tooling.audit.pooler import load_pooler
@@ -37,6 +40,7 @@ def audit_database(
     app_role: str | None = None,
     app_dsn: str | None = None,
     tenant_column: str = "tenant_id",
+    tenant_columns: Mapping[str, str] | None = None,
     setting: str | None = None,
     schemas: list[str] | None = None,
     tables: list[str] | None = None,
@@ -59,6 +63,7 @@ def audit_database(
         setting=setting,
         schemas=schemas,
         tables=tables,
+        tenant_columns={QualifiedName.parse(k): v for k, v in (tenant_columns or {}).items()},
         app_dsn=app_dsn,
     )
     found = {t.name for t in (*ctx.tables, *ctx.foreign_tables)}
@@ -76,6 +81,7 @@ def audit_database(
             "tenant_column": tenant_column,
             "setting": ctx.setting,
             "tenant_tables": len(ctx.tables),
+            **tenant_columns_meta(ctx.tables, tenant_column),
             **({"foreign_tenant_tables": len(ctx.foreign_tables)} if ctx.foreign_tables else {}),
             **({"pooler": pooler.version, "pool_mode": pooler.pool_mode} if pooler else {}),
         },

@@ -7,7 +7,7 @@ policy expressions are parsed with PostgreSQL's grammar (pglast), never regexes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -94,6 +94,7 @@ class Table:
         return None
 
     tenant_column: str = "tenant_id"
+    inferred_from: str | None = None  # why its tenant column was inferred (None: it was not)
 
     def protect_sql(self, pk: tuple[str, ...] = ()) -> str:
         try:
@@ -164,11 +165,18 @@ SELECT c.oid::int, n.nspname::text, c.relname::text, c.relkind::text, c.relrowse
              JOIN pg_catalog.pg_class pc ON pc.oid = i.inhparent
              JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
              WHERE i.inhrelid = c.oid),
-       c.reltuples::float8
+       c.reltuples::float8, a.attname::text
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a
-  ON a.attrelid = c.oid AND a.attname = %(col)s AND a.attnum > 0 AND NOT a.attisdropped
+  ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+ AND a.attname = coalesce(
+       (SELECT m.col FROM unnest(%(map_schemas)s::text[], %(map_tables)s::text[],
+                                 %(map_columns)s::text[]) AS m(s, t, col)
+        WHERE m.s = n.nspname AND m.t = c.relname),
+       (SELECT i.col FROM unnest(%(inferred)s::int[], %(inferred_columns)s::text[]) AS i(oid, col)
+        WHERE i.oid = c.oid),
+       %(col)s)
 WHERE c.relkind IN ('r', 'p', 'f')
   AND n.nspname <> ALL(%(system)s) AND n.nspname NOT LIKE 'pg\\_%%'
   AND (%(schemas)s::text[] IS NULL OR n.nspname = ANY(%(schemas)s))
@@ -357,6 +365,77 @@ class AuditContext:
         return matches
 
 
+# Foreign keys out of tables that are not tenant tables, into a tenant table's tenant
+# column or a tenant root (the table a tenant column references, by its key): the
+# referencing column carries the tenant too.
+_INFER = """
+WITH tenant(oid, attnum) AS (
+    SELECT * FROM unnest(%(oids)s::int[], %(attnums)s::int[])
+),
+roots(oid, attnum) AS (
+    SELECT con.confrelid::int, con.confkey[1]::int FROM pg_catalog.pg_constraint con
+    JOIN tenant ON tenant.oid = con.conrelid AND con.conkey = ARRAY[tenant.attnum::int2]
+    WHERE con.contype = 'f' AND cardinality(con.confkey) = 1
+),
+targets(oid, attnum) AS (SELECT * FROM tenant UNION SELECT * FROM roots)
+SELECT con.conrelid::int, a.attname::text, quote_ident(tn.nspname) || '.'
+       || quote_ident(tc.relname) || '.' || quote_ident(ta.attname)
+FROM pg_catalog.pg_constraint con
+JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN LATERAL unnest(con.conkey, con.confkey) AS k(src, dst) ON true
+JOIN targets ON targets.oid = con.confrelid AND targets.attnum = k.dst
+JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.src
+JOIN pg_catalog.pg_class tc ON tc.oid = con.confrelid
+JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace
+JOIN pg_catalog.pg_attribute ta ON ta.attrelid = con.confrelid AND ta.attnum = k.dst
+WHERE con.contype = 'f' AND c.relkind IN ('r', 'p')
+  AND NOT (con.conrelid = ANY(%(oids)s::int[]))
+  AND NOT (con.conrelid = ANY(SELECT oid FROM roots))
+  AND n.nspname <> ALL(%(system)s) AND n.nspname NOT LIKE 'pg\\_%%'
+  AND (%(schemas)s::text[] IS NULL OR n.nspname = ANY(%(schemas)s))
+ORDER BY 1, 2
+"""
+
+
+def infer_tenant_columns(
+    conn: psycopg.Connection[Any], tenant: Mapping[int, int], schemas: list[str] | None
+) -> dict[int, tuple[str, str]]:
+    """Tables with no tenant column of their own whose tenant key is unambiguous: exactly
+    one column that references a tenant table's tenant column, or the tenant root table
+    (the table tenant columns reference: ``tenants.id``). Repeated until nothing changes,
+    so a chain (companies -> campaigns -> ads) is followed. *tenant*: oid -> tenant
+    column attnum of the tables found so far. Returns oid -> (column, why)."""
+    out: dict[int, tuple[str, str]] = {}
+    known = dict(tenant)
+    for _ in range(20):  # a chain longer than that is not a schema anyone wrote
+        rows = conn.execute(
+            _INFER,
+            {
+                "oids": list(known),
+                "attnums": list(known.values()),
+                "system": list(SYSTEM_SCHEMAS),
+                "schemas": schemas,
+            },
+        ).fetchall()
+        candidates: dict[int, dict[str, str]] = {}
+        for relid, column, target in rows:
+            candidates.setdefault(relid, {}).setdefault(column, target)
+        new = {oid: cols for oid, cols in candidates.items() if len(cols) == 1}
+        if not new:
+            break
+        for oid, cols in new.items():
+            ((column, target),) = cols.items()
+            out[oid] = (column, f"references {target}")
+            got = conn.execute(
+                "SELECT attnum::int FROM pg_catalog.pg_attribute WHERE attrelid = %s::oid "
+                "AND attname = %s",
+                (oid, column),
+            ).fetchone()
+            known[oid] = int(got[0]) if got else 0
+    return out
+
+
 def infer_setting(conn: psycopg.Connection[Any], policies: list[Policy]) -> str:
     """The tenant setting: from tenantguard's helper if installed, else from the policies."""
     row = conn.execute(
@@ -448,10 +527,28 @@ def load_context(
     schemas: list[str] | None = None,
     tables: list[str] | None = None,
     app_dsn: str | None = None,
+    tenant_columns: Mapping[QualifiedName, str] | None = None,
 ) -> AuditContext:
-    rows = conn.execute(
-        _TABLES, {"col": tenant_column, "system": list(SYSTEM_SCHEMAS), "schemas": schemas}
-    ).fetchall()
+    """The catalog facts for a run. *tenant_column* is every table's tenant column unless
+    *tenant_columns* maps the table to another (``companies`` -> ``id``); a table with
+    neither gets one inferred where it is unambiguous (see :func:`infer_tenant_columns`)."""
+    mapping = dict(tenant_columns or {})
+    params: dict[str, Any] = {
+        "col": tenant_column,
+        "system": list(SYSTEM_SCHEMAS),
+        "schemas": schemas,
+        "map_schemas": [k.schema for k in mapping],
+        "map_tables": [k.name for k in mapping],
+        "map_columns": list(mapping.values()),
+        "inferred": [],
+        "inferred_columns": [],
+    }
+    rows = conn.execute(_TABLES, params).fetchall()
+    inferred = infer_tenant_columns(conn, {int(r[0]): int(r[9]) for r in rows}, schemas)
+    if inferred:
+        params["inferred"] = list(inferred)
+        params["inferred_columns"] = [col for col, _why in inferred.values()]
+        rows = conn.execute(_TABLES, params).fetchall()
     found: list[Table] = []
     foreign: list[Table] = []
     for r in rows:
@@ -468,7 +565,9 @@ def load_context(
             list(r[10]),
             r[11],
         )
-        t.tenant_column = tenant_column
+        t.tenant_column = str(r[12])
+        if t.oid in inferred:
+            t.inferred_from = inferred[t.oid][1]
         (foreign if t.relkind == "f" else found).append(t)
     if tables:
         wanted = {QualifiedName.parse(x) for x in tables}

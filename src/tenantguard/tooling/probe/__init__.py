@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from tenantguard.admin.connect import admin_connect, describe_dsn
+from tenantguard.core.names import QualifiedName
 from tenantguard.errors import UsageError, first_line
 from tenantguard.tooling._runas import RuntimeAccess, resolve_access
 from tenantguard.tooling._scope import (
@@ -35,6 +36,7 @@ from tenantguard.tooling._scope import (
     check_setting,
     check_targets,
     resolve_app_role,
+    tenant_columns_meta,
 )
 from tenantguard.tooling.audit.catalog import Table, load_context, settings_in_use
 from tenantguard.tooling.findings import Finding, Report, Rule, Severity
@@ -91,6 +93,7 @@ def probe_database(
     app_role: str | None = None,
     app_dsn: str | None = None,
     tenant_column: str = "tenant_id",
+    tenant_columns: Mapping[str, str] | None = None,
     setting: str | None = None,
     schemas: list[str] | None = None,
     tables: list[str] | None = None,
@@ -119,6 +122,7 @@ def probe_database(
         setting=setting,
         schemas=schemas,
         tables=tables,
+        tenant_columns={QualifiedName.parse(k): v for k, v in (tenant_columns or {}).items()},
     )
     check_targets(conn, {t.name for t in ctx.tables}, tenant_column, schemas, tables, "probe")
     check_setting(setting, settings_in_use(conn, ctx), "probe")
@@ -178,6 +182,7 @@ def probe_database(
         "server_version_num": ctx.server_version_num,
         "runtime_role": app_role,
         "tenant_column": tenant_column,
+        **tenant_columns_meta(ctx.tables, tenant_column),
         "setting": ctx.setting,
         "tables_probed": len(targets) - sum(1 for f in coverage if f.rule is NOT_PROBED),
         "tables_not_probed": sum(1 for f in coverage if f.rule is NOT_PROBED),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from tenantguard._cli_util import (
+    announce_inferred,
     err,
     finish,
     handled,
@@ -12,6 +13,7 @@ from tenantguard._cli_util import (
     one_runtime_role,
     report_options,
 )
+from tenantguard.tooling._scope import parse_tenant_columns
 
 __all__ = ["probe_command"]
 
@@ -41,7 +43,7 @@ def probe_command(
     dsn: str,
     app_role: str | None,
     app_dsn: str | None,
-    tenant_column: str,
+    tenant_column: tuple[str, ...],
     setting: str | None,
     schemas: tuple[str, ...],
     tables: tuple[str, ...],
@@ -71,6 +73,7 @@ def probe_command(
     from tenantguard.tooling.probe import probe_database
 
     one_runtime_role(app_role, app_dsn)
+    default_column, mapping = parse_tenant_columns(tenant_column)
     with (
         admin_connect(dsn, autocommit=True) as conn,
         Progress(console=err, transient=True, disable=not err.is_terminal) as bar,
@@ -80,7 +83,8 @@ def probe_command(
             conn,
             app_role=app_role,
             app_dsn=app_dsn,
-            tenant_column=tenant_column,
+            tenant_column=default_column,
+            tenant_columns={str(k): v for k, v in mapping.items()},
             setting=setting,
             schemas=list(schemas) or None,
             tables=list(tables) or None,
@@ -90,4 +94,5 @@ def probe_command(
                 task, description=f"probing {escape(name)}", advance=1
             ),
         )
+    announce_inferred(report)
     finish(report, fmt, output, fail_on)
