@@ -20,6 +20,7 @@ from psycopg import sql
 
 from tenantguard.cli import main
 from tenantguard.tooling.audit import audit_database
+from tenantguard.tooling.findings import Severity
 from tenantguard.tooling.probe import probe_database
 
 # A policy that looks pinned to the catalog (a helper returning the tenants to show) but
@@ -157,12 +158,28 @@ def test_audit_without_a_way_to_the_runtime_role_is_never_clean(managed: Managed
     assert r.exit_code == 1 and "TGA120" in found and "TGA190" not in found, r.output
 
 
+# TGA181 (low): the runtime role's sessions record their statements. Turning that off for
+# one role needs a superuser (ALTER ROLE ... SET track_activities = off, a superuser-only
+# setting) or a provider's parameter: the one finding the master user cannot fix.
+SUPERUSER_ONLY = {"TGA181"}
+
+
 def test_audit_safe_schema_is_clean_for_the_managed_admin(managed: Managed) -> None:
     managed.run(SAFE)
-    with managed.admin_conn() as conn:
+    with managed.admin_conn() as conn:  # the database's owner may take TEMPORARY away
+        db = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+        conn.execute(
+            sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(db))
+        )
         report = audit_database(conn, app_role=managed.app)
-    assert [(f.rule.code, f.object, f.message) for f in report.findings] == []
-    r = CliRunner().invoke(main, ["audit", "--dsn", managed.admin_dsn, "--app-role", managed.app])
+    assert [
+        (f.rule.code, f.object) for f in report.findings if f.rule.code not in SUPERUSER_ONLY
+    ] == []
+    assert all(f.level == Severity.LOW for f in report.findings)
+    r = CliRunner().invoke(
+        main,
+        ["audit", "--dsn", managed.admin_dsn, "--app-role", managed.app, "--fail-on", "medium"],
+    )
     assert r.exit_code == 0, r.output
 
 
@@ -230,8 +247,12 @@ def test_whole_flow_as_the_managed_admin(managed: Managed) -> None:
     )
     r = runner.invoke(main, ["protect", "app.invoices", *dsn, "--grant-to", managed.app])
     assert r.exit_code == 0, r.output
-    r = runner.invoke(main, ["audit", *dsn, "--app-role", managed.app, "--format", "json"])
-    assert r.exit_code == 0 and json.loads(r.stdout)["findings"] == [], r.output
+    r = runner.invoke(
+        main,
+        ["audit", *dsn, "--app-role", managed.app, "--format", "json", "--fail-on", "medium"],
+    )
+    found = {f["rule"] for f in json.loads(r.stdout)["findings"]}
+    assert r.exit_code == 0 and found <= SUPERUSER_ONLY, r.output
     r = runner.invoke(main, ["probe", *dsn, "--app-role", managed.app, "--format", "json"])
     report = json.loads(r.stdout)
     assert r.exit_code == 0 and report["findings"] == [], r.output
