@@ -262,3 +262,24 @@ def test_whole_flow_as_the_managed_admin(managed: Managed) -> None:
     managed.run("ALTER TABLE app.invoices NO FORCE ROW LEVEL SECURITY")
     r = runner.invoke(main, ["audit", *dsn, "--app-role", managed.app, "--format", "json"])
     assert r.exit_code == 1 and "TGA102" in {f["rule"] for f in json.loads(r.stdout)["findings"]}
+
+
+def test_a_sample_rls_hides_from_the_admin_is_not_run_not_passed(managed: Managed) -> None:
+    """TGA105 compares a suspected copy with its tenant table row by row: when RLS hides the
+    tenant table's rows from the admin (its owner, FORCEd), that check did not run."""
+    managed.run(SAFE)
+    with managed.superuser() as su:  # a copy of every tenant's rows, owned by the admin
+        su.execute("CREATE TABLE public.t_copy AS SELECT id, note FROM public.t")
+        su.execute(
+            sql.SQL("ALTER TABLE public.t_copy OWNER TO {}").format(sql.Identifier(managed.admin))
+        )
+        su.execute(
+            sql.SQL("GRANT SELECT ON public.t_copy TO {}").format(sql.Identifier(managed.app))
+        )
+    with managed.admin_conn() as conn:
+        report = audit_database(conn, app_role=managed.app)
+    hits = [f for f in report.findings if f.rule.code == "TGA190" and f.object == "public.t_copy"]
+    assert hits and "TGA105" in hits[0].message
+    with managed.superuser() as su:  # the control: an admin that sees every row finds the copy
+        control = audit_database(su, app_role=managed.app)
+    assert "public.t_copy" in {f.object for f in control.findings if f.rule.code == "TGA105"}
