@@ -241,9 +241,9 @@ def _probe_table(
                 f"not probed: {fn}, owned by {owner!r} and run by {where}{more}, would run "
                 "inside the probe's session, where it could RESET ROLE to the administrator "
                 "and act with privileges its owner does not have (a rollback does not undo "
-                f"what it does outside the database): probe with a DSN whose role is {owner!r} "
-                "or a member of it (the tables' owner can act as the runtime role), or, after "
-                "reviewing it, make a superuser its owner",
+                f"what it does outside the database): probe with a DSN that logs in as {owner!r} "
+                "itself (the owner can act as the runtime role through a rolled-back grant), "
+                "or, after reviewing it, make a superuser its owner",
             )
         ]
     try:

@@ -11,8 +11,9 @@ refuses ``SET ROLE`` inside it).
 So before a table is attacked, the probe lists the invoker functions that may run while
 it is (on the table, on the tables its foreign keys link it to, on the views over it) and
 refuses the table when one is owned by a role that does not already hold the
-administrator's privileges: a superuser owner, the administrator itself or a role it is a
-member of are fine, and so are tenantguard's own helpers while their bodies are exactly
+administrator's privileges: a superuser owner, the administrator itself or a role that
+inherits from it are fine (a login that is merely a *member* of the owner is not: it may
+hold more than the owner does), and so are tenantguard's own helpers while their bodies are exactly
 what ``tenantguard install`` wrote. Limits: a function those functions call in turn is not
 followed (its caller's owner chose to call it).
 """
