@@ -180,6 +180,7 @@ def _execute(tool: ToolName, target: _Target) -> Report:
     """Connect as the admin and run *tool*; configuration problems fail without a traceback."""
     from tenantguard.admin.connect import admin_connect
     from tenantguard.errors import TenantGuardError
+    from tenantguard.tooling._scope import parse_tenant_columns
 
     module = _tool_module(tool)
     if module is None:
@@ -194,12 +195,15 @@ def _execute(tool: ToolName, target: _Target) -> Report:
     run: Callable[..., Report] = getattr(module, _FUNCTIONS[tool])
     o = target.options
     try:
+        # "tenant_id app.companies=id": the default column and TABLE=COLUMN mappings
+        column, mapping = parse_tenant_columns(o.tenant_column.replace(",", " ").split())
         with admin_connect(target.dsn, autocommit=True) as conn:
             return run(
                 conn,
                 app_role=target.app_role,
                 app_dsn=target.app_dsn,
-                tenant_column=o.tenant_column,
+                tenant_column=column,
+                tenant_columns={str(k): v for k, v in mapping.items()},
                 setting=o.setting,
                 schemas=list(o.schemas) or None,
                 tables=list(o.tables) or None,
@@ -313,7 +317,8 @@ _STRING_OPTIONS = {
     "dsn": "administrator DSN of the database to check (superuser or member of the runtime role)",
     "app_role": "the runtime role the application logs in as",
     "app_dsn": "or: the application's DSN (its login role is checked)",
-    "tenant_column": "tenant column (default: tenant_id)",
+    "tenant_column": "tenant column (default: tenant_id), and TABLE=COLUMN mappings, "
+    "space-separated (tenant_id app.companies=id)",
     "setting": "tenant setting (default: inferred from the policies)",
     "fail_on": "fail on findings at or above: low, medium, high, critical (default: low)",
 }

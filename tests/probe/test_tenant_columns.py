@@ -90,3 +90,13 @@ def test_bad_mapping_is_a_usage_error(fresh) -> None:  # type: ignore[no-untyped
     for bad in (["--tenant-column", "=id"], ["--tenant-column", "a", "--tenant-column", "b"]):
         r = CliRunner().invoke(main, [*base, *bad])
         assert r.exit_code == 2, r.output
+
+
+def test_the_pytest_plugin_takes_mappings(fresh) -> None:  # type: ignore[no-untyped-def]
+    from tenantguard.pytest_plugin import TenantguardOptions, _execute, _Target
+
+    _setup(fresh)
+    options = TenantguardOptions(tenant_column="tenant_id public.companies=id")
+    report = _execute("audit", _Target(fresh.admin_dsn, fresh.app_role, None, options))
+    assert report.meta["tenant_tables"] == 3
+    assert set(report.meta["inferred_tenant_columns"]) == {"public.campaigns", "public.ads"}
