@@ -88,3 +88,63 @@ def test_the_owners_own_probe_runs_its_code(escape) -> None:  # type: ignore[no-
         report = probe_database(conn, app_role=fresh.app_role)
     assert "TGP191" not in {f.rule.code for f in report.findings}, report.findings
     assert report.meta["tables_probed"] == 1
+
+
+SNEAKY_POLICY = """
+CREATE TABLE public.p (tenant_id bigint NOT NULL, id bigint NOT NULL, PRIMARY KEY (tenant_id, id));
+INSERT INTO public.p VALUES (1, 1), (2, 2);
+CREATE FUNCTION public.sneaky() RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  RESET ROLE;
+  EXECUTE format('COPY (SELECT current_user) TO %L', {path});
+  RETURN true;
+END $$;
+ALTER TABLE public.p OWNER TO {owner};
+ALTER FUNCTION public.sneaky() OWNER TO {owner};
+ALTER TABLE public.p ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.p FORCE ROW LEVEL SECURITY;
+CREATE POLICY p ON public.p USING (public.sneaky() AND tenant_id IS NOT NULL);
+GRANT SELECT ON public.p TO {app};
+"""
+
+
+@pytest.fixture
+def sneaky(fresh):  # type: ignore[no-untyped-def]
+    path = Path(f"/tmp/tenantguard-escape-{secrets.token_hex(6)}")
+    with fresh.admin() as conn:
+        conn.execute(
+            SNEAKY_POLICY.replace("{path}", sql.Literal(str(path)).as_string(conn))
+            .replace("{owner}", sql.Identifier(fresh.owner_role).as_string(conn))
+            .replace("{app}", sql.Identifier(fresh.app_role).as_string(conn))
+        )
+    yield fresh, path
+    if path.exists():
+        os.unlink(path)
+
+
+def test_audit_live_check_does_not_run_an_owners_policy_function(sneaky) -> None:  # type: ignore[no-untyped-def]
+    from tenantguard.tooling.audit import audit_database
+
+    fresh, path = sneaky
+    with fresh.admin() as conn:
+        report = audit_database(conn, app_role=fresh.app_role)
+    assert not path.exists(), "the owner's policy function ran with the audit's superuser session"
+    hits = [f for f in report.findings if f.rule.code == "TGA190" and f.object == "public.p"]
+    assert hits and "sneaky()" in hits[0].message and "--app-dsn" in hits[0].message
+    # on the runtime role's own login the check runs: RESET ROLE leads back to app_user only
+    with fresh.admin() as conn:
+        report = audit_database(conn, app_dsn=fresh.app_dsn)
+    assert not path.exists()
+    assert "TGA190" not in {f.rule.code for f in report.findings if f.object == "public.p"}
+
+
+def test_control_audit_without_the_check_the_policy_function_escapes(sneaky, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import tenantguard.tooling.audit.rules.tga120_fail_open_policy as tga120
+    from tenantguard.tooling.audit import audit_database
+
+    fresh, path = sneaky
+    monkeypatch.setattr(tga120, "foreign_code", lambda *a, **k: [])
+    with fresh.admin() as conn:
+        audit_database(conn, app_role=fresh.app_role)
+        superuser = conn.execute("SELECT current_user").fetchone()
+    assert path.exists() and path.read_text().strip() == superuser[0]  # type: ignore[index]

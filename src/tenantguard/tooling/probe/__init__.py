@@ -29,6 +29,7 @@ from psycopg import sql
 from tenantguard.admin.connect import admin_connect, describe_dsn
 from tenantguard.core.names import QualifiedName
 from tenantguard.errors import UsageError, first_line
+from tenantguard.tooling._escalation import foreign_code
 from tenantguard.tooling._runas import RuntimeAccess, resolve_access
 from tenantguard.tooling._scope import (
     check_role,
@@ -41,7 +42,6 @@ from tenantguard.tooling._scope import (
 from tenantguard.tooling.audit.catalog import Table, load_context, settings_in_use
 from tenantguard.tooling.findings import Finding, Report, Rule, Severity
 from tenantguard.tooling.probe._catalog import TableMeta, load_meta, role_defaults
-from tenantguard.tooling.probe._escalation import foreign_code
 from tenantguard.tooling.probe._session import Prober, execute
 from tenantguard.tooling.probe._target import CannotBuildRow, prepare_target
 from tenantguard.tooling.probe.attacks import RULES as ATTACK_RULES
@@ -154,11 +154,14 @@ def probe_database(
             user_setting=ctx.user_setting,
             access=access,
         )
-        known = _known_tenants(work, targets)
+        risky = {t.oid: foreign_code(work, t.oid, ctx.setting, ctx.user_setting) for t in targets}
+        # reading a table as the admin evaluates its policies (for an admin RLS applies to):
+        # tables with code the probe must not run are not read at all
+        known = _known_tenants(work, [t for t in targets if not risky[t.oid]])
         for t in targets:
             if progress:
                 progress(t.label)
-            report.findings += _probe_table(prober, t, metas, by_oid, bypass, known)
+            report.findings += _probe_table(prober, t, metas, by_oid, bypass, known, risky[t.oid])
         # Every table refused for the same reason, the admin's own access: a usage error
         # (exit 2), not a report of untested tables. Other reasons stay TGP191 findings.
         not_probed = [f for f in report.findings if f.rule is NOT_PROBED]
@@ -225,12 +228,12 @@ def _probe_table(
     by_oid: dict[int, Table],
     bypass: bool,
     known: list[str],
+    risky: list[tuple[str, str, str]],
 ) -> list[Finding]:
     found: list[Finding] = []
     # Protecting is the fix only for a table that is not protected; otherwise the probe's
     # own access is what failed, and the message says which privilege it needs.
     fix = None if (t.rls and t.forced) else t.protect_sql(metas[t.oid].primary_key)
-    risky = foreign_code(prober.conn, t.oid, prober.setting, prober.user_setting)
     if risky:
         fn, owner, where = risky[0]
         more = f" (and {len(risky) - 1} more)" if len(risky) > 1 else ""

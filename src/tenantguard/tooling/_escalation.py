@@ -1,7 +1,7 @@
-"""The probe must not become a way up: code that others wrote, run in the probe's session.
+"""The tools must not become a way up: code that others wrote, run in their session.
 
-The attacks run on the administrator's connection after ``SET LOCAL ROLE`` to the runtime
-role. SECURITY INVOKER code that fires there (a trigger function, a function a policy, a
+The probe's attacks (and the audit's live checks without ``--app-dsn``) run on the
+administrator's connection after ``SET LOCAL ROLE`` to the runtime role. SECURITY INVOKER code that fires there (a trigger function, a function a policy, a
 rule, a default or a check constraint calls) runs as the runtime role, but in a session
 whose *session user* is the administrator: it can ``RESET ROLE`` and act with the
 administrator's privileges (write files with ``COPY TO`` as a superuser), and a rollback
