@@ -85,9 +85,11 @@ def live_target_options(*, dsn_help: str, app_dsn_help: str) -> Callable[[F], F]
             "--tenant-column",
             "tenant_column",
             multiple=True,
-            help="The tenant column (default tenant_id), and TABLE=COLUMN for tables whose key "
-            "differs (app.companies=id); repeatable. Tables that reference a tenant table's "
-            "key by one unambiguous column get it inferred (printed).",
+            metavar="COLUMN | SCHEMA.TABLE=COLUMN",
+            help="The tenant column (default tenant_id), and SCHEMA.TABLE=COLUMN for tables "
+            "whose key differs (public.companies=id); repeatable, or tenant-columns in "
+            "tenantguard.toml. Tables that reference a tenant table's key by one unambiguous "
+            "column get it inferred (printed).",
         ),
         click.option(
             "--setting", default=None, help="Tenant setting (default: inferred from the policies)."

@@ -180,7 +180,7 @@ def _execute(tool: ToolName, target: _Target) -> Report:
     """Connect as the admin and run *tool*; configuration problems fail without a traceback."""
     from tenantguard.admin.connect import admin_connect
     from tenantguard.errors import TenantGuardError
-    from tenantguard.tooling._scope import parse_tenant_columns
+    from tenantguard.tooling.config import parse_tenant_columns
 
     module = _tool_module(tool)
     if module is None:
@@ -196,14 +196,15 @@ def _execute(tool: ToolName, target: _Target) -> Report:
     o = target.options
     try:
         # "tenant_id app.companies=id": the default column and TABLE=COLUMN mappings
-        column, mapping = parse_tenant_columns(o.tenant_column.replace(",", " ").split())
+        default, mapping = parse_tenant_columns(o.tenant_column.replace(",", " ").split())
+        column = default or "tenant_id"
         with admin_connect(target.dsn, autocommit=True) as conn:
             return run(
                 conn,
                 app_role=target.app_role,
                 app_dsn=target.app_dsn,
                 tenant_column=column,
-                tenant_columns={str(k): v for k, v in mapping.items()},
+                tenant_columns=mapping,
                 setting=o.setting,
                 schemas=list(o.schemas) or None,
                 tables=list(o.tables) or None,

@@ -20,7 +20,6 @@ __all__ = [
     "check_schemas",
     "check_setting",
     "check_targets",
-    "parse_tenant_columns",
     "resolve_app_role",
     "tenant_columns_meta",
 ]
@@ -139,30 +138,6 @@ def check_setting(given: str | None, read: Collection[str], tool: str) -> None:
             hint=f"they read {', '.join(sorted(read))}; pass one of those (names are "
             "case-sensitive) or leave --setting out to infer it",
         )
-
-
-def parse_tenant_columns(values: Collection[str]) -> tuple[str, dict[QualifiedName, str]]:
-    """``--tenant-column`` values: one ``COLUMN`` (every table's default, ``tenant_id``
-    when absent) and any number of ``TABLE=COLUMN`` (``app.companies=id``)."""
-    default: str | None = None
-    mapping: dict[QualifiedName, str] = {}
-    for value in values:
-        table, eq, column = value.rpartition("=")
-        if not eq:
-            if default is not None and default != value:
-                raise UsageError(
-                    f"two default tenant columns: {default!r} and {value!r}",
-                    hint="pass one COLUMN, and TABLE=COLUMN for the tables that differ",
-                )
-            default = value
-            continue
-        if not table.strip() or not column.strip():
-            raise UsageError(
-                f"--tenant-column {value!r}: expected TABLE=COLUMN",
-                hint="e.g. --tenant-column app.companies=id (names are case-sensitive)",
-            )
-        mapping[QualifiedName.parse(table.strip())] = column.strip()
-    return default or "tenant_id", mapping
 
 
 def tenant_columns_meta(tables: Collection[Any], default: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from tenantguard._cli_util import (
     one_runtime_role,
     report_options,
 )
-from tenantguard.tooling._scope import parse_tenant_columns
+from tenantguard.tooling.config import load_config, parse_tenant_columns
 
 __all__ = ["audit_command"]
 
@@ -54,14 +54,18 @@ def audit_command(
     from tenantguard.tooling.audit import audit_database
 
     one_runtime_role(app_role, app_dsn)
-    default_column, mapping = parse_tenant_columns(tenant_column)
+    cfg = load_config()  # tenantguard.toml / [tool.tenantguard]: the command line wins
+    default, given = parse_tenant_columns(tenant_column)
+    mapping = {**cfg.tenant_columns, **given}
+    default_column = default or cfg.tenant_column or "tenant_id"
+    setting = setting or cfg.setting
     with admin_connect(dsn, autocommit=True) as conn:
         report = audit_database(
             conn,
             app_role=app_role,
             app_dsn=app_dsn,
             tenant_column=default_column,
-            tenant_columns={str(k): v for k, v in mapping.items()},
+            tenant_columns=mapping,
             setting=setting,
             schemas=list(schemas) or None,
             tables=list(tables) or None,

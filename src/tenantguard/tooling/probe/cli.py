@@ -13,7 +13,7 @@ from tenantguard._cli_util import (
     one_runtime_role,
     report_options,
 )
-from tenantguard.tooling._scope import parse_tenant_columns
+from tenantguard.tooling.config import load_config, parse_tenant_columns
 
 __all__ = ["probe_command"]
 
@@ -73,7 +73,11 @@ def probe_command(
     from tenantguard.tooling.probe import probe_database
 
     one_runtime_role(app_role, app_dsn)
-    default_column, mapping = parse_tenant_columns(tenant_column)
+    cfg = load_config()  # tenantguard.toml / [tool.tenantguard]: the command line wins
+    default, given = parse_tenant_columns(tenant_column)
+    mapping = {**cfg.tenant_columns, **given}
+    default_column = default or cfg.tenant_column or "tenant_id"
+    setting = setting or cfg.setting
     with (
         admin_connect(dsn, autocommit=True) as conn,
         Progress(console=err, transient=True, disable=not err.is_terminal) as bar,
@@ -84,7 +88,7 @@ def probe_command(
             app_role=app_role,
             app_dsn=app_dsn,
             tenant_column=default_column,
-            tenant_columns={str(k): v for k, v in mapping.items()},
+            tenant_columns=mapping,
             setting=setting,
             schemas=list(schemas) or None,
             tables=list(tables) or None,
