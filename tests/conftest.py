@@ -143,6 +143,8 @@ def build_saas(s: Scratch, *, user_column_on_projects: bool = True) -> None:
             conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(s.owner_role)))
             conn.execute(SAAS_SCHEMA)
         protect(conn, ["app.users", "app.invoices"])
+        # The tenant root table is a tenant table keyed by its own id (TGA107, TGP116).
+        protect(conn, ["app.tenants"], tenant_column="id")
         protect(conn, ["app.projects"], user_column="owner_id" if user_column_on_projects else None)
         for stmt in grant_statements([*map(_qn, TENANT_TABLES), _qn("app.tenants")], s.app_role):
             conn.execute(stmt)

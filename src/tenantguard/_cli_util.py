@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 import psycopg
 from rich.console import Console
+from rich.markup import escape
 
 from tenantguard.errors import TenantGuardError, first_line
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from tenantguard.tooling.findings import Report
 
 __all__ = [
+    "announce_inferred",
     "err",
     "finish",
     "handled",
@@ -33,9 +35,9 @@ out = Console()
 
 
 def _fail(exc: TenantGuardError) -> None:
-    err.print(f"[bold red]error[/] [dim]{exc.code}[/] {exc.message}", highlight=False)
+    err.print(f"[bold red]error[/] [dim]{exc.code}[/] {escape(exc.message)}", highlight=False)
     if exc.hint:
-        err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+        err.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False)
     sys.exit(2)
 
 
@@ -50,7 +52,7 @@ def handled(fn: F) -> F:
             _fail(exc)
         except psycopg.Error as exc:
             first = first_line(exc)
-            err.print(f"[bold red]database error[/] {first}", highlight=False)
+            err.print(f"[bold red]database error[/] {escape(first)}", highlight=False)
             err.print(
                 "[yellow]hint:[/] nothing was committed; check the DSN's role has the "
                 "privileges this command needs (an administrator for install/protect)"
@@ -79,7 +81,16 @@ def live_target_options(*, dsn_help: str, app_dsn_help: str) -> Callable[[F], F]
             "--app-role", default=None, help="The runtime role the application logs in as."
         ),
         click.option("--app-dsn", default=None, help=app_dsn_help),
-        click.option("--tenant-column", default="tenant_id", show_default=True),
+        click.option(
+            "--tenant-column",
+            "tenant_column",
+            multiple=True,
+            metavar="COLUMN | SCHEMA.TABLE=COLUMN",
+            help="The tenant column (default tenant_id), and SCHEMA.TABLE=COLUMN for tables "
+            "whose key differs (public.companies=id); repeatable, or tenant-columns in "
+            "tenantguard.toml. Tables that reference a tenant table's key by one unambiguous "
+            "column get it inferred (printed).",
+        ),
         click.option(
             "--setting", default=None, help="Tenant setting (default: inferred from the policies)."
         ),
@@ -128,3 +139,9 @@ def finish(report: Report, fmt: str, output: str | None, fail_on: str) -> NoRetu
 
     write(report, fmt, output, err)  # type: ignore[arg-type]
     sys.exit(exit_code(report, Severity.parse(fail_on)))
+
+
+def announce_inferred(report: Report) -> None:
+    """Say which tenant columns were inferred, on stderr (the report is on stdout)."""
+    for table, how in (report.meta.get("inferred_tenant_columns") or {}).items():
+        err.print(f"[dim]inferred tenant column:[/] {escape(table)}.{escape(how)}", highlight=False)

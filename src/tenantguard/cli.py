@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from tenantguard._cli_util import err, handled, out
@@ -106,15 +107,15 @@ def install(
     with admin_connect(dsn, autocommit=True) as conn:
         result = do_install(conn, spec, tenant_column=tenant_column, dry_run=dry_run)
     if dry_run:
-        out.print("\n".join(result.statements), highlight=False, soft_wrap=True)
+        out.print("\n".join(result.statements), highlight=False, soft_wrap=True, markup=False)
         err.print("[dim]dry run: nothing changed[/]")
         return
     for role in result.created_roles:
-        err.print(f"created role [bold]{role}[/]")
+        err.print(f"created role [bold]{escape(role)}[/]", highlight=False)
     for note in result.notes:
-        err.print(f"[yellow]note:[/] {note}", markup=True, highlight=False)
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     err.print(
-        f"[green]installed[/] tenantguard helpers reading [bold]{setting}[/] "
+        f"[green]installed[/] tenantguard helpers reading [bold]{escape(setting)}[/] "
         f"({len(result.statements)} statements)"
     )
 
@@ -190,15 +191,15 @@ def protect(
                     for s in stmts:
                         conn.execute(s)
     for w in result.warnings:
-        err.print(f"[yellow]warning:[/] {w}", highlight=False)
+        err.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
     if dry_run:
         text = "\n".join(result.statements + grants)
-        out.print(text or "-- nothing to do", highlight=False, soft_wrap=True)
+        out.print(text or "-- nothing to do", highlight=False, soft_wrap=True, markup=False)
         err.print("[dim]dry run: nothing changed[/]")
         return
     for plan in result.tables:
         state = f"{len(plan.statements)} statements" if plan.statements else "already protected"
-        err.print(f"[green]protected[/] {plan.spec.table} ({state})", highlight=False)
+        err.print(f"[green]protected[/] {escape(str(plan.spec.table))} ({state})", highlight=False)
 
 
 @main.command()

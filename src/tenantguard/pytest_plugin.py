@@ -122,13 +122,14 @@ def assert_isolated(
     rule: str | None = None,
 ) -> None:
     """Raise :class:`NotIsolated` (an ``AssertionError``) if *report* has findings at or
-    above *fail_on* (optionally only those of rule code *rule*). Findings below the
-    threshold are emitted as :class:`TenantguardWarning`."""
+    above *fail_on* (optionally only those of rule code *rule*), or a check that could
+    not run (a coverage rule's finding, whatever its severity: nothing was proven there).
+    Other findings below the threshold are emitted as :class:`TenantguardWarning`."""
     __tracebackhide__ = True
     threshold = _severity(fail_on)
     findings = [f for f in report.findings if rule is None or f.rule.code == rule]
-    failing = [f for f in findings if f.level >= threshold]
-    below = [f for f in findings if f.level < threshold]
+    failing = [f for f in findings if f.level >= threshold or f.rule.coverage]
+    below = [f for f in findings if f not in failing]
     if below:
         warnings.warn(
             TenantguardWarning(
@@ -179,6 +180,7 @@ def _execute(tool: ToolName, target: _Target) -> Report:
     """Connect as the admin and run *tool*; configuration problems fail without a traceback."""
     from tenantguard.admin.connect import admin_connect
     from tenantguard.errors import TenantGuardError
+    from tenantguard.tooling.config import parse_tenant_columns
 
     module = _tool_module(tool)
     if module is None:
@@ -193,12 +195,16 @@ def _execute(tool: ToolName, target: _Target) -> Report:
     run: Callable[..., Report] = getattr(module, _FUNCTIONS[tool])
     o = target.options
     try:
+        # "tenant_id app.companies=id": the default column and TABLE=COLUMN mappings
+        default, mapping = parse_tenant_columns(o.tenant_column.replace(",", " ").split())
+        column = default or "tenant_id"
         with admin_connect(target.dsn, autocommit=True) as conn:
             return run(
                 conn,
                 app_role=target.app_role,
                 app_dsn=target.app_dsn,
-                tenant_column=o.tenant_column,
+                tenant_column=column,
+                tenant_columns=mapping,
                 setting=o.setting,
                 schemas=list(o.schemas) or None,
                 tables=list(o.tables) or None,
@@ -312,7 +318,8 @@ _STRING_OPTIONS = {
     "dsn": "administrator DSN of the database to check (superuser or member of the runtime role)",
     "app_role": "the runtime role the application logs in as",
     "app_dsn": "or: the application's DSN (its login role is checked)",
-    "tenant_column": "tenant column (default: tenant_id)",
+    "tenant_column": "tenant column (default: tenant_id), and TABLE=COLUMN mappings, "
+    "space-separated (tenant_id app.companies=id)",
     "setting": "tenant setting (default: inferred from the policies)",
     "fail_on": "fail on findings at or above: low, medium, high, critical (default: low)",
 }

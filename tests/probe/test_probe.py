@@ -2,7 +2,8 @@
 
 Fixtures live in ``cases/<CODE>_<name>/{leaky,safe}.sql`` and follow the audit's
 conventions: they run as the admin in a fresh database with tenantguard installed,
-``{app}`` is the runtime role, and ``-- protect: T ...`` protects tables afterwards.
+``{app}`` is the runtime role, ``{owner}`` the owner role, and ``-- protect: T ...``
+protects tables afterwards.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ CASES_DIR = Path(__file__).parent / "cases"
 CASES = sorted(p.name for p in CASES_DIR.iterdir() if p.is_dir())
 
 
-def run_case(conn: psycopg.Connection, text: str, app: str) -> None:  # type: ignore[type-arg]
-    conn.execute(text.replace("{app}", sql.Identifier(app).as_string(conn)))
+def run_case(conn: psycopg.Connection, text: str, app: str, owner: str = "") -> None:  # type: ignore[type-arg]
+    text = text.replace("{app}", sql.Identifier(app).as_string(conn))
+    if owner:
+        text = text.replace("{owner}", sql.Identifier(owner).as_string(conn))
+    conn.execute(text)
     for line in text.splitlines():
         if line.startswith("-- protect:"):
             protect(conn, line.split(":", 1)[1].split())
@@ -37,7 +41,9 @@ def test_every_attack_has_fixtures() -> None:
 def test_attack_fixture(fresh, case: str) -> None:  # type: ignore[no-untyped-def]
     code = case.split("_", 1)[0]
     with fresh.admin() as conn:
-        run_case(conn, (CASES_DIR / case / "leaky.sql").read_text(), fresh.app_role)
+        run_case(
+            conn, (CASES_DIR / case / "leaky.sql").read_text(), fresh.app_role, fresh.owner_role
+        )
         leaky = probe_database(conn, app_role=fresh.app_role)
         hits = [f for f in leaky.findings if f.rule.code == code]
         assert hits, [(f.rule.code, f.message) for f in leaky.findings]
@@ -45,7 +51,9 @@ def test_attack_fixture(fresh, case: str) -> None:  # type: ignore[no-untyped-de
         conn.execute(
             "DROP SCHEMA public CASCADE; CREATE SCHEMA public; GRANT USAGE ON SCHEMA public TO PUBLIC"
         )
-        run_case(conn, (CASES_DIR / case / "safe.sql").read_text(), fresh.app_role)
+        run_case(
+            conn, (CASES_DIR / case / "safe.sql").read_text(), fresh.app_role, fresh.owner_role
+        )
         safe = probe_database(conn, app_role=fresh.app_role)
     assert [(f.rule.code, f.object, f.message) for f in safe.findings] == []
 
@@ -202,7 +210,7 @@ def test_an_admin_that_cannot_become_the_runtime_role_is_an_error(fresh) -> None
     from tenantguard.errors import UsageError
 
     with fresh.admin() as conn:
-        with pytest.raises(UsageError, match="cannot act as the runtime role"):
+        with pytest.raises(UsageError, match="does not exist"):
             probe_database(conn, app_role="no_such_role_anywhere")
         conn.execute(
             sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(f"tg_other_{fresh.suffix}"))

@@ -29,6 +29,7 @@ __all__ = [
     "ProtectSpec",
     "TableState",
     "cast_for_type",
+    "helper_sources",
     "install_statements",
     "protect_statements",
     "render",
@@ -132,25 +133,44 @@ def _helper_sql(schema: str, fname: str, setting: str, what: str) -> sql.Compose
     IMMUTABLE: an IMMUTABLE function reading a setting can be folded into a cached
     generic plan and reused for the next tenant on the connection.
     """
+    return sql.SQL(
+        "CREATE OR REPLACE FUNCTION {fn}() RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS {body}"
+    ).format(
+        fn=sql.Identifier(schema, fname), body=sql.Literal(_helper_body(schema, setting, what))
+    )
+
+
+def _helper_body(schema: str, setting: str, what: str) -> str:
     name = sql.Literal(check_setting_name(setting))
     body = sql.SQL(
         "SELECT CASE WHEN pg_catalog.current_setting({name}, true) <> '' "
         "THEN pg_catalog.current_setting({name}, true) "
         "ELSE {fail}({name}, {what}) END"
     ).format(name=name, fail=sql.Identifier(schema, "_fail"), what=sql.Literal(what))
-    return sql.SQL(
-        "CREATE OR REPLACE FUNCTION {fn}() RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS {body}"
-    ).format(fn=sql.Identifier(schema, fname), body=sql.Literal(render(body)))
+    return render(body)
 
 
 def _constant_sql(schema: str, fname: str, value: str) -> sql.Composed:
     return sql.SQL(
         "CREATE OR REPLACE FUNCTION {fn}() RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE "
         "AS {body}"
-    ).format(
-        fn=sql.Identifier(schema, fname),
-        body=sql.Literal("SELECT " + sql.Literal(value).as_string()),
-    )
+    ).format(fn=sql.Identifier(schema, fname), body=sql.Literal(_constant_body(value)))
+
+
+def _constant_body(value: str) -> str:
+    return "SELECT " + sql.Literal(value).as_string()
+
+
+def helper_sources(schema: str, setting: str, user_setting: str) -> dict[str, str]:
+    """The body (``pg_proc.prosrc``) ``install`` gives each helper in *schema*, by name:
+    a helper whose body differs was changed by someone (the probe trusts only these)."""
+    return {
+        "_fail": _FAIL_BODY,
+        "current_tenant": _helper_body(schema, setting, "tenant"),
+        "current_user_id": _helper_body(schema, user_setting, "user"),
+        "tenant_setting": _constant_body(setting),
+        "user_setting": _constant_body(user_setting),
+    }
 
 
 def role_statements(

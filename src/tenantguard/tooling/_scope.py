@@ -15,7 +15,14 @@ from tenantguard.admin.connect import admin_connect
 from tenantguard.core.names import QualifiedName
 from tenantguard.errors import UsageError
 
-__all__ = ["check_role", "check_schemas", "check_targets", "resolve_app_role"]
+__all__ = [
+    "check_role",
+    "check_schemas",
+    "check_setting",
+    "check_targets",
+    "resolve_app_role",
+    "tenant_columns_meta",
+]
 
 
 def resolve_app_role(app_role: str | None, app_dsn: str | None, tool: str) -> str:
@@ -104,3 +111,44 @@ def check_targets(
             f"no table has a column {column!r}{where}: nothing to {tool}",
             hint="pass --tenant-column (the column that holds the tenant id) and check the DSN",
         )
+
+
+def _custom_setting(name: str) -> bool:
+    """A custom setting name as PostgreSQL accepts it: ``prefix.name`` (dots, no spaces)."""
+    parts = name.split(".")
+    return len(parts) >= 2 and all(p and not any(c.isspace() for c in p) for p in parts)
+
+
+def check_setting(given: str | None, read: Collection[str], tool: str) -> None:
+    """*given* (``--setting``) must be a setting the policies or helpers read (*read*).
+
+    A typo would otherwise audit every policy against a setting nothing uses: no fail-open
+    predicate found, no default found, a clean report that proves nothing."""
+    if given is None:
+        return
+    if not _custom_setting(given):
+        raise UsageError(
+            f"--setting {given!r} is not a custom setting name (like app.tenant_id)",
+            hint="pass the name the policies read with current_setting(...), or leave "
+            "--setting out to infer it",
+        )
+    if read and given not in read:
+        raise UsageError(
+            f"no policy or policy helper reads the setting {given!r}: nothing to {tool} with it",
+            hint=f"they read {', '.join(sorted(read))}; pass one of those (names are "
+            "case-sensitive) or leave --setting out to infer it",
+        )
+
+
+def tenant_columns_meta(tables: Collection[Any], default: str) -> dict[str, Any]:
+    """The tenant columns that are not *default*: given (``TABLE=COLUMN``) or inferred."""
+    out: dict[str, Any] = {}
+    other = {t.label: t.tenant_column for t in tables if t.tenant_column != default}
+    if other:
+        out["tenant_columns"] = other
+    inferred = {
+        t.label: f"{t.tenant_column} ({t.inferred_from})" for t in tables if t.inferred_from
+    }
+    if inferred:
+        out["inferred_tenant_columns"] = inferred
+    return out

@@ -51,6 +51,9 @@ class Rule:
     description: str = ""  # why it leaks
     anti_pattern: str = ""  # SQL that triggers it
     best_practice: str = ""  # SQL that does not
+    # A coverage rule reports a check that could not run: its findings make the run
+    # fail whatever --fail-on says (an unproven database is never reported clean).
+    coverage: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +110,13 @@ class Report:
     def at_or_above(self, threshold: Severity) -> list[Finding]:
         return [f for f in self.findings if f.level >= threshold]
 
+    @property
+    def not_run(self) -> list[Finding]:
+        """Findings of checks that could not run (coverage rules), whatever their severity."""
+        return [f for f in self.findings if f.rule.coverage]
+
 
 def exit_code(report: Report, fail_on: Severity) -> int:
-    """0: nothing at or above *fail_on*; 1: findings. (2 is for usage/connection errors.)"""
-    return 1 if report.at_or_above(fail_on) else 0
+    """0: nothing at or above *fail_on* and every check ran; 1: findings, or a check that
+    could not run (whatever its severity). (2 is for usage/connection errors.)"""
+    return 1 if report.at_or_above(fail_on) or report.not_run else 0

@@ -1,20 +1,32 @@
 """``tenantguard audit``: prove, from the live catalog, that a database is isolated.
 
 Read-only: catalog queries, plus queries run as the runtime role inside transactions
-that roll back (``SET LOCAL ROLE``), so the admin must be a superuser or a member of
-the runtime role.
+that roll back: on the ``app_dsn`` login when given, else after ``SET LOCAL ROLE`` (a
+superuser, a member of the runtime role, or an admin that can grant itself that
+membership inside the rolled-back transaction: the managed-database master user). A
+check that cannot run is a TGA190 finding, never a clean result.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
 
 from tenantguard.admin.connect import describe_dsn
-from tenantguard.tooling._scope import check_role, check_schemas, check_targets, resolve_app_role
-from tenantguard.tooling.audit.catalog import AuditContext, load_context
+from tenantguard.core.names import QualifiedName
+from tenantguard.tooling._runas import resolve_access
+from tenantguard.tooling._scope import (
+    check_role,
+    check_schemas,
+    check_setting,
+    check_targets,
+    resolve_app_role,
+    tenant_columns_meta,
+)
+from tenantguard.tooling.audit.catalog import AuditContext, load_context, settings_in_use
 from tenantguard.tooling.audit.pooler import load_pooler
 from tenantguard.tooling.audit.rules import RULES, all_rules
 from tenantguard.tooling.findings import Report
@@ -28,6 +40,7 @@ def audit_database(
     app_role: str | None = None,
     app_dsn: str | None = None,
     tenant_column: str = "tenant_id",
+    tenant_columns: Mapping[str, str] | None = None,
     setting: str | None = None,
     schemas: list[str] | None = None,
     tables: list[str] | None = None,
@@ -50,11 +63,14 @@ def audit_database(
         setting=setting,
         schemas=schemas,
         tables=tables,
+        tenant_columns={QualifiedName.parse(k): v for k, v in (tenant_columns or {}).items()},
         app_dsn=app_dsn,
     )
     found = {t.name for t in (*ctx.tables, *ctx.foreign_tables)}
     check_targets(conn, found, tenant_column, schemas, tables, "audit")
+    check_setting(setting, settings_in_use(conn, ctx), "audit")
     ctx.pooler = pooler
+    ctx.access = resolve_access(conn, app_role, app_dsn)
     report = Report(
         tool="audit",
         target=describe_dsn(conn.info.dsn),
@@ -65,11 +81,16 @@ def audit_database(
             "tenant_column": tenant_column,
             "setting": ctx.setting,
             "tenant_tables": len(ctx.tables),
+            **tenant_columns_meta(ctx.tables, tenant_column),
             **({"foreign_tenant_tables": len(ctx.foreign_tables)} if ctx.foreign_tables else {}),
             **({"pooler": pooler.version, "pool_mode": pooler.pool_mode} if pooler else {}),
         },
     )
-    for _rule, check in all_rules():
-        report.findings.extend(check(ctx))
+    try:
+        for _rule, check in all_rules():
+            report.findings.extend(check(ctx))
+    finally:
+        ctx.access.close()
+    report.meta["runtime_access"] = ctx.access.method or "none"
     report.meta["duration_s"] = round(time.monotonic() - started, 3)
     return report

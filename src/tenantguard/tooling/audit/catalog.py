@@ -7,7 +7,7 @@ policy expressions are parsed with PostgreSQL's grammar (pglast), never regexes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -21,6 +21,7 @@ from tenantguard.core.names import QualifiedName
 from tenantguard.core.rolecheck import ROLE_CHECK_QUERY, role_params
 from tenantguard.core.sqlbuild import ProtectSpec, protect_statements, render
 from tenantguard.tooling._pgast import walk
+from tenantguard.tooling._runas import RuntimeAccess
 
 __all__ = [
     "AuditContext",
@@ -93,6 +94,7 @@ class Table:
         return None
 
     tenant_column: str = "tenant_id"
+    inferred_from: str | None = None  # why its tenant column was inferred (None: it was not)
 
     def protect_sql(self, pk: tuple[str, ...] = ()) -> str:
         try:
@@ -163,11 +165,18 @@ SELECT c.oid::int, n.nspname::text, c.relname::text, c.relkind::text, c.relrowse
              JOIN pg_catalog.pg_class pc ON pc.oid = i.inhparent
              JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
              WHERE i.inhrelid = c.oid),
-       c.reltuples::float8
+       c.reltuples::float8, a.attname::text
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a
-  ON a.attrelid = c.oid AND a.attname = %(col)s AND a.attnum > 0 AND NOT a.attisdropped
+  ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+ AND a.attname = coalesce(
+       (SELECT m.col FROM unnest(%(map_schemas)s::text[], %(map_tables)s::text[],
+                                 %(map_columns)s::text[]) AS m(s, t, col)
+        WHERE m.s = n.nspname AND m.t = c.relname),
+       (SELECT i.col FROM unnest(%(inferred)s::int[], %(inferred_columns)s::text[]) AS i(oid, col)
+        WHERE i.oid = c.oid),
+       %(col)s)
 WHERE c.relkind IN ('r', 'p', 'f')
   AND n.nspname <> ALL(%(system)s) AND n.nspname NOT LIKE 'pg\\_%%'
   AND (%(schemas)s::text[] IS NULL OR n.nspname = ANY(%(schemas)s))
@@ -211,6 +220,16 @@ class AuditContext:
     # Foreign tables with the tenant column (relkind 'f'): they cannot have row level
     # security, so they are kept apart from ``tables`` (which the probe shares).
     foreign_tables: list[Table] = field(default_factory=list)
+    # How the live checks act as the runtime role (tenantguard.tooling._runas).
+    access: RuntimeAccess | None = None
+
+    def admin_sees_all(self, oid: int) -> bool:
+        """Can the admin read every row of relation *oid* (row level security does not
+        apply to it there)? Checks that read samples need this, or they prove nothing."""
+        row = self.conn.execute(
+            "SELECT NOT pg_catalog.row_security_active(%s::oid)", (oid,)
+        ).fetchone()
+        return bool(row and row[0])
 
     @cached_property
     def role_row(self) -> tuple[Any, ...] | None:
@@ -346,6 +365,77 @@ class AuditContext:
         return matches
 
 
+# Foreign keys out of tables that are not tenant tables, into a tenant table's tenant
+# column or a tenant root (the table a tenant column references, by its key): the
+# referencing column carries the tenant too.
+_INFER = """
+WITH tenant(oid, attnum) AS (
+    SELECT * FROM unnest(%(oids)s::int[], %(attnums)s::int[])
+),
+roots(oid, attnum) AS (
+    SELECT con.confrelid::int, con.confkey[1]::int FROM pg_catalog.pg_constraint con
+    JOIN tenant ON tenant.oid = con.conrelid AND con.conkey = ARRAY[tenant.attnum::int2]
+    WHERE con.contype = 'f' AND cardinality(con.confkey) = 1
+),
+targets(oid, attnum) AS (SELECT * FROM tenant UNION SELECT * FROM roots)
+SELECT con.conrelid::int, a.attname::text, quote_ident(tn.nspname) || '.'
+       || quote_ident(tc.relname) || '.' || quote_ident(ta.attname)
+FROM pg_catalog.pg_constraint con
+JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN LATERAL unnest(con.conkey, con.confkey) AS k(src, dst) ON true
+JOIN targets ON targets.oid = con.confrelid AND targets.attnum = k.dst
+JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.src
+JOIN pg_catalog.pg_class tc ON tc.oid = con.confrelid
+JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace
+JOIN pg_catalog.pg_attribute ta ON ta.attrelid = con.confrelid AND ta.attnum = k.dst
+WHERE con.contype = 'f' AND c.relkind IN ('r', 'p')
+  AND NOT (con.conrelid = ANY(%(oids)s::int[]))
+  AND NOT (con.conrelid = ANY(SELECT oid FROM roots))
+  AND n.nspname <> ALL(%(system)s) AND n.nspname NOT LIKE 'pg\\_%%'
+  AND (%(schemas)s::text[] IS NULL OR n.nspname = ANY(%(schemas)s))
+ORDER BY 1, 2
+"""
+
+
+def infer_tenant_columns(
+    conn: psycopg.Connection[Any], tenant: Mapping[int, int], schemas: list[str] | None
+) -> dict[int, tuple[str, str]]:
+    """Tables with no tenant column of their own whose tenant key is unambiguous: exactly
+    one column that references a tenant table's tenant column, or the tenant root table
+    (the table tenant columns reference: ``tenants.id``). Repeated until nothing changes,
+    so a chain (companies -> campaigns -> ads) is followed. *tenant*: oid -> tenant
+    column attnum of the tables found so far. Returns oid -> (column, why)."""
+    out: dict[int, tuple[str, str]] = {}
+    known = dict(tenant)
+    for _ in range(20):  # a chain longer than that is not a schema anyone wrote
+        rows = conn.execute(
+            _INFER,
+            {
+                "oids": list(known),
+                "attnums": list(known.values()),
+                "system": list(SYSTEM_SCHEMAS),
+                "schemas": schemas,
+            },
+        ).fetchall()
+        candidates: dict[int, dict[str, str]] = {}
+        for relid, column, target in rows:
+            candidates.setdefault(relid, {}).setdefault(column, target)
+        new = {oid: cols for oid, cols in candidates.items() if len(cols) == 1}
+        if not new:
+            break
+        for oid, cols in new.items():
+            ((column, target),) = cols.items()
+            out[oid] = (column, f"references {target}")
+            got = conn.execute(
+                "SELECT attnum::int FROM pg_catalog.pg_attribute WHERE attrelid = %s::oid "
+                "AND attname = %s",
+                (oid, column),
+            ).fetchone()
+            known[oid] = int(got[0]) if got else 0
+    return out
+
+
 def infer_setting(conn: psycopg.Connection[Any], policies: list[Policy]) -> str:
     """The tenant setting: from tenantguard's helper if installed, else from the policies."""
     row = conn.execute(
@@ -362,6 +452,39 @@ def infer_setting(conn: psycopg.Connection[Any], policies: list[Policy]) -> str:
             for name in settings_read(expr):
                 seen[name] = seen.get(name, 0) + 1
     return max(seen, key=lambda k: seen[k]) if seen else "app.tenant_id"
+
+
+def settings_in_use(conn: psycopg.Connection[Any], ctx: AuditContext) -> set[str]:
+    """Every setting the tenant tables' policies read: in the expressions themselves, in
+    the user functions they call (their bodies, parsed), and tenantguard's own helper's."""
+    out: set[str] = set()
+    called: set[str] = set()
+    for t in ctx.tables:
+        for p in t.policies:
+            for expr in (p.qual, p.with_check):
+                out |= settings_read(expr)
+                called |= {name for _schema, name in func_names(expr)}
+    for fn in ctx.functions:
+        if fn.name in called and fn.statements:
+            for n in iter_nodes(fn.statements):
+                if isinstance(n, ast.FuncCall) and _call_name(n)[1] == "current_setting":
+                    text = _literal_text(n.args[0]) if n.args else None
+                    if text:
+                        out.add(text)
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n "
+        "ON n.oid = p.pronamespace WHERE n.nspname = 'tenantguard' AND p.proname = 'tenant_setting')"
+    ).fetchone()
+    if row and row[0] and called & {"current_tenant", "current_user_id"}:
+        for fn_name in ("tenant_setting", "user_setting"):
+            got = conn.execute(
+                sql.SQL("SELECT {}.{}()").format(
+                    sql.Identifier("tenantguard"), sql.Identifier(fn_name)
+                )
+            ).fetchone()
+            if got and got[0]:
+                out.add(str(got[0]))
+    return out
 
 
 def infer_user_setting(conn: psycopg.Connection[Any]) -> str:
@@ -404,10 +527,28 @@ def load_context(
     schemas: list[str] | None = None,
     tables: list[str] | None = None,
     app_dsn: str | None = None,
+    tenant_columns: Mapping[QualifiedName, str] | None = None,
 ) -> AuditContext:
-    rows = conn.execute(
-        _TABLES, {"col": tenant_column, "system": list(SYSTEM_SCHEMAS), "schemas": schemas}
-    ).fetchall()
+    """The catalog facts for a run. *tenant_column* is every table's tenant column unless
+    *tenant_columns* maps the table to another (``companies`` -> ``id``); a table with
+    neither gets one inferred where it is unambiguous (see :func:`infer_tenant_columns`)."""
+    mapping = dict(tenant_columns or {})
+    params: dict[str, Any] = {
+        "col": tenant_column,
+        "system": list(SYSTEM_SCHEMAS),
+        "schemas": schemas,
+        "map_schemas": [k.schema for k in mapping],
+        "map_tables": [k.name for k in mapping],
+        "map_columns": list(mapping.values()),
+        "inferred": [],
+        "inferred_columns": [],
+    }
+    rows = conn.execute(_TABLES, params).fetchall()
+    inferred = infer_tenant_columns(conn, {int(r[0]): int(r[9]) for r in rows}, schemas)
+    if inferred:
+        params["inferred"] = list(inferred)
+        params["inferred_columns"] = [col for col, _why in inferred.values()]
+        rows = conn.execute(_TABLES, params).fetchall()
     found: list[Table] = []
     foreign: list[Table] = []
     for r in rows:
@@ -424,7 +565,9 @@ def load_context(
             list(r[10]),
             r[11],
         )
-        t.tenant_column = tenant_column
+        t.tenant_column = str(r[12])
+        if t.oid in inferred:
+            t.inferred_from = inferred[t.oid][1]
         (foreign if t.relkind == "f" else found).append(t)
     if tables:
         wanted = {QualifiedName.parse(x) for x in tables}

@@ -5,12 +5,14 @@ from __future__ import annotations
 import click
 
 from tenantguard._cli_util import (
+    announce_inferred,
     finish,
     handled,
     live_target_options,
     one_runtime_role,
     report_options,
 )
+from tenantguard.tooling.config import load_config, parse_tenant_columns
 
 __all__ = ["audit_command"]
 
@@ -34,7 +36,7 @@ def audit_command(
     dsn: str,
     app_role: str | None,
     app_dsn: str | None,
-    tenant_column: str,
+    tenant_column: tuple[str, ...],
     setting: str | None,
     schemas: tuple[str, ...],
     tables: tuple[str, ...],
@@ -52,15 +54,22 @@ def audit_command(
     from tenantguard.tooling.audit import audit_database
 
     one_runtime_role(app_role, app_dsn)
+    cfg = load_config()  # tenantguard.toml / [tool.tenantguard]: the command line wins
+    default, given = parse_tenant_columns(tenant_column)
+    mapping = {**cfg.tenant_columns, **given}
+    default_column = default or cfg.tenant_column or "tenant_id"
+    setting = setting or cfg.setting
     with admin_connect(dsn, autocommit=True) as conn:
         report = audit_database(
             conn,
             app_role=app_role,
             app_dsn=app_dsn,
-            tenant_column=tenant_column,
+            tenant_column=default_column,
+            tenant_columns=mapping,
             setting=setting,
             schemas=list(schemas) or None,
             tables=list(tables) or None,
             pooler_dsn=pooler_dsn,
         )
+    announce_inferred(report)
     finish(report, fmt, output, fail_on)

@@ -20,16 +20,26 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from tenantguard.admin.connect import admin_connect, describe_dsn
+from tenantguard.core.names import QualifiedName
 from tenantguard.errors import UsageError, first_line
-from tenantguard.tooling._scope import check_schemas, check_targets, resolve_app_role
-from tenantguard.tooling.audit.catalog import Table, load_context
+from tenantguard.tooling._escalation import foreign_code
+from tenantguard.tooling._runas import RuntimeAccess, resolve_access
+from tenantguard.tooling._scope import (
+    check_role,
+    check_schemas,
+    check_setting,
+    check_targets,
+    resolve_app_role,
+    tenant_columns_meta,
+)
+from tenantguard.tooling.audit.catalog import Table, load_context, settings_in_use
 from tenantguard.tooling.findings import Finding, Report, Rule, Severity
 from tenantguard.tooling.probe._catalog import TableMeta, load_meta, role_defaults
 from tenantguard.tooling.probe._session import Prober, execute
@@ -57,9 +67,19 @@ NOT_PROBED = Rule(
     "A tenant table the runtime role can touch was not probed at all",
     "No two tenants could be found or made for it (no rows and no way to insert synthetic "
     "ones, e.g. an admin without BYPASSRLS), or reading it failed. Nothing is known about "
-    "this table's isolation.",
+    "this table's isolation, and the run does not exit 0 whatever --fail-on says.",
+    coverage=True,
 )
-RULES: list[Rule] = [*ATTACK_RULES, NOT_RUN, NOT_PROBED]
+SEQUENCE_MOVED = Rule(
+    "TGP192",
+    "sequence-advanced",
+    Severity.LOW,
+    "probe",
+    "A sequence advanced during the probe (sequences are not rolled back)",
+    "A trigger or a column default called nextval() during an attack. The gap this leaves "
+    "is harmless; the probe does not reset the sequence.",
+)
+RULES: list[Rule] = [*ATTACK_RULES, NOT_RUN, NOT_PROBED, SEQUENCE_MOVED]
 
 _SEQUENCES = """
 SELECT schemaname::text || '.' || sequencename::text, last_value
@@ -73,6 +93,7 @@ def probe_database(
     app_role: str | None = None,
     app_dsn: str | None = None,
     tenant_column: str = "tenant_id",
+    tenant_columns: Mapping[str, str] | None = None,
     setting: str | None = None,
     schemas: list[str] | None = None,
     tables: list[str] | None = None,
@@ -91,7 +112,8 @@ def probe_database(
         )
     app_role = resolve_app_role(app_role, app_dsn, "probe")
     started = time.monotonic()
-    _check_can_become(conn, app_role)
+    check_role(conn, app_role)
+    access = _check_can_become(conn, app_role)
     check_schemas(conn, schemas, "probe")
     ctx = load_context(
         conn,
@@ -100,8 +122,10 @@ def probe_database(
         setting=setting,
         schemas=schemas,
         tables=tables,
+        tenant_columns={QualifiedName.parse(k): v for k, v in (tenant_columns or {}).items()},
     )
     check_targets(conn, {t.name for t in ctx.tables}, tenant_column, schemas, tables, "probe")
+    check_setting(setting, settings_in_use(conn, ctx), "probe")
     targets = [t for t in ctx.tables if t.privileges]
     by_oid = {t.oid: t for t in ctx.tables}
     metas = load_meta(
@@ -128,12 +152,31 @@ def probe_database(
             replica_mode=superuser,
             call_volatile=call_volatile,
             user_setting=ctx.user_setting,
+            access=access,
         )
-        known = _known_tenants(work, targets)
+        risky = {t.oid: foreign_code(work, t.oid, ctx.setting, ctx.user_setting) for t in targets}
+        # reading a table as the admin evaluates its policies (for an admin RLS applies to):
+        # tables with code the probe must not run are not read at all
+        known = _known_tenants(work, [t for t in targets if not risky[t.oid]])
         for t in targets:
             if progress:
                 progress(t.label)
-            report.findings += _probe_table(prober, t, metas, by_oid, bypass, known)
+            report.findings += _probe_table(prober, t, metas, by_oid, bypass, known, risky[t.oid])
+        # Every table refused for the same reason, the admin's own access: a usage error
+        # (exit 2), not a report of untested tables. Other reasons stay TGP191 findings.
+        not_probed = [f for f in report.findings if f.rule is NOT_PROBED]
+        if (
+            targets
+            and len(not_probed) == len(targets)
+            and all(_ADMIN_CANNOT in f.message for f in not_probed)
+        ):
+            raise UsageError(
+                f"no table could be probed: {not_probed[0].message}"
+                + (f" (and {len(not_probed) - 1} more table(s))" if len(not_probed) > 1 else ""),
+                hint="the --dsn must be an administrator that can read every tenant's rows: a "
+                "superuser or BYPASSRLS role, or the tables' owner where row level security is "
+                "not forced; the runtime role's own login is --app-dsn",
+            )
         if app_dsn:
             report.findings += _fresh_login(app_dsn, targets)
     moved = sorted(set(conn.execute(_SEQUENCES).fetchall()) - set(sequences_before))
@@ -142,6 +185,7 @@ def probe_database(
         "server_version_num": ctx.server_version_num,
         "runtime_role": app_role,
         "tenant_column": tenant_column,
+        **tenant_columns_meta(ctx.tables, tenant_column),
         "setting": ctx.setting,
         "tables_probed": len(targets) - sum(1 for f in coverage if f.rule is NOT_PROBED),
         "tables_not_probed": sum(1 for f in coverage if f.rule is NOT_PROBED),
@@ -153,11 +197,10 @@ def probe_database(
     for name in report.meta["sequences_moved"]:
         report.findings.append(
             Finding(
-                NOT_RUN,
+                SEQUENCE_MOVED,
                 f"sequence {name}",
                 "advanced during the probe (a trigger or default called nextval(); sequences "
                 "are not rolled back): the gap is harmless, the value is not reset",
-                severity=Severity.LOW,
             )
         )
     return report
@@ -185,9 +228,27 @@ def _probe_table(
     by_oid: dict[int, Table],
     bypass: bool,
     known: list[str],
+    risky: list[tuple[str, str, str]],
 ) -> list[Finding]:
     found: list[Finding] = []
-    fix = t.protect_sql(metas[t.oid].primary_key)
+    # Protecting is the fix only for a table that is not protected; otherwise the probe's
+    # own access is what failed, and the message says which privilege it needs.
+    fix = None if (t.rls and t.forced) else t.protect_sql(metas[t.oid].primary_key)
+    if risky:
+        fn, owner, where = risky[0]
+        more = f" (and {len(risky) - 1} more)" if len(risky) > 1 else ""
+        return [
+            Finding(
+                NOT_PROBED,
+                t.label,
+                f"not probed: {fn}, owned by {owner!r} and run by {where}{more}, would run "
+                "inside the probe's session, where it could RESET ROLE to the administrator "
+                "and act with privileges its owner does not have (a rollback does not undo "
+                f"what it does outside the database): probe with a DSN that logs in as {owner!r} "
+                "itself (the owner can act as the runtime role through a rolled-back grant), "
+                "or, after reviewing it, make a superuser its owner",
+            )
+        ]
     try:
         with prober.conn.transaction(force_rollback=True):
             tp = prepare_target(
@@ -205,25 +266,54 @@ def _probe_table(
         for what, why, severity in tp.notes:
             found.append(Finding(NOT_RUN, t.label, f"{what}: {why}", severity=severity))
     except CannotBuildRow as exc:
-        found.append(Finding(NOT_PROBED, t.label, f"not probed: {exc}", fix_sql=fix))
+        found.append(
+            Finding(
+                NOT_PROBED,
+                t.label,
+                f"not probed: {exc}{_admin_subject_to_rls(prober.conn, t)}",
+                fix_sql=fix,
+            )
+        )
     except psycopg.Error as exc:
-        first = first_line(exc)
+        first = first_line(exc) + _admin_subject_to_rls(prober.conn, t)
         found.append(Finding(NOT_PROBED, t.label, f"not probed: {first}", fix_sql=fix))
     return found
 
 
-def _check_can_become(conn: psycopg.Connection[Any], role: str) -> None:
-    """Every attack runs after SET ROLE: if that fails, nothing would be tested. Say so."""
+def _admin_subject_to_rls(conn: psycopg.Connection[Any], t: Table) -> str:
+    """Why the admin could not read the table's rows, when row level security is the cause."""
     try:
-        with conn.transaction(force_rollback=True):
-            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
-    except psycopg.Error as exc:
-        first = first_line(exc)
+        row = conn.execute("SELECT pg_catalog.row_security_active(%s::oid)", (t.oid,)).fetchone()
+    except psycopg.Error:
+        return ""
+    if not (row and row[0]):
+        return ""
+    return f" ({_ADMIN_CANNOT}: probe with a superuser or BYPASSRLS admin DSN, or as its owner)"
+
+
+_ADMIN_CANNOT = "row level security applies to the administrator on this table"
+
+
+def _check_can_become(conn: psycopg.Connection[Any], role: str) -> RuntimeAccess:
+    """Every attack runs after SET ROLE: if the admin cannot act as *role* (directly or
+    through a membership it grants itself inside each rolled-back transaction), nothing
+    would be tested. Say which grant is missing."""
+    row = conn.execute("SELECT current_user::text").fetchone()
+    if row and row[0] == role:
         raise UsageError(
-            f"the administrator cannot act as the runtime role {role!r}: {first}",
-            hint=f"use a superuser DSN, or GRANT {sql.Identifier(role).as_string(conn)} TO the "
-            "admin role; check the role name",
-        ) from None
+            f"--dsn logs in as the runtime role {role!r} itself: the probe needs an "
+            "administrator to read both tenants' rows",
+            hint="pass an administrator DSN as --dsn (a superuser, a BYPASSRLS role, or the "
+            "tables' owner) and the application's DSN as --app-dsn",
+        )
+    access = resolve_access(conn, role, None, prefer_app=False)
+    if not access.available:
+        raise UsageError(
+            f"the administrator cannot act as the runtime role {role!r}: {access.problem}",
+            hint=f"run {access.fix} as a role that can, or use a superuser DSN; check the "
+            "role name",
+        )
+    return access
 
 
 def _known_tenants(conn: psycopg.Connection[Any], tables: list[Table]) -> list[str]:

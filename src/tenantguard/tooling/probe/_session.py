@@ -17,10 +17,11 @@ called ``50%_off`` is not mistaken for a placeholder.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import itertools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ import psycopg
 from psycopg import sql
 
 from tenantguard.errors import first_line
+from tenantguard.tooling._runas import RuntimeAccess
 
 __all__ = ["SETUP_FAILED", "UNSET", "Outcome", "Prober", "Query", "Unset", "execute"]
 
@@ -130,6 +132,7 @@ class Prober:
         replica_mode: bool = False,
         call_volatile: bool = False,
         user_setting: str = "app.user_id",
+        access: RuntimeAccess | None = None,
     ):
         self.conn = work
         self.fresh = fresh
@@ -140,6 +143,11 @@ class Prober:
         self.replica_mode = replica_mode
         self.call_volatile = call_volatile  # call VOLATILE SECURITY DEFINER functions too
         self.user_setting = user_setting
+        self.access = access  # how to act as the runtime role (None: plain SET LOCAL ROLE)
+        # Set per table when the admin is the owner of a table with FORCEd row level security:
+        # FORCE is lifted inside a transaction or savepoint so the admin sees every row.
+        self.forced_table: sql.Identifier | None = None
+        self.replay_tenants: list[str] = []  # the tenant of each replayed synthetic row
         self.user_value: str | None = None  # bound with the tenant where policies pin a user
         self.attempts = 0
         self.seen: set[str] = set()  # objects probed once per run (views, functions)
@@ -205,7 +213,8 @@ class Prober:
                 landed = None
                 if check is not None:
                     conn.execute("RESET ROLE")
-                    landed = check(conn)
+                    with self.admin_view(conn):
+                        landed = check(conn)
                 return Outcome(rows, cur.rowcount, landed=landed), evidence
         except psycopg.Error as exc:
             return _failed(exc), evidence
@@ -215,10 +224,37 @@ class Prober:
             return
         if self.replica_mode:
             conn.execute("SET LOCAL session_replication_role = replica")
-        for make in self.replay:
+        for i, make in enumerate(self.replay):
+            if self.forced_table is not None:  # as the owner, FORCE applies: bind the row's tenant
+                self.bind_as_owner(conn, self.replay_tenants[i])
             execute(conn, *make())
+        if self.forced_table is not None:
+            # Unbind again. The setting now reads '' rather than NULL in this transaction: the
+            # one case where "no tenant" is tried as an empty setting (--app-dsn adds a fresh
+            # login that never set it).
+            conn.execute("SELECT set_config(%s, '', true)", (self.setting,))
         if self.replica_mode:
             conn.execute("SET LOCAL session_replication_role = origin")
+
+    @contextlib.contextmanager
+    def admin_view(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
+        """The admin reads every tenant's rows of the table under attack. For an admin that
+        owns it with FORCEd row level security: ``NO FORCE`` in a savepoint that is rolled
+        back afterwards, which also releases the ACCESS EXCLUSIVE lock ``ALTER TABLE`` takes
+        (another connection of the probe must still reach the table). Else nothing to do."""
+        if self.forced_table is None:
+            yield
+            return
+        with conn.transaction(force_rollback=True):
+            conn.execute("SELECT set_config('lock_timeout', '2000', true)")  # never queue long
+            conn.execute(
+                sql.SQL("ALTER TABLE {} NO FORCE ROW LEVEL SECURITY").format(self.forced_table)
+            )
+            yield
+
+    def bind_as_owner(self, conn: psycopg.Connection[Any], tenant: str) -> None:
+        """Bind *tenant* for the admin's own insert of a synthetic row (FORCEd RLS applies)."""
+        conn.execute("SELECT set_config(%s, %s, true)", (self.setting, tenant))
 
     def _timeouts(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(
@@ -244,7 +280,10 @@ class Prober:
             c.execute("SELECT set_config(%s, %s, true)", (self.setting, tenant))
             if self.user_value is not None:
                 c.execute("SELECT set_config(%s, %s, true)", (self.user_setting, self.user_value))
-        c.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(self.app_role)))
+        if self.access is not None:
+            self.access.become(c)  # SET LOCAL ROLE, after a rolled-back self-grant if needed
+        else:
+            c.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(self.app_role)))
         for stmt in extra_setup:
             c.execute(stmt)
 

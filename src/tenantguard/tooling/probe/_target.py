@@ -348,6 +348,20 @@ def _valid_references(conn: Any, meta: TableMeta, tenant_column: str, tenant: st
     return out
 
 
+def _unforce(conn: Any, table: Table) -> bool:
+    """Should the admin lift FORCE on *table* for this transaction to read every tenant's
+    rows? Only when row level security applies to it there because it is (or inherits the
+    privileges of) the owner and FORCE is set: not a superuser or BYPASSRLS admin."""
+    if not (table.rls and table.forced):
+        return False
+    row = conn.execute(
+        "SELECT pg_catalog.row_security_active(%s::oid) AND pg_catalog.pg_has_role(current_user, "
+        "c.relowner, 'USAGE') FROM pg_catalog.pg_class c WHERE c.oid = %s::oid",
+        (table.oid, table.oid),
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def prepare_target(
     prober: Prober,
     table: Table,
@@ -363,17 +377,26 @@ def prepare_target(
     """Pick tenants A and B (inserting synthetic rows if needed) inside the open transaction."""
     conn = prober.conn
     prober.replay = []
+    prober.replay_tenants = []
+    # The admin owns the table and row level security is forced: it reads the tenants' rows
+    # as the owner with FORCE lifted in savepoints that roll back (their lock goes with
+    # them), and inserts synthetic rows as the owner with that row's tenant bound.
+    owner_forced = _unforce(conn, table)
+    prober.forced_table = table.name.ident if owner_forced else None
+    can_synthesize = can_synthesize or owner_forced
     tcol = meta.column(table.tenant_column)
     col = sql.Identifier(table.tenant_column)
     found: list[str] = []
-    for _ in range(2):
-        q = sql.SQL(
-            "SELECT {}::text FROM {} WHERE {} IS NOT NULL AND NOT ({}::text = ANY(%s)) LIMIT 1"
-        )
-        got = execute(conn, q.format(col, meta.name.ident, col, col), [found]).fetchone()
-        if got is None:
-            break
-        found.append(got[0])
+    with prober.admin_view(conn):
+        for _ in range(2):
+            q = sql.SQL(
+                "SELECT {}::text FROM {} WHERE {} IS NOT NULL AND NOT ({}::text = ANY(%s)) LIMIT 1"
+            )
+            got = execute(conn, q.format(col, meta.name.ident, col, col), [found]).fetchone()
+            if got is None:
+                break
+            found.append(got[0])
+        source = fetch_row(conn, meta, table.tenant_column, found[0]) if found else None
     synthetic = len(found) < 2
     attacker_without_rows = False
     if synthetic:
@@ -382,7 +405,6 @@ def prepare_target(
                 "fewer than two tenants have rows and the administrator cannot bypass row level "
                 "security to insert synthetic ones (use a superuser or BYPASSRLS admin DSN)"
             )
-        source = fetch_row(conn, meta, table.tenant_column, found[0]) if found else None
         try:
             with conn.transaction():  # a savepoint: a refused row must not end the probe
                 if replica_mode:  # skip foreign-key and user triggers for synthetic rows only
@@ -393,18 +415,42 @@ def prepare_target(
                     overrides[table.tenant_column] = tenant
                     row = build_row(meta, source, overrides)
                     query, params = insert_sql(meta, row)
+                    if owner_forced:
+                        prober.bind_as_owner(conn, tenant)
                     execute(conn, query, params)
                     prober.replay.append(_remake(meta, source, overrides))
+                    prober.replay_tenants.append(tenant)
                     found.append(tenant)
                 if replica_mode:
                     conn.execute("SET LOCAL session_replication_role = origin")
         except (psycopg.Error, CannotBuildRow) as exc:
             prober.replay = []
+            prober.replay_tenants = []
             if len(found) != 1:
                 raise CannotBuildRow(f"cannot insert a synthetic row: {exc}") from None
             # e.g. a list partition of one tenant: attack it as a tenant that owns no rows here
             found = [_synthetic_tenant(tcol, set(found), known_tenants), found[0]]
             attacker_without_rows = True
+    with prober.admin_view(conn):
+        return _finish_target(
+            prober, table, meta, metas, tables, found, synthetic, attacker_without_rows, big_rows
+        )
+
+
+def _finish_target(
+    prober: Prober,
+    table: Table,
+    meta: TableMeta,
+    metas: dict[int, TableMeta],
+    tables: dict[int, Table],
+    found: list[str],
+    synthetic: bool,
+    attacker_without_rows: bool,
+    big_rows: float,
+) -> TableProbe:
+    conn = prober.conn
+    tcol = meta.column(table.tenant_column)
+    col = sql.Identifier(table.tenant_column)
     a, b = found
     row_b = fetch_row(conn, meta, table.tenant_column, b)
     user_col = user_column(table, prober.user_setting)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from tenantguard._cli_util import (
+    announce_inferred,
     err,
     finish,
     handled,
@@ -12,6 +13,7 @@ from tenantguard._cli_util import (
     one_runtime_role,
     report_options,
 )
+from tenantguard.tooling.config import load_config, parse_tenant_columns
 
 __all__ = ["probe_command"]
 
@@ -41,7 +43,7 @@ def probe_command(
     dsn: str,
     app_role: str | None,
     app_dsn: str | None,
-    tenant_column: str,
+    tenant_column: tuple[str, ...],
     setting: str | None,
     schemas: tuple[str, ...],
     tables: tuple[str, ...],
@@ -64,12 +66,18 @@ def probe_command(
       tenantguard probe --dsn postgresql://postgres@127.0.0.1/app --app-role app_user \\
           --format sarif --output probe.sarif
     """
+    from rich.markup import escape
     from rich.progress import Progress
 
     from tenantguard.admin.connect import admin_connect
     from tenantguard.tooling.probe import probe_database
 
     one_runtime_role(app_role, app_dsn)
+    cfg = load_config()  # tenantguard.toml / [tool.tenantguard]: the command line wins
+    default, given = parse_tenant_columns(tenant_column)
+    mapping = {**cfg.tenant_columns, **given}
+    default_column = default or cfg.tenant_column or "tenant_id"
+    setting = setting or cfg.setting
     with (
         admin_connect(dsn, autocommit=True) as conn,
         Progress(console=err, transient=True, disable=not err.is_terminal) as bar,
@@ -79,12 +87,16 @@ def probe_command(
             conn,
             app_role=app_role,
             app_dsn=app_dsn,
-            tenant_column=tenant_column,
+            tenant_column=default_column,
+            tenant_columns=mapping,
             setting=setting,
             schemas=list(schemas) or None,
             tables=list(tables) or None,
             statement_timeout_ms=statement_timeout,
             call_volatile=call_volatile_functions,
-            progress=lambda name: bar.update(task, description=f"probing {name}", advance=1),
+            progress=lambda name: bar.update(
+                task, description=f"probing {escape(name)}", advance=1
+            ),
         )
+    announce_inferred(report)
     finish(report, fmt, output, fail_on)

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from tenantguard.errors import first_line
 from tenantguard.tooling.audit.catalog import SYSTEM_SCHEMAS, AuditContext, Table, sql_comment
+from tenantguard.tooling.audit.rules.tga190_check_not_run import not_run
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -69,8 +71,9 @@ class _Rel:
         return sql.Identifier(self.schema, self.name)
 
 
-def _sample(ctx: AuditContext, copy: _Rel, t: Table, key: list[str]) -> tuple[int, int, int]:
-    """(rows sampled, rows equal to a tenant-table row, distinct tenants among them)."""
+def _sample(ctx: AuditContext, copy: _Rel, t: Table, key: list[str]) -> tuple[int, int, int] | str:
+    """(rows sampled, rows equal to a tenant-table row, distinct tenants among them), or
+    why the sample could not be read."""
     cols = [c for c, _ in copy.columns]
     on = sql.SQL(" AND ").join(
         [sql.SQL("t.{} = c.{}").format(sql.Identifier(k), sql.Identifier(k)) for k in key]
@@ -97,8 +100,8 @@ def _sample(ctx: AuditContext, copy: _Rel, t: Table, key: list[str]) -> tuple[in
         with ctx.conn.transaction(force_rollback=True):  # a SELECT, rolled back anyway
             ctx.conn.execute("SET LOCAL statement_timeout = '5s'")
             row = ctx.conn.execute(query).fetchone()
-    except psycopg.Error:
-        return (0, 0, 0)
+    except psycopg.Error as exc:
+        return first_line(exc)
     return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
 
 
@@ -130,7 +133,23 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
                 or not names - set(key)
             ):
                 continue
-            sampled, matched, tenants = _sample(ctx, copy, t, key)
+            if not (ctx.admin_sees_all(copy.oid) and ctx.admin_sees_all(t.oid)):
+                yield not_run(
+                    ctx,
+                    RULE.code,
+                    f"{copy.schema}.{copy.name}",
+                    f"its rows look like a copy of {t.label}, but row level security hides rows "
+                    f"of {t.label} from the administrator {ctx.access.admin if ctx.access else ''!r},"
+                    " so the sample cannot be compared (audit with a superuser or BYPASSRLS "
+                    "DSN, or as the owner where row level security is not forced)",
+                )
+                break
+            got = _sample(ctx, copy, t, key)
+            if isinstance(got, str):
+                label = f"{copy.schema}.{copy.name}"
+                yield not_run(ctx, RULE.code, label, f"its sample could not be read: {got}")
+                break
+            sampled, matched, tenants = got
             if not matched or matched * 2 < sampled:
                 continue
             label = f"{copy.schema}.{copy.name}"

@@ -7,7 +7,9 @@ from collections.abc import Iterator
 import psycopg
 from psycopg import sql
 
+from tenantguard.tooling._escalation import foreign_code
 from tenantguard.tooling.audit.catalog import AuditContext
+from tenantguard.tooling.audit.rules.tga190_check_not_run import not_run
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -32,13 +34,27 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
     for t in ctx.tables:
         if not t.rls or "SELECT" not in t.privileges:
             continue
-        try:
-            with ctx.conn.transaction(force_rollback=True):
-                ctx.conn.execute(
-                    sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(ctx.runtime_role))
+        if ctx.access is None or not ctx.access.available:
+            why = ctx.access.needs if ctx.access is not None else "no runtime access"
+            yield not_run(ctx, RULE.code, t.label, why)
+            continue
+        if ctx.access.method != "app-dsn":
+            risky = foreign_code(ctx.conn, t.oid, ctx.setting, ctx.user_setting)
+            if risky:
+                fn, owner, where = risky[0]
+                yield not_run(
+                    ctx,
+                    RULE.code,
+                    t.label,
+                    f"{fn}, owned by {owner!r} and run by {where}, would run in the audit's "
+                    "session, where it could RESET ROLE to the administrator: pass --app-dsn "
+                    "(the runtime role's own login) to run this check there",
                 )
-                ctx.conn.execute("SELECT pg_catalog.set_config(%s, '', true)", (ctx.setting,))
-                row = ctx.conn.execute(
+                continue
+        try:
+            with ctx.access.session(ctx.conn) as conn:
+                conn.execute("SELECT pg_catalog.set_config(%s, '', true)", (ctx.setting,))
+                row = conn.execute(
                     sql.SQL("SELECT count(*) FROM {}").format(t.name.ident)
                 ).fetchone()
         except psycopg.Error:

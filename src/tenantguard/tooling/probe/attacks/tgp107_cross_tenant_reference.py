@@ -34,6 +34,9 @@ def run(tp: TableProbe) -> Iterator[Finding]:
         child_meta = tp.metas.get(fk.child_oid)
         if child is None or child_meta is None or "INSERT" not in child.privileges:
             continue
+        pairs = dict(zip(fk.child_columns, fk.parent_columns, strict=True))
+        if pairs.get(child.tenant_column) == tp.table.tenant_column:
+            continue  # the key matches tenant to tenant: it cannot point across tenants
         overrides = {
             c: tp.row_b.get(p) for c, p in zip(fk.child_columns, fk.parent_columns, strict=True)
         }
