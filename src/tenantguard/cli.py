@@ -144,6 +144,12 @@ def install(
     help="Also GRANT SELECT/INSERT/UPDATE/DELETE to ROLE, and USAGE on the sequences "
     "behind serial columns.",
 )
+@click.option(
+    "--role-scope",
+    is_flag=True,
+    help="Policies key on the session's login: per-tenant logins (tenantguard credentials) and "
+    "break-glass grants (tenantguard admin); other logins use the bound setting.",
+)
 @click.option("--dry-run", is_flag=True, help="Print the SQL, change nothing.")
 @handled
 def protect(
@@ -153,6 +159,7 @@ def protect(
     user_column: str | None,
     user_scope: str,
     grant_to: str | None,
+    role_scope: bool,
     dry_run: bool,
 ) -> None:
     """Protect SCHEMA.TABLE... with ENABLE + FORCE RLS and tenant policies (idempotent).
@@ -179,6 +186,7 @@ def protect(
             tenant_columns=per_table,
             user_column=user_column,
             user_scope=user_scope,  # type: ignore[arg-type]
+            role_scope=role_scope,
             dry_run=dry_run,
         )
         grants: list[str] = []
@@ -192,7 +200,7 @@ def protect(
     for w in result.warnings:
         err.print(f"[yellow]warning:[/] {w}", highlight=False)
     if dry_run:
-        text = "\n".join(result.statements + grants)
+        text = "\n".join(result.scope_statements + result.statements + grants)
         out.print(text or "-- nothing to do", highlight=False, soft_wrap=True)
         err.print("[dim]dry run: nothing changed[/]")
         return
