@@ -453,6 +453,7 @@ def bench(
 
 
 def _register_tools() -> None:
+    from tenantguard._cli_access import admin_group, credentials_group
     from tenantguard.tooling.audit.cli import audit_command
     from tenantguard.tooling.lint.cli import lint_command
     from tenantguard.tooling.probe.cli import probe_command
@@ -460,6 +461,8 @@ def _register_tools() -> None:
     main.add_command(audit_command, "audit")
     main.add_command(lint_command, "lint")
     main.add_command(probe_command, "probe")
+    main.add_command(credentials_group, "credentials")
+    main.add_command(admin_group, "admin")
 
 
 _register_tools()

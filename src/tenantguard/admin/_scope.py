@@ -40,8 +40,9 @@ __all__ = [
     "GENESIS_HASH",
     "SCOPE_POLICY",
     "ensure_scope",
-    "scope_statements",
     "schema_owner",
+    "scope_installed",
+    "scope_statements",
     "scoped_tables",
 ]
 
@@ -53,9 +54,7 @@ MAX_BREAKGLASS_TTL = "24 hours"
 
 def _q(template: str, **names: str) -> sql.Composed:
     """*template* with ``{name}`` placeholders filled by identifiers (schema-qualified by dots)."""
-    return sql.SQL(template).format(  # type: ignore[arg-type]
-        **{k: sql.Identifier(*v.split(".")) for k, v in names.items()}
-    )
+    return sql.SQL(template).format(**{k: sql.Identifier(*v.split(".")) for k, v in names.items()})
 
 
 def _body(template: str, schema: str) -> sql.Literal:
@@ -318,13 +317,13 @@ _GRANT_ARGS = (
 _PINNED = "SET search_path = pg_catalog, pg_temp"
 
 
-def scope_statements(schema: str, owner: str) -> list[sql.Composable]:
+def scope_statements(schema: str, owner: str) -> list[sql.Composed]:
     """Registry, log, view and functions of the session scope; idempotent."""
     check_identifier(schema, "schema name")
     check_identifier(owner, "role name")
     s = schema
     o = sql.Identifier(owner)
-    out: list[sql.Composable] = [
+    out: list[sql.Composed] = [
         _q(
             "CREATE TABLE IF NOT EXISTS {t} ("
             " login name PRIMARY KEY,"
@@ -366,7 +365,7 @@ def scope_statements(schema: str, owner: str) -> list[sql.Composable]:
     for table in ("tenant_logins", "breakglass_log"):
         out.append(sql.SQL("ALTER TABLE {} OWNER TO {}").format(sql.Identifier(s, table), o))
         out.append(sql.SQL("REVOKE ALL ON {} FROM PUBLIC").format(sql.Identifier(s, table)))
-    functions: list[tuple[str, str, str, sql.Composable]] = [
+    functions: list[tuple[str, str, str, sql.Composed]] = [
         (
             "_bg_append_only",
             "",
@@ -387,7 +386,9 @@ def scope_statements(schema: str, owner: str) -> list[sql.Composable]:
             "_bg_hash",
             _BG_ARGS,
             "text",
-            sql.SQL("LANGUAGE sql IMMUTABLE {} AS {}").format(sql.SQL(_PINNED), _body(_HASH_BODY, s)),
+            sql.SQL("LANGUAGE sql IMMUTABLE {} AS {}").format(
+                sql.SQL(_PINNED), _body(_HASH_BODY, s)
+            ),
         ),
     ]
     functions.append(
@@ -424,7 +425,12 @@ def scope_statements(schema: str, owner: str) -> list[sql.Composable]:
         s,
         o,
         [
-            ("_bg_append", _APPEND_ARGS, "bigint", definer.format(sql.SQL(_PINNED), _body(_APPEND_BODY, s))),
+            (
+                "_bg_append",
+                _APPEND_ARGS,
+                "bigint",
+                definer.format(sql.SQL(_PINNED), _body(_APPEND_BODY, s)),
+            ),
             (
                 "_bg_sync_privileges",
                 "p_grantee name",
@@ -452,7 +458,8 @@ def scope_statements(schema: str, owner: str) -> list[sql.Composable]:
     view = sql.Identifier(s, "session_scope")
     out += [
         sql.SQL("CREATE OR REPLACE VIEW {} WITH (security_barrier) AS {}").format(
-            view, sql.SQL(_VIEW.replace("{s}", render(sql.Identifier(s))))  # type: ignore[arg-type]
+            view,
+            sql.SQL(_VIEW.replace("{s}", render(sql.Identifier(s)))),
         ),
         sql.SQL("ALTER VIEW {} OWNER TO {}").format(view, o),
         sql.SQL("REVOKE ALL ON {} FROM PUBLIC").format(view),
@@ -465,17 +472,20 @@ def scope_statements(schema: str, owner: str) -> list[sql.Composable]:
 def _functions(
     schema: str,
     owner: sql.Identifier,
-    specs: list[tuple[str, str, str, sql.Composable]],
+    specs: list[tuple[str, str, str, sql.Composed]],
     *,
     public: bool,
-) -> list[sql.Composable]:
-    out: list[sql.Composable] = []
+) -> list[sql.Composed]:
+    out: list[sql.Composed] = []
     for name, args, returns, rest in specs:
         fn = sql.Identifier(schema, name)
         arg_types = sql.SQL(_arg_types(args))
         out.append(
             sql.SQL("CREATE OR REPLACE FUNCTION {}({}) RETURNS {} {}").format(
-                fn, sql.SQL(args), sql.SQL(returns), rest  # type: ignore[arg-type]
+                fn,
+                sql.SQL(args),
+                sql.SQL(returns),
+                rest,
             )
         )
         out.append(sql.SQL("ALTER FUNCTION {}({}) OWNER TO {}").format(fn, arg_types, owner))
