@@ -288,15 +288,22 @@ def _upsert_login(
         password.encode(), login.encode(), b"scram-sha-256"
     ).decode()
     ident = sql.Identifier(login)
-    attrs = sql.SQL(
-        "LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOREPLICATION "
-        "PASSWORD {} VALID UNTIL {}"
-    ).format(sql.Literal(verifier), sql.Literal(valid_until.isoformat()))
-    exists = conn.execute(
-        "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", (login,)
+    secret = sql.SQL("PASSWORD {} VALID UNTIL {}").format(
+        sql.Literal(verifier), sql.Literal(valid_until.isoformat())
+    )
+    have = conn.execute(
+        "SELECT rolsuper OR rolbypassrls OR rolcreaterole OR rolcreatedb OR rolreplication "
+        "FROM pg_catalog.pg_roles WHERE rolname = %s",
+        (login,),
     ).fetchone()
-    if exists is None:
-        conn.execute(sql.SQL("CREATE ROLE {} ").format(ident) + attrs)
+    if have is None:
+        conn.execute(
+            sql.SQL(
+                "CREATE ROLE {} LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS "
+                "NOREPLICATION "
+            ).format(ident)
+            + secret
+        )
     else:
         registered = conn.execute(
             sql.SQL("SELECT 1 FROM {} WHERE login = %s").format(
@@ -304,12 +311,14 @@ def _upsert_login(
             ),
             (login,),
         ).fetchone()
-        if registered is None:
+        if registered is None or have[0]:
             raise ConfigurationError(
-                f"role {login!r} exists but is not a tenantguard login",
+                f"role {login!r} exists but is not a tenantguard login "
+                "(or has gained SUPERUSER, BYPASSRLS, CREATEROLE, CREATEDB or REPLICATION)",
                 hint="drop or rename that role, or pass --role-prefix to use other names",
             )
-        conn.execute(sql.SQL("ALTER ROLE {} ").format(ident) + attrs)
+        # Only what a CREATEROLE administrator may change on a role it administers.
+        conn.execute(sql.SQL("ALTER ROLE {} LOGIN INHERIT ").format(ident) + secret)
     # Member of its tenant's group only: drop any other membership it may have gained.
     others = conn.execute(
         "SELECT r.rolname::text FROM pg_catalog.pg_auth_members m "
