@@ -337,3 +337,15 @@ def test_issue_refuses_bad_input(suite: Access) -> None:
             issue_credential(admin, 1, slot="Bad Slot")
         with pytest.raises(UsageError):
             issue_credential(admin, "abc", tenant_kind="bigint")
+
+
+def test_credential_pool_logs_in_with_real_passwords(pw: Access) -> None:
+    from tenantguard import AdminCredentialSource, CredentialPool
+
+    source = AdminCredentialSource(pw.admin_dsn, ttl="15m", slot="cpool")
+    # The superuser DSN gives host and database; the pool replaces user and password.
+    with CredentialPool(pw.s.admin_dsn, source=source, max_size=2) as pool:
+        for t, n in ((1, 2), (2, 4)):
+            with pool.connection(t) as conn:
+                assert _tenants(conn) == {t: n}
+        pool.revoke(2)
