@@ -349,3 +349,17 @@ def test_credential_pool_logs_in_with_real_passwords(pw: Access) -> None:
             with pool.connection(t) as conn:
                 assert _tenants(conn) == {t: n}
         pool.revoke(2)
+
+
+def test_registry_row_of_a_live_login_cannot_be_deleted(suite: Access) -> None:
+    # Without its row a login would fall back to the setting; the registry refuses.
+    with suite.admin() as admin:
+        a = issue_credential(admin, 2, slot="keep")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="still exists"):
+            admin.execute("DELETE FROM tenantguard.tenant_logins WHERE login = %s", (a.user,))
+        revoke_credentials(admin, 2)
+        with admin.transaction(force_rollback=True):  # once the role is gone, it may go
+            n = admin.execute(
+                "DELETE FROM tenantguard.tenant_logins WHERE login = %s", (a.user,)
+            ).rowcount
+        assert n == 1

@@ -72,6 +72,21 @@ END
 """
 
 # Length-prefixed fields: no separator can be forged by a value. "~" is NULL.
+# A registry row outlives its role: while the role exists, deleting the row would send
+# its sessions to the pool model's branch (the setting).
+_REGISTRY_GUARD_BODY = """
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = OLD.login) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'insufficient_privilege',
+            MESSAGE = pg_catalog.format('tenantguard: login %I still exists; its registry row stays',
+                                        OLD.login),
+            HINT = 'revoke it with tenantguard credentials revoke, which drops the role';
+    END IF;
+    RETURN OLD;
+END
+"""
+
 # Every row must extend the chain: next seq, previous row's hash, its own hash right.
 _CHAIN_CHECK_BODY = """
 DECLARE
@@ -272,33 +287,45 @@ BEGIN
 END
 """
 
+# Kept small on purpose: every plan node here is initialised on every query of every
+# protected table (tools/role_scope_cost.py). The pool model's path costs one index
+# probe of the registry and one of the log; a break-glass role's live grants are
+# computed by _bg_scope only for break-glass sessions.
 _VIEW = """
 SELECT
     CASE WHEN l.login IS NOT NULL THEN
              CASE WHEN l.revoked_at IS NULL AND l.valid_until > pg_catalog.now()
                   THEN ARRAY[l.tenant] ELSE '{}'::text[] END
-         WHEN b.known THEN b.read_tenants
+         WHEN EXISTS (SELECT 1 FROM {s}.breakglass_log g
+                       WHERE g.action = 'grant' AND g.grantee = session_user) THEN
+             CASE WHEN current_user = session_user THEN {s}._bg_scope(false)
+                  ELSE '{}'::text[] END
          ELSE ARRAY[{s}.current_tenant()] END AS read_scope,
     CASE WHEN l.login IS NOT NULL THEN
              CASE WHEN l.revoked_at IS NULL AND l.valid_until > pg_catalog.now()
                   THEN ARRAY[l.tenant] ELSE '{}'::text[] END
-         WHEN b.known THEN b.write_tenants
+         WHEN EXISTS (SELECT 1 FROM {s}.breakglass_log g
+                       WHERE g.action = 'grant' AND g.grantee = session_user) THEN
+             CASE WHEN current_user = session_user THEN {s}._bg_scope(true)
+                  ELSE '{}'::text[] END
          ELSE ARRAY[{s}.current_tenant()] END AS write_scope
 FROM (SELECT session_user AS who) me
 LEFT JOIN {s}.tenant_logins l ON l.login = me.who
-CROSS JOIN LATERAL (
-    SELECT pg_catalog.count(*) > 0 AS known,
-           coalesce(pg_catalog.array_agg(DISTINCT t.tenant) FILTER (WHERE g.live), '{}') AS read_tenants,
-           coalesce(pg_catalog.array_agg(DISTINCT t.tenant) FILTER (WHERE g.live AND g.can_write),
-                    '{}') AS write_tenants
-    FROM (SELECT x.seq, x.tenants, x.can_write,
-                 x.expires_at > pg_catalog.now() AND current_user = session_user
-                 AND NOT EXISTS (SELECT 1 FROM {s}.breakglass_log r
-                                  WHERE r.action = 'revoke' AND r.grant_seq = x.seq) AS live
-            FROM {s}.breakglass_log x
-           WHERE x.action = 'grant' AND x.grantee = me.who) g
-    CROSS JOIN LATERAL pg_catalog.unnest(g.tenants) AS t(tenant)
-) b
+"""
+
+# The tenants of the session login's live grants (write grants only with p_write).
+# SECURITY DEFINER to read the log; it answers for session_user only.
+_BG_SCOPE_BODY = """
+BEGIN
+    RETURN coalesce((
+        SELECT pg_catalog.array_agg(DISTINCT t.tenant)
+          FROM {s}.breakglass_log g
+         CROSS JOIN LATERAL pg_catalog.unnest(g.tenants) AS t(tenant)
+         WHERE g.action = 'grant' AND g.grantee = session_user
+           AND g.expires_at > pg_catalog.now() AND (g.can_write OR NOT p_write)
+           AND NOT EXISTS (SELECT 1 FROM {s}.breakglass_log r
+                            WHERE r.action = 'revoke' AND r.grant_seq = g.seq)), '{}');
+END
 """
 
 _BG_ARGS = (
@@ -393,6 +420,16 @@ def scope_statements(schema: str, owner: str) -> list[sql.Composed]:
     ]
     functions.append(
         (
+            "_registry_guard",
+            "",
+            "trigger",
+            sql.SQL("LANGUAGE plpgsql {} AS {}").format(
+                sql.SQL(_PINNED), sql.Literal(_REGISTRY_GUARD_BODY)
+            ),
+        )
+    )
+    functions.append(
+        (
             "_bg_chain_check",
             "",
             "trigger",
@@ -402,6 +439,12 @@ def scope_statements(schema: str, owner: str) -> list[sql.Composed]:
         )
     )
     out += _functions(s, o, functions, public=False)
+    out.append(
+        sql.SQL(
+            "CREATE OR REPLACE TRIGGER tg_registry_guard BEFORE DELETE ON {} "
+            "FOR EACH ROW EXECUTE FUNCTION {}()"
+        ).format(sql.Identifier(s, "tenant_logins"), sql.Identifier(s, "_registry_guard"))
+    )
     out.append(
         sql.SQL(
             "CREATE OR REPLACE TRIGGER tg_chain_check BEFORE INSERT ON {} "
@@ -455,6 +498,21 @@ def scope_statements(schema: str, owner: str) -> list[sql.Composed]:
         ],
         public=False,
     )
+    out += _functions(
+        s,
+        o,
+        [
+            (
+                "_bg_scope",
+                "p_write boolean",
+                "text[]",
+                sql.SQL("LANGUAGE plpgsql STABLE SECURITY DEFINER {} AS {}").format(
+                    sql.SQL(_PINNED), _body(_BG_SCOPE_BODY, s)
+                ),
+            )
+        ],
+        public=True,
+    )
     view = sql.Identifier(s, "session_scope")
     out += [
         sql.SQL("CREATE OR REPLACE VIEW {} WITH (security_barrier) AS {}").format(
@@ -489,9 +547,11 @@ def _functions(
             )
         )
         out.append(sql.SQL("ALTER FUNCTION {}({}) OWNER TO {}").format(fn, arg_types, owner))
-        if not public:
-            # Only the owner (and the administrators who are members of it) may call these.
-            out.append(sql.SQL("REVOKE ALL ON FUNCTION {}({}) FROM PUBLIC").format(fn, arg_types))
+        # Only the owner (and the administrators who are members of it) may call these,
+        # but for the policies' own helpers, which answer for the caller's session only.
+        out.append(sql.SQL("REVOKE ALL ON FUNCTION {}({}) FROM PUBLIC").format(fn, arg_types))
+        if public:
+            out.append(sql.SQL("GRANT EXECUTE ON FUNCTION {}({}) TO PUBLIC").format(fn, arg_types))
     return out
 
 
