@@ -24,6 +24,7 @@ import pytest
 from psycopg import sql
 
 from _access import (
+    ADMIN_PASSWORD,
     APP_PASSWORD,
     Access,
     build_access,
@@ -290,6 +291,7 @@ def test_cli_issue_json_and_no_password_on_stderr(pw: Access) -> None:
     assert len(payload["password"]) >= 32
     assert payload["password"] not in r.stderr
     assert payload["password"] not in payload["dsn"]
+    assert ADMIN_PASSWORD not in payload["dsn"]  # nor the administrator's
     with psycopg.connect(payload["dsn"], password=payload["password"], autocommit=True) as conn:
         assert _tenants(conn) == {3: 6}
     listed = _run_cli("credentials", "list", "--dsn", pw.admin_dsn, "--format", "json")
