@@ -66,6 +66,12 @@ def _tenants(conn: psycopg.Connection[tuple[object, ...]]) -> dict[int, int]:
     return {int(t): int(n) for t, n in rows}  # type: ignore[call-overload]
 
 
+def _as(conn: psycopg.Connection[tuple[object, ...]], tenant: int) -> dict[int, int]:
+    """Bind *tenant* on the session (a break-glass login acts as one granted tenant at a time)."""
+    conn.execute("SELECT set_config('app.tenant_id', %s, false)", (str(tenant),))
+    return _tenants(conn)
+
+
 def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tenantguard.cli", *args],
@@ -84,22 +90,24 @@ def test_read_grant_admits_only_the_granted_tenants(db: Access, support: str) ->
         g = grant_access(admin, support, [2], reason="invoice dispute", ticket="SUP-1", ttl="10m")
     assert g.tenants == ("2",) and not g.write
     with db.connect(support) as conn:
-        assert _tenants(conn) == {2: 4}
-        # The setting means nothing to a break-glass role: it cannot pick another tenant.
-        conn.execute("SELECT set_config('app.tenant_id', '3', false)")
-        assert _tenants(conn) == {2: 4}
-        assert conn.execute("SELECT count(*) FROM app.users WHERE tenant_id = 3").fetchone() == (0,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="no tenant is bound"):
+            _tenants(conn)  # nothing bound: refused, as for the pool login
+        assert _as(conn, 2) == {2: 4}
+        # Binding a tenant outside its grants reaches nothing: the grant, not the setting, decides.
+        assert _as(conn, 3) == {}
+        assert conn.execute("SELECT count(*) FROM app.users").fetchone() == (0,)
+        assert _as(conn, 1) == {}
 
 
 def test_expired_grant_is_refused(db: Access, support: str) -> None:
     with db.admin() as admin:
         grant_access(admin, support, [3], reason="report", ticket="SUP-2", ttl=2)
     with db.connect(support) as conn:
-        assert _tenants(conn) == {3: 6}  # control: live, it reads
+        assert _as(conn, 3) == {3: 6}  # control: live, it reads
         time.sleep(2.5)
         assert _tenants(conn) == {}  # expired: the same session, the same query, nothing
     with db.connect(support) as conn:
-        assert _tenants(conn) == {}
+        assert _as(conn, 3) == {}
     with db.admin() as admin:
         states = [r.state for r in read_log(admin) if r.grantee == support]
     assert states == ["expired"]
@@ -110,22 +118,20 @@ def test_scope_is_enforced_per_tenant_and_per_command(db: Access, support: str) 
         grant_access(admin, support, [2], reason="look", ticket="SUP-3", ttl="10m")
         grant_access(admin, support, [3], reason="fix", ticket="SUP-4", ttl="10m", write=True)
     with db.connect(support) as conn:
-        assert _tenants(conn) == {2: 4, 3: 6}
-        assert conn.execute("SELECT count(*) FROM app.invoices WHERE tenant_id = 1").fetchone() == (
-            0,
-        )
+        assert _as(conn, 1) == {}
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO app.invoices (tenant_id, amount) VALUES (1, 1)")
+        assert conn.execute("DELETE FROM app.invoices WHERE tenant_id = 1").rowcount == 0
         # Tenant 2 is read-only, although the role holds DML privileges (from the write grant).
+        assert _as(conn, 2) == {2: 4}
         assert conn.execute("UPDATE app.invoices SET note = 'x' WHERE tenant_id = 2").rowcount == 0
         assert conn.execute("DELETE FROM app.invoices WHERE tenant_id = 2").rowcount == 0
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("INSERT INTO app.invoices (tenant_id, amount) VALUES (2, 1)")
+        # Tenant 3 is writable (the control), but its rows cannot be moved to tenant 2.
+        assert _as(conn, 3) == {3: 6}
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("UPDATE app.invoices SET tenant_id = 2 WHERE tenant_id = 3")
-        # Tenant 1 is outside the grants entirely.
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("INSERT INTO app.invoices (tenant_id, amount) VALUES (1, 1)")
-        assert conn.execute("DELETE FROM app.invoices WHERE tenant_id = 1").rowcount == 0
-        # Control: the write grant's tenant is writable.
         with conn.transaction():
             conn.execute("INSERT INTO app.invoices (tenant_id, amount, note) VALUES (3, 1, 'bg')")
             assert (
@@ -145,7 +151,8 @@ def test_revoke_ends_a_grant(db: Access, support: str) -> None:
     assert r.returncode == 0, r.stderr
     seq = json.loads(r.stdout)["grant"]
     with db.connect(support) as conn:
-        assert _tenants(conn) == {1: 2, 2: 4}
+        assert _as(conn, 1) == {1: 2}
+        assert _as(conn, 2) == {2: 4}
         r = _run_cli("admin", "revoke", str(seq), "--dsn", runner_dsn, "--reason", "done")
         assert r.returncode == 0, r.stderr
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -169,11 +176,13 @@ def test_the_app_pool_login_cannot_use_the_admin_path(db: Access, support: str) 
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="already has privileges"):
             grant_access(admin, app, [3], reason="audit", ticket="SUP-5", ttl="10m")
     with db.connect(app, APP_PASSWORD) as conn:
-        # It cannot create a grant, read or write the log, or become the support role.
+        # It cannot create a grant, read or write the log or the registry, or become the
+        # support role.
         for attack in (
             "SELECT tenantguard.breakglass_grant(current_user, ARRAY['3'], true, 'x', 'y', '1h')",
             "SELECT tenantguard._bg_append('grant', NULL, current_user, ARRAY['3'], true, 'x',"
             " 'y', now() + interval '1h')",
+            "SELECT tenantguard._bg_sync_privileges(current_user)",
             "SELECT * FROM tenantguard.breakglass_log",
             "DELETE FROM tenantguard.breakglass_log",
             "SELECT * FROM tenantguard.tenant_logins",
@@ -182,48 +191,13 @@ def test_the_app_pool_login_cannot_use_the_admin_path(db: Access, support: str) 
                 conn.execute(attack)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(support)))
-        # Bound to tenant 1, it sees tenant 1 only, although a grant for tenant 3 is live.
-        conn.execute("SELECT set_config('app.tenant_id', '1', false)")
-        assert _tenants(conn) == {1: 2}
+        # The one helper it may call answers for its own session: no grant covers it.
+        row = conn.execute("SELECT tenantguard._bg_admits('3', false)").fetchone()
+        assert row == (False,)
     with db.connect(support) as conn:  # control: the grantee's own session reaches tenant 3
-        assert _tenants(conn) == {3: 6}
-
-
-def test_control_a_grant_to_the_app_login_would_cross_tenants(db: Access) -> None:
-    # Why the grant function refuses the app's login: if a grant row for it existed (here
-    # forced by the superuser, past the function's checks), its sessions would ignore the
-    # tenant binding and see the grant's tenants. Run on a throwaway login that, like the
-    # app, already uses the tables.
-    fake_app = f"tg_fakeapp_{db.s.suffix}"
-    with db.superuser() as su:
-        su.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(fake_app)))
-        su.execute(
-            sql.SQL("GRANT SELECT ON app.invoices TO {}; GRANT USAGE ON SCHEMA app TO {}").format(
-                sql.Identifier(fake_app), sql.Identifier(fake_app)
-            )
-        )
-        su.execute(
-            sql.SQL(
-                "GRANT USAGE ON SCHEMA tenantguard TO {0}; "
-                "GRANT EXECUTE ON FUNCTION tenantguard.current_tenant() TO {0}; "
-                "GRANT EXECUTE ON FUNCTION tenantguard._fail(text, text) TO {0}"
-            ).format(sql.Identifier(fake_app))
-        )
-    with db.connect(fake_app) as conn:
-        conn.execute("SELECT set_config('app.tenant_id', '1', false)")
-        assert _tenants(conn) == {1: 2}
-    with db.admin() as admin:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            grant_access(admin, fake_app, [3], reason="r", ticket="t", ttl="10m")
-    with db.superuser() as su:
-        su.execute(
-            "SELECT tenantguard._bg_append('grant', NULL, %s, ARRAY['3'], false, 'forced', 't',"
-            " now() + interval '10 minutes')",
-            (fake_app,),
-        )
-    with db.connect(fake_app) as conn:
-        conn.execute("SELECT set_config('app.tenant_id', '1', false)")
-        assert _tenants(conn) == {3: 6}
+        assert row is not None
+        assert conn.execute("SELECT tenantguard._bg_admits('3', false)").fetchone() == (True,)
+        assert _as(conn, 3) == {3: 6}
 
 
 def test_grant_checks_its_input(db: Access, support: str) -> None:
@@ -379,3 +353,22 @@ def test_admin_log_lists_grants(db: Access, support: str) -> None:
     rows = [x for x in json.loads(r.stdout) if x["to"] == support]
     assert rows and rows[0]["reason"] == "listing" and rows[0]["ticket"] == "LOG-1"
     assert rows[0]["state"] == "live" and rows[0]["actor"] == db.admin_role
+
+
+def test_a_tenant_pool_logged_in_as_the_grantee_binds_granted_tenants(
+    db: Access, support: str
+) -> None:
+    from tenantguard import TenantPool, tenant
+
+    with db.admin() as admin:
+        grant_access(admin, support, [2], reason="report", ticket="REP-1", ttl="10m")
+    pool = TenantPool(
+        psycopg.conninfo.make_conninfo(db.s.admin_dsn, user=support), min_size=1, max_size=1
+    )
+    try:
+        with tenant(2), pool.connection() as conn:
+            assert _tenants(conn) == {2: 4}  # type: ignore[arg-type]
+        with tenant(1), pool.connection() as conn:
+            assert _tenants(conn) == {}  # type: ignore[arg-type]
+    finally:
+        pool.close()

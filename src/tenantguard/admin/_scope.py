@@ -10,10 +10,13 @@ policies compare the tenant column with the arrays of the view
   nothing. The tenant setting is never read, so SQL on that connection cannot
   become another tenant;
 * the login ever received a break-glass grant (``tenantguard.breakglass_log``): the
-  tenants of its live grants (read), and of its live write grants (write). The
-  tenant setting is never read for it either;
+  tenant it binds with the setting, only if one of its live grants covers it (for
+  writing: a live write grant), else none; one granted tenant at a time;
 * otherwise the pool model: ``tenantguard.current_tenant()``, the bound setting
   (which raises when unset, as without ``--role-scope``).
+
+Each column is one tenant, never an array: ``tenant_id = <scalar>`` keeps the
+index-ordered plans that ``= ANY(array)`` loses.
 
 ``session_user`` is the role the connection authenticated as; only a superuser can
 change it (``SET SESSION AUTHORIZATION``), while ``SET ROLE`` and SECURITY DEFINER
@@ -289,42 +292,40 @@ END
 
 # Kept small on purpose: every plan node here is initialised on every query of every
 # protected table (tools/role_scope_cost.py). The pool model's path costs one index
-# probe of the registry and one of the log; a break-glass role's live grants are
-# computed by _bg_scope only for break-glass sessions.
+# probe of the registry and one of the log; whether a grant admits the bound tenant is
+# computed by _bg_admits only for break-glass sessions. One tenant per column, never an
+# array: `tenant_id = <scalar>` keeps index-ordered plans (`= ANY(array)` sorts).
 _VIEW = """
 SELECT
     CASE WHEN l.login IS NOT NULL THEN
-             CASE WHEN l.revoked_at IS NULL AND l.valid_until > pg_catalog.now()
-                  THEN ARRAY[l.tenant] ELSE '{}'::text[] END
+             CASE WHEN l.revoked_at IS NULL AND l.valid_until > pg_catalog.now() THEN l.tenant END
          WHEN EXISTS (SELECT 1 FROM {s}.breakglass_log g
                        WHERE g.action = 'grant' AND g.grantee = session_user) THEN
-             CASE WHEN current_user = session_user THEN {s}._bg_scope(false)
-                  ELSE '{}'::text[] END
-         ELSE ARRAY[{s}.current_tenant()] END AS read_scope,
+             CASE WHEN current_user = session_user AND {s}._bg_admits({s}.current_tenant(), false)
+                  THEN {s}.current_tenant() END
+         ELSE {s}.current_tenant() END AS read_tenant,
     CASE WHEN l.login IS NOT NULL THEN
-             CASE WHEN l.revoked_at IS NULL AND l.valid_until > pg_catalog.now()
-                  THEN ARRAY[l.tenant] ELSE '{}'::text[] END
+             CASE WHEN l.revoked_at IS NULL AND l.valid_until > pg_catalog.now() THEN l.tenant END
          WHEN EXISTS (SELECT 1 FROM {s}.breakglass_log g
                        WHERE g.action = 'grant' AND g.grantee = session_user) THEN
-             CASE WHEN current_user = session_user THEN {s}._bg_scope(true)
-                  ELSE '{}'::text[] END
-         ELSE ARRAY[{s}.current_tenant()] END AS write_scope
+             CASE WHEN current_user = session_user AND {s}._bg_admits({s}.current_tenant(), true)
+                  THEN {s}.current_tenant() END
+         ELSE {s}.current_tenant() END AS write_tenant
 FROM (SELECT session_user AS who) me
 LEFT JOIN {s}.tenant_logins l ON l.login = me.who
 """
 
-# The tenants of the session login's live grants (write grants only with p_write).
+# Does a live grant of the session's login cover p_tenant (for writing, with p_write)?
 # SECURITY DEFINER to read the log; it answers for session_user only.
-_BG_SCOPE_BODY = """
+_BG_ADMITS_BODY = """
 BEGIN
-    RETURN coalesce((
-        SELECT pg_catalog.array_agg(DISTINCT t.tenant)
-          FROM {s}.breakglass_log g
-         CROSS JOIN LATERAL pg_catalog.unnest(g.tenants) AS t(tenant)
+    RETURN EXISTS (
+        SELECT 1 FROM {s}.breakglass_log g
          WHERE g.action = 'grant' AND g.grantee = session_user
+           AND p_tenant = ANY (g.tenants)
            AND g.expires_at > pg_catalog.now() AND (g.can_write OR NOT p_write)
            AND NOT EXISTS (SELECT 1 FROM {s}.breakglass_log r
-                            WHERE r.action = 'revoke' AND r.grant_seq = g.seq)), '{}');
+                            WHERE r.action = 'revoke' AND r.grant_seq = g.seq));
 END
 """
 
@@ -503,11 +504,11 @@ def scope_statements(schema: str, owner: str) -> list[sql.Composed]:
         o,
         [
             (
-                "_bg_scope",
-                "p_write boolean",
-                "text[]",
+                "_bg_admits",
+                "p_tenant text, p_write boolean",
+                "boolean",
                 sql.SQL("LANGUAGE plpgsql STABLE SECURITY DEFINER {} AS {}").format(
-                    sql.SQL(_PINNED), _body(_BG_SCOPE_BODY, s)
+                    sql.SQL(_PINNED), _body(_BG_ADMITS_BODY, s)
                 ),
             )
         ],

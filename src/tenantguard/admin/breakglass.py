@@ -7,8 +7,9 @@ append-only, hash-chained log ``tenantguard.breakglass_log``: the SECURITY DEFIN
 function ``tenantguard.breakglass_grant`` (owned by the owner role, ``search_path``
 pinned, EXECUTE for the owner and its members only) checks the grantee, appends the
 row and grants the table privileges in one transaction, and the policies of tables
-protected with ``--role-scope`` admit the grantee's own session only for the
-tenants of its live grants. So PostgreSQL, not this library, enforces the scope,
+protected with ``--role-scope`` admit the grantee's own session only for a tenant
+it binds (with the setting, as the application does) that one of its live grants
+covers, and for writes only under a live write grant. So PostgreSQL, not this library, enforces the scope,
 and there is no way to create a grant that the log does not show.
 
 Each log row stores ``hash = sha256(prev_hash || fields)`` (fields length-prefixed,

@@ -341,8 +341,8 @@ class _Policy:
 
 def _scope_predicate(column: str, type_name: str, schema: str, which: str) -> sql.Composed:
     # One scalar sub-select (an InitPlan, once per query) reading the session's row of
-    # the scope view; `= ANY` of its array still drives an index scan.
-    return sql.SQL("({col} = ANY ((SELECT s.{which} FROM {view} s)::{cast}[]))").format(
+    # the scope view; equality with a scalar keeps index-ordered plans.
+    return sql.SQL("({col} = (SELECT s.{which}::{cast} FROM {view} s))").format(
         col=sql.Identifier(column),
         which=sql.Identifier(which),
         view=sql.Identifier(schema, "session_scope"),
@@ -352,12 +352,12 @@ def _scope_predicate(column: str, type_name: str, schema: str, which: str) -> sq
 
 def _scope_policies(spec: ProtectSpec) -> list[_Policy]:
     args = (spec.tenant_column, spec.tenant_type, spec.helper_schema)
-    read = _scope_predicate(*args, "read_scope")
-    write = _scope_predicate(*args, "write_scope")
+    read = _scope_predicate(*args, "read_tenant")
+    write = _scope_predicate(*args, "write_tenant")
     return [
-        # The guard admits the read scope and writes only rows in the write scope, so a
-        # read-only break-glass grant cannot insert or move rows, whatever permissive
-        # policy is added later.
+        # The guard admits the session's tenant and writes rows only while it may write
+        # there, so a read-only break-glass grant cannot insert or move rows, whatever
+        # permissive policy is added later.
         _Policy(GUARD_POLICY, False, "ALL", read, write),
         _Policy(ACCESS_POLICY, True, "ALL", read, write),
         # UPDATE and DELETE reach existing rows through USING: require the write scope.
