@@ -124,3 +124,27 @@ def test_restrictive_policies_hold_against_a_later_permissive_policy(db: Access)
         with db.admin() as admin:
             protect(admin, ["app.invoices"], role_scope=True)  # puts tg_scope_delete back
         assert "tg_scope_delete" in _policies(db)
+
+
+def test_serial_ids_work_for_logins_and_write_grants(db: Access) -> None:
+    # Inserts into a serial column need USAGE on its sequence: both paths grant it.
+    with db.superuser() as su, su.transaction():
+        su.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(db.s.owner_role)))
+        su.execute(
+            "CREATE TABLE app.notes (tenant_id bigint NOT NULL, id serial PRIMARY KEY, body text)"
+        )
+    support = f"tg_ser_{db.s.suffix}"
+    with db.superuser() as su:
+        su.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(support)))
+    with db.admin() as admin:
+        protect(admin, ["app.notes"], role_scope=True)
+        cred = issue_credential(admin, 1, slot="ser")
+        grant_access(admin, support, [2], reason="r", ticket="t", write=True)
+    with db.connect(cred.user, cred.password) as conn:
+        conn.execute("INSERT INTO app.notes (tenant_id, body) VALUES (1, 'login')")
+    with db.connect(support) as conn:
+        conn.execute("SELECT set_config('app.tenant_id', '2', false)")
+        conn.execute("INSERT INTO app.notes (tenant_id, body) VALUES (2, 'support')")
+    with db.superuser() as su:
+        rows = su.execute("SELECT tenant_id, body FROM app.notes ORDER BY id").fetchall()
+    assert rows == [(1, "login"), (2, "support")]

@@ -138,6 +138,7 @@ SELECT pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
 _SYNC_PRIVILEGES_BODY = """
 DECLARE
     t regclass;
+    sq regclass;
     n name;
     live_read boolean;
     live_write boolean;
@@ -166,6 +167,21 @@ BEGIN
         ELSE
             EXECUTE pg_catalog.format('REVOKE INSERT, UPDATE, DELETE ON %s FROM %I', t, p_grantee);
         END IF;
+        -- The sequences inserts draw ids from (serial columns, DEFAULT nextval(...)).
+        FOR sq IN
+            SELECT DISTINCT sc.oid::regclass
+              FROM pg_catalog.pg_attrdef ad
+              JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_attrdef'::regclass
+                   AND d.objid = ad.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
+              JOIN pg_catalog.pg_class sc ON sc.oid = d.refobjid AND sc.relkind = 'S'
+             WHERE ad.adrelid = t
+        LOOP
+            IF coalesce(live_write, false) THEN
+                EXECUTE pg_catalog.format('GRANT USAGE ON SEQUENCE %s TO %I', sq, p_grantee);
+            ELSE
+                EXECUTE pg_catalog.format('REVOKE USAGE ON SEQUENCE %s FROM %I', sq, p_grantee);
+            END IF;
+        END LOOP;
     END LOOP;
     EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA {s} TO %I', p_grantee);
     EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION {s}.current_tenant() TO %I', p_grantee);

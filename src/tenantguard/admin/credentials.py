@@ -30,8 +30,9 @@ import psycopg
 from psycopg import sql
 
 from tenantguard.admin._scope import ensure_scope, scope_installed, scoped_tables
+from tenantguard.admin.protect import runtime_grants
 from tenantguard.core.ids import TenantId, TenantKind, parse_tenant_id
-from tenantguard.core.names import check_identifier
+from tenantguard.core.names import QualifiedName, check_identifier
 from tenantguard.errors import ConfigurationError, UsageError
 
 __all__ = [
@@ -256,14 +257,11 @@ def _grant_group(
     conn: psycopg.Connection[Any], group: str, tables: list[tuple[str, str]], schema: str
 ) -> None:
     g = sql.Identifier(group)
-    for nsp in sorted({s for s, _ in tables} | {schema}):
-        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(nsp), g))
-    for nsp, name in tables:
-        conn.execute(
-            sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}").format(
-                sql.Identifier(nsp, name), g
-            )
-        )
+    # What `protect --grant-to` gives a runtime role: schema USAGE, the DML, and USAGE on
+    # the sequences behind serial columns.
+    for stmt in runtime_grants(conn, [QualifiedName(nsp, name) for nsp, name in tables], group):
+        conn.execute(stmt)
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), g))
     # The policies name these helpers (the pool-model branch of the scope view); the
     # login never reaches that branch, but PostgreSQL checks EXECUTE on every call site.
     for fn in ("current_tenant()", "_fail(text, text)"):
