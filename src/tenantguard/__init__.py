@@ -10,10 +10,12 @@ The request path::
             conn.execute("SELECT * FROM app.invoices").fetchall()  # tenant 42's rows only
 """
 
+from tenantguard.admin.credentials import Credential
 from tenantguard.core.binding import Binder, SettingBinder
 from tenantguard.core.context import TenantContext, current_tenant, reset_tenant, set_tenant, tenant
 from tenantguard.core.ids import TenantId, parse_tenant_id
 from tenantguard.drivers.psycopg import AsyncTenantPool, TenantPool
+from tenantguard.drivers.psycopg._credential_pool import AdminCredentialSource, CredentialPool
 from tenantguard.errors import (
     ConfigurationError,
     InvalidTenantId,
@@ -27,9 +29,12 @@ from tenantguard.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdminCredentialSource",
     "AsyncTenantPool",
     "Binder",
     "ConfigurationError",
+    "Credential",
+    "CredentialPool",
     "InvalidTenantId",
     "IsolationError",
     "NoTenantContext",

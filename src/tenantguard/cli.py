@@ -145,6 +145,12 @@ def install(
     help="Also GRANT SELECT/INSERT/UPDATE/DELETE to ROLE, and USAGE on the sequences "
     "behind serial columns.",
 )
+@click.option(
+    "--role-scope",
+    is_flag=True,
+    help="Policies key on the session's login: per-tenant logins (tenantguard credentials) and "
+    "break-glass grants (tenantguard admin); other logins use the bound setting.",
+)
 @click.option("--dry-run", is_flag=True, help="Print the SQL, change nothing.")
 @handled
 def protect(
@@ -154,6 +160,7 @@ def protect(
     user_column: str | None,
     user_scope: str,
     grant_to: str | None,
+    role_scope: bool,
     dry_run: bool,
 ) -> None:
     """Protect SCHEMA.TABLE... with ENABLE + FORCE RLS and tenant policies (idempotent).
@@ -180,6 +187,7 @@ def protect(
             tenant_columns=per_table,
             user_column=user_column,
             user_scope=user_scope,  # type: ignore[arg-type]
+            role_scope=role_scope,
             dry_run=dry_run,
         )
         grants: list[str] = []
@@ -193,7 +201,7 @@ def protect(
     for w in result.warnings:
         err.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
     if dry_run:
-        text = "\n".join(result.statements + grants)
+        text = "\n".join(result.scope_statements + result.statements + grants)
         out.print(text or "-- nothing to do", highlight=False, soft_wrap=True, markup=False)
         err.print("[dim]dry run: nothing changed[/]")
         return
@@ -446,6 +454,7 @@ def bench(
 
 
 def _register_tools() -> None:
+    from tenantguard._cli_access import admin_group, credentials_group
     from tenantguard.tooling.audit.cli import audit_command
     from tenantguard.tooling.lint.cli import lint_command
     from tenantguard.tooling.probe.cli import probe_command
@@ -453,6 +462,8 @@ def _register_tools() -> None:
     main.add_command(audit_command, "audit")
     main.add_command(lint_command, "lint")
     main.add_command(probe_command, "probe")
+    main.add_command(credentials_group, "credentials")
+    main.add_command(admin_group, "admin")
 
 
 _register_tools()

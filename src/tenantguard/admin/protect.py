@@ -92,6 +92,7 @@ class TablePlan:
 class ProtectResult:
     tables: list[TablePlan] = field(default_factory=list)
     dry_run: bool = False
+    scope_statements: list[str] = field(default_factory=list)
 
     @property
     def statements(self) -> list[str]:
@@ -109,6 +110,7 @@ def _plan_table(
     user_column: str | None,
     user_scope: Literal["write", "all"],
     helper_schema: str,
+    role_scope: bool = False,
 ) -> tuple[ProtectSpec, list[Any], list[str]]:
     row = conn.execute(_TABLE_QUERY, (table.schema, table.name)).fetchone()
     if row is None:
@@ -136,6 +138,7 @@ def _plan_table(
         user_type=user_type,
         user_scope=user_scope,
         helper_schema=helper_schema,
+        role_scope=role_scope,
     )
     policies = {
         name: PolicyState(permissive, _CMD.get(cmd, cmd), comment)
@@ -182,6 +185,7 @@ def plan_protect(
     user_scope: Literal["write", "all"] = "write",
     helper_schema: str = "tenantguard",
     tenant_columns: Mapping[str | QualifiedName, str] | None = None,
+    role_scope: bool = False,
 ) -> list[tuple[TablePlan, list[Any]]]:
     """Inspect the catalog and return, per table, what ``protect`` would run.
 
@@ -200,7 +204,13 @@ def plan_protect(
     for t in tables:
         name = t if isinstance(t, QualifiedName) else QualifiedName.parse(t)
         spec, stmts, warnings = _plan_table(
-            conn, name, per_table.get(name, tenant_column), user_column, user_scope, helper_schema
+            conn,
+            name,
+            per_table.get(name, tenant_column),
+            user_column,
+            user_scope,
+            helper_schema,
+            role_scope,
         )
         out.append((TablePlan(spec, [render(s) + ";" for s in stmts], warnings), stmts))
     return out
@@ -214,13 +224,23 @@ def protect(
     user_column: str | None = None,
     user_scope: Literal["write", "all"] = "write",
     helper_schema: str = "tenantguard",
+    role_scope: bool = False,
     dry_run: bool = False,
     tenant_columns: Mapping[str | QualifiedName, str] | None = None,
 ) -> ProtectResult:
     """Protect *tables* in one transaction; with *dry_run* only plan (nothing changes).
-    *tenant_columns*: per-table tenant columns, as for :func:`plan_protect`."""
+    *tenant_columns*: per-table tenant columns, as for :func:`plan_protect`.
+
+    With *role_scope* the policies compare the tenant with the session's scope
+    (per-tenant logins, break-glass grants, else the bound setting; see
+    :mod:`tenantguard.admin._scope`), whose objects are created or updated first.
+    """
     result = ProtectResult(dry_run=dry_run)
     with conn.transaction(force_rollback=dry_run):
+        if role_scope:
+            from tenantguard.admin._scope import ensure_scope
+
+            result.scope_statements = ensure_scope(conn, helper_schema)
         for plan, stmts in plan_protect(
             conn,
             tables,
@@ -229,6 +249,7 @@ def protect(
             user_scope=user_scope,
             helper_schema=helper_schema,
             tenant_columns=tenant_columns,
+            role_scope=role_scope,
         ):
             result.tables.append(plan)
             if not dry_run:

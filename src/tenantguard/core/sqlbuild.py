@@ -37,6 +37,8 @@ __all__ = [
 
 GUARD_POLICY = "tg_tenant_guard"
 ACCESS_POLICY = "tg_tenant_access"
+SCOPE_UPDATE_POLICY = "tg_scope_update"
+SCOPE_DELETE_POLICY = "tg_scope_delete"
 USER_POLICIES = {
     "write": (
         ("tg_user_insert", "INSERT"),
@@ -277,6 +279,9 @@ class ProtectSpec:
     user_type: str | None = None
     user_scope: Literal["write", "all"] = "write"
     helper_schema: str = "tenantguard"
+    # Compare with the session's scope (tenantguard.session_scope: per-tenant logins,
+    # break-glass grants, else the bound setting) instead of the setting alone.
+    role_scope: bool = False
 
     def __post_init__(self) -> None:
         check_identifier(self.tenant_column, "column name")
@@ -354,7 +359,38 @@ class _Policy:
         return FINGERPRINT_PREFIX + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _scope_predicate(column: str, type_name: str, schema: str, which: str) -> sql.Composed:
+    # One scalar sub-select (an InitPlan, once per query) reading the session's row of
+    # the scope view; equality with a scalar keeps index-ordered plans.
+    return sql.SQL("({col} = (SELECT s.{which}::{cast} FROM {view} s))").format(
+        col=sql.Identifier(column),
+        which=sql.Identifier(which),
+        view=sql.Identifier(schema, "session_scope"),
+        cast=cast_for_type(type_name),
+    )
+
+
+def _scope_policies(spec: ProtectSpec) -> list[_Policy]:
+    args = (spec.tenant_column, spec.tenant_type, spec.helper_schema)
+    read = _scope_predicate(*args, "read_tenant")
+    write = _scope_predicate(*args, "write_tenant")
+    return [
+        # The guard admits the session's tenant and writes rows only while it may write
+        # there, so a read-only break-glass grant cannot insert or move rows, whatever
+        # permissive policy is added later.
+        _Policy(GUARD_POLICY, False, "ALL", read, write),
+        _Policy(ACCESS_POLICY, True, "ALL", read, write),
+        # UPDATE and DELETE reach existing rows through USING: require the write scope.
+        _Policy(SCOPE_UPDATE_POLICY, False, "UPDATE", write, write),
+        _Policy(SCOPE_DELETE_POLICY, False, "DELETE", write, None),
+    ]
+
+
 def _policies(spec: ProtectSpec) -> list[_Policy]:
+    if spec.role_scope:
+        out = _scope_policies(spec)
+        _add_user_policies(spec, out)
+        return out
     tenant = _predicate(spec.tenant_column, spec.tenant_type, spec.helper_schema, "current_tenant")
     out = [
         # RESTRICTIVE: ANDed with every other policy, so a permissive policy added later
@@ -363,6 +399,11 @@ def _policies(spec: ProtectSpec) -> list[_Policy]:
         # Some permissive policy must grant access at all; this one grants the tenant's rows.
         _Policy(ACCESS_POLICY, True, "ALL", tenant, tenant),
     ]
+    _add_user_policies(spec, out)
+    return out
+
+
+def _add_user_policies(spec: ProtectSpec, out: list[_Policy]) -> None:
     if spec.user_column is not None:
         user = _predicate(
             spec.user_column, spec.user_type or "text", spec.helper_schema, "current_user_id"
@@ -373,7 +414,6 @@ def _policies(spec: ProtectSpec) -> list[_Policy]:
             if command == "ALL":
                 using, check = user, user
             out.append(_Policy(name, False, command, using, check))
-    return out
 
 
 def tenant_index_name(table: QualifiedName, column: str) -> str:
@@ -421,7 +461,9 @@ def protect_statements(spec: ProtectSpec, state: TableState | None = None) -> li
     # Drop tenantguard's own user policies that the spec no longer asks for.
     wanted_names = {p.name for p in wanted}
     stale = sorted(
-        name for name in st.policies if name.startswith("tg_user_") and name not in wanted_names
+        name
+        for name in st.policies
+        if name.startswith(("tg_user_", "tg_scope_")) and name not in wanted_names
     )
     for name in stale:
         out.append(sql.SQL("DROP POLICY {} ON {}").format(sql.Identifier(name), table))

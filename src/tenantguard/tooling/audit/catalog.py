@@ -668,6 +668,11 @@ def _literal_text(node: Any) -> str | None:
     return None
 
 
+# tenantguard's session-scope view (``protect --role-scope``): owned by the owner role, in
+# a schema the runtime role cannot create in, it yields the session's tenants from the
+# bound setting, a per-tenant login or a break-glass grant (tenantguard.admin._scope).
+SCOPE_VIEWS = frozenset({("tenantguard", "session_scope")})
+
 _IDENTITY_FUNCS = {
     enums.SQLValueFunctionOp.SVFOP_CURRENT_USER,
     enums.SQLValueFunctionOp.SVFOP_SESSION_USER,
@@ -705,6 +710,8 @@ class _Pinning:
                 first = _literal_text(node.args[0]) if node.args else None
                 return first is not None and first in self.settings
             return self.is_helper(schema, name)
+        if isinstance(node, ast.RangeVar):
+            return (node.schemaname, node.relname) in SCOPE_VIEWS
         return isinstance(node, ast.SQLValueFunction) and node.op in _IDENTITY_FUNCS
 
     def correlated(self, sublink: ast.SubLink) -> bool:
