@@ -9,6 +9,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 
+from tenantguard.admin.install import signing_installed
 from tenantguard.core.names import QualifiedName
 from tenantguard.core.sqlbuild import (
     PolicyState,
@@ -109,6 +110,7 @@ def _plan_table(
     user_column: str | None,
     user_scope: Literal["write", "all"],
     helper_schema: str,
+    signed: bool = False,
 ) -> tuple[ProtectSpec, list[Any], list[str]]:
     row = conn.execute(_TABLE_QUERY, (table.schema, table.name)).fetchone()
     if row is None:
@@ -136,6 +138,7 @@ def _plan_table(
         user_type=user_type,
         user_scope=user_scope,
         helper_schema=helper_schema,
+        signed=signed,
     )
     policies = {
         name: PolicyState(permissive, _CMD.get(cmd, cmd), comment)
@@ -196,11 +199,14 @@ def plan_protect(
         "SELECT pg_catalog.to_regprocedure(%s)", (f"{helper_schema}.current_tenant()",)
     ).fetchone() == (None,):
         raise NotInstalledError(f"the helper function {helper_schema}.current_tenant()")
+    # With signing installed the policies read the verifying view directly.
+    signed = signing_installed(conn, helper_schema)
     out = []
     for t in tables:
         name = t if isinstance(t, QualifiedName) else QualifiedName.parse(t)
         spec, stmts, warnings = _plan_table(
-            conn, name, per_table.get(name, tenant_column), user_column, user_scope, helper_schema
+            conn, name, per_table.get(name, tenant_column), user_column, user_scope, helper_schema,
+            signed,
         )
         out.append((TablePlan(spec, [render(s) + ";" for s in stmts], warnings), stmts))
     return out
