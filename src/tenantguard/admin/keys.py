@@ -19,7 +19,7 @@ from tenantguard.core.signed_sql import KEY_TABLE, insert_key_statement, keys_sc
 from tenantguard.core.signing import SigningKey, key_blocks, new_key
 from tenantguard.errors import ConfigurationError, NotInstalledError, UsageError
 
-__all__ = ["KeyInfo", "MAX_LIVE_KEYS", "create_key", "list_keys", "retire_key", "rotate_key"]
+__all__ = ["MAX_LIVE_KEYS", "KeyInfo", "create_key", "list_keys", "retire_key", "rotate_key"]
 
 #: Live keys at once: the current one and, while rolling, its successor.
 MAX_LIVE_KEYS = 2

@@ -142,10 +142,9 @@ END
 
 
 def _fail_sql(keys_schema: str, setting: str) -> sql.Composed:
-    shape = "^[0-9a-f]{%d}\\.tg1\\.[0-9a-f]{%d}\\.[0-9]{%d}\\.[0-9a-f]{16}\\." % (
-        MAC_HEX_LEN,
-        KEY_ID_LEN,
-        EXPIRY_LEN,
+    shape = (
+        f"^[0-9a-f]{{{MAC_HEX_LEN}}}\\.tg1\\.[0-9a-f]{{{KEY_ID_LEN}}}\\."
+        f"[0-9]{{{EXPIRY_LEN}}}\\.[0-9a-f]{{16}}\\."
     )
     body = sql.SQL(_FAIL_SIGNED_BODY).format(
         setting=_lit(check_setting_name(setting)),

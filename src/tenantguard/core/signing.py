@@ -42,8 +42,8 @@ __all__ = [
     "SignedBinder",
     "SigningKey",
     "key_blocks",
-    "new_key",
     "key_from_env",
+    "new_key",
     "parse_signing_key",
     "sign_context",
 ]
