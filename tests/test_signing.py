@@ -392,3 +392,12 @@ def test_binder_caches_a_token_until_shortly_before_expiry() -> None:
     assert params[0] == "app.tenant_id" and params[1].endswith(".7")
     with pytest.raises(InvalidSigningKey):
         SignedBinder(new_key(), ttl=10, refresh=10)
+
+
+def test_signed_install_audits_clean(signed) -> None:  # type: ignore[no-untyped-def]
+    from tenantguard.tooling.audit import audit_database
+
+    s, _ = signed
+    with s.admin() as admin:
+        report = audit_database(admin, app_role=s.app_role)
+    assert [(f.rule.code, f.object, f.message) for f in report.findings] == []
