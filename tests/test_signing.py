@@ -401,3 +401,20 @@ def test_signed_install_audits_clean(signed) -> None:  # type: ignore[no-untyped
     with s.admin() as admin:
         report = audit_database(admin, app_role=s.app_role)
     assert [(f.rule.code, f.object, f.message) for f in report.findings] == []
+
+
+def test_probe_of_signed_install_runs_every_attack_and_finds_nothing(signed) -> None:  # type: ignore[no-untyped-def]
+    from tenantguard.tooling.probe import probe_database
+
+    s, key = signed
+    with s.admin() as admin:
+        for k in (None, key):  # the probe's own rolled-back key, then the application's
+            report = probe_database(admin, app_role=s.app_role, signing_key=k)
+            assert [(f.rule.code, f.object, f.message) for f in report.findings] == []
+            assert report.meta["tables_probed"] == 3 and report.meta["attacks_not_run"] == 0
+        keys = admin.execute("SELECT count(*) FROM tenantguard_keys.signing_keys").fetchone()
+        assert keys is not None and keys[0] >= 1
+        # a key the database does not know: nothing can be probed, and the report says so
+        report = probe_database(admin, app_role=s.app_role, signing_key=new_key())
+        codes = {f.rule.code for f in report.findings}
+        assert codes == {"TGP191"} and report.meta["tables_probed"] == 0
