@@ -418,3 +418,24 @@ def test_probe_of_signed_install_runs_every_attack_and_finds_nothing(signed) -> 
         report = probe_database(admin, app_role=s.app_role, signing_key=new_key())
         codes = {f.rule.code for f in report.findings}
         assert codes == {"TGP191"} and report.meta["tables_probed"] == 0
+
+
+def test_signed_statement_is_still_one_round_trip(signed) -> None:  # type: ignore[no-untyped-def]
+    from test_roundtrips import measure, upstream_of
+
+    from tenantguard.bench.rtproxy import RoundTripProxy
+
+    s, key = signed
+    with RoundTripProxy(upstream_of(s.app_dsn)) as proxy:
+        params = psycopg.conninfo.conninfo_to_dict(s.app_dsn)
+        params.update(proxy.conninfo())
+        dsn = psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
+        with TenantPool(dsn, min_size=1, max_size=1, signing_key=key) as pool:
+            for n in range(8):  # before and after psycopg starts preparing (threshold 5)
+
+                def request(t: int = 1 + n % 3) -> None:
+                    with tenant(t), pool.connection() as conn:
+                        rows = conn.execute("SELECT tenant_id FROM app.invoices").fetchall()
+                        assert {r[0] for r in rows} == {t}
+
+                assert measure(proxy, request) == 1
