@@ -61,9 +61,16 @@ def _lit(value: object) -> sql.Literal:
 
 
 def _view_sql(keys_schema: str, setting: str) -> sql.Composed:
-    """The verifying view. Every function and operator is schema-qualified: the view
-    runs in the caller's session, whose ``search_path`` the caller controls."""
-    tok = sql.SQL("s.tok")
+    """The verifying view. Every function and operator is schema-qualified (the view is
+    bound to them at creation, whatever ``search_path`` a caller sets later).
+
+    The setting is read where it is used rather than once in a sub-select: a sub-select
+    costs two more plan nodes to start per statement, a ``current_setting`` call less
+    than a microsecond (measured: tools/signed_cost.py, docs/credentials.md).
+    """
+    tok = sql.SQL("pg_catalog.current_setting({}, true)").format(
+        sql.Literal(check_setting_name(setting))
+    )
     # HMAC-SHA-256(secret, message) = sha256(opad || sha256(ipad || message)).
     mac_ok = sql.SQL(
         "pg_catalog.encode(pg_catalog.sha256(k.opad OPERATOR(pg_catalog.||) "
@@ -87,14 +94,13 @@ def _view_sql(keys_schema: str, setting: str) -> sql.Composed:
         )
 
     body = sql.SQL(
-        "SELECT {tenant} AS tenant, {user} AS user_id "
-        "FROM (SELECT pg_catalog.current_setting({setting}, true) AS tok OFFSET 0) s "
-        "JOIN {keys} k ON k.key_id OPERATOR(pg_catalog.=) "
-        "pg_catalog.substr(s.tok, {kpos}, {klen}) AND k.retired_at IS NULL"
+        "SELECT {tenant} AS tenant, {user} AS user_id FROM {keys} k "
+        "WHERE k.key_id OPERATOR(pg_catalog.=) pg_catalog.substr({tok}, {kpos}, {klen}) "
+        "AND k.retired_at IS NULL"
     ).format(
         tenant=field(1),
         user=field(2),
-        setting=_lit(check_setting_name(setting)),
+        tok=tok,
         keys=sql.Identifier(keys_schema, KEY_TABLE),
         kpos=_lit(KEY_ID_POS),
         klen=_lit(KEY_ID_LEN),
