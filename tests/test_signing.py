@@ -421,9 +421,8 @@ def test_probe_of_signed_install_runs_every_attack_and_finds_nothing(signed) -> 
 
 
 def test_signed_statement_is_still_one_round_trip(signed) -> None:  # type: ignore[no-untyped-def]
-    from test_roundtrips import measure, upstream_of
-
     from tenantguard.bench.rtproxy import RoundTripProxy
+    from test_roundtrips import measure, upstream_of
 
     s, key = signed
     with RoundTripProxy(upstream_of(s.app_dsn)) as proxy:
