@@ -10,6 +10,7 @@ these tests can pass by the attack path simply being broken.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -438,3 +439,94 @@ def test_signed_statement_is_still_one_round_trip(signed) -> None:  # type: igno
                         assert {r[0] for r in rows} == {t}
 
                 assert measure(proxy, request) == 1
+
+
+def test_async_pool_binds_signed_contexts(signed) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from tenantguard import AsyncTenantPool
+
+    s, key = signed
+
+    async def main() -> list[tuple[int, int]]:
+        out = []
+        async with AsyncTenantPool(s.app_dsn, min_size=1, max_size=1, signing_key=key) as pool:
+            for t in (1, 2, 3):
+                with tenant(t):
+                    async with pool.connection() as conn:
+                        cur = await conn.execute("SELECT tenant_id FROM app.invoices")
+                        rows = await cur.fetchall()
+                        out.append((t, len(rows)))
+                        assert {r[0] for r in rows} == {t}
+        async with AsyncTenantPool(s.app_dsn, min_size=1, max_size=1) as plain:  # control
+            with tenant(1):
+                async with plain.connection() as conn:
+                    with pytest.raises(pgerr.InsufficientPrivilege):
+                        await conn.execute("SELECT count(*) FROM app.invoices")
+        return out
+
+    assert asyncio.run(main()) == [(1, 2), (2, 4), (3, 6)]
+
+
+def test_verification_runs_once_per_statement_not_per_row(signed) -> None:  # type: ignore[no-untyped-def]
+    s, key = signed
+    with _pool(s, key) as pool, tenant(3), pool.connection() as conn:
+        with conn.transaction():
+            plan = conn.execute(
+                "EXPLAIN (ANALYZE, FORMAT JSON) SELECT * FROM app.invoices"
+            ).fetchone()
+    assert plan is not None
+
+    def nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        yield node
+        for child in node.get("Plans", []):
+            yield from nodes(child)
+
+    root = plan[0][0]["Plan"]
+    assert root["Actual Rows"] == 6  # tenant 3's invoices, each checked against the InitPlan
+    key_scans = [n for n in nodes(root) if n.get("Relation Name") == "signing_keys"]
+    assert key_scans and all(n["Actual Loops"] == 1 for n in key_scans)
+
+
+def test_cli_install_signed_and_keys(server_dsn: str) -> None:
+    from click.testing import CliRunner
+
+    from tenantguard.cli import main
+
+    for s in make_scratch(server_dsn):
+        runner = CliRunner()
+        keys_owner = f"tg_keys_{s.suffix}"
+        base = ["--dsn", s.admin_dsn]
+        r = runner.invoke(
+            main,
+            [
+                "install",
+                *base,
+                "--app-role",
+                s.app_role,
+                "--owner-role",
+                s.owner_role,
+                "--signed",
+                "--key-owner-role",
+                keys_owner,
+            ],
+        )
+        assert r.exit_code == 0, r.output
+        r = runner.invoke(main, ["keys", "create", *base])
+        assert r.exit_code == 0, r.output
+        lines = [ln for ln in r.stdout.splitlines() if ln.startswith("TENANTGUARD_SIGNING_KEY=")]
+        assert len(lines) == 1
+        key = parse_signing_key(lines[0])
+        r = runner.invoke(main, ["keys", "create", *base])  # a live key exists: use rotate
+        assert r.exit_code == 2 and "rotate" in r.output
+        r = runner.invoke(main, ["keys", "rotate", *base])
+        assert r.exit_code == 0
+        new = parse_signing_key(r.stdout.strip().splitlines()[0])
+        r = runner.invoke(main, ["keys", "list", *base, "--format", "json"])
+        listed = json.loads(r.stdout)
+        assert [k["key_id"] for k in listed if k["live"]] == [key.key_id, new.key_id]
+        assert key.secret.hex() not in r.stdout and new.secret.hex() not in r.stdout
+        r = runner.invoke(main, ["keys", "retire", key.key_id, *base])
+        assert r.exit_code == 0
+        r = runner.invoke(main, ["keys", "retire", new.key_id, *base])  # the last live key
+        assert r.exit_code == 2 and "--force" in r.output
