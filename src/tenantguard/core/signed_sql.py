@@ -43,6 +43,7 @@ __all__ = [
     "CONTEXT_VIEW",
     "FAIL_FUNCTION",
     "KEY_TABLE",
+    "insert_key_statement",
     "keys_schema_for",
     "signed_install_statements",
     "signed_predicate",
