@@ -517,6 +517,21 @@ def test_cli_install_signed_and_keys(server_dsn: str) -> None:
             ],
         )
         assert r.exit_code == 0, r.output
+        again = runner.invoke(  # idempotent: a second run changes nothing that matters
+            main,
+            [
+                "install",
+                *base,
+                "--app-role",
+                s.app_role,
+                "--owner-role",
+                s.owner_role,
+                "--signed",
+                "--key-owner-role",
+                keys_owner,
+            ],
+        )
+        assert again.exit_code == 0, again.output
         r = runner.invoke(main, ["keys", "create", *base])
         assert r.exit_code == 0, r.output
         lines = [ln for ln in r.stdout.splitlines() if ln.startswith("TENANTGUARD_SIGNING_KEY=")]
