@@ -205,7 +205,12 @@ def plan_protect(
     for t in tables:
         name = t if isinstance(t, QualifiedName) else QualifiedName.parse(t)
         spec, stmts, warnings = _plan_table(
-            conn, name, per_table.get(name, tenant_column), user_column, user_scope, helper_schema,
+            conn,
+            name,
+            per_table.get(name, tenant_column),
+            user_column,
+            user_scope,
+            helper_schema,
             signed,
         )
         out.append((TablePlan(spec, [render(s) + ";" for s in stmts], warnings), stmts))

@@ -161,7 +161,7 @@ class SignedBinder(SettingBinder):
     __slots__ = ("_cache", "key", "refresh", "ttl")
 
     #: Tokens expire: a lease must ask for the binding again, not reuse it forever.
-    stable = False  # type: ignore[assignment]
+    stable = False
 
     def __init__(
         self,
