@@ -130,10 +130,19 @@ CREATE TABLE app.invoices (
 TENANT_TABLES = ["app.users", "app.projects", "app.invoices"]
 
 
-def build_saas(s: Scratch, *, user_column_on_projects: bool = True) -> None:
-    """Install tenantguard, create the sample schema owned by the owner role, protect it."""
+def build_saas(s: Scratch, *, user_column_on_projects: bool = True, signed: bool = False) -> None:
+    """Install tenantguard, create the sample schema owned by the owner role, protect it.
+
+    With *signed*, ``install --signed`` (key owner ``tg_keys_<suffix>``; no key yet).
+    """
+    spec = InstallSpec(
+        app_role=s.app_role,
+        owner_role=s.owner_role,
+        signed=signed,
+        key_owner_role=f"tg_keys_{s.suffix}" if signed else None,
+    )
     with s.admin() as conn:
-        install(conn, InstallSpec(app_role=s.app_role, owner_role=s.owner_role))
+        install(conn, spec)
         conn.execute(
             sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
                 sql.Identifier(s.dbname), sql.Identifier(s.owner_role)

@@ -16,7 +16,6 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "rules.md"
 
 def rules() -> list[Rule]:
     from tenantguard.tooling.audit.rules import RULES as AUDIT
-
     from tenantguard.tooling.lint.rules import RULES as LINT
     from tenantguard.tooling.probe import RULES as PROBE
 

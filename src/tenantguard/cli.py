@@ -73,6 +73,16 @@ def main() -> None:
     help="Leave track_activities on for the app role (by default it is turned off where the "
     "admin may: sessions of one login see each other's statements in pg_stat_activity).",
 )
+@click.option(
+    "--signed",
+    is_flag=True,
+    help="Policies believe only a signed tenant context (then: tenantguard keys create).",
+)
+@click.option(
+    "--key-owner-role",
+    default=None,
+    help="With --signed: NOLOGIN role owning the key table [default: <owner role>_keys].",
+)
 @click.option("--dry-run", is_flag=True, help="Print the SQL, change nothing.")
 @handled
 def install(
@@ -84,6 +94,8 @@ def install(
     tenant_column: str,
     allow_temp: bool,
     keep_activity_tracking: bool,
+    signed: bool,
+    key_owner_role: str | None,
     dry_run: bool,
 ) -> None:
     """Create the tenantguard schema, the fail-closed helpers and the roles (idempotent).
@@ -103,6 +115,8 @@ def install(
         user_setting=user_setting,
         allow_temp=allow_temp,
         keep_activity=keep_activity_tracking,
+        signed=signed,
+        key_owner_role=key_owner_role,
     )
     with admin_connect(dsn, autocommit=True) as conn:
         result = do_install(conn, spec, tenant_column=tenant_column, dry_run=dry_run)
@@ -118,6 +132,109 @@ def install(
         f"[green]installed[/] tenantguard helpers reading [bold]{escape(setting)}[/] "
         f"({len(result.statements)} statements)"
     )
+    if signed:
+        err.print(
+            "signed contexts only: create a key with [bold]tenantguard keys create[/], give it "
+            "to the application (TENANTGUARD_SIGNING_KEY), and run [bold]protect[/] again on "
+            "tables protected before, so their policies read the verifying view"
+        )
+
+
+@main.group()
+def keys() -> None:
+    """Signing keys for signed tenant contexts (install --signed).
+
+    \b
+    tenantguard keys create --dsn ADMIN     # the first key; prints it once
+    tenantguard keys rotate --dsn ADMIN     # a successor; both are valid while rolling
+    tenantguard keys retire KEY_ID --dsn ADMIN
+    tenantguard keys list --dsn ADMIN
+    """
+
+
+def _print_key(key: Any, note: str) -> None:
+    # The only place a secret is ever shown: stdout, once, for the caller to store.
+    out.print(f"TENANTGUARD_SIGNING_KEY={key.export()}", highlight=False, soft_wrap=True)
+    err.print(
+        f"[green]{note}[/] key [bold]{key.key_id}[/]: store the line above as the "
+        "application's secret; it is not shown again"
+    )
+
+
+schema_option = click.option(
+    "--schema", default="tenantguard", show_default=True, help="Helper schema of install."
+)
+
+
+@keys.command("create")
+@dsn_option
+@schema_option
+@handled
+def keys_create(dsn: str, schema: str) -> None:
+    """Create the first signing key and print TENANTGUARD_SIGNING_KEY=<key id>:<secret>."""
+    from tenantguard.admin import admin_connect, create_key
+
+    with admin_connect(dsn, autocommit=True) as conn:
+        key = create_key(conn, schema)
+    _print_key(key, "created")
+
+
+@keys.command("rotate")
+@dsn_option
+@schema_option
+@handled
+def keys_rotate(dsn: str, schema: str) -> None:
+    """Add a successor key (the old one stays valid until retired) and print it."""
+    from tenantguard.admin import admin_connect, rotate_key
+
+    with admin_connect(dsn, autocommit=True) as conn:
+        key = rotate_key(conn, schema)
+    _print_key(key, "added")
+    err.print("deploy it to every application instance, then: tenantguard keys retire OLD_KEY_ID")
+
+
+@keys.command("retire")
+@click.argument("key_id")
+@dsn_option
+@schema_option
+@click.option("--force", is_flag=True, help="Retire the last live key (refuses all requests).")
+@handled
+def keys_retire(key_id: str, dsn: str, schema: str, force: bool) -> None:
+    """Stop accepting contexts signed with KEY_ID."""
+    from tenantguard.admin import admin_connect, retire_key
+
+    with admin_connect(dsn, autocommit=True) as conn:
+        info = retire_key(conn, key_id, schema, force=force)
+    err.print(f"[green]retired[/] key [bold]{info.key_id}[/] at {info.retired_at}")
+
+
+@keys.command("list")
+@dsn_option
+@schema_option
+@click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human")
+@handled
+def keys_list(dsn: str, schema: str, fmt: str) -> None:
+    """Key ids, when they were created and retired (never the secrets)."""
+    from tenantguard.admin import admin_connect, list_keys
+
+    with admin_connect(dsn, autocommit=True) as conn:
+        infos = list_keys(conn, schema)
+    if fmt == "json":
+        rows = [
+            {
+                "key_id": k.key_id,
+                "created_at": k.created_at.isoformat(),
+                "retired_at": k.retired_at.isoformat() if k.retired_at else None,
+                "live": k.live,
+            }
+            for k in infos
+        ]
+        out.print(json.dumps(rows), highlight=False, soft_wrap=True)
+        return
+    table = Table("key id", "created", "retired")
+    for k in infos:
+        table.add_row(k.key_id, str(k.created_at), str(k.retired_at) if k.retired_at else "live")
+    err.print(table)
 
 
 @main.command()

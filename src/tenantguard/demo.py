@@ -271,7 +271,9 @@ def run_demo(admin_dsn: str, *, keep: bool = False) -> DemoResult:
             # The proof tooling, before and after: what a CI job would run.
             audits = [audit_database(admin, app_role=app, schemas=["app"])]
             probes = [probe_database(admin, app_role=app, schemas=["app"])]
-            protect(admin, TABLES)
+            # The tenant root table is a tenant table too, keyed by its own id: without
+            # this any tenant could list, rename or delete the others (TGA107, TGP116).
+            protect(admin, [*TABLES, "app.tenants"], tenant_columns={"app.tenants": "id"})
             audits.append(audit_database(admin, app_role=app, schemas=["app"]))
             probes.append(probe_database(admin, app_role=app, schemas=["app"]))
 

@@ -13,6 +13,7 @@ Every error names who must act and says what to do next. Errors carry a stable
      |    +-- InvalidIdentifier            TG004 bad schema/table/role/setting name
      |    +-- UnsupportedOperation         TG005 an operation tenantguard cannot bind safely
      |    +-- LeaseNotHeld                 TG006 a connection used after its lease, or elsewhere
+     |    +-- InvalidSigningKey            TG007 a malformed signing key or token setting
      +-- ConfigurationError                the database or environment is misconfigured
      |    +-- UnsafeRoleError              TG101 runtime role can bypass RLS
      |    +-- NotInstalledError            TG102 `tenantguard install` has not run
@@ -32,6 +33,7 @@ __all__ = [
     "ContaminatedConnection",
     "EmbeddedServerError",
     "InvalidIdentifier",
+    "InvalidSigningKey",
     "InvalidTenantId",
     "IsolationError",
     "LeaseNotHeld",
@@ -129,6 +131,19 @@ class LeaseNotHeld(UsageError):
             f"this connection is not leased to the caller: {why}; nothing was sent",
             hint="use a connection only inside its `with pool.connection()` block, in the "
             "thread or task that opened it; take a new lease for other work",
+        )
+
+
+class InvalidSigningKey(UsageError, ValueError):
+    """A signing key (``<key id>:<secret hex>``) or a signing option is malformed."""
+
+    code = "TG007"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"invalid signing key: {reason}",
+            hint="use the TENANTGUARD_SIGNING_KEY=<key id>:<secret> line that "
+            "`tenantguard keys create` (or `keys rotate`) printed",
         )
 
 

@@ -3,7 +3,8 @@
 Fixtures live in ``cases/<CODE>_<name>/{leaky,safe}.sql``. They run as the admin in a
 fresh database with tenantguard installed; ``{app}`` / ``{owner}`` are the scratch
 roles. ``-- protect: T ...`` runs ``tenantguard protect`` on T after the SQL, and
-``-- after: SQL`` lines run after that. ``-- pooler: key = value`` lines start a
+``-- after: SQL`` lines run after that; ``-- install: signed`` installs with ``--signed``
+(``{keys}`` is then the key-owner role). ``-- pooler: key = value`` lines start a
 PgBouncer with those settings (``-- pooler-database: {db} = ...`` adds a [databases]
 entry; ``{db}`` is the scratch database) and audit with ``pooler_dsn``.
 """
@@ -29,8 +30,12 @@ CASES_DIR = Path(__file__).parent / "cases"
 CASES = sorted(p.name for p in CASES_DIR.iterdir() if p.is_dir())
 
 
-def run_case(conn, text: str, app: str, owner: str) -> None:  # type: ignore[no-untyped-def]
-    subst = {"{app}": sql.Identifier(app).as_string(), "{owner}": sql.Identifier(owner).as_string()}
+def run_case(conn, text: str, app: str, owner: str, keys: str = "") -> None:  # type: ignore[no-untyped-def]
+    subst = {
+        "{app}": sql.Identifier(app).as_string(),
+        "{owner}": sql.Identifier(owner).as_string(),
+        "{keys}": sql.Identifier(keys or "-").as_string(),
+    }
     for k, v in subst.items():
         text = text.replace(k, v)
     conn.execute(text)
@@ -83,8 +88,17 @@ def test_rule_fixture(server_dsn, case: str, variant: str) -> None:  # type: ign
     try:
         pooler = pooler_for(text, s.dbname, server_dsn)
         with s.admin() as conn, pooler or contextlib.nullcontext():
-            install(conn, InstallSpec(app_role=s.app_role, owner_role=s.owner_role))
-            run_case(conn, text, s.app_role, s.owner_role)
+            # `-- install: signed`: install --signed (key owner tg_keys_<suffix>, `{keys}`)
+            signed = "-- install: signed" in text
+            keys = f"tg_keys_{s.suffix}"
+            spec = InstallSpec(
+                app_role=s.app_role,
+                owner_role=s.owner_role,
+                signed=signed,
+                key_owner_role=keys if signed else None,
+            )
+            install(conn, spec)
+            run_case(conn, text, s.app_role, s.owner_role, keys)
             report = audit_database(
                 conn, app_role=s.app_role, pooler_dsn=pooler.console_dsn if pooler else None
             )

@@ -3,7 +3,8 @@
 Fixtures live in ``cases/<CODE>_<name>/{leaky,safe}.sql`` and follow the audit's
 conventions: they run as the admin in a fresh database with tenantguard installed,
 ``{app}`` is the runtime role, ``{owner}`` the owner role, and ``-- protect: T ...``
-protects tables afterwards.
+protects tables afterwards. ``-- install: signed`` in the leaky fixture installs
+``--signed`` first (for both).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
-from tenantguard.admin import protect
+from tenantguard.admin import install, protect
+from tenantguard.core.sqlbuild import InstallSpec
 from tenantguard.tooling.probe import RULES, probe_database
 
 CASES_DIR = Path(__file__).parent / "cases"
@@ -41,6 +43,16 @@ def test_every_attack_has_fixtures() -> None:
 def test_attack_fixture(fresh, case: str) -> None:  # type: ignore[no-untyped-def]
     code = case.split("_", 1)[0]
     with fresh.admin() as conn:
+        if "-- install: signed" in (CASES_DIR / case / "leaky.sql").read_text():
+            install(
+                conn,
+                InstallSpec(
+                    app_role=fresh.app_role,
+                    owner_role=fresh.owner_role,
+                    signed=True,
+                    key_owner_role=f"tg_keys_{fresh.suffix}",
+                ),
+            )
         run_case(
             conn, (CASES_DIR / case / "leaky.sql").read_text(), fresh.app_role, fresh.owner_role
         )

@@ -14,23 +14,29 @@ from tenantguard.admin.credentials import (
     revoke_credentials,
     sweep_credentials,
 )
-from tenantguard.admin.install import InstallResult, install
+from tenantguard.admin.install import InstallResult, install, signing_installed
+from tenantguard.admin.keys import create_key, list_keys, retire_key, rotate_key
 from tenantguard.admin.protect import ProtectResult, plan_protect, protect, runtime_grants
 
 __all__ = [
     "InstallResult",
     "ProtectResult",
     "admin_connect",
+    "create_key",
     "grant_access",
     "install",
     "issue_credential",
     "list_credentials",
+    "list_keys",
     "plan_protect",
     "protect",
     "read_log",
+    "retire_key",
     "revoke_access",
     "revoke_credentials",
+    "rotate_key",
     "runtime_grants",
+    "signing_installed",
     "sweep_credentials",
     "verify_log",
 ]

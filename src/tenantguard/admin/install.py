@@ -9,6 +9,7 @@ import psycopg
 from psycopg import sql
 
 from tenantguard.core.rolecheck import ROLE_CHECK_QUERY, role_params, role_report
+from tenantguard.core.signed_sql import keys_schema_for, signed_install_statements
 from tenantguard.core.sqlbuild import (
     InstallSpec,
     activity_statement,
@@ -17,7 +18,7 @@ from tenantguard.core.sqlbuild import (
     render,
     role_statements,
 )
-from tenantguard.errors import UnsafeRoleError
+from tenantguard.errors import ConfigurationError, UnsafeRoleError
 
 __all__ = ["InstallResult", "install"]
 
@@ -34,6 +35,15 @@ class InstallResult:
 def _role_exists(conn: psycopg.Connection[Any], role: str) -> bool:
     row = conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", (role,)).fetchone()
     return row is not None
+
+
+def signing_installed(conn: psycopg.Connection[Any], schema: str = "tenantguard") -> bool:
+    """Is ``install --signed`` in place (the verifying view exists)?"""
+    row = conn.execute(
+        "SELECT pg_catalog.to_regclass(%s) IS NOT NULL",
+        (sql.Identifier(keys_schema_for(schema), "signed_context").as_string(conn),),
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def install(
@@ -55,6 +65,13 @@ def install(
     """
     result = InstallResult(dry_run=dry_run)
     with conn.transaction(force_rollback=dry_run):
+        if not spec.signed and signing_installed(conn, spec.schema):
+            # A plain install would put back helpers that trust any value of the setting.
+            raise ConfigurationError(
+                "this database has signed tenant contexts installed; a plain install "
+                "would make the helpers trust an unsigned setting again",
+                hint="run `tenantguard install ... --signed`",
+            )
         create_owner = not _role_exists(conn, spec.owner_role)
         create_app = not _role_exists(conn, spec.app_role)
         if not create_app:
@@ -85,6 +102,18 @@ def install(
         statements = role_statements(spec, create_owner=create_owner, create_app=create_app)
         statements += install_statements(spec)
         statements += database_statements(spec, conn.info.dbname)
+        create_key_owner = False
+        if spec.signed:
+            create_key_owner = not _role_exists(conn, spec.key_owner)
+            if not create_key_owner:
+                _refuse_unsafe_key_owner(conn, spec)
+            statements += signed_install_statements(
+                schema=spec.schema,
+                setting=spec.setting,
+                app_role=spec.app_role,
+                key_owner_role=spec.key_owner,
+                create_key_owner=create_key_owner,
+            )
         for stmt in statements:
             result.statements.append(render(stmt) + ";")
             conn.execute(stmt)
@@ -101,6 +130,34 @@ def install(
                     "other's current statements in pg_stat_activity (audit rule TGA181)"
                 )
         result.created_roles = [
-            r for r, made in ((spec.owner_role, create_owner), (spec.app_role, create_app)) if made
+            r
+            for r, made in (
+                (spec.owner_role, create_owner),
+                (spec.app_role, create_app),
+                (spec.key_owner, create_key_owner),
+            )
+            if made
         ]
     return result
+
+
+def _refuse_unsafe_key_owner(conn: psycopg.Connection[Any], spec: InstallSpec) -> None:
+    """An existing key-owner role must not log in, and the app role must not be able to
+    become it (membership would let the app read the key table)."""
+    row = conn.execute(
+        "SELECT r.rolcanlogin, pg_catalog.pg_has_role(%s, r.oid, 'MEMBER') "
+        "FROM pg_catalog.pg_roles r WHERE r.rolname = %s",
+        (spec.app_role, spec.key_owner),
+    ).fetchone()
+    if row is None:
+        return
+    problems, fixes = [], []
+    key_owner, app = sql.Identifier(spec.key_owner), sql.Identifier(spec.app_role)
+    if row[0]:
+        problems.append(f"the key-owner role {spec.key_owner!r} can log in")
+        fixes.append(render(sql.SQL("ALTER ROLE {} NOLOGIN;").format(key_owner)))
+    if row[1]:
+        problems.append(f"it is a member of the key-owner role {spec.key_owner!r}")
+        fixes.append(render(sql.SQL("REVOKE {} FROM {};").format(key_owner, app)))
+    if problems:
+        raise UnsafeRoleError(spec.app_role, problems, fixes)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 
+from tenantguard.admin.install import signing_installed
 from tenantguard.core.names import QualifiedName
 from tenantguard.core.sqlbuild import (
     PolicyState,
@@ -111,6 +112,7 @@ def _plan_table(
     user_scope: Literal["write", "all"],
     helper_schema: str,
     role_scope: bool = False,
+    signed: bool = False,
 ) -> tuple[ProtectSpec, list[Any], list[str]]:
     row = conn.execute(_TABLE_QUERY, (table.schema, table.name)).fetchone()
     if row is None:
@@ -139,6 +141,7 @@ def _plan_table(
         user_scope=user_scope,
         helper_schema=helper_schema,
         role_scope=role_scope,
+        signed=signed,
     )
     policies = {
         name: PolicyState(permissive, _CMD.get(cmd, cmd), comment)
@@ -200,6 +203,8 @@ def plan_protect(
         "SELECT pg_catalog.to_regprocedure(%s)", (f"{helper_schema}.current_tenant()",)
     ).fetchone() == (None,):
         raise NotInstalledError(f"the helper function {helper_schema}.current_tenant()")
+    # With signing installed the policies read the verifying view directly.
+    signed = signing_installed(conn, helper_schema)
     out = []
     for t in tables:
         name = t if isinstance(t, QualifiedName) else QualifiedName.parse(t)
@@ -211,6 +216,7 @@ def plan_protect(
             user_scope,
             helper_schema,
             role_scope,
+            signed,
         )
         out.append((TablePlan(spec, [render(s) + ";" for s in stmts], warnings), stmts))
     return out

@@ -64,15 +64,19 @@ class SettingBinder:
         self.pins: tuple[str, str] | None = None
 
     def bind_query(self, ctx: TenantContext) -> tuple[LiteralString, tuple[str, ...]]:
+        return self.bind_values(str(ctx.tenant), ctx.user or "")
+
+    def bind_values(self, tenant: str, user: str) -> tuple[LiteralString, tuple[str, ...]]:
+        """The binding statement for these setting values (and the pins, if set)."""
         pins = self.pins
         if pins is None:
-            return _BIND_QUERY, (self.setting, str(ctx.tenant), self.user_setting, ctx.user or "")
+            return _BIND_QUERY, (self.setting, tenant, self.user_setting, user)
         role, path = pins
         return _PINNED_BIND_QUERY, (
             self.setting,
-            str(ctx.tenant),
+            tenant,
             self.user_setting,
-            ctx.user or "",
+            user,
             role,
             role,
             path,

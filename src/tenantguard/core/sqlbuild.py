@@ -95,11 +95,27 @@ class InstallSpec:
     allow_temp: bool = False
     #: Keep ``track_activities`` on for the app role (see :func:`activity_statement`).
     keep_activity: bool = False
+    #: ``install --signed``: policies believe only a signed context (core.signed_sql).
+    signed: bool = False
+    #: The NOLOGIN role that owns the key table (default ``<owner_role>_keys``).
+    key_owner_role: str | None = None
+
+    @property
+    def key_owner(self) -> str:
+        return self.key_owner_role or f"{self.owner_role}_keys"
 
     def __post_init__(self) -> None:
         check_identifier(self.app_role, "role name")
         check_identifier(self.owner_role, "role name")
         check_identifier(self.schema, "schema name")
+        if self.signed:
+            check_identifier(self.key_owner, "role name")
+            check_identifier(f"{self.schema}_keys", "schema name")
+            if self.key_owner in (self.app_role, self.owner_role):
+                raise UsageError(
+                    "the key-owner role must differ from the app and owner roles",
+                    hint="leave --key-owner-role unset to use <owner role>_keys",
+                )
         check_setting_name(self.setting)
         check_setting_name(self.user_setting)
         if self.app_role == self.owner_role:
@@ -282,6 +298,8 @@ class ProtectSpec:
     # Compare with the session's scope (tenantguard.session_scope: per-tenant logins,
     # break-glass grants, else the bound setting) instead of the setting alone.
     role_scope: bool = False
+    #: Signing is installed: the policies read the verifying view (``<schema>_keys``).
+    signed: bool = False
 
     def __post_init__(self) -> None:
         check_identifier(self.tenant_column, "column name")
@@ -370,6 +388,34 @@ def _scope_predicate(column: str, type_name: str, schema: str, which: str) -> sq
     )
 
 
+#: The verifying view and the error path of signed contexts (see core.signed_sql).
+CONTEXT_VIEW = "signed_context"
+FAIL_FUNCTION = "_fail_signed"
+
+
+def signed_reader(keys_schema: str, what: Literal["tenant", "user"]) -> sql.Composed:
+    """``COALESCE((SELECT ctx.tenant FROM <keys>.signed_context ctx), <keys>._fail_signed(..))``:
+    the verified value, or an error that says why there is none (COALESCE is lazy)."""
+    return sql.SQL("COALESCE((SELECT ctx.{col} FROM {view} ctx), {fail}({what}))").format(
+        col=sql.Identifier("tenant" if what == "tenant" else "user_id"),
+        view=sql.Identifier(keys_schema, CONTEXT_VIEW),
+        fail=sql.Identifier(keys_schema, FAIL_FUNCTION),
+        what=sql.Literal(what),
+    )
+
+
+def signed_predicate(
+    column: str, type_name: str, keys_schema: str, what: Literal["tenant", "user"]
+) -> sql.Composed:
+    """The column equals the verified value, read in a scalar sub-select: an InitPlan,
+    so the MAC is checked once per statement and the plan stays cacheable."""
+    return sql.SQL("({col} = (SELECT {reader}::{cast}))").format(
+        col=sql.Identifier(column),
+        reader=signed_reader(keys_schema, what),
+        cast=cast_for_type(type_name),
+    )
+
+
 def _scope_policies(spec: ProtectSpec) -> list[_Policy]:
     args = (spec.tenant_column, spec.tenant_type, spec.helper_schema)
     read = _scope_predicate(*args, "read_tenant")
@@ -387,11 +433,17 @@ def _scope_policies(spec: ProtectSpec) -> list[_Policy]:
 
 
 def _policies(spec: ProtectSpec) -> list[_Policy]:
-    if spec.role_scope:
+    if spec.role_scope:  # the scope view reads current_tenant(), which verifies when signed
         out = _scope_policies(spec)
         _add_user_policies(spec, out)
         return out
-    tenant = _predicate(spec.tenant_column, spec.tenant_type, spec.helper_schema, "current_tenant")
+    keys = spec.helper_schema + "_keys"
+    if spec.signed:
+        tenant = signed_predicate(spec.tenant_column, spec.tenant_type, keys, "tenant")
+    else:
+        tenant = _predicate(
+            spec.tenant_column, spec.tenant_type, spec.helper_schema, "current_tenant"
+        )
     out = [
         # RESTRICTIVE: ANDed with every other policy, so a permissive policy added later
         # (by a migration or an admin) cannot widen access across tenants.
@@ -405,9 +457,13 @@ def _policies(spec: ProtectSpec) -> list[_Policy]:
 
 def _add_user_policies(spec: ProtectSpec, out: list[_Policy]) -> None:
     if spec.user_column is not None:
-        user = _predicate(
-            spec.user_column, spec.user_type or "text", spec.helper_schema, "current_user_id"
-        )
+        if spec.signed:
+            keys = spec.helper_schema + "_keys"
+            user = signed_predicate(spec.user_column, spec.user_type or "text", keys, "user")
+        else:
+            user = _predicate(
+                spec.user_column, spec.user_type or "text", spec.helper_schema, "current_user_id"
+            )
         for name, command in USER_POLICIES[spec.user_scope]:
             using = None if command == "INSERT" else user
             check = None if command in ("DELETE",) else user

@@ -38,6 +38,7 @@ from tenantguard.core.guard import (
 from tenantguard.core.ids import TenantKind, kind_for_type, parse_tenant_id
 from tenantguard.core.rolecheck import ROLE_CHECK_QUERY, code_report, role_params, role_report
 from tenantguard.core.session import BindCache, ConnState, OwnerOf, normalize_context
+from tenantguard.core.signing import SignedBinder, SigningKey, key_from_env, parse_signing_key
 from tenantguard.drivers.psycopg._connection import (
     AsyncTenantConnection,
     AsyncTenantCursor,
@@ -147,6 +148,16 @@ def _reported_kinds(base: SessionSnapshot, reported: tuple[bytes | None, bytes |
     return kinds
 
 
+def _default_binder(
+    signing_key: SigningKey | str | None, setting: str, user_setting: str
+) -> Binder:
+    """Signed contexts when a key is given (or in ``TENANTGUARD_SIGNING_KEY``), else plain."""
+    key = parse_signing_key(signing_key) if signing_key is not None else key_from_env()
+    if key is None:
+        return SettingBinder(setting, user_setting)
+    return SignedBinder(key, setting, user_setting)
+
+
 class _PoolCore:
     """What the sync and async pools share: configuration, stats, guard decisions."""
 
@@ -158,6 +169,7 @@ class _PoolCore:
         setting: str,
         user_setting: str,
         tenant_column: str,
+        signing_key: SigningKey | str | None = None,
         check_role: bool,
         verify: Verify | None,
         on_contamination: OnContamination,
@@ -179,7 +191,7 @@ class _PoolCore:
             raise ConfigurationError(
                 f"on_contamination must be 'reset' or 'discard', not {on_contamination!r}"
             )
-        self.binder: Binder = binder or SettingBinder(setting, user_setting)
+        self.binder: Binder = binder or _default_binder(signing_key, setting, user_setting)
         self.setting = getattr(self.binder, "setting", setting)
         self.user_setting = getattr(self.binder, "user_setting", user_setting)
         self.tenant_kind = tenant_kind
@@ -438,6 +450,9 @@ class TenantPool:
         ``text``); ids are checked against it before any I/O.
     :param setting: the transaction-local setting the policies read.
     :param binder: replace the plain setting with another binding step.
+    :param signing_key: bind signed contexts (``<key id>:<secret>`` or a
+        :class:`~tenantguard.core.signing.SigningKey`), for a database installed with
+        ``--signed``; by default the ``TENANTGUARD_SIGNING_KEY`` environment variable, if set.
     :param check_role: refuse to start when the login role can bypass RLS.
     :param verify: ``"suspect"`` (the default) checks session state at checkin only
         for connections whose statements could change it; ``"always"`` checks every
@@ -459,6 +474,7 @@ class TenantPool:
         setting: str = "app.tenant_id",
         user_setting: str = "app.user_id",
         binder: Binder | None = None,
+        signing_key: SigningKey | str | None = None,
         tenant_column: str = "tenant_id",
         check_role: bool = True,
         verify: Verify | None = None,
@@ -474,6 +490,7 @@ class TenantPool:
         self._core = _PoolCore(
             tenant_kind=tenant_kind,
             binder=binder,
+            signing_key=signing_key,
             setting=setting,
             user_setting=user_setting,
             tenant_column=tenant_column,
@@ -691,6 +708,7 @@ class AsyncTenantPool:
         setting: str = "app.tenant_id",
         user_setting: str = "app.user_id",
         binder: Binder | None = None,
+        signing_key: SigningKey | str | None = None,
         tenant_column: str = "tenant_id",
         check_role: bool = True,
         verify: Verify | None = None,
@@ -705,6 +723,7 @@ class AsyncTenantPool:
         self._core = _PoolCore(
             tenant_kind=tenant_kind,
             binder=binder,
+            signing_key=signing_key,
             setting=setting,
             user_setting=user_setting,
             tenant_column=tenant_column,

@@ -27,7 +27,16 @@ import psycopg
 from psycopg import sql
 
 from tenantguard.admin.connect import admin_connect, describe_dsn
+from tenantguard.admin.install import signing_installed
 from tenantguard.core.names import QualifiedName
+from tenantguard.core.signed_sql import insert_key_statement, keys_schema_for
+from tenantguard.core.signing import (
+    SigningKey,
+    key_blocks,
+    key_from_env,
+    new_key,
+    parse_signing_key,
+)
 from tenantguard.errors import UsageError, first_line
 from tenantguard.tooling._escalation import foreign_code
 from tenantguard.tooling._runas import RuntimeAccess, resolve_access
@@ -100,11 +109,17 @@ def probe_database(
     statement_timeout_ms: int = 10_000,
     call_volatile: bool = False,
     progress: Callable[[str], None] | None = None,
+    signing_key: SigningKey | str | None = None,
 ) -> Report:
     """Run every attack on every tenant table; *conn* is an autocommit admin connection.
 
     The probe opens two more connections like *conn* (same DSN and password) for its
     work. *progress*, if given, is called with each table's name before it is probed.
+
+    On a database with ``install --signed`` the probe binds signed contexts: with
+    *signing_key* (or ``TENANTGUARD_SIGNING_KEY``), else with a key of its own that it
+    inserts in each table's rolled-back transaction (the admin who ran ``install`` may).
+    If it cannot bind a signed context at all, no table counts as probed.
     """
     if not conn.autocommit:
         raise UsageError(
@@ -141,6 +156,7 @@ def probe_database(
     superuser, bypass = (bool(row[0]), bool(row[1])) if row else (False, False)
     sequences_before = conn.execute(_SEQUENCES).fetchall()
     report = Report(tool="probe", target=describe_dsn(conn.info.dsn), rules=list(RULES))
+    probe_key, table_setup = _signing(conn, signing_key)
     with _own_connection(conn) as work, _own_connection(conn) as fresh:
         prober = Prober(
             work,
@@ -153,15 +169,23 @@ def probe_database(
             call_volatile=call_volatile,
             user_setting=ctx.user_setting,
             access=access,
+            signing_key=probe_key,
+            table_setup=table_setup,
         )
         risky = {t.oid: foreign_code(work, t.oid, ctx.setting, ctx.user_setting) for t in targets}
         # reading a table as the admin evaluates its policies (for an admin RLS applies to):
         # tables with code the probe must not run are not read at all
         known = _known_tenants(work, [t for t in targets if not risky[t.oid]])
-        for t in targets:
+        why_not = _cannot_sign(prober, known) if probe_key is not None else None
+        for t in targets if why_not is None else ():
             if progress:
                 progress(t.label)
             report.findings += _probe_table(prober, t, metas, by_oid, bypass, known, risky[t.oid])
+        if why_not is not None:
+            report.findings += [
+                Finding(NOT_PROBED, t.label, f"not probed: {why_not}", severity=Severity.HIGH)
+                for t in targets
+            ]
         # Every table refused for the same reason, the admin's own access: a usage error
         # (exit 2), not a report of untested tables. Other reasons stay TGP191 findings.
         not_probed = [f for f in report.findings if f.rule is NOT_PROBED]
@@ -251,6 +275,7 @@ def _probe_table(
         ]
     try:
         with prober.conn.transaction(force_rollback=True):
+            prober.begin_table()
             tp = prepare_target(
                 prober,
                 t,
@@ -278,6 +303,42 @@ def _probe_table(
         first = first_line(exc) + _admin_subject_to_rls(prober.conn, t)
         found.append(Finding(NOT_PROBED, t.label, f"not probed: {first}", fix_sql=fix))
     return found
+
+
+def _signing(
+    conn: psycopg.Connection[Any], signing_key: SigningKey | str | None
+) -> tuple[SigningKey | None, list[tuple[Any, list[Any]]]]:
+    """How the probe signs contexts on a signed database: (key, per-table setup)."""
+    if not signing_installed(conn):
+        return None, []
+    key = parse_signing_key(signing_key) if signing_key is not None else key_from_env()
+    setup: list[tuple[Any, list[Any]]] = []
+    if key is None:  # a key of the probe's own, never committed
+        key = new_key()
+        ipad, opad = key_blocks(key)
+        setup.append(
+            (insert_key_statement(keys_schema_for("tenantguard")), [key.key_id, ipad, opad])
+        )
+    return key, setup
+
+
+def _cannot_sign(prober: Prober, known: list[str]) -> str | None:
+    """None when a signed context binds (the helper answers its tenant), else why not."""
+    tenant = known[0] if known else "1"
+    try:
+        with prober.conn.transaction(force_rollback=True):
+            prober.begin_table()
+            prober.enter(tenant)
+            row = prober.conn.execute("SELECT tenantguard.current_tenant()").fetchone()
+    except psycopg.Error as exc:
+        return (
+            f"signed contexts are installed and the probe cannot bind one ({first_line(exc)}); "
+            "pass --signing-key (or TENANTGUARD_SIGNING_KEY), or probe as the admin who ran "
+            "install --signed"
+        )
+    if row is None or row[0] != tenant:
+        return f"a signed context for tenant {tenant!r} read back as {row!r}"
+    return None
 
 
 def _admin_subject_to_rls(conn: psycopg.Connection[Any], t: Table) -> str:

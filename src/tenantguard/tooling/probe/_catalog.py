@@ -190,6 +190,8 @@ JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 WHERE p.prosecdef AND p.prokind = 'f' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND pg_catalog.has_function_privilege(%(role)s, p.oid, 'EXECUTE')
   AND p.prorettype <> 'pg_catalog.trigger'::regtype
+  -- install --signed's error path: reads only the key table, and only ever raises
+  AND NOT (n.nspname = 'tenantguard_keys' AND p.proname = '_fail_signed')
 """
 ROLE_DEFAULTS = """
 SELECT s.setconfig

@@ -21,6 +21,7 @@ import contextlib
 import enum
 import itertools
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from tenantguard.core.signing import SigningKey, sign_context
 from tenantguard.errors import first_line
 from tenantguard.tooling._runas import RuntimeAccess
 
@@ -133,6 +135,8 @@ class Prober:
         call_volatile: bool = False,
         user_setting: str = "app.user_id",
         access: RuntimeAccess | None = None,
+        signing_key: SigningKey | None = None,
+        table_setup: Sequence[tuple[Query, Sequence[Any]]] = (),
     ):
         self.conn = work
         self.fresh = fresh
@@ -149,6 +153,11 @@ class Prober:
         self.forced_table: sql.Identifier | None = None
         self.replay_tenants: list[str] = []  # the tenant of each replayed synthetic row
         self.user_value: str | None = None  # bound with the tenant where policies pin a user
+        # install --signed: the tenant setting must hold a context signed with a live key;
+        # *table_setup* runs first in each table's transaction (e.g. inserts the probe's
+        # own key, rolled back with everything else).
+        self.signing_key = signing_key
+        self.table_setup = list(table_setup)
         self.attempts = 0
         self.seen: set[str] = set()  # objects probed once per run (views, functions)
         # The synthetic rows of the current table, re-made on *fresh* for unset attempts
@@ -173,12 +182,31 @@ class Prober:
                 + " */"
             )
         else:
-            bound = self.render("SELECT set_config(%s, %s, true);", [self.setting, tenant])
+            bound = self.render(
+                "SELECT set_config(%s, %s, true);", [self.setting, self.bound_value(tenant)]
+            )
             if self.user_value is not None:
                 bound += " " + self.render(
                     "SELECT set_config(%s, %s, true);", [self.user_setting, self.user_value]
                 )
         return f"{head} BEGIN; {bound} "
+
+    def bound_value(self, tenant: str, *, raw: bool = False) -> str:
+        """What goes into the tenant setting: *tenant*, or its signed context."""
+        if self.signing_key is None or raw:
+            return tenant
+        return self.sign(tenant)
+
+    def sign(self, tenant: str, *, expires_at: int | None = None) -> str:
+        """*tenant*'s signed context (with the bound user), valid for an hour by default."""
+        assert self.signing_key is not None
+        expiry = int(time.time()) + 3600 if expires_at is None else expires_at
+        return sign_context(self.signing_key, tenant, self.user_value, expires_at=expiry)
+
+    def begin_table(self) -> None:
+        """First thing in a table's (rolled-back) transaction."""
+        for query, params in self.table_setup:
+            execute(self.conn, query, params)
 
     def attempt(
         self,
@@ -188,6 +216,7 @@ class Prober:
         *,
         extra_setup: Sequence[Query] = (),
         check: Check | None = None,
+        raw: bool = False,
     ) -> tuple[Outcome, str]:
         """Run *query* as the runtime role with *tenant* bound; always rolled back.
 
@@ -196,7 +225,12 @@ class Prober:
         may have rewritten the row. Returns the outcome and the evidence SQL.
         """
         self.attempts += 1
-        evidence = self.preamble(tenant) + self.render(query, params) + "; ROLLBACK;"
+        if raw and tenant is not UNSET:  # bind exactly this value (a forged context)
+            bound = self.render("SELECT set_config(%s, %s, true);", [self.setting, tenant])
+            head = f"SET ROLE {sql.Identifier(self.app_role).as_string(self.conn)};"
+            evidence = f"{head} BEGIN; {bound} " + self.render(query, params) + "; ROLLBACK;"
+        else:
+            evidence = self.preamble(tenant) + self.render(query, params) + "; ROLLBACK;"
         conn = self.fresh if tenant is UNSET else self.conn
         try:
             with conn.transaction(force_rollback=True):
@@ -207,7 +241,7 @@ class Prober:
                     except psycopg.Error as exc:  # the setup failed, not the attack
                         failed = _failed(exc)
                         return Outcome([], -1, SETUP_FAILED, failed.error), evidence
-                self.enter(tenant, extra_setup, conn=conn)
+                self.enter(tenant, extra_setup, conn=conn, raw=raw)
                 cur = execute(conn, query, params)
                 rows = cur.fetchall() if cur.description else []
                 landed = None
@@ -268,8 +302,11 @@ class Prober:
         extra_setup: Sequence[Query] = (),
         *,
         conn: psycopg.Connection[Any] | None = None,
+        raw: bool = False,
     ) -> None:
-        """Inside an open savepoint: timeouts, the tenant (or the role's defaults), the role."""
+        """Inside an open savepoint: timeouts, the tenant (or the role's defaults), the role.
+
+        With signing installed the tenant is bound as a signed context, unless *raw*."""
         c = conn or self.conn
         self._timeouts(c)
         if tenant is UNSET:
@@ -277,7 +314,8 @@ class Prober:
             for name, value in self.role_defaults:
                 c.execute("SELECT set_config(%s, %s, true)", (name, value))
         else:
-            c.execute("SELECT set_config(%s, %s, true)", (self.setting, tenant))
+            value = self.bound_value(tenant, raw=raw)
+            c.execute("SELECT set_config(%s, %s, true)", (self.setting, value))
             if self.user_value is not None:
                 c.execute("SELECT set_config(%s, %s, true)", (self.user_setting, self.user_value))
         if self.access is not None:

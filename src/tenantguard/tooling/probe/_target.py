@@ -190,8 +190,11 @@ class TableProbe:
         params: Sequence[Any] | None = None,
         *,
         check: Check | None = None,
+        raw: bool = False,
     ) -> tuple[Outcome, str]:
-        return self.prober.attempt(tenant, query, params, check=check)
+        """Run *query* as the runtime role bound to *tenant* (signed when signing is
+        installed; exactly *tenant* with *raw*)."""
+        return self.prober.attempt(tenant, query, params, check=check, raw=raw)
 
     def other_tenants(self) -> sql.Composed:
         """A predicate for rows of some tenant other than a bound ``%s``.

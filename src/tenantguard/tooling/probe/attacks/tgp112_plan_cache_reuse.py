@@ -64,9 +64,9 @@ def run(tp: TableProbe) -> Iterator[Finding]:
         if got and tp.tenant_a in (got[0], got[1]):
             evidence = (
                 f"SET ROLE {tp.quote(p.app_role)}; SET plan_cache_mode = {mode}; "
-                f"BEGIN; {p.render('SELECT set_config(%s, %s, true)', [p.setting, tp.tenant_a])}; "
+                f"BEGIN; {p.render('SELECT set_config(%s, %s, true)', [p.setting, p.bound_value(tp.tenant_a)])}; "
                 f"PREPARE q AS {body.as_string(conn)}; EXECUTE q; (x6) COMMIT; "
-                f"BEGIN; {p.render('SELECT set_config(%s, %s, true)', [p.setting, tp.tenant_b])}; "
+                f"BEGIN; {p.render('SELECT set_config(%s, %s, true)', [p.setting, p.bound_value(tp.tenant_b)])}; "
                 f"EXECUTE q;  -- returns tenant {tp.tenant_a}'s rows: min={got[0]} max={got[1]}"
             )
             yield tp.leak(

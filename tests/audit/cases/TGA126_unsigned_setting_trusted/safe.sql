@@ -1,0 +1,5 @@
+-- install: signed
+CREATE TABLE public.t (tenant_id bigint NOT NULL, id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, email text);
+INSERT INTO public.t (tenant_id, email) VALUES (1, 'a@x'), (2, 'b@x');
+GRANT SELECT, INSERT, UPDATE, DELETE ON public.t TO {app};
+-- protect: public.t
