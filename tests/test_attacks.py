@@ -81,7 +81,7 @@ def _plant_and_collect(pool: TenantPool) -> list[str]:
 
 
 def test_default_install_refuses_temporary_objects(saas) -> None:  # type: ignore[no-untyped-def]
-    with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
+    with TenantPool(saas.app_dsn, session_state="reset", min_size=1, max_size=1) as pool:
         with tenant(1), pool.connection() as conn:
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="temporary"):
                 conn.execute("CREATE TEMP TABLE loot (note text)")
@@ -109,12 +109,16 @@ def test_planted_binding_never_runs_for_the_next_tenant(saas) -> None:  # type: 
     with temp_granted(saas):
         # Opted in to temporary objects: every checkin is verified, so the planted
         # statement is gone (DISCARD ALL) before tenant 2 gets the connection.
-        with TenantPool(saas.app_dsn, min_size=1, max_size=1, allow_temp=True) as pool:
+        with TenantPool(
+            saas.app_dsn, session_state="reset", min_size=1, max_size=1, allow_temp=True
+        ) as pool:
             assert _plant_and_collect(pool) == []
             assert pool.guard_stats.resets >= 1
         # Defence in depth: even with the role check off and verification on suspicion
         # only, creating the temporary function marks the lease and it is reset.
-        with TenantPool(saas.app_dsn, min_size=1, max_size=1, check_role=False) as pool:
+        with TenantPool(
+            saas.app_dsn, session_state="reset", min_size=1, max_size=1, check_role=False
+        ) as pool:
             assert _plant_and_collect(pool) == []
 
 
@@ -122,7 +126,9 @@ def test_planted_binding_never_runs_for_the_next_tenant(saas) -> None:  # type: 
 def test_control_planted_binding_leaks_without_the_defences(saas) -> None:  # type: ignore[no-untyped-def]
     """TEMPORARY granted, no role check, no classifier: tenant 2's rows reach tenant 1."""
     with temp_granted(saas):
-        with TenantPool(saas.app_dsn, min_size=1, max_size=1, check_role=False) as pool:
+        with TenantPool(
+            saas.app_dsn, session_state="reset", min_size=1, max_size=1, check_role=False
+        ) as pool:
             _no_classifier(pool)
             loot = _plant_and_collect(pool)
     assert TENANT2_NOTE in loot
@@ -165,12 +171,16 @@ def _app_path(saas) -> str:  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("variant", ["domain", "view"])
 def test_temp_objects_never_run_inside_the_next_tenant(saas, variant: str) -> None:  # type: ignore[no-untyped-def]
     plant = SHADOW_DOMAIN if variant == "domain" else SHADOW_VIEW
-    with TenantPool(_app_path(saas), min_size=1, max_size=1) as pool:  # the default
+    with TenantPool(
+        _app_path(saas), session_state="reset", min_size=1, max_size=1
+    ) as pool:  # the default
         with tenant(1), pool.connection() as conn:
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(plant[0])
     with temp_granted(saas):
-        with TenantPool(_app_path(saas), min_size=1, max_size=1, allow_temp=True) as pool:
+        with TenantPool(
+            _app_path(saas), session_state="reset", min_size=1, max_size=1, allow_temp=True
+        ) as pool:
             assert TENANT2_NOTE not in _shadow(pool, plant, VICTIM[variant])
             assert "temp_object" in pool.guard_stats.by_kind
 
@@ -187,7 +197,9 @@ def test_control_temp_objects_leak_without_the_defences(saas, variant: str) -> N
 def test_unqualified_temp_creation_is_flagged(saas) -> None:  # type: ignore[no-untyped-def]
     """CREATE TABLE x after a local search_path = pg_temp, or in pg_temp_N by name."""
     with temp_granted(saas):
-        with TenantPool(saas.app_dsn, min_size=1, max_size=1, check_role=False) as pool:
+        with TenantPool(
+            saas.app_dsn, session_state="reset", min_size=1, max_size=1, check_role=False
+        ) as pool:
             with tenant(1), pool.connection() as conn:
                 with conn.transaction():
                     conn.execute("SET LOCAL search_path = pg_temp")
@@ -254,7 +266,9 @@ def other_role(saas):  # type: ignore[no-untyped-def]
 
 def test_state_left_inside_a_function_never_reaches_the_next_tenant(saas, other_role) -> None:  # type: ignore[no-untyped-def]
     with temp_granted(saas):
-        with TenantPool(saas.app_dsn, min_size=1, max_size=1, allow_temp=True) as pool:
+        with TenantPool(
+            saas.app_dsn, session_state="reset", min_size=1, max_size=1, allow_temp=True
+        ) as pool:
             with tenant(1), pool.connection() as conn:
                 conn.execute(STATEFUL_FN)
                 conn.execute("SELECT pg_temp.dirty(%s)", (other_role,))
@@ -422,7 +436,7 @@ def _prepare_then(pool: TenantPool, attack: str) -> list[Any]:
 
 @pytest.mark.parametrize("attack", ["DEALLOCATE {name}", "DEALLOCATE ALL"])
 def test_dropped_driver_statements_do_not_fail_the_next_tenant(saas, attack: str) -> None:  # type: ignore[no-untyped-def]
-    with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
+    with TenantPool(saas.app_dsn, session_state="reset", min_size=1, max_size=1) as pool:
         assert _prepare_then(pool, attack) == [4, 4, 4, 4]
         if not fast_path()[0]:
             return  # the public-API path has no re-prepare: the classifier is the defence
@@ -600,7 +614,7 @@ def test_alter_role_inside_code_is_caught_and_new_connections_refused(saas) -> N
     from psycopg_pool import PoolTimeout
 
     try:
-        with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
+        with TenantPool(saas.app_dsn, session_state="reset", min_size=1, max_size=1) as pool:
             with tenant(1), pool.connection() as conn:
                 conn.execute(
                     "DO $$ BEGIN EXECUTE 'ALTER ROLE CURRENT_USER SET lock_timeout = 1234'; END $$"
@@ -615,6 +629,8 @@ def test_alter_role_inside_code_is_caught_and_new_connections_refused(saas) -> N
                     pool._core.check_role_defaults(snapshot(row).role_defaults)
     finally:
         _reset_role_defaults(saas, "lock_timeout")
-    with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:  # reset: works again
+    with TenantPool(
+        saas.app_dsn, session_state="reset", min_size=1, max_size=1
+    ) as pool:  # reset: works again
         with tenant(2), pool.connection() as conn:
             assert conn.execute("SHOW lock_timeout").fetchone()[0] == "0"

@@ -69,7 +69,9 @@ def test_async_pool_binding_and_errors(saas) -> None:  # type: ignore[no-untyped
     from tenantguard import NoTenantContext
 
     async def main() -> None:
-        async with AsyncTenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
+        async with AsyncTenantPool(
+            saas.app_dsn, min_size=1, max_size=1, session_state="reset"
+        ) as pool:
             with pytest.raises(NoTenantContext):
                 async with pool.connection():
                     pass

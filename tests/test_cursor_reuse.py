@@ -29,7 +29,7 @@ class Shout(Loader):
 
 @pytest.fixture(scope="module")
 def pool(saas):  # type: ignore[no-untyped-def]
-    with TenantPool(saas.app_dsn, min_size=1, max_size=1) as p:
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1, session_state="reset") as p:
         yield p
 
 

@@ -18,6 +18,7 @@ from psycopg_pool import ConnectionPool
 
 from conftest import temp_granted
 from tenantguard import TenantPool, tenant
+from tenantguard.errors import SessionStateRefused
 
 
 @dataclass(frozen=True)
@@ -162,15 +163,40 @@ def _dirty(conn, case: Contamination, other: str, control: bool = False) -> None
             pass  # the aborted-transaction case: the caller swallows the error
 
 
+# What the guard catches at checkin whatever the mode: transactions left open or aborted.
+_AT_CHECKIN = {"open_transaction", "aborted_transaction"}
+
+
+@pytest.mark.parametrize("mode", ["refuse", "reset"])
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_next_tenant_sees_none_of_it(saas, other_role, case: Contamination, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_next_tenant_sees_none_of_it(saas, other_role, case: Contamination, mode, caplog) -> None:  # type: ignore[no-untyped-def]
+    """session_state="refuse" (the default) refuses the statement before sending it;
+    "reset" sends it and the checkin guard resets the connection."""
     with (
         temp_granted(saas, case.needs_temp),
-        TenantPool(saas.app_dsn, min_size=1, max_size=1, allow_temp=case.needs_temp) as pool,
+        TenantPool(
+            saas.app_dsn,
+            min_size=1,
+            max_size=1,
+            allow_temp=case.needs_temp,
+            session_state=mode,
+        ) as pool,
     ):
         with tenant(2), pool.connection() as conn:
             pid = conn.info.backend_pid
         caplog.set_level(logging.WARNING, logger="tenantguard.guard")
+        if mode == "refuse" and case.kind not in _AT_CHECKIN:
+            with tenant(1), pool.connection() as conn:
+                with pytest.raises(SessionStateRefused) as err:
+                    _dirty(conn, case, other_role)
+                assert case.kind in err.value.effects
+            with tenant(2), pool.connection() as conn:
+                assert conn.info.backend_pid == pid
+                value = conn.execute(case.probe).fetchone()
+                assert case.clean(value[0] if value else None), f"{case.name}: {value}"
+                assert conn.execute("SELECT count(*) FROM app.invoices").fetchone()[0] == 4
+            assert pool.guard_stats.contaminated == 0  # nothing was sent: nothing to reset
+            return
         with tenant(1), pool.connection() as conn:
             assert conn.info.backend_pid == pid  # same physical connection
             _dirty(conn, case, other_role)
@@ -235,7 +261,9 @@ def test_clean_requests_cost_no_verification(saas) -> None:  # type: ignore[no-u
 
 
 def test_discard_mode_replaces_the_connection(saas) -> None:  # type: ignore[no-untyped-def]
-    with TenantPool(saas.app_dsn, min_size=1, max_size=1, on_contamination="discard") as pool:
+    with TenantPool(
+        saas.app_dsn, min_size=1, max_size=1, on_contamination="discard", session_state="reset"
+    ) as pool:
         with tenant(1), pool.connection() as conn:
             pid = conn.info.backend_pid
             conn.execute("SET search_path = pg_catalog")

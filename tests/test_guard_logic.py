@@ -12,6 +12,8 @@ from tenantguard.core.guard import SessionSnapshot
 from tenantguard.core.ids import parse_tenant_id
 from tenantguard.drivers.psycopg._pool import _PoolCore
 
+# What every server reports for the lexer (the pool refuses connections without these).
+LEXER = {b"standard_conforming_strings": b"on", b"client_encoding": b"UTF8"}
 CLEAN = SessionSnapshot("app", "app", '"$user", public', False, False, False, False, False, "", "")
 
 
@@ -32,7 +34,7 @@ def core(**kw: Any) -> _PoolCore:
 
 def fake_conn(c: _PoolCore, effects: set[str]) -> Any:
     st = c.new_state()
-    pg = SimpleNamespace(parameter_status=lambda name: None)
+    pg = SimpleNamespace(parameter_status=LEXER.get)
     conn = SimpleNamespace(_tg=st, closed=False, pgconn=pg, _tg_bind_ready=True)
     c.set_baseline(conn, st, as_row(CLEAN))
     st.start_lease(TenantContext(parse_tenant_id(7)))
@@ -126,7 +128,7 @@ def test_clean_fast_path_takes_the_same_decision(
     c = core(verify=verify)
     conn = fake_conn(c, effects)
     conn.pgconn = SimpleNamespace(
-        parameter_status=lambda name: reported if name == b"search_path" else None
+        parameter_status=lambda name: reported if name == b"search_path" else LEXER.get(name)
     )
     st = conn._tg
     lease = st.lease
@@ -143,7 +145,7 @@ def test_clean_fast_path_takes_the_same_decision(
 def reporting_conn(c: _PoolCore, reported: dict[bytes, bytes]) -> Any:
     """A connection whose server reports *reported* (ParameterStatus), baseline CLEAN."""
     st = c.new_state()
-    pg = SimpleNamespace(parameter_status=lambda name: reported.get(name))
+    pg = SimpleNamespace(parameter_status=lambda name: {**LEXER, **reported}.get(name))
     conn = SimpleNamespace(_tg=st, closed=False, pgconn=pg, _tg_bind_ready=True)
     c.set_baseline(conn, st, as_row(CLEAN))
     st.start_lease(TenantContext(parse_tenant_id(7)))
@@ -174,7 +176,7 @@ def test_a_report_that_disagrees_with_the_baseline_means_always_verify() -> None
 def test_servers_that_report_nothing_take_the_clean_path() -> None:
     c = core()
     conn = reporting_conn(c, {})  # PostgreSQL before 18 does not report search_path
-    assert conn._tg.baseline_reported == (None, None) and c.checkin_clean(conn)
+    assert conn._tg.baseline_reported[:2] == (None, None) and c.checkin_clean(conn)
 
 
 def test_close_returns_is_refused() -> None:
@@ -210,7 +212,7 @@ class _AsyncRefusingPool(_RefusingPool):
 
 
 def _lease_conn(c: _PoolCore) -> Any:
-    pg = SimpleNamespace(parameter_status=lambda name: None, transaction_status=0)  # IDLE
+    pg = SimpleNamespace(parameter_status=LEXER.get, transaction_status=0)  # IDLE
     return SimpleNamespace(_tg=c.new_state(), closed=False, pgconn=pg, autocommit=True)
 
 

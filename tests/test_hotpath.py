@@ -12,7 +12,9 @@ from tenantguard.core.context import current_tenant
 
 @pytest.fixture(scope="module")
 def pool(saas):  # type: ignore[no-untyped-def]
-    with TenantPool(saas.app_dsn, min_size=1, max_size=1, tenant_kind="bigint") as p:
+    with TenantPool(
+        saas.app_dsn, min_size=1, max_size=1, tenant_kind="bigint", session_state="reset"
+    ) as p:
         yield p
 
 

@@ -357,7 +357,7 @@ def demo(dsn: str | None, keep: bool, as_json: bool) -> None:
             "ok": result.ok,
             "server_version": result.server_version,
             "claims": [c.__dict__ for c in result.claims],
-            "guard_warnings": result.guard_warnings,
+            "refused": result.refused,
         }
         click.echo(json.dumps(payload, indent=2))
     else:
@@ -370,17 +370,6 @@ def demo(dsn: str | None, keep: bool, as_json: bool) -> None:
         table.add_column("verdict")
         for c in result.claims:
             table.add_row(c.claim, c.plain, c.guarded, "[green]PASS[/]" if c.ok else "[red]FAIL[/]")
-        if result.guard_warnings:  # the WARNING line(s) printed above the table
-            err.print(
-                f"[dim]The WARNING above is expected: it is tenantguard's checkin guard "
-                f"speaking. For the claim about pooled connections the demo, as tenant acme, "
-                f"left a changed search_path and a session advisory lock on a pooled connection on "
-                f"purpose; the guard saw it when acme's lease ended ({len(result.guard_warnings)}"
-                f" warning(s)) and reset the connection with DISCARD ALL before the next "
-                f"tenant got it. In your application the same warning names the tenant whose "
-                f"code left session state behind.[/]",
-                highlight=False,
-            )
         out.print(table)
         err.print(
             "[dim]plain connection: each attack run as the runtime role on a plain psycopg "
@@ -389,6 +378,8 @@ def demo(dsn: str | None, keep: bool, as_json: bool) -> None:
             "TenantPool after protect.[/]",
             highlight=False,
         )
+        for line in result.refused:  # the pooled-connection claim, explained
+            err.print(f"[dim]refused: {escape(line)}[/]", highlight=False)
     if not result.ok:
         err.print("[bold red]an isolation claim was false[/]")
         sys.exit(1)

@@ -13,7 +13,6 @@ role on a plain psycopg connection (or a plain psycopg_pool) against the schema 
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,7 +28,7 @@ from tenantguard.core.context import tenant
 from tenantguard.core.names import QualifiedName
 from tenantguard.core.sqlbuild import InstallSpec, grant_statements
 from tenantguard.drivers.psycopg import TenantPool
-from tenantguard.errors import NoTenantContext
+from tenantguard.errors import NoTenantContext, SessionStateRefused, first_line
 from tenantguard.tooling.audit import audit_database
 from tenantguard.tooling.findings import Report, Severity
 from tenantguard.tooling.probe import probe_database
@@ -75,7 +74,7 @@ class Claim:
 class DemoResult:
     claims: list[Claim]
     server_version: str
-    guard_warnings: list[str] = field(default_factory=list)  # what the guard logged
+    refused: list[str] = field(default_factory=list)  # statements the pool refused
 
     @property
     def ok(self) -> bool:
@@ -241,15 +240,6 @@ def measure_plain(
     return PlainOutcomes(_attempt(insert), _attempt(move), _attempt(idor), pooled_outcome)
 
 
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 def run_demo(admin_dsn: str, *, keep: bool = False) -> DemoResult:
     """Run every claim against the server at *admin_dsn* (a superuser DSN)."""
     claims: list[Claim] = []
@@ -356,18 +346,19 @@ def run_demo(admin_dsn: str, *, keep: bool = False) -> DemoResult:
                 )
             )
 
-            # A pooled connection left dirty by one tenant, on purpose: the guard logs a
-            # warning when it catches it (collected to explain it under the table).
-            collect = _Collect()
-            guard_log = logging.getLogger("tenantguard.guard")
-            guard_log.addHandler(collect)
-            try:
-                with tenant(1), pool.connection() as conn:
-                    pid = conn.info.backend_pid
-                    conn.execute("SET search_path = pg_catalog")
-                    conn.execute("SELECT pg_advisory_lock(4242)")  # a session-level lock
-            finally:
-                guard_log.removeHandler(collect)
+            # Tenant 1 tries to leave session state on its pooled connection, on purpose:
+            # the pool (session_state="refuse", the default) refuses each statement before
+            # sending it (the refusals are explained under the table).
+            refused: list[str] = []
+            effects: set[str] = set()
+            with tenant(1), pool.connection() as conn:
+                pid = conn.info.backend_pid
+                for stmt in ("SET search_path = pg_catalog", "SELECT pg_advisory_lock(4242)"):
+                    try:
+                        conn.execute(stmt)
+                    except SessionStateRefused as exc:
+                        effects.update(exc.effects)
+                        refused.append(f"tenant 1, {stmt!r}: {first_line(exc)}")
             with tenant(2), pool.connection() as conn:
                 same = conn.info.backend_pid == pid
                 path = conn.execute("SELECT current_setting('search_path')").fetchone()[0]  # type: ignore[index]
@@ -375,17 +366,18 @@ def run_demo(admin_dsn: str, *, keep: bool = False) -> DemoResult:
                     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
                     "AND pid = pg_backend_pid()"
                 ).fetchone()[0]  # type: ignore[index]
-            stats = pool.guard_stats
-            caught = stats.by_tenant.get("1", 0) == 1 and {"search_path", "advisory_lock"} <= set(
-                stats.by_kind
-            )
             p_ok, p_seen = plain_cells.pooled
             claims.append(
                 Claim(
-                    "session state left on a pooled connection is caught",
+                    "session state never reaches the next tenant on a pooled connection",
                     f"{p_seen} (plain psycopg_pool)",
-                    f"guard reset it ({', '.join(sorted(stats.by_kind))}); next tenant clean",
-                    p_ok and caught and same and locks == 0 and path != "pg_catalog",
+                    f"refused before sending ({', '.join(sorted(effects))}); next tenant clean",
+                    p_ok
+                    and len(refused) == 2
+                    and {"search_path", "advisory_lock"} <= effects
+                    and same
+                    and locks == 0
+                    and path != "pg_catalog",
                 )
             )
     claims.append(
@@ -405,7 +397,7 @@ def run_demo(admin_dsn: str, *, keep: bool = False) -> DemoResult:
             bool(leaks) and not probes[1].findings,
         )
     )
-    return DemoResult(claims, version, collect.messages)
+    return DemoResult(claims, version, refused)
 
 
 def _counts(report: Report) -> str:

@@ -14,6 +14,7 @@ Every error names who must act and says what to do next. Errors carry a stable
      |    +-- UnsupportedOperation         TG005 an operation tenantguard cannot bind safely
      |    +-- LeaseNotHeld                 TG006 a connection used after its lease, or elsewhere
      |    +-- InvalidSigningKey            TG007 a malformed signing key or token setting
+     |    +-- SessionStateRefused          TG008 (an UnsupportedOperation) session state on a lease
      +-- ConfigurationError                the database or environment is misconfigured
      |    +-- UnsafeRoleError              TG101 runtime role can bypass RLS
      |    +-- NotInstalledError            TG102 `tenantguard install` has not run
@@ -40,6 +41,7 @@ __all__ = [
     "MissingTenantColumn",
     "NoTenantContext",
     "NotInstalledError",
+    "SessionStateRefused",
     "TableNotFoundError",
     "TenantContextChanged",
     "TenantGuardError",
@@ -131,6 +133,24 @@ class LeaseNotHeld(UsageError):
             f"this connection is not leased to the caller: {why}; nothing was sent",
             hint="use a connection only inside its `with pool.connection()` block, in the "
             "thread or task that opened it; take a new lease for other work",
+        )
+
+
+class SessionStateRefused(UnsupportedOperation):
+    """A statement that could leave session state on a shared connection, not sent."""
+
+    code = "TG008"
+
+    def __init__(self, effects: frozenset[str] | set[str]) -> None:
+        self.effects = sorted(effects)
+        super().__init__(
+            "this statement can leave session state on the connection "
+            f"({', '.join(self.effects)}), and the pool refuses such statements on a tenant "
+            "lease: through a transaction-mode PgBouncer it would reach other clients' "
+            "transactions mid-lease; nothing was sent",
+            hint="use transaction-scoped forms (SET LOCAL, set_config(..., true), "
+            "pg_advisory_xact_lock, a transaction instead of DO); on a direct connection, "
+            "TenantPool(session_state='reset') sends them and resets the connection at checkin",
         )
 
 

@@ -18,7 +18,15 @@ from pglast.parser import ParseError
 
 from tenantguard.core._bounded import remember
 
-__all__ = ["PERSISTENT", "Effects", "StatementClassifier", "classify_sql", "refuse_persistent"]
+__all__ = [
+    "LOCAL_ONLY",
+    "PERSISTENT",
+    "REFUSED",
+    "Effects",
+    "StatementClassifier",
+    "classify_sql",
+    "refuse_persistent",
+]
 
 Effects = frozenset[str]
 NONE: Effects = frozenset()
@@ -26,6 +34,25 @@ NONE: Effects = frozenset()
 #: SET``): the drivers refuse to send them on a tenant lease.
 PERSISTENT = "persistent_setting"
 
+#: Effects that end with the transaction: a pool that refuses session state sends them
+#: (unless temporary objects are allowed: a local search_path can aim CREATE at pg_temp).
+LOCAL_ONLY: Effects = frozenset({"local_search_path"})
+#: The effect prefix of calls the drivers refuse to send on a tenant lease:
+#: ``pg_terminate_backend`` / ``pg_cancel_backend`` (a login may signal its own role's
+#: other backends: every other tenant's pooled connection) and ``setseed`` (the seed of
+#: ``random()`` outlives the lease; no checkin query can see it).
+REFUSED = "refused:"
+_REFUSED_FUNCS = {"pg_terminate_backend", "pg_cancel_backend", "setseed"}
+# Built-ins that run SQL given as text, through SPI: what their text does (a session-level
+# set_config, say) is invisible in the calling statement. A literal is classified as
+# SQL; anything else is code the classifier cannot see.
+_SQL_TEXT_FUNCS = {
+    "query_to_xml": 0,
+    "query_to_xmlschema": 0,
+    "query_to_xml_and_xmlschema": 0,
+    "ts_stat": 0,
+    "ts_rewrite": 1,
+}
 _SESSION_LOCK_FUNCS = {
     "pg_advisory_lock",
     "pg_advisory_lock_shared",
@@ -105,7 +132,7 @@ def _node_effects(node: ast.Node) -> set[str]:
         name = (node.name or "").lower()
         if node.is_local and name == "search_path":
             # A transaction-local search_path can point unqualified CREATEs at pg_temp.
-            out.add("search_path")
+            out.add("local_search_path")
         if not node.is_local and name not in _TRANSACTION_SETTINGS:
             if name in {"role", "session_authorization"} or name == "session authorization":
                 out.add("role")
@@ -121,9 +148,13 @@ def _node_effects(node: ast.Node) -> set[str]:
         out.add("prepared_statement")
     elif isinstance(node, ast.DiscardStmt):
         out.add("discard")
-    elif isinstance(node, ast.AlterRoleSetStmt | ast.AlterDatabaseSetStmt | ast.AlterSystemStmt):
-        # A role may change its own defaults: they outlive the session and reach every
-        # new pooled connection (statement_timeout = 1ms, say). Refused before sending.
+    elif isinstance(
+        node,
+        ast.AlterRoleSetStmt | ast.AlterDatabaseSetStmt | ast.AlterSystemStmt | ast.AlterRoleStmt,
+    ):
+        # A role may change its own defaults and its own password: they outlive the
+        # session and reach every new pooled connection (statement_timeout = 1ms, or no
+        # new connection at all). Refused before sending.
         out.add(PERSISTENT)
     elif isinstance(node, _CREATE_NAMED):
         names = getattr(node, "funcname", None) or getattr(node, "domainname", None)
@@ -155,10 +186,29 @@ def _node_effects(node: ast.Node) -> set[str]:
             elif not (isinstance(args[0], ast.A_Const) and isinstance(args[0].val, ast.String)):
                 out.add("setting:set_config")  # a name chosen at run time: search_path?
             elif (args[0].val.sval or "").lower() == "search_path":
-                out.add("search_path")
+                out.add("local_search_path")
         elif fname in _SESSION_LOCK_FUNCS:
             out.add("advisory_lock")
+        elif fname in _REFUSED_FUNCS:
+            out.add(REFUSED + fname)
+        elif fname in _SQL_TEXT_FUNCS:
+            out |= _sql_text_effects(node, _SQL_TEXT_FUNCS[fname])
     return out
+
+
+def _sql_text_effects(node: ast.FuncCall, index: int) -> Effects:
+    """The effects of the SQL text a built-in runs through SPI (``query_to_xml``...)."""
+    args = node.args or ()
+    if len(args) <= index:
+        return NONE  # another overload (ts_rewrite(tsquery, tsquery, tsquery))
+    arg = args[index]
+    while isinstance(arg, ast.TypeCast):
+        arg = arg.arg
+    if isinstance(arg, ast.A_Const) and isinstance(arg.val, ast.String):
+        return classify_sql(arg.val.sval or "")
+    if isinstance(arg, ast.A_Const) and arg.isnull:
+        return NONE
+    return frozenset({"opaque_code"})  # text computed at run time
 
 
 def classify_sql(text: str) -> Effects:
@@ -201,13 +251,29 @@ class StatementClassifier:
 
 
 def refuse_persistent(effects: Effects) -> None:
-    """Raise before any I/O when *effects* change defaults beyond the session."""
+    """Raise before any I/O when *effects* change defaults beyond the session, or call
+    a function that reaches beyond the lease (:data:`REFUSED`)."""
+    for effect in effects:
+        if effect.startswith(REFUSED):
+            from tenantguard.errors import UnsupportedOperation
+
+            name = effect[len(REFUSED) :]
+            raise UnsupportedOperation(
+                f"{name}() is not sent on a tenant lease: "
+                + (
+                    "the seed of random() would outlive the lease; "
+                    if name == "setseed"
+                    else "it can stop other tenants' pooled connections of the same login; "
+                )
+                + "nothing was sent",
+                hint="run it as an administrator, outside the app pool",
+            )
     if PERSISTENT in effects:
         from tenantguard.errors import UnsupportedOperation
 
         raise UnsupportedOperation(
-            "ALTER ROLE / ALTER DATABASE / ALTER SYSTEM ... SET is not sent on a tenant lease: "
-            "the new default would reach every later connection of every tenant; nothing was "
-            "sent",
+            "ALTER ROLE / ALTER DATABASE / ALTER SYSTEM is not sent on a tenant lease: a new "
+            "default or password would reach every later connection of every tenant; nothing "
+            "was sent",
             hint="change role and database defaults as an administrator, outside the app pool",
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import LiteralString
+from typing import Any, LiteralString
 
 from psycopg import sql
 from psycopg.pq import TransactionStatus
@@ -22,9 +22,22 @@ from tenantguard.core.classify import StatementClassifier, refuse_persistent
 from tenantguard.core.context import TenantContext, _current
 from tenantguard.core.guard import SessionSnapshot
 from tenantguard.core.ids import TenantKind, parse_tenant_id
-from tenantguard.errors import LeaseNotHeld, NoTenantContext, TenantContextChanged
+from tenantguard.errors import (
+    LeaseNotHeld,
+    NoTenantContext,
+    SessionStateRefused,
+    TenantContextChanged,
+    UnsupportedOperation,
+)
 
-__all__ = ["ConnState", "normalize_context"]
+__all__ = ["LEXER_PARAMS", "ConnState", "normalize_context"]
+
+#: The reported parameters that decide how the server splits SQL text into tokens. The
+#: classifier reads SQL as PostgreSQL does with ``standard_conforming_strings = on`` in
+#: the connection's encoding; a lease that changes either (``set_config`` inside a
+#: ``query_to_xml`` text, say) could make one statement mean two different things.
+LEXER_PARAMS = (b"standard_conforming_strings", b"client_encoding")
+
 
 #: Who holds a lease: the thread (sync pools) or the asyncio task (async pools).
 OwnerOf = Callable[[], object]
@@ -62,8 +75,10 @@ class ConnState:
         "kind",
         "lease",
         "lease_bind",
+        "lexer",
         "owner",
         "owner_of",
+        "refuse",
         "slow_path",
         "stable_binder",
     )
@@ -75,8 +90,13 @@ class ConnState:
         kind: TenantKind | None,
         binds: BindCache | None = None,
         owner_of: OwnerOf = threading.get_ident,
+        refuse: frozenset[str] | None = None,
     ) -> None:
         self.binder = binder
+        # session_state="refuse": the only classifier effects sent (the rest is refused
+        # before sending); None (session_state="reset"): everything is sent, and the
+        # checkin guard verifies and resets.
+        self.refuse = refuse
         # A lease belongs to the thread or task that took it; a reference kept past the
         # lease, or handed to another thread, is refused before any I/O.
         self.owner_of = owner_of
@@ -95,6 +115,8 @@ class ConnState:
         # What the server reported (ParameterStatus) when the baseline was taken, raw:
         # the checkin guard's clean path compares these bytes without decoding them.
         self.baseline_reported: tuple[bytes | None, ...] | None = None
+        # LEXER_PARAMS as the server reported them when the baseline was taken.
+        self.lexer: tuple[bytes | None, ...] | None = None
         # (tenant value, its type, kind, user) -> (binding, encoded values), shared by a
         # pool's connections: a stable binder's statement depends on the context only.
         self.binds: BindCache = {} if binds is None else binds
@@ -184,14 +206,44 @@ class ConnState:
     def after_statement(self, status: int) -> None:
         self.bound = status != IDLE
 
-    def note(self, query: object) -> None:
-        """Classify *query* and remember any session-state effect it may have."""
+    def note(self, query: object, pgconn: Any) -> None:
+        """Classify *query* and remember any session-state effect it may have.
+
+        Raises before sending when the statement is refused (:meth:`screen`).
+        """
         if isinstance(query, str | bytes):
             effects = self.classifier.effects(query)
         elif isinstance(query, sql.Composable):
             effects = self.classifier.effects(query.as_string())
         else:
             effects = frozenset({"unparsed"})
-        if effects:
-            refuse_persistent(effects)
-            self.effects |= effects
+        self.screen(effects, pgconn)
+
+    def screen(self, effects: frozenset[str], pgconn: Any) -> None:
+        """Check a classified statement before it is sent: raise, or remember its effects.
+
+        The classification only holds while the server reads SQL as the classifier does
+        (:data:`LEXER_PARAMS` unchanged since the connection's baseline).
+        """
+        lexer = self.lexer
+        if lexer is not None and (
+            pgconn.parameter_status(LEXER_PARAMS[0]) != lexer[0]
+            or pgconn.parameter_status(LEXER_PARAMS[1]) != lexer[1]
+        ):
+            self.effects.add("lexer")
+            now = [pgconn.parameter_status(p) for p in LEXER_PARAMS]
+            raise UnsupportedOperation(
+                "standard_conforming_strings or client_encoding changed during this lease "
+                f"(now {now[0]!r}, {now[1]!r}; were {lexer[0]!r}, {lexer[1]!r}): the server "
+                "would no longer read statements the way tenantguard checks them; nothing was "
+                "sent, and the connection is reset when the lease ends",
+                hint="do not change standard_conforming_strings or client_encoding on a pooled "
+                "connection; end this lease and take a new one",
+            )
+        if not effects:
+            return
+        refuse_persistent(effects)
+        allowed = self.refuse
+        if allowed is not None and not effects <= allowed:
+            raise SessionStateRefused(effects - allowed)
+        self.effects |= effects

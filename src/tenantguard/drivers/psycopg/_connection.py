@@ -97,7 +97,7 @@ class TenantCursor(psycopg.Cursor[Row]):
             return self
         in_pipeline = _in_pipeline(conn)
         bind = st.bind_needed(conn.pgconn.transaction_status, in_pipeline)
-        st.note(query)
+        st.note(query, conn.pgconn)
         if bind is None:
             _untyped(super()).execute(query, params, prepare=prepare, binary=binary)
         elif in_pipeline:
@@ -150,7 +150,7 @@ class TenantCursor(psycopg.Cursor[Row]):
             return super().executemany(query, params_seq, returning=returning)
         in_pipeline = _in_pipeline(conn)
         bind = st.bind_needed(conn.pgconn.transaction_status, in_pipeline)
-        st.note(query)
+        st.note(query, conn.pgconn)
         if bind is None:
             super().executemany(query, params_seq, returning=returning)
         elif in_pipeline:
@@ -169,14 +169,14 @@ class TenantCursor(psycopg.Cursor[Row]):
     ) -> Iterator[Copy]:
         self._conn._bind_out_of_band("COPY")
         if self._conn._tg is not None:
-            self._conn._tg.note(statement)
+            self._conn._tg.note(statement, self._conn.pgconn)
         with super().copy(statement, params, writer=writer) as cp:
             yield cp
 
     def stream(self, *args: Any, **kwargs: Any) -> Iterator[Row]:
         self._conn._bind_out_of_band("stream()")
         if self._conn._tg is not None and args:
-            self._conn._tg.note(args[0])
+            self._conn._tg.note(args[0], self._conn.pgconn)
         return super().stream(*args, **kwargs)
 
 
@@ -195,9 +195,9 @@ class TenantServerCursor(psycopg.ServerCursor[Row]):
     ) -> TenantServerCursor[Row]:
         self._conn._bind_out_of_band("a server-side cursor")
         if self._conn._tg is not None:
-            self._conn._tg.note(query)
+            self._conn._tg.note(query, self._conn.pgconn)
             if self.withhold:
-                self._conn._tg.effects.add("hold_cursor")
+                self._conn._tg.screen(frozenset({"hold_cursor"}), self._conn.pgconn)
         super().execute(query, params, binary=binary, **kwargs)
         return self
 
@@ -315,7 +315,7 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
             return self
         in_pipeline = _in_pipeline(conn)
         bind = st.bind_needed(conn.pgconn.transaction_status, in_pipeline)
-        st.note(query)
+        st.note(query, conn.pgconn)
         if bind is None:
             await _untyped(super()).execute(query, params, prepare=prepare, binary=binary)
         elif in_pipeline:
@@ -368,7 +368,7 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
             return await super().executemany(query, params_seq, returning=returning)
         in_pipeline = _in_pipeline(conn)
         bind = st.bind_needed(conn.pgconn.transaction_status, in_pipeline)
-        st.note(query)
+        st.note(query, conn.pgconn)
         if bind is None:
             await super().executemany(query, params_seq, returning=returning)
         elif in_pipeline:
@@ -387,14 +387,14 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
     ) -> AsyncIterator[AsyncCopy]:
         await self._conn._bind_out_of_band("COPY")
         if self._conn._tg is not None:
-            self._conn._tg.note(statement)
+            self._conn._tg.note(statement, self._conn.pgconn)
         async with super().copy(statement, params, writer=writer) as cp:
             yield cp
 
     async def stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[Row]:
         await self._conn._bind_out_of_band("stream()")
         if self._conn._tg is not None and args:
-            self._conn._tg.note(args[0])
+            self._conn._tg.note(args[0], self._conn.pgconn)
         async for row in super().stream(*args, **kwargs):
             yield row
 
@@ -412,9 +412,9 @@ class AsyncTenantServerCursor(psycopg.AsyncServerCursor[Row]):
     ) -> AsyncTenantServerCursor[Row]:
         await self._conn._bind_out_of_band("a server-side cursor")
         if self._conn._tg is not None:
-            self._conn._tg.note(query)
+            self._conn._tg.note(query, self._conn.pgconn)
             if self.withhold:
-                self._conn._tg.effects.add("hold_cursor")
+                self._conn._tg.screen(frozenset({"hold_cursor"}), self._conn.pgconn)
         await super().execute(query, params, binary=binary, **kwargs)
         return self
 

@@ -28,8 +28,6 @@ from typing import TYPE_CHECKING, Any
 from psycopg import errors as e
 from psycopg import pq
 
-from tenantguard.core.classify import refuse_persistent
-
 if TYPE_CHECKING:
     from psycopg.abc import Params, PQGen, Query
 
@@ -98,10 +96,8 @@ def bound_execute_gen(
     if shape is None:
         shape = _bind_shape(cur, bind_query, bind[1])
     pgq = cur._convert_query(query, params)
-    effects = st.classifier.effects(pgq.query)  # the bytes the server will run, before sending
-    if effects:
-        refuse_persistent(effects)
-        st.effects |= effects
+    # The bytes the server will run, classified and screened before anything is sent.
+    st.screen(st.classifier.effects(pgq.query), pgconn)
     prepared = conn._prepared
     prep, name = prepared.get(pgq, prepare)
     use_prepared_bind = prepared.prepare_threshold is not None

@@ -25,7 +25,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from tenantguard.core.binding import Binder, SettingBinder
-from tenantguard.core.classify import StatementClassifier
+from tenantguard.core.classify import LOCAL_ONLY, StatementClassifier
 from tenantguard.core.context import TenantContext, _current, tenant
 from tenantguard.core.dsn import check_dsn, connect_error
 from tenantguard.core.guard import (
@@ -37,7 +37,13 @@ from tenantguard.core.guard import (
 )
 from tenantguard.core.ids import TenantKind, kind_for_type, parse_tenant_id
 from tenantguard.core.rolecheck import ROLE_CHECK_QUERY, code_report, role_params, role_report
-from tenantguard.core.session import BindCache, ConnState, OwnerOf, normalize_context
+from tenantguard.core.session import (
+    LEXER_PARAMS,
+    BindCache,
+    ConnState,
+    OwnerOf,
+    normalize_context,
+)
 from tenantguard.core.signing import SignedBinder, SigningKey, key_from_env, parse_signing_key
 from tenantguard.drivers.psycopg._connection import (
     AsyncTenantConnection,
@@ -67,6 +73,10 @@ INERROR = TransactionStatus.INERROR
 Verify = Literal["suspect", "always"]
 Step = tuple[str, Any, Any]
 OnContamination = Literal["reset", "discard"]
+SessionState = Literal["refuse", "reset"]
+# Client-only encodings: a multibyte character can end in an ASCII quote or backslash, so
+# the server and the classifier could split the same text differently.
+_UNSAFE_ENCODINGS = {b"SJIS", b"SHIFT_JIS_2004", b"BIG5", b"GBK", b"GB18030", b"UHC", b"JOHAB"}
 
 # Kinds the server snapshot cannot see (custom settings are not enumerable, code in
 # DO/CALL bodies is opaque): a connection flagged with these is always reset.
@@ -133,19 +143,53 @@ def _check_pool_kwargs(pool_kwargs: dict[str, Any]) -> None:
         )
 
 
-def _reported(pg: Any) -> tuple[bytes | None, bytes | None]:
-    """The parameters the server reports by itself (search_path from PostgreSQL 18)."""
-    return pg.parameter_status(b"search_path"), pg.parameter_status(b"session_authorization")
+# Every parameter the server reports by itself (search_path from PostgreSQL 18): a change
+# in any of them during a lease sends the checkin down the verifying path.
+_REPORTED = (
+    b"search_path",
+    b"session_authorization",
+    b"standard_conforming_strings",
+    b"client_encoding",
+    b"DateStyle",
+    b"IntervalStyle",
+    b"TimeZone",
+    b"application_name",
+    b"default_transaction_read_only",
+    b"is_superuser",
+)
 
 
-def _reported_kinds(base: SessionSnapshot, reported: tuple[bytes | None, bytes | None]) -> set[str]:
-    path, auth = reported
+def _reported(pg: Any) -> tuple[bytes | None, ...]:
+    return tuple(pg.parameter_status(name) for name in _REPORTED)
+
+
+def _reported_kinds(base: SessionSnapshot, reported: tuple[bytes | None, ...]) -> set[str]:
+    path, auth = reported[:2]
     kinds = set()
     if path is not None and path.decode() != base.search_path:
         kinds.add("search_path")
     if auth is not None and auth.decode() != base.session_user:
         kinds.add("role")
     return kinds
+
+
+def check_lexer(pg: Any) -> tuple[bytes | None, ...]:
+    """The connection's :data:`LEXER_PARAMS`; refuses a connection the classifier could misread."""
+    scs, encoding = (pg.parameter_status(name) for name in LEXER_PARAMS)
+    if scs != b"on":
+        raise ConfigurationError(
+            f"the connection has standard_conforming_strings = {scs!r}: tenantguard reads "
+            "statements as PostgreSQL does with it on (the default since 9.1)",
+            hint="remove standard_conforming_strings = off from the server, database or role "
+            "settings and the connection options",
+        )
+    if encoding in _UNSAFE_ENCODINGS:
+        raise ConfigurationError(
+            f"the connection's client_encoding is {encoding!r}: in it a multibyte character can "
+            "end in a quote or backslash byte, and statements could be read two ways",
+            hint="use client_encoding UTF8 (psycopg's default)",
+        )
+    return scs, encoding
 
 
 def _default_binder(
@@ -175,7 +219,14 @@ class _PoolCore:
         on_contamination: OnContamination,
         allow_temp: bool = False,
         pin_session: bool = True,
+        session_state: SessionState = "refuse",
     ) -> None:
+        if session_state not in ("refuse", "reset"):
+            raise ConfigurationError(
+                f"session_state must be 'refuse' or 'reset', not {session_state!r}",
+                hint="'refuse' (the default) works everywhere; 'reset' only on direct "
+                "connections, never through a transaction-mode PgBouncer",
+            )
         if allow_temp and verify == "suspect":
             raise ConfigurationError(
                 "allow_temp=True needs verify='always'",
@@ -198,6 +249,12 @@ class _PoolCore:
         self.kind_given = tenant_kind is not None
         self.allow_temp = allow_temp
         self.pin_session = pin_session
+        self.session_state = session_state
+        # What a refusing pool still sends: transaction-local effects (not with temp
+        # objects allowed: a local search_path can aim CREATE at pg_temp).
+        self.sent_effects: frozenset[str] | None = None
+        if session_state == "refuse":
+            self.sent_effects = frozenset() if allow_temp else LOCAL_ONLY
         self.tenant_column = tenant_column
         self.check_role = check_role
         self.verify = verify
@@ -220,7 +277,9 @@ class _PoolCore:
         return ctx, normalize_context(ctx, kind)
 
     def new_state(self, owner_of: OwnerOf = threading.get_ident) -> ConnState:
-        return ConnState(self.binder, self.classifier, self.tenant_kind, self.binds, owner_of)
+        return ConnState(
+            self.binder, self.classifier, self.tenant_kind, self.binds, owner_of, self.sent_effects
+        )
 
     def role_query(self) -> tuple[str, dict[str, Any]]:
         # With the role pinned to the login, statements run as session_user: check that.
@@ -337,6 +396,7 @@ class _PoolCore:
         """The connection's clean state, from STATE_QUERY, and what the server reports."""
         st.baseline = snapshot(row)
         self.check_role_defaults(st.baseline.role_defaults)
+        st.lexer = check_lexer(conn.pgconn)
         reported = _reported(conn.pgconn)
         # Kept only when it agrees with the baseline; otherwise every checkin verifies.
         st.baseline_reported = None if _reported_kinds(st.baseline, reported) else reported
@@ -464,6 +524,15 @@ class TenantPool:
     :param pin_session: bind the login's default role and search_path with the tenant,
         transaction-locally, so session state left on a server connection by another
         client of a PgBouncer cannot change what a request runs as.
+    :param session_state: ``"refuse"`` (the default): a statement that could leave session
+        state on the connection (``SET`` without ``LOCAL``, ``LISTEN``, ``PREPARE``,
+        ``DEALLOCATE``, ``DISCARD``, ``DO``/``CALL``, session advisory locks, ``WITH HOLD``
+        cursors, SQL that does not parse) raises
+        :class:`~tenantguard.core.session.SessionStateRefused` before it is sent. This is
+        the only safe mode behind a transaction-mode PgBouncer, where other clients'
+        transactions run on the same server connection during the lease. ``"reset"`` sends
+        them and the checkin guard verifies and resets the connection: direct connections
+        only.
     """
 
     def __init__(
@@ -481,6 +550,7 @@ class TenantPool:
         on_contamination: OnContamination = "reset",
         allow_temp: bool = False,
         pin_session: bool = True,
+        session_state: SessionState = "refuse",
         kwargs: dict[str, Any] | None = None,
         open: bool = True,
         **pool_kwargs: Any,
@@ -499,6 +569,7 @@ class TenantPool:
             on_contamination=on_contamination,
             allow_temp=allow_temp,
             pin_session=pin_session,
+            session_state=session_state,
         )
         self.conninfo = conninfo
         self._kwargs: dict[str, Any] = {"autocommit": True, **(kwargs or {})}
@@ -715,6 +786,7 @@ class AsyncTenantPool:
         on_contamination: OnContamination = "reset",
         allow_temp: bool = False,
         pin_session: bool = True,
+        session_state: SessionState = "refuse",
         kwargs: dict[str, Any] | None = None,
         **pool_kwargs: Any,
     ) -> None:
@@ -732,6 +804,7 @@ class AsyncTenantPool:
             on_contamination=on_contamination,
             allow_temp=allow_temp,
             pin_session=pin_session,
+            session_state=session_state,
         )
         self.conninfo = conninfo
         self._kwargs: dict[str, Any] = {"autocommit": True, **(kwargs or {})}
