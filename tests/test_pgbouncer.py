@@ -133,15 +133,79 @@ def test_session_set_through_pgbouncer_does_not_reach_tenantguard(bouncer, saas)
         cleanup.execute("RESET app.tenant_id")
 
 
-def test_tenantguard_session_state_is_reset_through_pgbouncer(bouncer, saas) -> None:  # type: ignore[no-untyped-def]
+def test_tenantguard_session_state_is_refused_or_reset_through_pgbouncer(bouncer, saas) -> None:  # type: ignore[no-untyped-def]
     dsn = via(bouncer, saas, saas.app_role)
+    from tenantguard.errors import SessionStateRefused
+
+    # The default: refused before it is sent, so it never reaches the shared server connection.
     with TenantPool(dsn, min_size=1, max_size=1, kwargs=client_kw(bouncer)) as pool:
+        with tenant(1), pool.connection() as conn:
+            with pytest.raises(SessionStateRefused, match="search_path"):
+                conn.execute("SET search_path = pg_catalog")
+        assert pool.guard_stats.contaminated == 0
+    # session_state="reset": sent, then reset at checkin (other clients could see it meanwhile).
+    with TenantPool(
+        dsn, min_size=1, max_size=1, kwargs=client_kw(bouncer), session_state="reset"
+    ) as pool:
         with tenant(1), pool.connection() as conn:
             conn.execute("SET search_path = pg_catalog")
         assert pool.guard_stats.by_kind["search_path"] == 1
     with psycopg.connect(dsn, autocommit=True, **NO_PREPARE) as plain:
         path = plain.execute("SELECT current_setting('search_path')").fetchone()[0]
     assert path == '"$user", public'  # the guard's DISCARD ALL reached the server connection
+
+
+# Mid-lease, code on tenant 1's lease replaces the binding PgBouncer prepared on the shared
+# server connection (under its own name) with one that binds tenant 1: every other client's
+# next request on that server connection then runs as tenant 1.
+PLANT_SHARED_BINDING = """DO $$
+DECLARE r record;
+BEGIN
+    FOR r IN SELECT name, parameter_types FROM pg_catalog.pg_prepared_statements
+             WHERE NOT from_sql AND statement LIKE 'SELECT pg_catalog.set_config($1%' LOOP
+        EXECUTE pg_catalog.format('DEALLOCATE %I', r.name);
+        EXECUTE pg_catalog.format(
+            'PREPARE %I(%s) AS SELECT pg_catalog.set_config(''app.tenant_id'', ''1'', true)',
+            r.name, pg_catalog.array_to_string(r.parameter_types::text[], ','));
+    END LOOP;
+END $$"""
+
+
+def _plant_mid_lease(bouncer, saas, session_state: str) -> list[tuple[int]]:  # type: ignore[no-untyped-def]
+    """Tenant 1 plants during its lease; tenant 2's request (another client) runs meanwhile."""
+    dsn = via(bouncer, saas, saas.app_role)
+    kw = client_kw(bouncer)
+    with (
+        TenantPool(dsn, min_size=1, max_size=1, kwargs=kw, session_state=session_state) as a,
+        TenantPool(dsn, min_size=1, max_size=1, kwargs=kw) as b,
+    ):
+        leases(b, 2)  # b's binding is prepared on the server connection, under PgBouncer's name
+        with tenant(1), a.connection() as conn:
+            conn.execute(PLANT_SHARED_BINDING)
+            with tenant(2), b.connection() as other:
+                return other.execute(QUERY).fetchall()
+
+
+def test_code_on_a_lease_cannot_replace_another_clients_binding(bouncer, saas) -> None:  # type: ignore[no-untyped-def]
+    from tenantguard.errors import SessionStateRefused
+
+    with pytest.raises(SessionStateRefused, match="opaque_code"):
+        _plant_mid_lease(bouncer, saas, "refuse")  # the default
+
+
+def test_control_with_session_state_reset_the_planted_binding_crosses_tenants(
+    bouncer, saas
+) -> None:  # type: ignore[no-untyped-def]
+    """The checkin guard resets the connection only when tenant 1's lease ends: too late
+    behind PgBouncer, where tenant 2's request ran on the same server connection meanwhile.
+    (Through 1.18 nothing is prepared on the server: there is no binding to replace.)"""
+    rows = _plant_mid_lease(bouncer, saas, "reset")
+    if bouncer.keeps_prepared:
+        assert rows and {r[0] for r in rows} == {1}, rows  # tenant 2 got tenant 1's rows
+    else:
+        assert rows == [(2,)] * 4
+    with psycopg.connect(via(bouncer, saas, "postgres"), autocommit=True, **NO_PREPARE) as c:
+        c.execute("DISCARD ALL")
 
 
 def test_reset_connection_keeps_prepared_statements_through_pgbouncer(bouncer, saas) -> None:  # type: ignore[no-untyped-def]
@@ -152,7 +216,9 @@ def test_reset_connection_keeps_prepared_statements_through_pgbouncer(bouncer, s
     lease must re-prepare the binding through PgBouncer and see only its own tenant.
     """
     dsn = via(bouncer, saas, saas.app_role)
-    with TenantPool(dsn, min_size=1, max_size=1, kwargs=client_kw(bouncer)) as pool:
+    with TenantPool(
+        dsn, min_size=1, max_size=1, kwargs=client_kw(bouncer), session_state="reset"
+    ) as pool:
         leases(pool, 1)
         assert_prepared_iff_kept(bouncer, saas)
         with tenant(1), pool.connection() as conn:
@@ -262,7 +328,9 @@ def test_lease_attacks_through_pgbouncer(bouncer, saas) -> None:  # type: ignore
     from tenantguard.errors import InvalidTenantId, LeaseNotHeld
 
     dsn = via(bouncer, saas, saas.app_role)
-    with TenantPool(dsn, min_size=1, max_size=1, kwargs=client_kw(bouncer)) as pool:
+    with TenantPool(
+        dsn, min_size=1, max_size=1, kwargs=client_kw(bouncer), session_state="reset"
+    ) as pool:
         with tenant(1), pool.connection() as conn:
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute("CREATE TEMP TABLE loot AS SELECT * FROM app.invoices")

@@ -457,8 +457,13 @@ class _PoolCore:
         self.guard_stats.count_checkin()
         lease = st.lease
         kinds = self.client_side_kinds(conn)
+        # A reported parameter that changed (any of _REPORTED) is a reason to verify even
+        # when it names no kind itself: the snapshot's settings digest then says what.
+        reported_changed = (
+            st.baseline is not None and _reported(conn.pgconn) != st.baseline_reported
+        )
         try:
-            if kinds or self.verify == "always":
+            if kinds or reported_changed or self.verify == "always":
                 assert st.baseline is not None
                 self.guard_stats.count_verified()
                 state = (self.setting, self.user_setting)
