@@ -29,6 +29,7 @@ from tenantguard.errors import (
     ConfigurationError,
     InvalidTenantId,
     LeaseNotHeld,
+    SessionStateRefused,
     UnsafeRoleError,
     UnsupportedOperation,
 )
@@ -634,3 +635,184 @@ def test_alter_role_inside_code_is_caught_and_new_connections_refused(saas) -> N
     ) as pool:  # reset: works again
         with tenant(2), pool.connection() as conn:
             assert conn.execute("SHOW lock_timeout").fetchone()[0] == "0"
+
+
+# ----------------------------------------------------- refused before sending (review)
+
+
+@pytest.mark.parametrize(
+    "statement, effect",
+    [
+        ("ALTER ROLE CURRENT_USER PASSWORD 'locked-out'", "ALTER ROLE"),
+        ("ALTER USER CURRENT_USER VALID UNTIL '2000-01-01'", "ALTER ROLE"),
+        ("SELECT pg_terminate_backend(pg_backend_pid() + 0)", "pg_terminate_backend"),
+        ("SELECT pg_cancel_backend(1)", "pg_cancel_backend"),
+        ("SELECT setseed(0.5)", "setseed"),
+    ],
+)
+@pytest.mark.parametrize("mode", ["refuse", "reset"])
+def test_statements_reaching_beyond_the_lease_are_never_sent(saas, statement, effect, mode) -> None:  # type: ignore[no-untyped-def]
+    """Refused whatever session_state says: a new password locks every new connection
+    out, a signal stops other tenants' connections, a seed makes their random() known."""
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1, session_state=mode) as pool:
+        with tenant(1), pool.connection() as conn:
+            with pytest.raises(UnsupportedOperation, match=effect) as err:
+                conn.execute(statement)
+            assert "nothing was sent" in str(err.value)
+    with psycopg.connect(saas.app_dsn) as fresh:  # the login still works, as before
+        assert fresh.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_control_the_same_statements_reach_beyond_a_plain_lease(saas) -> None:  # type: ignore[no-untyped-def]
+    """Without the classifier: the seed outlives the lease, another connection is stopped."""
+    with TenantPool(saas.app_dsn, min_size=2, max_size=2, session_state="reset") as pool:
+        _no_classifier(pool)
+        with tenant(1), pool.connection() as victim:
+            victim_pid = victim.info.backend_pid
+            with tenant(1), pool.connection() as attacker:
+                attacker.execute("SELECT setseed(0.5)")
+                expected = attacker.execute("SELECT random()").fetchone()[0]
+                attacker.execute("SELECT setseed(0.5)")  # the seed stays for the next lease
+                assert attacker.execute(
+                    "SELECT pg_terminate_backend(%s)", (victim_pid,)
+                ).fetchone() == (True,)
+                pid = attacker.info.backend_pid
+            with pytest.raises(psycopg.OperationalError):
+                victim.execute("SELECT 1")
+        for _ in range(3):
+            with tenant(2), pool.connection() as conn:
+                if conn.info.backend_pid == pid:
+                    assert conn.execute("SELECT random()").fetchone()[0] == expected
+                    return
+    pytest.fail("tenant 2 never got the attacker's connection")
+
+
+def test_sql_text_run_by_built_ins_is_classified(saas) -> None:  # type: ignore[no-untyped-def]
+    """ts_stat / query_to_xml run SQL given as text: the text is classified too."""
+    hidden = (
+        "SELECT count(*) FROM pg_catalog.ts_stat('SELECT pg_catalog.to_tsvector("
+        "pg_catalog.set_config(''statement_timeout'', ''1'', false))')"
+    )
+    computed = "SELECT count(*) FROM pg_catalog.ts_stat(%s)"
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
+        with tenant(1), pool.connection() as conn:
+            with pytest.raises(SessionStateRefused, match="set_config"):
+                conn.execute(hidden)
+            with pytest.raises(SessionStateRefused, match="opaque_code"):
+                conn.execute(computed, ("SELECT to_tsvector('x')",))
+            # transaction-local forms are sent
+            with conn.transaction():
+                conn.execute("SET LOCAL search_path = public")
+            assert conn.execute("SHOW statement_timeout").fetchone() == ("0",)
+
+
+def test_control_sql_text_in_built_ins_outlives_the_lease(saas) -> None:  # type: ignore[no-untyped-def]
+    hidden = (
+        "SELECT count(*) FROM pg_catalog.ts_stat('SELECT pg_catalog.to_tsvector("
+        "pg_catalog.set_config(''work_mem'', ''77kB'', false))')"
+    )
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1, session_state="reset") as pool:
+        _no_classifier(pool)
+        with tenant(1), pool.connection() as conn:
+            conn.execute(hidden)
+        with tenant(2), pool.connection() as conn:
+            assert conn.execute("SHOW work_mem").fetchone() == ("77kB",)
+
+
+# ----------------------------------------------- a kept connection, Python-side state
+
+
+def test_a_kept_connection_cannot_commit_or_fetch_in_another_lease(saas) -> None:  # type: ignore[no-untyped-def]
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
+        with tenant(1), pool.connection() as conn:
+            kept = conn
+        caught: list[BaseException] = []
+
+        def meddle() -> None:
+            for op in (kept.commit, kept.rollback):
+                try:
+                    op()
+                except LeaseNotHeld as exc:
+                    caught.append(exc)
+
+        with tenant(2), pool.connection() as conn:
+            conn.execute("BEGIN")  # (inside conn.transaction() psycopg refuses commit() itself)
+            conn.execute("INSERT INTO app.invoices (tenant_id, amount, note) VALUES (2, 1, 'x')")
+            with conn.cursor("held") as cur:
+                cur.execute("SELECT id FROM app.invoices")
+                t = threading.Thread(target=meddle)
+                t.start()
+                t.join()
+                box: list[BaseException] = []
+
+                def fetch() -> None:
+                    try:
+                        cur.fetchone()
+                    except LeaseNotHeld as exc:
+                        box.append(exc)
+
+                t = threading.Thread(target=fetch)
+                t.start()
+                t.join()
+                assert len(box) == 1
+                assert cur.fetchone() is not None  # the owner's cursor still works
+            assert conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        assert len(caught) == 2
+
+
+NOTICE = "DROP TABLE IF EXISTS public.tenant_2_secret_name"  # NOTICE: ... does not exist
+
+
+def test_python_side_state_never_reaches_the_next_lease(saas) -> None:  # type: ignore[no-untyped-def]
+    """A notice handler or read_only left on the connection object by tenant 1's lease:
+    the connection is replaced at checkin (kind client_state)."""
+    notices: list[str] = []
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
+        with tenant(1), pool.connection() as conn:
+            pid = conn.info.backend_pid
+            conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+            conn.read_only = True
+        with tenant(2), pool.connection() as conn:
+            assert conn.info.backend_pid != pid  # a fresh connection
+            assert conn.read_only is None
+            conn.execute(NOTICE)
+            with conn.transaction():
+                conn.execute(
+                    "INSERT INTO app.invoices (tenant_id, amount, note) VALUES (2, 1, 'y')"
+                )
+        assert pool.guard_stats.by_kind["client_state"] == 1
+    assert notices == []
+
+
+def test_control_python_side_state_reaches_the_next_lease_without_the_check(saas) -> None:  # type: ignore[no-untyped-def]
+    notices: list[str] = []
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
+        with tenant(1), pool.connection() as conn:
+            conn._tg.client = None  # the check away
+            conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+            conn.read_only = True
+        with tenant(2), pool.connection() as conn:
+            conn.execute(NOTICE)
+            assert conn.read_only is True
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction), conn.transaction():
+                conn.execute(
+                    "INSERT INTO app.invoices (tenant_id, amount, note) VALUES (2, 1, 'y')"
+                )
+    assert any("tenant_2_secret_name" in n for n in notices), notices
+
+
+def test_control_a_kept_connection_commits_another_tenants_transaction(saas, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tenantguard.drivers.psycopg import _connection
+
+    monkeypatch.setattr(_connection, "_held", lambda conn: None)  # the check away
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
+        with tenant(1), pool.connection() as conn:
+            kept = conn
+        with tenant(2), pool.connection() as conn:
+            conn.execute("BEGIN")
+            conn.execute("SELECT count(*) FROM app.invoices")
+            t = threading.Thread(target=kept.commit)
+            t.start()
+            t.join()
+            # tenant 2's transaction was ended under it by another thread
+            assert conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE

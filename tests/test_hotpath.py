@@ -168,13 +168,22 @@ def test_async_lease_class_keeps_the_semantics(saas) -> None:  # type: ignore[no
     asyncio.run(main())
 
 
-def test_ids_equal_in_python_but_bound_differently_never_share_a_binding(pool) -> None:  # type: ignore[no-untyped-def]
-    # TenantId(True, "bigint") == TenantId(1, "bigint") in Python, but it binds "True",
-    # which the server refuses: it must never be handed tenant 1's cached binding.
+def test_ids_equal_in_python_but_bound_differently_never_share_a_binding(pool, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # TenantId(True, "bigint") == TenantId(1, "bigint") in Python, but it binds "True".
+    # tenant() refuses such an id (built directly, never checked); were one to get past it,
+    # it must still never be handed tenant 1's cached binding.
     from tenantguard import TenantId
+    from tenantguard.core import context, ids
 
     with tenant(1), pool.connection() as conn:
         assert count(conn) == 2  # tenant 1's binding is in the pool's cache
+    for odd in (True, 1.0, "01"):
+        with pytest.raises(InvalidTenantId):
+            tenant(TenantId(odd, "bigint"))  # type: ignore[arg-type]
+    real = ids.parse_tenant_id
+    monkeypatch.setattr(
+        context, "parse_tenant_id", lambda v, k=None: v if isinstance(v, TenantId) else real(v, k)
+    )
     for odd in (True, 1.0):
         with tenant(TenantId(odd, "bigint")), pool.connection() as conn:  # type: ignore[arg-type]
             try:

@@ -128,6 +128,16 @@ def parse_tenant_id(value: object, kind: TenantKind | None = None) -> TenantId:
             return TenantId(value, "bigint")
         raise InvalidTenantId(value, "out of range for bigint", expected="bigint")
     if isinstance(value, TenantId):
+        # Built directly (TenantId("002", "bigint")), it was never checked: check it now
+        # against its own kind, then against the asked one. One made here comes back as is.
+        own = _parse_kind(value.value, value.kind)
+        if own != value or type(own.value) is not type(value.value):
+            raise InvalidTenantId(
+                value.value,
+                f"a TenantId must hold the canonical {value.kind} value "
+                f"({own.value!r}); build it with parse_tenant_id()",
+                expected=value.kind,
+            )
         if kind is None or value.kind == kind:
             return value
         value = value.value
@@ -137,6 +147,10 @@ def parse_tenant_id(value: object, kind: TenantKind | None = None) -> TenantId:
         if isinstance(value, uuid.UUID):
             return _parse_uuid(value)
         return _parse_text(value, None)
+    return _parse_kind(value, kind)
+
+
+def _parse_kind(value: object, kind: TenantKind) -> TenantId:
     if kind == "int" or kind == "bigint":
         return _parse_int(value, kind)
     if kind == "uuid":

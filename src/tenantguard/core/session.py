@@ -71,6 +71,7 @@ class ConnState:
         "binds",
         "bound",
         "classifier",
+        "client",
         "effects",
         "kind",
         "lease",
@@ -115,6 +116,9 @@ class ConnState:
         # What the server reported (ParameterStatus) when the baseline was taken, raw:
         # the checkin guard's clean path compares these bytes without decoding them.
         self.baseline_reported: tuple[bytes | None, ...] | None = None
+        # The driver connection's own settings (autocommit, read_only, factories, handlers
+        # added during a lease...) when it joined the pool; None: not tracked.
+        self.client: tuple[object, ...] | None = None
         # LEXER_PARAMS as the server reported them when the baseline was taken.
         self.lexer: tuple[bytes | None, ...] | None = None
         # (tenant value, its type, kind, user) -> (binding, encoded values), shared by a

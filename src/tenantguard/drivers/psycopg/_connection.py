@@ -62,6 +62,19 @@ def _in_pipeline(conn: Any) -> bool:
     return bool(conn.pgconn.pipeline_status != PIPELINE_OFF)
 
 
+def _held(conn: Any) -> None:
+    """Raise :class:`LeaseNotHeld` when another thread or task holds *conn*'s lease.
+
+    For operations that send something without binding (``commit()``, a server cursor's
+    ``FETCH``): from a reference kept past a lease they would land in the transaction of
+    the tenant that holds the connection now. Between leases (in the pool) they are let
+    through: psycopg_pool itself rolls back and closes connections there.
+    """
+    st = conn._tg
+    if st is not None and st.lease is not None and st.owner_of() != st.owner:
+        st.check_owner()
+
+
 def _fast_path_open(conn: Any) -> bool:
     """The hot path applies: an autocommit connection, idle, not in a user pipeline."""
     return bool(
@@ -201,6 +214,30 @@ class TenantServerCursor(psycopg.ServerCursor[Row]):
         super().execute(query, params, binary=binary, **kwargs)
         return self
 
+    def fetchone(self) -> Row | None:
+        _held(self._conn)
+        return super().fetchone()
+
+    def fetchmany(self, size: int = 0) -> list[Row]:
+        _held(self._conn)
+        return super().fetchmany(size)
+
+    def fetchall(self) -> list[Row]:
+        _held(self._conn)
+        return super().fetchall()
+
+    def __next__(self) -> Row:
+        _held(self._conn)
+        return super().__next__()
+
+    def scroll(self, value: int, mode: str = "relative") -> None:
+        _held(self._conn)
+        super().scroll(value, mode)
+
+    def close(self) -> None:
+        _held(self._conn)
+        super().close()
+
 
 class TenantConnection(psycopg.Connection[Row]):
     """A psycopg connection that binds every transaction to the current tenant."""
@@ -211,11 +248,37 @@ class TenantConnection(psycopg.Connection[Row]):
     _tg_raw: psycopg.Cursor[Any] | None = None
     _tg_cur: TenantCursor[Any] | None = None  # the last execute()'s cursor (see _reuse)
 
+    _tg_handlers: tuple[Any, ...] = ()  # notice/notify handlers added (see client_state)
+
+    def add_notice_handler(self, callback: Any) -> None:
+        super().add_notice_handler(callback)
+        self._tg_handlers = (*self._tg_handlers, callback)
+
+    def remove_notice_handler(self, callback: Any) -> None:
+        super().remove_notice_handler(callback)
+        self._tg_handlers = tuple(h for h in self._tg_handlers if h is not callback)
+
+    def add_notify_handler(self, callback: Any) -> None:
+        super().add_notify_handler(callback)
+        self._tg_handlers = (*self._tg_handlers, callback)
+
+    def remove_notify_handler(self, callback: Any) -> None:
+        super().remove_notify_handler(callback)
+        self._tg_handlers = tuple(h for h in self._tg_handlers if h is not callback)
+
     def _raw_cursor(self) -> psycopg.Cursor[Any]:
         # A plain psycopg cursor: internal statements must not recurse into binding.
         if self._tg_raw is None or self._tg_raw.closed:
             self._tg_raw = psycopg.Cursor(self)
         return self._tg_raw
+
+    def commit(self) -> None:
+        _held(self)
+        super().commit()
+
+    def rollback(self) -> None:
+        _held(self)
+        super().rollback()
 
     def execute(
         self,
@@ -418,6 +481,30 @@ class AsyncTenantServerCursor(psycopg.AsyncServerCursor[Row]):
         await super().execute(query, params, binary=binary, **kwargs)
         return self
 
+    async def fetchone(self) -> Row | None:
+        _held(self._conn)
+        return await super().fetchone()
+
+    async def fetchmany(self, size: int = 0) -> list[Row]:
+        _held(self._conn)
+        return await super().fetchmany(size)
+
+    async def fetchall(self) -> list[Row]:
+        _held(self._conn)
+        return await super().fetchall()
+
+    async def __anext__(self) -> Row:
+        _held(self._conn)
+        return await super().__anext__()
+
+    async def scroll(self, value: int, mode: str = "relative") -> None:
+        _held(self._conn)
+        await super().scroll(value, mode)
+
+    async def close(self) -> None:
+        _held(self._conn)
+        await super().close()
+
 
 class AsyncTenantConnection(psycopg.AsyncConnection[Row]):
     """The asyncio twin of :class:`TenantConnection`."""
@@ -428,10 +515,36 @@ class AsyncTenantConnection(psycopg.AsyncConnection[Row]):
     _tg_raw: psycopg.AsyncCursor[Any] | None = None
     _tg_cur: AsyncTenantCursor[Any] | None = None
 
+    _tg_handlers: tuple[Any, ...] = ()  # notice/notify handlers added (see client_state)
+
+    def add_notice_handler(self, callback: Any) -> None:
+        super().add_notice_handler(callback)
+        self._tg_handlers = (*self._tg_handlers, callback)
+
+    def remove_notice_handler(self, callback: Any) -> None:
+        super().remove_notice_handler(callback)
+        self._tg_handlers = tuple(h for h in self._tg_handlers if h is not callback)
+
+    def add_notify_handler(self, callback: Any) -> None:
+        super().add_notify_handler(callback)
+        self._tg_handlers = (*self._tg_handlers, callback)
+
+    def remove_notify_handler(self, callback: Any) -> None:
+        super().remove_notify_handler(callback)
+        self._tg_handlers = tuple(h for h in self._tg_handlers if h is not callback)
+
     def _raw_cursor(self) -> psycopg.AsyncCursor[Any]:
         if self._tg_raw is None or self._tg_raw.closed:
             self._tg_raw = psycopg.AsyncCursor(self)
         return self._tg_raw
+
+    async def commit(self) -> None:
+        _held(self)
+        await super().commit()
+
+    async def rollback(self) -> None:
+        _held(self)
+        await super().rollback()
 
     async def execute(
         self,

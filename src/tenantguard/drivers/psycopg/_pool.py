@@ -173,6 +173,24 @@ def _reported_kinds(base: SessionSnapshot, reported: tuple[bytes | None, ...]) -
     return kinds
 
 
+def client_state(conn: Any) -> tuple[object, ...]:
+    """What a lease can change on the Python connection object that the next lease would
+    inherit: transaction characteristics, preparation, factories, and the notice and notify
+    handlers added through it (a handler left behind would see the next tenant's notices)."""
+    return (
+        conn.autocommit,
+        conn.read_only,
+        conn.isolation_level,
+        conn.deferrable,
+        conn.prepare_threshold,
+        conn.prepared_max,
+        conn.row_factory,
+        conn.cursor_factory,
+        conn.server_cursor_factory,
+        len(conn._tg_handlers),
+    )
+
+
 def check_lexer(pg: Any) -> tuple[bytes | None, ...]:
     """The connection's :data:`LEXER_PARAMS`; refuses a connection the classifier could misread."""
     scs, encoding = (pg.parameter_status(name) for name in LEXER_PARAMS)
@@ -435,6 +453,8 @@ class _PoolCore:
             return True
         if st.effects or self.verify == "always":
             return False
+        if st.client is not None and client_state(conn) != st.client:
+            return False
         if st.baseline is not None and _reported(conn.pgconn) != st.baseline_reported:
             return False  # (the same bytes as at the baseline, which matched it: clean)
         self.guard_stats.count_checkin()
@@ -456,6 +476,15 @@ class _PoolCore:
             return
         self.guard_stats.count_checkin()
         lease = st.lease
+        if st.client is not None and client_state(conn) != st.client:
+            # Python-side state the next lease would inherit: a fresh connection is simpler
+            # and surer than undoing it attribute by attribute (handlers included).
+            self.report(lease, {"client_state"}, "discard")
+            try:
+                yield ("close", None, None)
+            finally:
+                st.end_lease()
+            return
         kinds = self.client_side_kinds(conn)
         # A reported parameter that changed (any of _REPORTED) is a reason to verify even
         # when it names no kind itself: the snapshot's settings digest then says what.
@@ -646,6 +675,7 @@ class TenantPool:
         if conn.pgconn.transaction_status != IDLE:  # non-autocommit pools
             conn.rollback()
         conn._tg = st
+        st.client = client_state(conn)
 
     def _checkin(self, conn: TenantConnection[Any]) -> None:
         """The checkin guard (see :meth:`_PoolCore.checkin_steps`), before psycopg_pool."""
@@ -879,6 +909,7 @@ class AsyncTenantPool:
         if conn.pgconn.transaction_status != IDLE:
             await conn.rollback()
         conn._tg = st
+        st.client = client_state(conn)
 
     async def _checkin(self, conn: AsyncTenantConnection[Any]) -> None:
         release_cursor(conn)
