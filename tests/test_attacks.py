@@ -816,3 +816,19 @@ def test_control_a_kept_connection_commits_another_tenants_transaction(saas, mon
             t.join()
             # tenant 2's transaction was ended under it by another thread
             assert conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_python_side_state_never_reaches_the_next_lease_async(saas) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        async with AsyncTenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
+            async with pool.connection(tenant_id=1) as conn:
+                pid = conn.info.backend_pid
+                await conn.set_read_only(True)
+            async with pool.connection(tenant_id=1) as conn:
+                assert conn.info.backend_pid != pid and conn.read_only is None
+                conn.prepare_threshold = None
+            async with pool.connection(tenant_id=2) as conn:
+                assert conn.prepare_threshold == 5  # psycopg's default, not the lease's
+            assert pool.guard_stats.by_kind["client_state"] == 2
+
+    asyncio.run(main())

@@ -75,6 +75,17 @@ def _held(conn: Any) -> None:
         st.check_owner()
 
 
+def _marking(prop: Any) -> Any:
+    """*prop* (a psycopg connection property) with a setter that marks the connection:
+    what a lease changes on the Python object, the next lease would inherit."""
+
+    def fset(self: Any, value: Any) -> None:
+        self._tg_client_dirty = True
+        prop.fset(self, value)
+
+    return property(prop.fget, fset, doc=prop.__doc__)
+
+
 def _fast_path_open(conn: Any) -> bool:
     """The hot path applies: an autocommit connection, idle, not in a user pipeline."""
     return bool(
@@ -247,6 +258,27 @@ class TenantConnection(psycopg.Connection[Row]):
     _tg_bind_ready: bool = False  # the binding is prepared on the server
     _tg_raw: psycopg.Cursor[Any] | None = None
     _tg_cur: TenantCursor[Any] | None = None  # the last execute()'s cursor (see _reuse)
+
+    # Set through a lease, these outlive it (see _pool.client_changed): marked when set.
+    _tg_client_dirty: bool = False
+    prepare_threshold = _marking(psycopg.Connection.prepare_threshold)
+    prepared_max = _marking(psycopg.Connection.prepared_max)
+
+    def set_autocommit(self, value: bool) -> None:
+        self._tg_client_dirty = True
+        super().set_autocommit(value)
+
+    def set_isolation_level(self, value: Any) -> None:
+        self._tg_client_dirty = True
+        super().set_isolation_level(value)
+
+    def set_read_only(self, value: bool | None) -> None:
+        self._tg_client_dirty = True
+        super().set_read_only(value)
+
+    def set_deferrable(self, value: bool | None) -> None:
+        self._tg_client_dirty = True
+        super().set_deferrable(value)
 
     _tg_handlers: tuple[Any, ...] = ()  # notice/notify handlers added (see client_state)
 
@@ -514,6 +546,27 @@ class AsyncTenantConnection(psycopg.AsyncConnection[Row]):
     _tg_bind_ready: bool = False
     _tg_raw: psycopg.AsyncCursor[Any] | None = None
     _tg_cur: AsyncTenantCursor[Any] | None = None
+
+    # Set through a lease, these outlive it (see _pool.client_changed): marked when set.
+    _tg_client_dirty: bool = False
+    prepare_threshold = _marking(psycopg.AsyncConnection.prepare_threshold)
+    prepared_max = _marking(psycopg.AsyncConnection.prepared_max)
+
+    async def set_autocommit(self, value: bool) -> None:
+        self._tg_client_dirty = True
+        await super().set_autocommit(value)
+
+    async def set_isolation_level(self, value: Any) -> None:
+        self._tg_client_dirty = True
+        await super().set_isolation_level(value)
+
+    async def set_read_only(self, value: bool | None) -> None:
+        self._tg_client_dirty = True
+        await super().set_read_only(value)
+
+    async def set_deferrable(self, value: bool | None) -> None:
+        self._tg_client_dirty = True
+        await super().set_deferrable(value)
 
     _tg_handlers: tuple[Any, ...] = ()  # notice/notify handlers added (see client_state)
 

@@ -143,24 +143,21 @@ def _check_pool_kwargs(pool_kwargs: dict[str, Any]) -> None:
         )
 
 
-# Every parameter the server reports by itself (search_path from PostgreSQL 18): a change
-# in any of them during a lease sends the checkin down the verifying path.
-_REPORTED = (
-    b"search_path",
-    b"session_authorization",
-    b"standard_conforming_strings",
-    b"client_encoding",
-    b"DateStyle",
-    b"IntervalStyle",
-    b"TimeZone",
-    b"application_name",
-    b"default_transaction_read_only",
-    b"is_superuser",
-)
-
-
 def _reported(pg: Any) -> tuple[bytes | None, ...]:
-    return tuple(pg.parameter_status(name) for name in _REPORTED)
+    """What the server reports by itself (``ParameterStatus``; search_path from PostgreSQL 18)
+    that decides what the next lease's statements mean: search_path, the session's
+    authorization, and how SQL text is read (:data:`LEXER_PARAMS`). A change in any of them
+    sends the checkin down the verifying path. (The others, DateStyle, TimeZone...,
+    SQL on a lease changes only through statements the classifier flags, or through the
+    database's own functions: ``verify="always"`` sees those; each read costs about 1k
+    instructions on the clean path.)"""
+    ps = pg.parameter_status
+    return (
+        ps(b"search_path"),
+        ps(b"session_authorization"),
+        ps(b"standard_conforming_strings"),
+        ps(b"client_encoding"),
+    )
 
 
 def _reported_kinds(base: SessionSnapshot, reported: tuple[bytes | None, ...]) -> set[str]:
@@ -174,20 +171,21 @@ def _reported_kinds(base: SessionSnapshot, reported: tuple[bytes | None, ...]) -
 
 
 def client_state(conn: Any) -> tuple[object, ...]:
-    """What a lease can change on the Python connection object that the next lease would
-    inherit: transaction characteristics, preparation, factories, and the notice and notify
-    handlers added through it (a handler left behind would see the next tenant's notices)."""
-    return (
-        conn.autocommit,
-        conn.read_only,
-        conn.isolation_level,
-        conn.deferrable,
-        conn.prepare_threshold,
-        conn.prepared_max,
-        conn.row_factory,
-        conn.cursor_factory,
-        conn.server_cursor_factory,
-        len(conn._tg_handlers),
+    """The factories of the Python connection object (plain attributes), as configured."""
+    return (conn.row_factory, conn.cursor_factory, conn.server_cursor_factory)
+
+
+def client_changed(conn: Any, baseline: tuple[object, ...]) -> bool:
+    """What a lease changed on the Python connection object that the next lease would
+    inherit: transaction characteristics and preparation (marked by their setters), the
+    factories, and notice or notify handlers added and not removed (a handler left behind
+    would receive the next tenant's notices)."""
+    return bool(
+        conn._tg_client_dirty
+        or conn._tg_handlers
+        or conn.row_factory is not baseline[0]
+        or conn.cursor_factory is not baseline[1]
+        or conn.server_cursor_factory is not baseline[2]
     )
 
 
@@ -453,7 +451,7 @@ class _PoolCore:
             return True
         if st.effects or self.verify == "always":
             return False
-        if st.client is not None and client_state(conn) != st.client:
+        if st.client is not None and client_changed(conn, st.client):
             return False
         if st.baseline is not None and _reported(conn.pgconn) != st.baseline_reported:
             return False  # (the same bytes as at the baseline, which matched it: clean)
@@ -476,7 +474,7 @@ class _PoolCore:
             return
         self.guard_stats.count_checkin()
         lease = st.lease
-        if st.client is not None and client_state(conn) != st.client:
+        if st.client is not None and client_changed(conn, st.client):
             # Python-side state the next lease would inherit: a fresh connection is simpler
             # and surer than undoing it attribute by attribute (handlers included).
             self.report(lease, {"client_state"}, "discard")
@@ -486,7 +484,7 @@ class _PoolCore:
                 st.end_lease()
             return
         kinds = self.client_side_kinds(conn)
-        # A reported parameter that changed (any of _REPORTED) is a reason to verify even
+        # A reported parameter that changed (any that _reported reads) is a reason to verify even
         # when it names no kind itself: the snapshot's settings digest then says what.
         reported_changed = (
             st.baseline is not None and _reported(conn.pgconn) != st.baseline_reported
@@ -676,6 +674,7 @@ class TenantPool:
             conn.rollback()
         conn._tg = st
         st.client = client_state(conn)
+        conn._tg_client_dirty = False
 
     def _checkin(self, conn: TenantConnection[Any]) -> None:
         """The checkin guard (see :meth:`_PoolCore.checkin_steps`), before psycopg_pool."""
@@ -910,6 +909,7 @@ class AsyncTenantPool:
             await conn.rollback()
         conn._tg = st
         st.client = client_state(conn)
+        conn._tg_client_dirty = False
 
     async def _checkin(self, conn: AsyncTenantConnection[Any]) -> None:
         release_cursor(conn)
