@@ -39,7 +39,7 @@ TENANT2_NOTE = "tenant 2"  # every invoice of tenant n has the note 'tenant n'
 
 def _no_classifier(pool: TenantPool | AsyncTenantPool) -> None:
     """Take the statement classifier away (for controls): every statement looks clean."""
-    pool._core.classifier.effects = lambda query: frozenset()  # type: ignore[method-assign]
+    pool._core.classifier.effects = lambda query, params=False: frozenset()  # type: ignore[method-assign]
 
 
 # ----------------------------------------------------------- planted prepared binding

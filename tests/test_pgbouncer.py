@@ -204,7 +204,7 @@ def test_control_with_session_state_reset_the_planted_binding_crosses_tenants(
         assert rows and {r[0] for r in rows} == {1}, rows  # tenant 2 got tenant 1's rows
     else:
         assert rows == [(2,)] * 4
-    with psycopg.connect(via(bouncer, saas, "postgres"), autocommit=True, **NO_PREPARE) as c:
+    with psycopg.connect(via(bouncer, saas, saas.app_role), autocommit=True, **NO_PREPARE) as c:
         c.execute("DISCARD ALL")
 
 
@@ -345,3 +345,38 @@ def test_lease_attacks_through_pgbouncer(bouncer, saas) -> None:  # type: ignore
         for alias in ("+2", "002", "0x2"):
             with pytest.raises(InvalidTenantId), tenant(alias), pool.connection():
                 pass
+
+
+def _row_security_off_mid_lease(bouncer, saas, blind: bool) -> int:  # type: ignore[no-untyped-def]
+    """Tenant 1 (pool a) turns row_security off through pg_settings during its lease, while
+    tenant 2's lease (pool b, another client) shares the one server connection."""
+    dsn = via(bouncer, saas, saas.app_role)
+    kw = client_kw(bouncer)
+    with (
+        TenantPool(dsn, min_size=1, max_size=1, kwargs=kw) as a,
+        TenantPool(dsn, min_size=1, max_size=1, kwargs=kw) as b,
+    ):
+        if blind:
+            a._core.classifier.effects = lambda q, params=False: frozenset()  # type: ignore[method-assign]
+        with tenant(2), b.connection() as conn:
+            with tenant(1), a.connection() as evil:
+                evil.execute(
+                    "UPDATE pg_catalog.pg_settings SET setting = 'off' WHERE name = 'row_security'"
+                )
+            return int(conn.execute("SELECT count(*) FROM app.invoices").fetchone()[0])
+
+
+def test_pg_settings_update_never_reaches_another_client(bouncer, saas) -> None:  # type: ignore[no-untyped-def]
+    from tenantguard.errors import SessionStateRefused
+
+    with pytest.raises(SessionStateRefused, match="pg_settings"):
+        _row_security_off_mid_lease(bouncer, saas, blind=False)
+
+
+def test_control_pg_settings_update_breaks_another_clients_lease(bouncer, saas) -> None:  # type: ignore[no-untyped-def]
+    try:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+            _row_security_off_mid_lease(bouncer, saas, blind=True)
+    finally:
+        with psycopg.connect(via(bouncer, saas, saas.app_role), autocommit=True, **NO_PREPARE) as c:
+            c.execute("DISCARD ALL")

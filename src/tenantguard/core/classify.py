@@ -10,6 +10,7 @@ checkin guard resets it. The clean path costs one dictionary lookup per statemen
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,9 +41,10 @@ LOCAL_ONLY: Effects = frozenset({"local_search_path"})
 #: The effect prefix of calls the drivers refuse to send on a tenant lease:
 #: ``pg_terminate_backend`` / ``pg_cancel_backend`` (a login may signal its own role's
 #: other backends: every other tenant's pooled connection) and ``setseed`` (the seed of
-#: ``random()`` outlives the lease; no checkin query can see it).
+#: ``random()`` outlives the lease; no checkin query can see it), ``lastval`` / ``currval``
+#: (they return the value a previous lease, another tenant's, last drew from a sequence).
 REFUSED = "refused:"
-_REFUSED_FUNCS = {"pg_terminate_backend", "pg_cancel_backend", "setseed"}
+_REFUSED_FUNCS = {"pg_terminate_backend", "pg_cancel_backend", "setseed", "lastval", "currval"}
 # Built-ins that run SQL given as text, through SPI: what their text does (a session-level
 # set_config, say) is invisible in the calling statement. A literal is classified as
 # SQL; anything else is code the classifier cannot see.
@@ -53,6 +55,11 @@ _SQL_TEXT_FUNCS = {
     "ts_stat": 0,
     "ts_rewrite": 1,
 }
+# Settings that decide how the server splits SQL text into tokens: changed even for one
+# statement, they make SQL text inside it (ts_stat's, say) mean something else to the
+# server than to the classifier. Refused in every mode, locally too.
+_LEXER_SETTINGS = {"standard_conforming_strings", "client_encoding", "backslash_quote"}
+LEXER_SETTING = REFUSED + "lexer_setting"
 _SESSION_LOCK_FUNCS = {
     "pg_advisory_lock",
     "pg_advisory_lock_shared",
@@ -130,6 +137,8 @@ def _node_effects(node: ast.Node) -> set[str]:
     out: set[str] = set()
     if isinstance(node, ast.VariableSetStmt):
         name = (node.name or "").lower()
+        if name in _LEXER_SETTINGS:
+            out.add(LEXER_SETTING)
         if node.is_local and name == "search_path":
             # A transaction-local search_path can point unqualified CREATEs at pg_temp.
             out.add("local_search_path")
@@ -140,6 +149,11 @@ def _node_effects(node: ast.Node) -> set[str]:
                 out.add("search_path")
             else:
                 out.add("setting:" + (name or "all"))
+    elif isinstance(node, ast.UpdateStmt):
+        rel = node.relation
+        if isinstance(rel, ast.RangeVar) and (rel.relname or "").lower() == "pg_settings":
+            # The view's update rule runs set_config(name, setting, false) per row.
+            out.add("setting:pg_settings")
     elif isinstance(node, ast.ListenStmt):
         out.add("listen")
     elif isinstance(node, ast.PrepareStmt | ast.DeallocateStmt):
@@ -181,6 +195,13 @@ def _node_effects(node: ast.Node) -> set[str]:
         fname = _func_name(node)
         if fname == "set_config":
             args = node.args or ()
+            first = args[0] if args else None
+            if (
+                isinstance(first, ast.A_Const)
+                and isinstance(first.val, ast.String)
+                and (first.val.sval or "").lower() in _LEXER_SETTINGS
+            ):
+                out.add(LEXER_SETTING)
             if len(args) < 3 or not _is_true_const(args[2]):
                 out.add("setting:set_config")
             elif not (isinstance(args[0], ast.A_Const) and isinstance(args[0].val, ast.String)):
@@ -211,43 +232,85 @@ def _sql_text_effects(node: ast.FuncCall, index: int) -> Effects:
     return frozenset({"opaque_code"})  # text computed at run time
 
 
-def classify_sql(text: str) -> Effects:
-    """The session-state effects *text* may have; ``frozenset()`` for a clean statement."""
+def classify_sql(text: str, params: bool = False) -> Effects:
+    """The session-state effects *text* may have; ``frozenset()`` for a clean statement.
+
+    With *params*, *text* is what a psycopg user passes along with parameters: psycopg
+    replaces its placeholders (``%s``, ``%(name)s``, ``%%``) everywhere in the text, inside
+    string literals and comments too, and the server reads the result. That result is
+    what is classified, never the raw text.
+    """
+    if params:
+        server_text = server_side_text(text)
+        if server_text is None:
+            return frozenset({"unparsed"})  # psycopg refuses it too: nothing is sent
+        text = server_text
     try:
         stmts = parse_sql(text)
     except ParseError:
-        # psycopg placeholders (%s, %(name)s) are not SQL: retry with them blanked.
-        try:
-            stmts = parse_sql(_blank_placeholders(text))
-        except ParseError:
-            return frozenset({"unparsed"})
+        return frozenset({"unparsed"})
     out: set[str] = set()
     for node in _walk(stmts):
         out |= _node_effects(node)
     return frozenset(out)
 
 
-def _blank_placeholders(text: str) -> str:
-    import re
+# psycopg's placeholder grammar: '%' then a name in parentheses and one character, or any
+# one character ('%%' is a literal '%', '%s' / '%b' / '%t' placeholders, anything else an
+# error). Applied to the whole text, as psycopg does.
+_PLACEHOLDER = re.compile(r"%(?:\(([^)]+)\)(.)|(.))", re.DOTALL)
 
-    return re.sub(r"%(\([^)]*\))?[sbt]", "NULL", text).replace("%%", "%")
+
+def server_side_text(text: str) -> str | None:
+    """*text* with psycopg's placeholders as the server receives them (``$1``...), or None
+    where psycopg would refuse the query (an unknown or incomplete placeholder, named and
+    positional placeholders mixed)."""
+    out: list[str] = []
+    names: dict[str, int] = {}
+    count = 0
+    pos = 0
+    for m in _PLACEHOLDER.finditer(text):
+        out.append(text[pos : m.start()])
+        pos = m.end()
+        name, named_fmt, fmt = m.group(1), m.group(2), m.group(3)
+        if name is None and fmt == "%":
+            out.append("%")
+            continue
+        if (named_fmt or fmt) not in ("s", "b", "t"):
+            return None
+        if name is None:
+            if names:
+                return None
+            count += 1
+            out.append(f"${count}")
+        else:
+            if count:
+                return None
+            index = names.setdefault(name, len(names) + 1)
+            out.append(f"${index}")
+    if text.endswith("%") and pos < len(text):
+        return None  # a trailing '%' with nothing after it: incomplete
+    out.append(text[pos:])
+    return "".join(out)
 
 
 class StatementClassifier:
     """A bounded cache in front of :func:`classify_sql`; safe to share between threads."""
 
     def __init__(self, max_entries: int = 4096) -> None:
-        self._cache: dict[str | bytes, Effects] = {}
+        self._cache: dict[object, Effects] = {}
         self._max = max_entries
 
-    def effects(self, query: str | bytes) -> Effects:
+    def effects(self, query: str | bytes, params: bool = False) -> Effects:
+        """The effects of *query* as sent: with *params*, after psycopg's placeholders."""
+        key: object = query if not params else (query,)
         try:
-            return self._cache[query]
+            return self._cache[key]
         except KeyError:
             pass
         text = query.decode("utf-8", "replace") if isinstance(query, bytes) else query
-        result = classify_sql(text)
-        return remember(self._cache, query, result, self._max)
+        result = classify_sql(text, params)
+        return remember(self._cache, key, result, self._max)
 
 
 def refuse_persistent(effects: Effects) -> None:
@@ -258,6 +321,21 @@ def refuse_persistent(effects: Effects) -> None:
             from tenantguard.errors import UnsupportedOperation
 
             name = effect[len(REFUSED) :]
+            if name == "lexer_setting":
+                raise UnsupportedOperation(
+                    "standard_conforming_strings, client_encoding and backslash_quote are not "
+                    "changed on a tenant lease, not even locally: they change how the server "
+                    "reads SQL text, and tenantguard checks statements as they read today; "
+                    "nothing was sent",
+                    hint="set them on the server, database or role, never per connection",
+                )
+            if name in ("lastval", "currval"):
+                raise UnsupportedOperation(
+                    f"{name}() is not sent on a tenant lease: on a pooled connection it can "
+                    "return the value another tenant's request last drew from a sequence; "
+                    "nothing was sent",
+                    hint="use INSERT ... RETURNING to read the values your statement generated",
+                )
             raise UnsupportedOperation(
                 f"{name}() is not sent on a tenant lease: "
                 + (

@@ -210,15 +210,17 @@ class ConnState:
     def after_statement(self, status: int) -> None:
         self.bound = status != IDLE
 
-    def note(self, query: object, pgconn: Any) -> None:
-        """Classify *query* and remember any session-state effect it may have.
+    def note(self, query: object, pgconn: Any, params: bool = False) -> None:
+        """Classify *query* as the server will receive it and remember any session-state
+        effect it may have (*params*: it is sent with parameters, so psycopg replaces its
+        placeholders first).
 
         Raises before sending when the statement is refused (:meth:`screen`).
         """
         if isinstance(query, str | bytes):
-            effects = self.classifier.effects(query)
+            effects = self.classifier.effects(query, params)
         elif isinstance(query, sql.Composable):
-            effects = self.classifier.effects(query.as_string())
+            effects = self.classifier.effects(query.as_string(), params)
         else:
             effects = frozenset({"unparsed"})
         self.screen(effects, pgconn)

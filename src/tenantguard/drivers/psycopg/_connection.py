@@ -121,7 +121,7 @@ class TenantCursor(psycopg.Cursor[Row]):
             return self
         in_pipeline = _in_pipeline(conn)
         bind = st.bind_needed(conn.pgconn.transaction_status, in_pipeline)
-        st.note(query, conn.pgconn)
+        st.note(query, conn.pgconn, params is not None)
         if bind is None:
             _untyped(super()).execute(query, params, prepare=prepare, binary=binary)
         elif in_pipeline:
@@ -174,7 +174,7 @@ class TenantCursor(psycopg.Cursor[Row]):
             return super().executemany(query, params_seq, returning=returning)
         in_pipeline = _in_pipeline(conn)
         bind = st.bind_needed(conn.pgconn.transaction_status, in_pipeline)
-        st.note(query, conn.pgconn)
+        st.note(query, conn.pgconn, True)
         if bind is None:
             super().executemany(query, params_seq, returning=returning)
         elif in_pipeline:
@@ -193,15 +193,17 @@ class TenantCursor(psycopg.Cursor[Row]):
     ) -> Iterator[Copy]:
         self._conn._bind_out_of_band("COPY")
         if self._conn._tg is not None:
-            self._conn._tg.note(statement, self._conn.pgconn)
+            self._conn._tg.note(statement, self._conn.pgconn, params is not None)
         with super().copy(statement, params, writer=writer) as cp:
             yield cp
 
-    def stream(self, *args: Any, **kwargs: Any) -> Iterator[Row]:
+    def stream(
+        self, query: Query, params: Params | None = None, *args: Any, **kwargs: Any
+    ) -> Iterator[Row]:
         self._conn._bind_out_of_band("stream()")
-        if self._conn._tg is not None and args:
-            self._conn._tg.note(args[0], self._conn.pgconn)
-        return super().stream(*args, **kwargs)
+        if self._conn._tg is not None:
+            self._conn._tg.note(query, self._conn.pgconn, params is not None)
+        return super().stream(query, params, *args, **kwargs)
 
 
 class TenantServerCursor(psycopg.ServerCursor[Row]):
@@ -219,7 +221,7 @@ class TenantServerCursor(psycopg.ServerCursor[Row]):
     ) -> TenantServerCursor[Row]:
         self._conn._bind_out_of_band("a server-side cursor")
         if self._conn._tg is not None:
-            self._conn._tg.note(query, self._conn.pgconn)
+            self._conn._tg.note(query, self._conn.pgconn, params is not None)
             if self.withhold:
                 self._conn._tg.screen(frozenset({"hold_cursor"}), self._conn.pgconn)
         super().execute(query, params, binary=binary, **kwargs)
@@ -410,7 +412,7 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
             return self
         in_pipeline = _in_pipeline(conn)
         bind = st.bind_needed(conn.pgconn.transaction_status, in_pipeline)
-        st.note(query, conn.pgconn)
+        st.note(query, conn.pgconn, params is not None)
         if bind is None:
             await _untyped(super()).execute(query, params, prepare=prepare, binary=binary)
         elif in_pipeline:
@@ -463,7 +465,7 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
             return await super().executemany(query, params_seq, returning=returning)
         in_pipeline = _in_pipeline(conn)
         bind = st.bind_needed(conn.pgconn.transaction_status, in_pipeline)
-        st.note(query, conn.pgconn)
+        st.note(query, conn.pgconn, True)
         if bind is None:
             await super().executemany(query, params_seq, returning=returning)
         elif in_pipeline:
@@ -482,15 +484,17 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
     ) -> AsyncIterator[AsyncCopy]:
         await self._conn._bind_out_of_band("COPY")
         if self._conn._tg is not None:
-            self._conn._tg.note(statement, self._conn.pgconn)
+            self._conn._tg.note(statement, self._conn.pgconn, params is not None)
         async with super().copy(statement, params, writer=writer) as cp:
             yield cp
 
-    async def stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[Row]:
+    async def stream(
+        self, query: Query, params: Params | None = None, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[Row]:
         await self._conn._bind_out_of_band("stream()")
-        if self._conn._tg is not None and args:
-            self._conn._tg.note(args[0], self._conn.pgconn)
-        async for row in super().stream(*args, **kwargs):
+        if self._conn._tg is not None:
+            self._conn._tg.note(query, self._conn.pgconn, params is not None)
+        async for row in super().stream(query, params, *args, **kwargs):
             yield row
 
 
@@ -507,7 +511,7 @@ class AsyncTenantServerCursor(psycopg.AsyncServerCursor[Row]):
     ) -> AsyncTenantServerCursor[Row]:
         await self._conn._bind_out_of_band("a server-side cursor")
         if self._conn._tg is not None:
-            self._conn._tg.note(query, self._conn.pgconn)
+            self._conn._tg.note(query, self._conn.pgconn, params is not None)
             if self.withhold:
                 self._conn._tg.screen(frozenset({"hold_cursor"}), self._conn.pgconn)
         await super().execute(query, params, binary=binary, **kwargs)
