@@ -252,7 +252,31 @@ class TenantServerCursor(psycopg.ServerCursor[Row]):
         super().close()
 
 
-class TenantConnection(psycopg.Connection[Row]):
+class _TrackedHandlers:
+    """Notice and notify handlers added through a lease, kept count of (the methods are sync
+    on both psycopg connection classes): the checkin guard replaces a connection that still
+    has one, which would otherwise receive the next tenant's notices."""
+
+    _tg_handlers: tuple[Any, ...] = ()
+
+    def add_notice_handler(self, callback: Any) -> None:
+        super().add_notice_handler(callback)  # type: ignore[misc]
+        self._tg_handlers = (*self._tg_handlers, callback)
+
+    def remove_notice_handler(self, callback: Any) -> None:
+        super().remove_notice_handler(callback)  # type: ignore[misc]
+        self._tg_handlers = tuple(h for h in self._tg_handlers if h is not callback)
+
+    def add_notify_handler(self, callback: Any) -> None:
+        super().add_notify_handler(callback)  # type: ignore[misc]
+        self._tg_handlers = (*self._tg_handlers, callback)
+
+    def remove_notify_handler(self, callback: Any) -> None:
+        super().remove_notify_handler(callback)  # type: ignore[misc]
+        self._tg_handlers = tuple(h for h in self._tg_handlers if h is not callback)
+
+
+class TenantConnection(_TrackedHandlers, psycopg.Connection[Row]):
     """A psycopg connection that binds every transaction to the current tenant."""
 
     _tg: ConnState | None = None
@@ -281,24 +305,6 @@ class TenantConnection(psycopg.Connection[Row]):
     def set_deferrable(self, value: bool | None) -> None:
         self._tg_client_dirty = True
         super().set_deferrable(value)
-
-    _tg_handlers: tuple[Any, ...] = ()  # notice/notify handlers added (see client_state)
-
-    def add_notice_handler(self, callback: Any) -> None:
-        super().add_notice_handler(callback)
-        self._tg_handlers = (*self._tg_handlers, callback)
-
-    def remove_notice_handler(self, callback: Any) -> None:
-        super().remove_notice_handler(callback)
-        self._tg_handlers = tuple(h for h in self._tg_handlers if h is not callback)
-
-    def add_notify_handler(self, callback: Any) -> None:
-        super().add_notify_handler(callback)
-        self._tg_handlers = (*self._tg_handlers, callback)
-
-    def remove_notify_handler(self, callback: Any) -> None:
-        super().remove_notify_handler(callback)
-        self._tg_handlers = tuple(h for h in self._tg_handlers if h is not callback)
 
     def _raw_cursor(self) -> psycopg.Cursor[Any]:
         # A plain psycopg cursor: internal statements must not recurse into binding.
@@ -542,7 +548,7 @@ class AsyncTenantServerCursor(psycopg.AsyncServerCursor[Row]):
         await super().close()
 
 
-class AsyncTenantConnection(psycopg.AsyncConnection[Row]):
+class AsyncTenantConnection(_TrackedHandlers, psycopg.AsyncConnection[Row]):
     """The asyncio twin of :class:`TenantConnection`."""
 
     _tg: ConnState | None = None
@@ -571,24 +577,6 @@ class AsyncTenantConnection(psycopg.AsyncConnection[Row]):
     async def set_deferrable(self, value: bool | None) -> None:
         self._tg_client_dirty = True
         await super().set_deferrable(value)
-
-    _tg_handlers: tuple[Any, ...] = ()  # notice/notify handlers added (see client_state)
-
-    def add_notice_handler(self, callback: Any) -> None:
-        super().add_notice_handler(callback)
-        self._tg_handlers = (*self._tg_handlers, callback)
-
-    def remove_notice_handler(self, callback: Any) -> None:
-        super().remove_notice_handler(callback)
-        self._tg_handlers = tuple(h for h in self._tg_handlers if h is not callback)
-
-    def add_notify_handler(self, callback: Any) -> None:
-        super().add_notify_handler(callback)
-        self._tg_handlers = (*self._tg_handlers, callback)
-
-    def remove_notify_handler(self, callback: Any) -> None:
-        super().remove_notify_handler(callback)
-        self._tg_handlers = tuple(h for h in self._tg_handlers if h is not callback)
 
     def _raw_cursor(self) -> psycopg.AsyncCursor[Any]:
         if self._tg_raw is None or self._tg_raw.closed:
