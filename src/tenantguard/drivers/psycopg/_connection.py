@@ -13,6 +13,7 @@ the pools set the state when they create the connection.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
@@ -84,6 +85,24 @@ def _marking(prop: Any) -> Any:
         prop.fset(self, value)
 
     return property(prop.fget, fset, doc=prop.__doc__)
+
+
+_NO_PARAMS: Any = object()
+
+
+def _screened(
+    st: ConnState, query: Query, pgconn: Any, params_seq: Iterable[Params]
+) -> Iterator[Params]:
+    """*params_seq* for ``executemany``, each statement screened before psycopg sends it.
+
+    psycopg converts the query's placeholders for each parameter set, and sends the text
+    raw for a ``None`` one: the same query text can be two different statements. The first
+    set is screened before anything is sent; each later one before psycopg takes it.
+    """
+    items = iter(params_seq)
+    for params in items:
+        st.note(query, pgconn, params is not None)
+        yield params
 
 
 def _fast_path_open(conn: Any) -> bool:
@@ -174,7 +193,11 @@ class TenantCursor(psycopg.Cursor[Row]):
             return super().executemany(query, params_seq, returning=returning)
         in_pipeline = _in_pipeline(conn)
         bind = st.bind_needed(conn.pgconn.transaction_status, in_pipeline)
-        st.note(query, conn.pgconn, True)
+        params_seq = _screened(st, query, conn.pgconn, params_seq)
+        first = next(params_seq, _NO_PARAMS)  # screened: refused before anything is sent
+        if first is _NO_PARAMS:
+            return None
+        params_seq = itertools.chain((first,), params_seq)
         if bind is None:
             super().executemany(query, params_seq, returning=returning)
         elif in_pipeline:
@@ -471,7 +494,11 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
             return await super().executemany(query, params_seq, returning=returning)
         in_pipeline = _in_pipeline(conn)
         bind = st.bind_needed(conn.pgconn.transaction_status, in_pipeline)
-        st.note(query, conn.pgconn, True)
+        params_seq = _screened(st, query, conn.pgconn, params_seq)
+        first = next(params_seq, _NO_PARAMS)  # screened: refused before anything is sent
+        if first is _NO_PARAMS:
+            return None
+        params_seq = itertools.chain((first,), params_seq)
         if bind is None:
             await super().executemany(query, params_seq, returning=returning)
         elif in_pipeline:
