@@ -19,7 +19,14 @@ import pytest
 
 from tenantguard import AsyncTenantPool, TenantPool, tenant
 from tenantguard.core.classify import classify_sql
+from tenantguard.drivers.psycopg import fast_path
 from tenantguard.errors import SessionStateRefused
+
+# The attack replaces the fast path's named binding; the public-API path sends the binding
+# unnamed, so there the controls have nothing to take over (the defences still run).
+NAMED_BINDING = pytest.mark.skipif(
+    not fast_path()[0], reason="the public-API path sends the binding unnamed: nothing to replace"
+)
 
 
 def hide(stmt: str) -> str:
@@ -88,6 +95,7 @@ def test_executemany_with_a_none_parameter_set_is_screened_raw(saas) -> None:  #
             cur.executemany("SELECT %s", [])  # nothing to send
 
 
+@NAMED_BINDING
 def test_control_with_the_old_screening_tenant_1_reads_tenant_2s_rows(saas, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     _old_screening(monkeypatch)
     with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
@@ -116,7 +124,9 @@ def test_executemany_with_a_none_parameter_set_is_screened_async(saas) -> None: 
 
 
 @pytest.mark.pgbouncer
-@pytest.mark.parametrize("screening", ["current", "old (control)"])
+@pytest.mark.parametrize(
+    "screening", ["current", pytest.param("old (control)", marks=NAMED_BINDING)]
+)
 def test_executemany_none_through_pgbouncer(saas, pgbouncer_binary, screening, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Through transaction-mode PgBouncer (one server connection): client A (tenant 1)
     tries to hijack the server's prepared binding for client B's tenant 2 requests."""

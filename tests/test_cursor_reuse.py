@@ -14,7 +14,14 @@ from psycopg.adapt import Loader
 from psycopg.rows import dict_row
 
 from tenantguard import AsyncTenantPool, TenantPool, tenant
-from tenantguard.drivers.psycopg import _reuse
+from tenantguard.drivers.psycopg import _reuse, fast_path
+
+# What only the fast path does (cursor reuse, the prepared binding): checked where it is on;
+# the pass with TENANTGUARD_FAST_PATH=0 runs the rest of this module on the public API.
+FAST_ONLY = pytest.mark.skipif(
+    not fast_path()[0], reason=f"tests the fast path, which is off: {fast_path()[1]}"
+)
+
 
 COUNT = "SELECT count(*) FROM app.invoices"
 ROWS = "SELECT tenant_id FROM app.invoices ORDER BY id"
@@ -33,6 +40,7 @@ def pool(saas):  # type: ignore[no-untyped-def]
         yield p
 
 
+@FAST_ONLY
 def test_reuse_is_active_on_this_interpreter(pool) -> None:  # type: ignore[no-untyped-def]
     assert _reuse.ENABLED
     with tenant(1), pool.connection() as conn:
@@ -88,6 +96,7 @@ def test_adapters_registered_on_a_dropped_cursor_do_not_stick(pool) -> None:  # 
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
+@FAST_ONLY
 def test_adapters_registered_on_the_connection_are_seen(saas) -> None:  # type: ignore[no-untyped-def]
     with TenantPool(saas.app_dsn, min_size=1, max_size=1) as p:
         with tenant(1), p.connection() as conn:
@@ -121,6 +130,7 @@ def test_a_cursor_kept_past_the_lease_keeps_its_rows(pool) -> None:  # type: ign
     assert kept.fetchall() == [(1,), (1,)]
 
 
+@FAST_ONLY
 def test_no_rows_stay_attached_to_an_idle_connection(pool) -> None:  # type: ignore[no-untyped-def]
     with tenant(1), pool.connection() as conn:
         assert conn.execute(ROWS).fetchall() == [(1,), (1,)]
@@ -142,6 +152,7 @@ def test_tenants_never_see_each_others_rows_through_the_kept_cursor(pool) -> Non
     gc.collect()
 
 
+@FAST_ONLY
 def test_async_pool_reuses_under_the_same_rules(saas) -> None:  # type: ignore[no-untyped-def]
     async def main() -> None:
         async with AsyncTenantPool(saas.app_dsn, min_size=1, max_size=1) as p:
@@ -161,6 +172,7 @@ def test_async_pool_reuses_under_the_same_rules(saas) -> None:  # type: ignore[n
     asyncio.run(main())
 
 
+@FAST_ONLY
 def test_the_free_count_is_measured_not_assumed(pool) -> None:  # type: ignore[no-untyped-def]
     # Measured on the attribute, as the checks count: a constant (3, true of 3.11-3.13
     # counting a local name) makes a cursor held once look free on CPython 3.14.
@@ -180,6 +192,7 @@ def test_the_free_count_is_measured_not_assumed(pool) -> None:  # type: ignore[n
 NOW = "SELECT now()"  # one query object, as a constant in application code is
 
 
+@FAST_ONLY
 @pytest.mark.parametrize("in_transaction", [True, False])
 def test_a_previous_lease_s_settings_never_shape_the_next_tenant_s_results(  # type: ignore[no-untyped-def]
     pool, in_transaction

@@ -6,9 +6,17 @@ import psycopg
 import pytest
 
 from tenantguard import TenantPool, tenant
+from tenantguard.drivers.psycopg import fast_path
 from tenantguard.drivers.psycopg._fastpath import AVAILABLE
 
+# What only the fast path does (cursor reuse, the prepared binding): checked where it is on;
+# the pass with TENANTGUARD_FAST_PATH=0 runs the rest of this module on the public API.
+FAST_ONLY = pytest.mark.skipif(
+    not fast_path()[0], reason=f"tests the fast path, which is off: {fast_path()[1]}"
+)
 
+
+@FAST_ONLY
 def test_fast_path_is_enabled_for_this_psycopg() -> None:
     assert AVAILABLE, f"psycopg {psycopg.__version__}: fast path disabled, check _fastpath.py"
 
@@ -19,6 +27,7 @@ def pool(saas):  # type: ignore[no-untyped-def]
         yield p
 
 
+@FAST_ONLY
 def test_binding_survives_deallocate_all(pool) -> None:  # type: ignore[no-untyped-def]
     with tenant(1), pool.connection() as conn:
         conn.execute("SELECT 1")  # prepares the binding on the server
@@ -52,6 +61,7 @@ def test_user_pipeline_still_binds_every_statement(pool) -> None:  # type: ignor
         assert c1.fetchone()[0] == 6 and c2.fetchone()[0] == 2
 
 
+@FAST_ONLY
 def test_fast_and_fallback_paths_agree(saas) -> None:  # type: ignore[no-untyped-def]
     results = {}
     for fast in (True, False):

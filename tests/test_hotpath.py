@@ -8,6 +8,13 @@ from psycopg import sql
 
 from tenantguard import InvalidTenantId, NoTenantContext, TenantContext, TenantPool, tenant
 from tenantguard.core.context import current_tenant
+from tenantguard.drivers.psycopg import fast_path
+
+# What only the fast path does (cursor reuse, the prepared binding): checked where it is on;
+# the pass with TENANTGUARD_FAST_PATH=0 runs the rest of this module on the public API.
+FAST_ONLY = pytest.mark.skipif(
+    not fast_path()[0], reason=f"tests the fast path, which is off: {fast_path()[1]}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +115,7 @@ class StableCountingBinder(CountingBinder):
     stable = True
 
 
+@FAST_ONLY
 def test_binding_computed_once_per_tenant_and_user_for_the_pool(saas) -> None:  # type: ignore[no-untyped-def]
     binder = StableCountingBinder()
     with TenantPool(saas.app_dsn, min_size=2, max_size=2, binder=binder) as p:

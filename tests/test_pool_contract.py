@@ -160,3 +160,29 @@ def test_a_text_pool_still_says_text() -> None:
     with pytest.raises(InvalidTenantId) as info:
         _enter(_sync(tenant_kind="text"), 1.5)
     assert info.value.hint == "pass a valid text tenant id"
+
+
+def test_a_pool_without_the_fast_path_warns_once(monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    """Without the fast path, a pool says what that costs (client CPU; not behind PgBouncer)."""
+    from tenantguard.drivers.psycopg import _internals, _pool
+
+    monkeypatch.setattr(_internals, "FAST", False)
+    monkeypatch.setattr(_internals, "REASON", "TENANTGUARD_FAST_PATH=0")
+    monkeypatch.setattr(_pool, "_warned_public_path", False)
+    with caplog.at_level("WARNING", logger="tenantguard.guard"):
+        TenantPool("dbname=unused", open=False)
+        TenantPool("dbname=unused", open=False)
+    warnings = [r for r in caplog.records if "public API" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "TENANTGUARD_FAST_PATH=0" in warnings[0].getMessage()
+    assert "PgBouncer" in warnings[0].getMessage()
+
+
+def test_control_a_pool_with_the_fast_path_does_not_warn(monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    from tenantguard.drivers.psycopg import _internals, _pool
+
+    monkeypatch.setattr(_internals, "FAST", True)
+    monkeypatch.setattr(_pool, "_warned_public_path", False)
+    with caplog.at_level("WARNING", logger="tenantguard.guard"):
+        TenantPool("dbname=unused", open=False)
+    assert not [r for r in caplog.records if "public API" in r.getMessage()]

@@ -45,6 +45,7 @@ from tenantguard.core.session import (
     normalize_context,
 )
 from tenantguard.core.signing import SignedBinder, SigningKey, key_from_env, parse_signing_key
+from tenantguard.drivers.psycopg import _internals
 from tenantguard.drivers.psycopg._connection import (
     AsyncTenantConnection,
     AsyncTenantCursor,
@@ -218,6 +219,25 @@ def _default_binder(
     return SignedBinder(key, setting, user_setting)
 
 
+_warned_public_path = False
+
+
+def warn_public_path() -> None:
+    """Once per process, when pools run without the fast path: say what it costs."""
+    global _warned_public_path
+    if _internals.FAST or _warned_public_path:
+        return
+    _warned_public_path = True
+    logger.warning(
+        "tenantguard runs on psycopg's public API (%s): more client CPU per statement, and "
+        "not behind a transaction-mode PgBouncer, where psycopg's Flush after Sync keeps a "
+        "server connection linked to an idle client (see the README); the fast path "
+        "supports psycopg %s",
+        _internals.REASON,
+        ", ".join(f"{a}.{b}.x" for a, b in _internals.TESTED_SERIES),
+    )
+
+
 class _PoolCore:
     """What the sync and async pools share: configuration, stats, guard decisions."""
 
@@ -280,6 +300,7 @@ class _PoolCore:
         self.binds: BindCache = {}  # the connections' shared binding cache
         # The login's persistent defaults when the pool's first connection was made.
         self.role_defaults: tuple[str, ...] | None = None
+        warn_public_path()
 
     def lease_contexts(self) -> tuple[TenantContext, TenantContext]:
         """The bound context, fail-closed before any I/O, and the same normalised to the
