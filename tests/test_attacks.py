@@ -788,7 +788,7 @@ def test_control_python_side_state_reaches_the_next_lease_without_the_check(saas
     notices: list[str] = []
     with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
         with tenant(1), pool.connection() as conn:
-            conn._tg.client = None  # the check away
+            conn._tg_state.client = None  # the check away
             conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
             conn.read_only = True
         with tenant(2), pool.connection() as conn:
@@ -802,9 +802,10 @@ def test_control_python_side_state_reaches_the_next_lease_without_the_check(saas
 
 
 def test_control_a_kept_connection_commits_another_tenants_transaction(saas, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from tenantguard.drivers.psycopg import _connection
+    from tenantguard.drivers.psycopg import _connection, _connection_async
 
-    monkeypatch.setattr(_connection, "_held", lambda conn: None)  # the check away
+    monkeypatch.setattr(_connection, "held", lambda conn: None)
+    monkeypatch.setattr(_connection_async, "held", lambda conn: None)  # the check away
     with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
         with tenant(1), pool.connection() as conn:
             kept = conn

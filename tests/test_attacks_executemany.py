@@ -56,13 +56,14 @@ def test_the_hidden_text_classifies_clean() -> None:
 
 def _old_screening(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The control: executemany screened as before (always as if converted)."""
-    from tenantguard.drivers.psycopg import _connection
+    from tenantguard.drivers.psycopg import _connection, _connection_async
 
     def screened(st, query, pgconn, params_seq):  # type: ignore[no-untyped-def]
         st.note(query, pgconn, True)
         yield from params_seq
 
-    monkeypatch.setattr(_connection, "_screened", screened)
+    monkeypatch.setattr(_connection, "screened", screened)
+    monkeypatch.setattr(_connection_async, "screened", screened)
 
 
 def _hijack(pool: TenantPool) -> object:

@@ -17,7 +17,7 @@ import pytest
 
 from tenantguard import TenantContext, TenantPool, tenant
 from tenantguard.core.ids import parse_tenant_id
-from tenantguard.drivers.psycopg import _pool as pool_mod
+from tenantguard.drivers.psycopg import _pool_base as pool_mod
 from tenantguard.drivers.psycopg import fast_path
 from tenantguard.errors import UnsupportedOperation
 
@@ -82,7 +82,7 @@ def test_layer3_the_checkin_guard_sees_the_reported_parameter_change(saas) -> No
     with TenantPool(saas.app_dsn, min_size=1, max_size=1, session_state="reset") as pool:
         _blind(pool)
         with tenant(1), pool.connection() as conn:
-            conn._tg.lexer = None  # layer 2 away
+            conn._tg_state.lexer = None  # layer 2 away
         _attack(pool)
         assert _next_lease_count(pool) == 2
         assert pool.guard_stats.resets == 1
@@ -93,8 +93,8 @@ def test_control_with_every_layer_away_tenant_1_reads_tenant_2s_rows(saas, monke
     with TenantPool(saas.app_dsn, min_size=1, max_size=1, session_state="reset") as pool:
         _blind(pool)
         with tenant(1), pool.connection() as conn:
-            conn._tg.lexer = None
-        monkeypatch.setattr(pool_mod, "_reported", lambda pg: conn._tg.baseline_reported)
+            conn._tg_state.lexer = None
+        monkeypatch.setattr(pool_mod, "_reported", lambda pg: conn._tg_state.baseline_reported)
         _attack(pool)
         assert _next_lease_count(pool) == 4  # tenant 2's rows, bound by the planted statement
         assert pool.guard_stats.contaminated == 0

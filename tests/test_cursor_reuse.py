@@ -134,7 +134,7 @@ def test_a_cursor_kept_past_the_lease_keeps_its_rows(pool) -> None:  # type: ign
 def test_no_rows_stay_attached_to_an_idle_connection(pool) -> None:  # type: ignore[no-untyped-def]
     with tenant(1), pool.connection() as conn:
         assert conn.execute(ROWS).fetchall() == [(1,), (1,)]
-    kept = conn._tg_cur
+    kept = conn._tg_reused_cursor
     assert kept is not None  # kept for the next lease...
     assert kept.pgresult is None and kept._tx.pgresult is None  # ...without tenant 1's rows
     kept_id = id(kept)
@@ -167,7 +167,7 @@ def test_async_pool_reuses_under_the_same_rules(saas) -> None:  # type: ignore[n
             with tenant(1):
                 async with p.connection() as conn:
                     assert await (await conn.execute(ROWS)).fetchall() == [(1,), (1,)]
-            assert conn._tg_cur is not None and conn._tg_cur.pgresult is None
+            assert conn._tg_reused_cursor is not None and conn._tg_reused_cursor.pgresult is None
 
     asyncio.run(main())
 
@@ -178,14 +178,16 @@ def test_the_free_count_is_measured_not_assumed(pool) -> None:  # type: ignore[n
     # counting a local name) makes a cursor held once look free on CPython 3.14.
     with tenant(1), pool.connection() as conn:
         conn.execute(COUNT).fetchone()
-        free = sys.getrefcount(conn._tg_cur)  # (not inside assert: pytest keeps temporaries)
+        free = sys.getrefcount(
+            conn._tg_reused_cursor
+        )  # (not inside assert: pytest keeps temporaries)
         assert free == _reuse.REFS_WHEN_FREE
-        held = conn._tg_cur
+        held = conn._tg_reused_cursor
         assert _reuse.reusable(conn, False) is None  # exactly one more holder: seen
         del held
-        assert _reuse.reusable(conn, False) is conn._tg_cur
+        assert _reuse.reusable(conn, False) is conn._tg_reused_cursor
         held = conn.execute(COUNT)
-    assert conn._tg_cur is None  # held once past the lease: forgotten at checkin
+    assert conn._tg_reused_cursor is None  # held once past the lease: forgotten at checkin
     assert held.fetchone() == (2,)
 
 
@@ -212,7 +214,7 @@ def test_a_previous_lease_s_settings_never_shape_the_next_tenant_s_results(  # t
     with tenant(2), pool.connection() as conn:
         assert conn.info.timezone != tokyo  # SET LOCAL ended; SET was reset at checkin
         assert conn.execute(NOW).fetchone()[0].tzinfo == conn.info.timezone
-    kept = conn._tg_cur  # a fast-path-only lease keeps the Transformer for the next
+    kept = conn._tg_reused_cursor  # a fast-path-only lease keeps the Transformer for the next
     assert kept is not None and kept._last_query is NOW
 
 

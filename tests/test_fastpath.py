@@ -31,7 +31,7 @@ def pool(saas):  # type: ignore[no-untyped-def]
 def test_binding_survives_deallocate_all(pool) -> None:  # type: ignore[no-untyped-def]
     with tenant(1), pool.connection() as conn:
         conn.execute("SELECT 1")  # prepares the binding on the server
-        assert conn._tg_bind_ready
+        assert conn._tg_binding_prepared
         psycopg.Cursor(conn).execute("DEALLOCATE ALL")  # the server forgets it
         assert conn.execute("SELECT count(*) FROM app.invoices").fetchone()[0] == 2
 
@@ -67,7 +67,7 @@ def test_fast_and_fallback_paths_agree(saas) -> None:  # type: ignore[no-untyped
     for fast in (True, False):
         with TenantPool(saas.app_dsn, min_size=1, max_size=1) as p:
             with tenant(3), p.connection() as conn:
-                conn._tg_fast = fast
+                conn._tg_fast_path = fast
                 results[fast] = conn.execute(
                     "SELECT tenant_id, amount FROM app.invoices ORDER BY id"
                 ).fetchall()

@@ -10,14 +10,14 @@ import pytest
 from tenantguard.core.context import TenantContext
 from tenantguard.core.guard import SessionSnapshot
 from tenantguard.core.ids import parse_tenant_id
-from tenantguard.drivers.psycopg._pool import _PoolCore
+from tenantguard.drivers.psycopg._pool_base import PoolCore
 
 # What every server reports for the lexer (the pool refuses connections without these).
 LEXER = {b"standard_conforming_strings": b"on", b"client_encoding": b"UTF8"}
 CLEAN = SessionSnapshot("app", "app", '"$user", public', False, False, False, False, False, "", "")
 
 
-def core(**kw: Any) -> _PoolCore:
+def core(**kw: Any) -> PoolCore:
     opts: dict[str, Any] = dict(
         tenant_kind=None,
         binder=None,
@@ -29,13 +29,13 @@ def core(**kw: Any) -> _PoolCore:
         on_contamination="reset",
     )
     opts.update(kw)
-    return _PoolCore(**opts)
+    return PoolCore(**opts)
 
 
-def fake_conn(c: _PoolCore, effects: set[str]) -> Any:
+def fake_conn(c: PoolCore, effects: set[str]) -> Any:
     st = c.new_state()
     pg = SimpleNamespace(parameter_status=LEXER.get)
-    conn = SimpleNamespace(_tg=st, closed=False, pgconn=pg, _tg_bind_ready=True)
+    conn = SimpleNamespace(_tg_state=st, closed=False, pgconn=pg, _tg_binding_prepared=True)
     c.set_baseline(conn, st, as_row(CLEAN))
     st.start_lease(TenantContext(parse_tenant_id(7)))
     st.effects |= effects
@@ -43,7 +43,7 @@ def fake_conn(c: _PoolCore, effects: set[str]) -> Any:
 
 
 def drive(
-    c: _PoolCore, conn: Any, rows: list[tuple[Any, ...]], fail_on: str | None = None
+    c: PoolCore, conn: Any, rows: list[tuple[Any, ...]], fail_on: str | None = None
 ) -> list[str]:
     """Run the steps against canned rows; return the step kinds seen."""
     seen: list[str] = []
@@ -71,7 +71,7 @@ def test_clean_path_does_no_io() -> None:
     conn = fake_conn(c, set())
     assert drive(c, conn, []) == []
     assert c.guard_stats.checkins == 1 and c.guard_stats.verified == 0
-    assert conn._tg.lease is None  # the lease always ends
+    assert conn._tg_state.lease is None  # the lease always ends
 
 
 def test_suspect_connection_is_reset_and_verified() -> None:
@@ -80,7 +80,7 @@ def test_suspect_connection_is_reset_and_verified() -> None:
     dirty = (*as_row(CLEAN)[:4], True, *as_row(CLEAN)[5:])
     assert drive(c, conn, [dirty, as_row(CLEAN)]) == ["fetch", "DISCARD ALL", "fetch"]
     assert c.guard_stats.resets == 1 and c.guard_stats.by_tenant == {"7": 1}
-    assert conn._tg_bind_ready is False
+    assert conn._tg_binding_prepared is False
 
 
 def test_state_that_survives_discard_closes_the_connection() -> None:
@@ -130,7 +130,7 @@ def test_clean_fast_path_takes_the_same_decision(
     conn.pgconn = SimpleNamespace(
         parameter_status=lambda name: reported if name == b"search_path" else LEXER.get(name)
     )
-    st = conn._tg
+    st = conn._tg_state
     lease = st.lease
     done = c.checkin_clean(conn)
     clean = not effects and verify == "suspect" and reported is None
@@ -142,11 +142,11 @@ def test_clean_fast_path_takes_the_same_decision(
         assert drive(c, conn, [as_row(CLEAN)] * 2) != [] and st.lease is None
 
 
-def reporting_conn(c: _PoolCore, reported: dict[bytes, bytes]) -> Any:
+def reporting_conn(c: PoolCore, reported: dict[bytes, bytes]) -> Any:
     """A connection whose server reports *reported* (ParameterStatus), baseline CLEAN."""
     st = c.new_state()
     pg = SimpleNamespace(parameter_status=lambda name: {**LEXER, **reported}.get(name))
-    conn = SimpleNamespace(_tg=st, closed=False, pgconn=pg, _tg_bind_ready=True)
+    conn = SimpleNamespace(_tg_state=st, closed=False, pgconn=pg, _tg_binding_prepared=True)
     c.set_baseline(conn, st, as_row(CLEAN))
     st.start_lease(TenantContext(parse_tenant_id(7)))
     return conn
@@ -157,7 +157,7 @@ def test_clean_path_compares_what_the_server_reports_with_the_baseline() -> None
     reported = {b"search_path": b'"$user", public', b"session_authorization": b"app"}
     conn = reporting_conn(c, reported)
     assert c.checkin_clean(conn)  # same bytes as at the baseline: no I/O
-    conn._tg.start_lease(TenantContext(parse_tenant_id(7)))
+    conn._tg_state.start_lease(TenantContext(parse_tenant_id(7)))
     reported[b"search_path"] = b"evil, public"  # the server reported a change
     assert not c.checkin_clean(conn)
     assert c.client_side_kinds(conn) == {"search_path"}
@@ -169,14 +169,14 @@ def test_clean_path_compares_what_the_server_reports_with_the_baseline() -> None
 def test_a_report_that_disagrees_with_the_baseline_means_always_verify() -> None:
     c = core()
     conn = reporting_conn(c, {b"search_path": b"something, else"})
-    assert conn._tg.baseline_reported is None
+    assert conn._tg_state.baseline_reported is None
     assert not c.checkin_clean(conn)  # never the clean path: checkin_steps verifies
 
 
 def test_servers_that_report_nothing_take_the_clean_path() -> None:
     c = core()
     conn = reporting_conn(c, {})  # PostgreSQL before 18 does not report search_path
-    assert conn._tg.baseline_reported[:2] == (None, None) and c.checkin_clean(conn)
+    assert conn._tg_state.baseline_reported[:2] == (None, None) and c.checkin_clean(conn)
 
 
 def test_close_returns_is_refused() -> None:
@@ -211,16 +211,17 @@ class _AsyncRefusingPool(_RefusingPool):
         raise ValueError("can't return connection to pool")
 
 
-def _lease_conn(c: _PoolCore) -> Any:
+def _lease_conn(c: PoolCore) -> Any:
     pg = SimpleNamespace(parameter_status=LEXER.get, transaction_status=0)  # IDLE
-    return SimpleNamespace(_tg=c.new_state(), closed=False, pgconn=pg, autocommit=True)
+    return SimpleNamespace(_tg_state=c.new_state(), closed=False, pgconn=pg, autocommit=True)
 
 
 def test_the_tenant_id_scope_ends_even_when_putconn_raises() -> None:
     import asyncio
 
     from tenantguard.core.context import current_tenant
-    from tenantguard.drivers.psycopg._pool import _AsyncLease, _Lease
+    from tenantguard.drivers.psycopg._pool import _Lease
+    from tenantguard.drivers.psycopg._pool_async import _AsyncLease
 
     c = core()
     conn = _lease_conn(c)

@@ -63,7 +63,7 @@ def test_composed_statement_changing_session_state_is_caught(pool) -> None:  # t
     before = pool.guard_stats.resets
     with tenant(1), pool.connection() as conn:
         conn.execute(stmt)
-        assert "search_path" in conn._tg.effects
+        assert "search_path" in conn._tg_state.effects
     with tenant(2), pool.connection() as conn:
         path = conn.execute("SELECT current_setting('search_path')").fetchone()[0]
         assert path == '"$user", public'
@@ -128,7 +128,7 @@ def test_binding_computed_once_per_tenant_and_user_for_the_pool(saas) -> None:  
         with tenant(2), p.connection() as conn:
             assert count(conn) == 4  # never another tenant's binding
         assert binder.calls == 3
-        st = conn._tg
+        st = conn._tg_state
         assert st.binds[(3, int, "bigint", None)][1] == [b"3", b""]
         assert st.binds[(3, int, "bigint", "u1")][1] == [b"3", b"u1"]
 
@@ -141,7 +141,7 @@ def test_binding_cache_is_bounded(saas, monkeypatch) -> None:  # type: ignore[no
         for tid in (1, 2, 3, 1, 2, 3):
             with tenant(tid), p.connection() as conn:
                 assert count(conn) == 2 * tid
-                assert len(conn._tg.binds) <= 2
+                assert len(conn._tg_state.binds) <= 2
 
 
 def test_unstable_binder_is_asked_per_statement(saas) -> None:  # type: ignore[no-untyped-def]
@@ -199,7 +199,7 @@ def test_ids_equal_in_python_but_bound_differently_never_share_a_binding(pool, m
             except psycopg.Error:
                 seen = None
             assert seen != 2
-            assert conn._tg.autocommit_bind()[1][1] == str(odd).encode()
+            assert conn._tg_state.autocommit_bind()[1][1] == str(odd).encode()
 
 
 def test_int_tenant_contexts_are_validated_once_and_shared(monkeypatch) -> None:  # type: ignore[no-untyped-def]

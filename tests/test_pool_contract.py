@@ -164,11 +164,11 @@ def test_a_text_pool_still_says_text() -> None:
 
 def test_a_pool_without_the_fast_path_warns_once(monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
     """Without the fast path, a pool says what that costs (client CPU; not behind PgBouncer)."""
-    from tenantguard.drivers.psycopg import _internals, _pool
+    from tenantguard.drivers.psycopg import _internals, _pool_base
 
     monkeypatch.setattr(_internals, "FAST", False)
     monkeypatch.setattr(_internals, "REASON", "TENANTGUARD_FAST_PATH=0")
-    monkeypatch.setattr(_pool, "_warned_public_path", False)
+    monkeypatch.setattr(_pool_base, "_warned_public_path", False)
     with caplog.at_level("WARNING", logger="tenantguard.guard"):
         TenantPool("dbname=unused", open=False)
         TenantPool("dbname=unused", open=False)
@@ -179,10 +179,29 @@ def test_a_pool_without_the_fast_path_warns_once(monkeypatch, caplog) -> None:  
 
 
 def test_control_a_pool_with_the_fast_path_does_not_warn(monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
-    from tenantguard.drivers.psycopg import _internals, _pool
+    from tenantguard.drivers.psycopg import _internals, _pool_base
 
     monkeypatch.setattr(_internals, "FAST", True)
-    monkeypatch.setattr(_pool, "_warned_public_path", False)
+    monkeypatch.setattr(_pool_base, "_warned_public_path", False)
     with caplog.at_level("WARNING", logger="tenantguard.guard"):
         TenantPool("dbname=unused", open=False)
     assert not [r for r in caplog.records if "public API" in r.getMessage()]
+
+
+def test_the_twins_take_the_same_arguments() -> None:
+    """The sync pool is generated from the async one (tools/async_to_sync.py)."""
+    import inspect
+
+    sync = inspect.signature(TenantPool.__init__).parameters
+    asyn = inspect.signature(AsyncTenantPool.__init__).parameters
+    assert list(sync) == list(asyn)
+    assert [p.default for p in sync.values()] == [p.default for p in asyn.values()]
+
+
+def test_an_async_pool_cannot_open_in_its_constructor() -> None:
+    from tenantguard.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="cannot open in its constructor") as err:
+        AsyncTenantPool("dbname=unused", open=True)
+    assert "await pool.open()" in str(err.value)
+    assert AsyncTenantPool("dbname=unused").pool.closed  # the default: not opened

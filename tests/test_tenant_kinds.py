@@ -79,11 +79,11 @@ def test_non_ascii_text_tenant_on_the_fast_path(kinds) -> None:  # type: ignore[
         conn.execute("INSERT INTO public.t_docs VALUES ('zürich-ä', 40), ('zürich-ä', 41)")
     with TenantPool(kinds.app_dsn, min_size=1, max_size=1, tenant_kind="text") as pool:
         with tenant("zürich-ä"), pool.connection() as conn:
-            assert conn._tg is not None
+            assert conn._tg_state is not None
             rows = conn.execute("SELECT tenant_id, id FROM public.t_docs ORDER BY id").fetchall()
             assert rows == [("zürich-ä", 40), ("zürich-ä", 41)]
             # Not pre-encoded: the driver encodes it in the connection's encoding.
-            assert conn._tg.binds[("zürich-ä", str, "text", None)][1] is None
+            assert conn._tg_state.binds[("zürich-ä", str, "text", None)][1] is None
         with tenant("zürich"), pool.connection() as conn:  # a prefix is another tenant
             assert conn.execute("SELECT count(*) FROM public.t_docs").fetchone()[0] == 0
 

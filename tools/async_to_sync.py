@@ -8,17 +8,20 @@ The async module is the one to edit. The transformation is on the syntax tree:
 names are renamed by :data:`RENAMES` (``AsyncTenantPool`` -> ``TenantPool``,
 ``asyncio.current_task`` -> ``threading.get_ident``...), and a block written as
 ``if _ASYNC: <async-only> else: <sync-only>`` keeps only its ``else`` branch. Comments
-are not carried over (the syntax tree has none): the generated file says where its
-source is, and ``ruff format`` lays it out.
+are carried over (``ast_comments``); the module docstring's paragraph that starts "This is
+the source" becomes a note of where the file comes from, and ``ruff format`` lays it out.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import ast_comments  # the syntax tree with its comments (psycopg's tool uses it too)
 
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = ROOT / "src" / "tenantguard" / "drivers" / "psycopg"
@@ -48,7 +51,9 @@ RENAMES = {
     "AsyncGenerator": "Generator",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
+    "__anext__": "__next__",
     "aclose": "close",
+    "_pool_async": "_pool",
 }
 ATTR_RENAMES = {("asyncio", "current_task"): ("threading", "get_ident")}
 MODULE_RENAMES = {"asyncio": "threading"}
@@ -59,7 +64,7 @@ DOC_RENAMES = {
     "``await pool.open()``": "``pool.open()``",
     "await ": "",
     "asyncio task": "thread",
-    "asyncio": "threading",
+    " (asyncio)": "",
 }
 
 
@@ -157,15 +162,27 @@ class AsyncToSync(ast.NodeTransformer):
         return node
 
 
+_SOURCE_NOTE = re.compile(r"This is the source.*?(?:\n\n|\Z)", re.S)
+
+
 def convert(source: Path, target: Path) -> str:
-    tree = ast.parse(source.read_text())
+    tree = ast_comments.parse(source.read_text())
+    doc = ast.get_docstring(tree, clean=False)
     tree = AsyncToSync().visit(tree)
+    if doc is not None:  # the docstring as the generated module should say it
+        note = (
+            f"Generated from :mod:`.{source.stem}` by ``tools/async_to_sync.py``: edit that\n"
+            "file, then run the tool (``make lint`` checks that they agree).\n\n"
+        )
+        first = tree.body[0]
+        assert isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+        first.value.value = _SOURCE_NOTE.sub(note, _doc(doc), count=1).rstrip() + "\n"
     ast.fix_missing_locations(tree)
     header = (
         f"# WARNING: this file is generated from {source.name} by tools/async_to_sync.py.\n"
         "# Edit the async source and run the tool; CI checks that they agree.\n"
     )
-    code = header + ast.unparse(tree) + "\n"
+    code = header + ast_comments.unparse(tree) + "\n"
     formatted = subprocess.run(
         [sys.executable, "-m", "ruff", "format", "--stdin-filename", str(target), "-"],
         input=code,

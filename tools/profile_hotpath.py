@@ -100,7 +100,7 @@ def build_paths(
             for i in range(n):
                 t, k = key(i)
                 with tenant(t), p.connection() as c:
-                    c._tg_fast = fast
+                    c._tg_fast_path = fast
                     c.execute(q_rls, _params("select", t, k)).fetchall()
 
         return run

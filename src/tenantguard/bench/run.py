@@ -223,7 +223,7 @@ def _guard_cost(app_dsn: str, n: int = 20000, rounds: int = 7) -> dict[str, floa
 
     with TenantPool(app_dsn, min_size=1, max_size=1) as pool, tenant(1), pool.connection() as conn:
         conn.execute("SELECT 1")  # a real, clean request first
-        st = conn._tg
+        st = conn._tg_state
         assert st is not None
         lease = st.lease
         on: list[float] = []

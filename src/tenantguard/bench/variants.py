@@ -127,8 +127,8 @@ class _UnguardedPool(TenantPool):
     """TenantPool with the checkin guard switched off: only to measure the guard's cost."""
 
     def _checkin(self, conn: Any) -> None:
-        if conn._tg is not None:
-            conn._tg.end_lease()
+        if conn._tg_state is not None:
+            conn._tg_state.end_lease()
 
 
 class _PoolSession:

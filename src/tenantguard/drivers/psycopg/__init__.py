@@ -1,14 +1,14 @@
 """psycopg 3 driver: tenant-bound connections and pools."""
 
-from tenantguard.drivers.psycopg._connection import (
+from tenantguard.drivers.psycopg._connection import TenantConnection, TenantCursor
+from tenantguard.drivers.psycopg._connection_async import (
     AsyncTenantConnection,
     AsyncTenantCursor,
-    TenantConnection,
-    TenantCursor,
 )
 from tenantguard.drivers.psycopg._internals import FAST as _FAST
 from tenantguard.drivers.psycopg._internals import REASON as _REASON
-from tenantguard.drivers.psycopg._pool import AsyncTenantPool, TenantPool
+from tenantguard.drivers.psycopg._pool import TenantPool
+from tenantguard.drivers.psycopg._pool_async import AsyncTenantPool
 
 
 def fast_path() -> tuple[bool, str]:

@@ -86,7 +86,7 @@ def bound_execute_gen(
     form one implicit transaction, so the transaction-local binding lasts exactly as
     long as the query. ``bind_params`` are the binding's values, already encoded.
     The binding is prepared once per connection unless ``prepare_threshold`` is None
-    (PgBouncer < 1.21); ``conn._tg_bind_ready`` tracks it and is cleared on DISCARD.
+    (PgBouncer < 1.21); ``conn._tg_binding_prepared`` tracks it and is cleared on DISCARD.
     """
     conn = cur._conn
     pgconn = conn.pgconn
@@ -101,7 +101,7 @@ def bound_execute_gen(
     prepared = conn._prepared
     prep, name = prepared.get(pgq, prepare)
     use_prepared_bind = prepared.prepare_threshold is not None
-    prepare_bind = use_prepared_bind and not conn._tg_bind_ready
+    prepare_bind = use_prepared_bind and not conn._tg_binding_prepared
     pgconn.enter_pipeline_mode()
     try:
         if prepare_bind:
@@ -144,13 +144,13 @@ def bound_execute_gen(
         # retry once; psycopg prepares again from scratch.
         prepared.clear()
         yield from prepared.maintain_gen(conn)  # DEALLOCATE ALL: the binding goes too
-        conn._tg_bind_ready = False
+        conn._tg_binding_prepared = False
         raise BindStatementMissing()
     if len(bound) != 1 or bound[0].status != TUPLES_OK or qprep is not None:
         # The binding's result, checked at the libpq level: one row set, nothing else.
         _check_before(cur, first, bound, qprep, prepare_bind, use_prepared_bind)
     elif prepare_bind:
-        conn._tg_bind_ready = True
+        conn._tg_binding_prepared = True
     cur._check_results(results)
     cur._set_results(results)
     cur._last_query = query
@@ -176,7 +176,7 @@ def _check_before(
     """The results before the statement's: retry, raise, or (all fine) return."""
     conn = cur._conn
     if prepare_bind and first and first[0].status != FATAL_ERROR:
-        conn._tg_bind_ready = True
+        conn._tg_binding_prepared = True
     if (
         use_prepared_bind
         and not prepare_bind
@@ -185,7 +185,7 @@ def _check_before(
         and bound[0].error_field(SQLSTATE) == b"26000"
     ):
         # Nothing ran: the pipeline aborted at the binding. Re-prepare and retry.
-        conn._tg_bind_ready = False
+        conn._tg_binding_prepared = False
         raise BindStatementMissing()
     before = (first if prepare_bind else []) + bound + (qprep or [])
     for res in before:

@@ -52,12 +52,12 @@ ENABLED: bool = (
 
 
 class _Holder:
-    __slots__ = ("__weakref__", "_tg_cur")
-    _tg_cur: object
+    __slots__ = ("__weakref__", "_tg_reused_cursor")
+    _tg_reused_cursor: object
 
 
 def _refs_when_free() -> int:
-    """``getrefcount(conn._tg_cur)`` of an object only the attribute holds, measured.
+    """``getrefcount(conn._tg_reused_cursor)`` of an object only the attribute holds, measured.
 
     Counted on the attribute, never on a local name: how a local's reference shows in
     the count depends on the interpreter (CPython 3.14 pushes borrowed references of
@@ -65,11 +65,11 @@ def _refs_when_free() -> int:
     caller look free there. The checks below use this same expression.
     """
     h = _Holder()
-    h._tg_cur = object()
-    return getrefcount(h._tg_cur)
+    h._tg_reused_cursor = object()
+    return getrefcount(h._tg_reused_cursor)
 
 
-#: ``getrefcount(conn._tg_cur)`` when only the connection holds its kept cursor (2 on
+#: ``getrefcount(conn._tg_reused_cursor)`` when only the connection holds its kept cursor (2 on
 #: CPython 3.11-3.13: the attribute and the call's argument).
 REFS_WHEN_FREE = _refs_when_free()
 
@@ -112,9 +112,9 @@ def _same_adapters(mine: AdaptersMap, conn: AdaptersMap) -> bool:
 def reusable(conn: Any, binary: bool) -> Any:
     """The connection's kept cursor, made to look new, or None to make a new one."""
     # Counted before any local name holds it (None, with far more references, fails too).
-    if getrefcount(conn._tg_cur) != REFS_WHEN_FREE:
+    if getrefcount(conn._tg_reused_cursor) != REFS_WHEN_FREE:
         return None
-    cur = conn._tg_cur
+    cur = conn._tg_reused_cursor
     if cur._closed or not _same_adapters(cur._adapters, conn._adapters):
         return None
     if conn.pgconn.status != CONNECTION_OK:
@@ -127,25 +127,25 @@ def reusable(conn: Any, binary: bool) -> Any:
 
 def release(conn: Any) -> None:
     """At checkin: the kept cursor forgets its result (or is forgotten, if held)."""
-    if conn._tg_cur is None:
+    if conn._tg_reused_cursor is None:
         return
-    if getrefcount(conn._tg_cur) != REFS_WHEN_FREE or conn._tg_cur._closed:
-        conn._tg_cur = None  # someone kept it past the lease: it is theirs now
+    if getrefcount(conn._tg_reused_cursor) != REFS_WHEN_FREE or conn._tg_reused_cursor._closed:
+        conn._tg_reused_cursor = None  # someone kept it past the lease: it is theirs now
         return
-    cur = conn._tg_cur
+    cur = conn._tg_reused_cursor
     if (
         getweakrefcount(cur) != 1
         or getrefcount(cur._adapters._register_loader_callback.args[0]) != OWN_WEAKREF_REFS
     ):
         # Weakly referenced (outside the reference count) by something of this lease: a
         # new cursor per statement would be gone, never showing the next tenant's rows.
-        conn._tg_cur = None
+        conn._tg_reused_cursor = None
         return
     cur._reset()
     tx = getattr(cur, "_tx", None)
     if tx is not None:
         tx.set_pgresult(None)
-    st = conn._tg
+    st = conn._tg_state
     if st is None or st.effects or st.slow_path:
         # psycopg keeps a cursor's Transformer while it runs the same query object, and
         # the Transformer's loaders and dumpers hold the time zone, DateStyle and

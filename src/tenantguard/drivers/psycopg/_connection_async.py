@@ -1,0 +1,325 @@
+"""psycopg connection and cursor classes that bind the tenant per transaction (asyncio).
+
+This is the source of the sync classes too: ``tools/async_to_sync.py`` generates
+:mod:`._connection` from it, and CI (``make lint``) fails when the two disagree. Edit this
+file, then run the tool. What both share is in :mod:`._connection_base`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import AsyncTransaction
+from psycopg.abc import Params, Query
+from psycopg.rows import Row
+
+from tenantguard.core.session import ConnState
+from tenantguard.drivers.psycopg import _reuse
+from tenantguard.drivers.psycopg._connection_base import (
+    IDLE,
+    NEEDS_TX,
+    NO_PARAMS,
+    REUSE,
+    TrackedHandlers,
+    fast_path_open,
+    held,
+    in_pipeline,
+    marking,
+    screened,
+    untyped,
+)
+from tenantguard.drivers.psycopg._fastpath import AVAILABLE as FAST_PATH
+from tenantguard.drivers.psycopg._fastpath import (
+    BindStatementMissing,
+    bound_execute_gen,
+    encode_values,
+)
+from tenantguard.drivers.psycopg._internals import NO_TRACEBACK
+from tenantguard.drivers.psycopg._internals import TEMPLATES as _TEMPLATES
+from tenantguard.errors import UnsupportedOperation
+
+__all__ = ["AsyncTenantConnection", "AsyncTenantCursor", "AsyncTenantServerCursor"]
+
+if TYPE_CHECKING:
+    from psycopg.copy import AsyncCopy
+
+
+class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
+    """A cursor whose statements always run bound to the leased tenant."""
+
+    _conn: AsyncTenantConnection[Any]
+
+    async def execute(
+        self,
+        query: Query,
+        params: Params | None = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> AsyncTenantCursor[Row]:
+        conn = self._conn
+        st = conn._tg_state
+        if st is None:
+            await untyped(super()).execute(query, params, prepare=prepare, binary=binary)
+            return self
+        if fast_path_open(conn):  # one autocommit statement (fail-closed in autocommit_bind)
+            binding, encoded = st.autocommit_bind()
+            await self._fast_execute(st, binding, encoded, query, params, prepare, binary)
+            st.bound = conn.pgconn.transaction_status != IDLE
+            return self
+        pipelined = in_pipeline(conn)
+        bind = st.bind_needed(conn.pgconn.transaction_status, pipelined)
+        st.note(query, conn.pgconn, params is not None)
+        if bind is None:
+            await untyped(super()).execute(query, params, prepare=prepare, binary=binary)
+        elif pipelined:
+            await conn._raw_cursor().execute(*bind)
+            await untyped(super()).execute(query, params, prepare=prepare, binary=binary)
+        else:
+            async with conn.pipeline():
+                await conn._raw_cursor().execute(*bind)
+                await untyped(super()).execute(query, params, prepare=prepare, binary=binary)
+        st.after_statement(conn.pgconn.transaction_status)
+        return self
+
+    async def _fast_execute(
+        self,
+        st: ConnState,
+        bind: tuple[str, tuple[str, ...]],
+        encoded: list[bytes] | None,
+        query: Query,
+        params: Params | None,
+        prepare: bool | None,
+        binary: bool | None,
+    ) -> None:
+        conn = self._conn
+        if encoded is None:
+            encoded = encode_values(bind[1], self._encoding)
+        try:
+            try:
+                async with conn.lock:
+                    await conn.wait(
+                        bound_execute_gen(
+                            self, st, bind, encoded, query, params, prepare=prepare, binary=binary
+                        )
+                    )
+            except BindStatementMissing:  # the server forgot the binding: once more
+                async with conn.lock:
+                    await conn.wait(
+                        bound_execute_gen(
+                            self, st, bind, encoded, query, params, prepare=prepare, binary=binary
+                        )
+                    )
+        except NO_TRACEBACK as ex:  # as psycopg does
+            raise ex.with_traceback(None) from None
+
+    async def executemany(
+        self, query: Query, params_seq: Iterable[Params], *, returning: bool = False
+    ) -> None:
+        conn = self._conn
+        st = conn._tg_state
+        if st is None:
+            return await super().executemany(query, params_seq, returning=returning)
+        pipelined = in_pipeline(conn)
+        bind = st.bind_needed(conn.pgconn.transaction_status, pipelined)
+        params_seq = screened(st, query, conn.pgconn, params_seq)
+        first = next(params_seq, NO_PARAMS)  # screened: refused before anything is sent
+        if first is NO_PARAMS:
+            return None
+        params_seq = itertools.chain((first,), params_seq)
+        if bind is None:
+            await super().executemany(query, params_seq, returning=returning)
+        elif pipelined:
+            await conn._raw_cursor().execute(*bind)
+            await super().executemany(query, params_seq, returning=returning)
+        else:
+            async with conn.pipeline():
+                await conn._raw_cursor().execute(*bind)
+                await super().executemany(query, params_seq, returning=returning)
+        st.after_statement(conn.pgconn.transaction_status)
+        return None
+
+    @asynccontextmanager
+    async def copy(
+        self, statement: Query, params: Params | None = None, *, writer: Any = None
+    ) -> AsyncIterator[AsyncCopy]:
+        await self._conn._bind_out_of_band("COPY")
+        if self._conn._tg_state is not None:
+            self._conn._tg_state.note(statement, self._conn.pgconn, params is not None)
+        async with super().copy(statement, params, writer=writer) as cp:
+            yield cp
+
+    async def stream(
+        self, query: Query, params: Params | None = None, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[Row]:
+        await self._conn._bind_out_of_band("stream()")
+        if self._conn._tg_state is not None:
+            self._conn._tg_state.note(query, self._conn.pgconn, params is not None)
+        async for row in super().stream(query, params, *args, **kwargs):  # noqa: RUF100, UP028 (the sync twin)
+            yield row
+
+
+class AsyncTenantServerCursor(psycopg.AsyncServerCursor[Row]):
+    """Named (server-side) cursor: declared inside a bound transaction."""
+
+    _conn: AsyncTenantConnection[Any]
+
+    async def execute(
+        self,
+        query: Query,
+        params: Params | None = None,
+        *,
+        binary: bool | None = None,
+        **kwargs: Any,
+    ) -> AsyncTenantServerCursor[Row]:
+        await self._conn._bind_out_of_band("a server-side cursor")
+        if self._conn._tg_state is not None:
+            self._conn._tg_state.note(query, self._conn.pgconn, params is not None)
+            if self.withhold:
+                self._conn._tg_state.screen(frozenset({"hold_cursor"}), self._conn.pgconn)
+        await super().execute(query, params, binary=binary, **kwargs)
+        return self
+
+    async def fetchone(self) -> Row | None:
+        held(self._conn)
+        return await super().fetchone()
+
+    async def fetchmany(self, size: int = 0) -> list[Row]:
+        held(self._conn)
+        return await super().fetchmany(size)
+
+    async def fetchall(self) -> list[Row]:
+        held(self._conn)
+        return await super().fetchall()
+
+    async def __anext__(self) -> Row:
+        held(self._conn)
+        return await super().__anext__()
+
+    async def scroll(self, value: int, mode: str = "relative") -> None:
+        held(self._conn)
+        await super().scroll(value, mode)
+
+    async def close(self) -> None:
+        held(self._conn)
+        await super().close()
+
+
+class AsyncTenantConnection(TrackedHandlers, psycopg.AsyncConnection[Row]):
+    """A psycopg connection that binds every transaction to the current tenant."""
+
+    _tg_state: ConnState | None = None
+    _tg_fast_path: bool = FAST_PATH
+    _tg_binding_prepared: bool = False  # the binding is prepared on the server
+    _tg_internal_cursor: psycopg.AsyncCursor[Any] | None = None
+    _tg_reused_cursor: AsyncTenantCursor[Any] | None = (
+        None  # the last execute()'s cursor (see _reuse)
+    )
+
+    # Set through a lease, these outlive it (see _pool.client_changed): marked when set.
+    _tg_client_changed: bool = False
+    prepare_threshold = marking(psycopg.AsyncConnection.prepare_threshold)
+    prepared_max = marking(psycopg.AsyncConnection.prepared_max)
+
+    async def set_autocommit(self, value: bool) -> None:
+        self._tg_client_changed = True
+        await super().set_autocommit(value)
+
+    async def set_isolation_level(self, value: Any) -> None:
+        self._tg_client_changed = True
+        await super().set_isolation_level(value)
+
+    async def set_read_only(self, value: bool | None) -> None:
+        self._tg_client_changed = True
+        await super().set_read_only(value)
+
+    async def set_deferrable(self, value: bool | None) -> None:
+        self._tg_client_changed = True
+        await super().set_deferrable(value)
+
+    def _raw_cursor(self) -> psycopg.AsyncCursor[Any]:
+        # A plain psycopg cursor: internal statements must not recurse into binding.
+        if self._tg_internal_cursor is None or self._tg_internal_cursor.closed:
+            self._tg_internal_cursor = psycopg.AsyncCursor(self)
+        return self._tg_internal_cursor
+
+    async def commit(self) -> None:
+        held(self)
+        await super().commit()
+
+    async def rollback(self) -> None:
+        held(self)
+        await super().rollback()
+
+    async def execute(
+        self,
+        query: Query,
+        params: Params | None = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool = False,
+    ) -> AsyncTenantCursor[Row]:
+        """As psycopg's, but reusing the last statement's cursor when that is unobservable."""
+        cur: Any
+        st = self._tg_state
+        if st is not None and st.owner_of() != st.owner:
+            st.check_owner()  # before the kept cursor is touched: it may be another lease's
+        if st is None or not REUSE or isinstance(query, _TEMPLATES):
+            cur = await untyped(super()).execute(query, params, prepare=prepare, binary=binary)
+            return cur  # type: ignore[no-any-return]
+        cur = _reuse.reusable(self, binary)
+        if cur is None:
+            cur = self._tg_reused_cursor = self.cursor(binary=binary)  # type: ignore[assignment]
+        return await cur.execute(query, params, prepare=prepare)  # type: ignore[no-any-return]
+
+    async def _bind_out_of_band(self, what: str) -> None:
+        """Bind before an operation that cannot be pipelined (COPY, streaming, DECLARE)."""
+        st = self._tg_state
+        if st is None:
+            return
+        status = self.pgconn.transaction_status
+        bind = st.bind_needed(status, in_pipeline(self), what)
+        if bind is None:
+            return
+        if status == IDLE and self.autocommit:
+            raise UnsupportedOperation(NEEDS_TX.format(what=what))
+        await self._raw_cursor().execute(*bind)
+        st.after_statement(self.pgconn.transaction_status)
+
+    @asynccontextmanager
+    async def transaction(
+        self, savepoint_name: str | None = None, force_rollback: bool = False
+    ) -> AsyncIterator[AsyncTransaction]:
+        st = self._tg_state
+        if st is None or self.pgconn.transaction_status != IDLE or in_pipeline(self):
+            # Not ours, or nested: a savepoint inside an already-bound transaction.
+            async with super().transaction(savepoint_name, force_rollback) as tx:
+                yield tx
+            return
+        bind = st.bind_needed(IDLE, False, "a transaction")
+        assert bind is not None
+        tx = AsyncTransaction(self, savepoint_name, force_rollback)
+        entered = False
+        try:
+            async with self.pipeline():  # BEGIN and the binding: one round trip
+                await tx.__aenter__()
+                entered = True
+                await self._raw_cursor().execute(*bind)
+        except BaseException as exc:
+            if entered:
+                await tx.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        st.bound = True
+        try:
+            yield tx
+        except BaseException as exc:
+            if not await tx.__aexit__(type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            await tx.__aexit__(None, None, None)
+        finally:
+            st.after_statement(self.pgconn.transaction_status)

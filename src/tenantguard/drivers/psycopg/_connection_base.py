@@ -1,0 +1,135 @@
+"""What the sync and async tenant connection classes share.
+
+The classes themselves are in :mod:`._connection_async` (the source) and
+:mod:`._connection` (generated from it by ``tools/async_to_sync.py``). The binding rides
+in the same network round trip as the statement that opens the transaction: both are
+queued in one pipeline and sent under a single Sync. With an autocommit connection (the
+pool default) the two then form one implicit transaction, so ``set_config(.., true)``
+lasts exactly as long as the statement. Inside ``with conn.transaction():`` the binding is
+queued with the ``BEGIN``; savepoints nested below it are not rebound.
+
+A connection with no tenantguard state (``_tg_state is None``) behaves like plain psycopg;
+the pools set the state when they create the connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from psycopg.abc import Params, Query
+from psycopg.pq import PipelineStatus, TransactionStatus
+
+from tenantguard.core.session import ConnState
+from tenantguard.drivers.psycopg import _reuse
+
+__all__ = [
+    "IDLE",
+    "NEEDS_TX",
+    "NO_PARAMS",
+    "REUSE",
+    "TrackedHandlers",
+    "fast_path_open",
+    "held",
+    "in_pipeline",
+    "marking",
+    "screened",
+    "untyped",
+]
+
+
+def untyped(obj: object) -> Any:
+    """*obj* as ``Any``: psycopg's ``execute()`` is overloaded on Query vs Template, and
+    the overrides here forward the caller's arguments to it unchanged."""
+    return obj
+
+
+IDLE = TransactionStatus.IDLE
+PIPELINE_OFF = PipelineStatus.OFF
+REUSE = _reuse.ENABLED  # (only where _internals' capability check passed)
+
+NEEDS_TX = (
+    "{what} cannot carry the tenant binding in autocommit mode outside a transaction; "
+    "wrap it in `with conn.transaction():`"
+)
+
+
+def in_pipeline(conn: Any) -> bool:
+    """In a ``conn.pipeline()`` block (libpq's pipeline status: public API)."""
+    return bool(conn.pgconn.pipeline_status != PIPELINE_OFF)
+
+
+def held(conn: Any) -> None:
+    """Raise :class:`LeaseNotHeld` when another thread or task holds *conn*'s lease.
+
+    For operations that send something without binding (``commit()``, a server cursor's
+    ``FETCH``): from a reference kept past a lease they would land in the transaction of
+    the tenant that holds the connection now. Between leases (in the pool) they are let
+    through: psycopg_pool itself rolls back and closes connections there.
+    """
+    st = conn._tg_state
+    if st is not None and st.lease is not None and st.owner_of() != st.owner:
+        st.check_owner()
+
+
+def marking(prop: Any) -> Any:
+    """*prop* (a psycopg connection property) with a setter that marks the connection:
+    what a lease changes on the Python object, the next lease would inherit."""
+
+    def fset(self: Any, value: Any) -> None:
+        self._tg_client_changed = True
+        prop.fset(self, value)
+
+    return property(prop.fget, fset, doc=prop.__doc__)
+
+
+NO_PARAMS: Any = object()
+
+
+def screened(
+    st: ConnState, query: Query, pgconn: Any, params_seq: Iterable[Params]
+) -> Iterator[Params]:
+    """*params_seq* for ``executemany``, each statement screened before psycopg sends it.
+
+    psycopg converts the query's placeholders for each parameter set, and sends the text
+    raw for a ``None`` one: the same query text can be two different statements. The first
+    set is screened before anything is sent; each later one before psycopg takes it.
+    """
+    items = iter(params_seq)
+    for params in items:
+        st.note(query, pgconn, params is not None)
+        yield params
+
+
+def fast_path_open(conn: Any) -> bool:
+    """The hot path applies: an autocommit connection, idle, not in a user pipeline."""
+    return bool(
+        conn._tg_fast_path
+        and conn._pipeline is None
+        and conn._autocommit
+        and conn.pgconn.transaction_status == IDLE
+    )
+
+
+class TrackedHandlers:
+    """Notice and notify handlers added through a lease, kept count of (the methods are sync
+    on both psycopg connection classes): the checkin guard replaces a connection that still
+    has one, which would otherwise receive the next tenant's notices."""
+
+    _tg_added_handlers: tuple[Any, ...] = ()
+
+    def add_notice_handler(self, callback: Any) -> None:
+        super().add_notice_handler(callback)  # type: ignore[misc]
+        self._tg_added_handlers = (*self._tg_added_handlers, callback)
+
+    def remove_notice_handler(self, callback: Any) -> None:
+        super().remove_notice_handler(callback)  # type: ignore[misc]
+        self._tg_added_handlers = tuple(h for h in self._tg_added_handlers if h is not callback)
+
+    def add_notify_handler(self, callback: Any) -> None:
+        super().add_notify_handler(callback)  # type: ignore[misc]
+        self._tg_added_handlers = (*self._tg_added_handlers, callback)
+
+    def remove_notify_handler(self, callback: Any) -> None:
+        super().remove_notify_handler(callback)  # type: ignore[misc]
+        self._tg_added_handlers = tuple(h for h in self._tg_added_handlers if h is not callback)
