@@ -43,6 +43,7 @@ RENAMES = {
     "AsyncCursor": "Cursor",
     "AsyncServerCursor": "ServerCursor",
     "AsyncTransaction": "Transaction",
+    "AsyncPipeline": "Pipeline",
     "AsyncCopy": "Copy",
     "AsyncConnectionPool": "ConnectionPool",
     # the standard library

@@ -66,6 +66,15 @@ _SESSION_LOCK_FUNCS = {
     "pg_try_advisory_lock",
     "pg_try_advisory_lock_shared",
 }
+# PREPARE TRANSACTION turns the lease's transaction, with its locks, into one that outlives
+# the lease, the connection and a server restart; COMMIT/ROLLBACK PREPARED end any of the
+# login's, another tenant's too (their names are in pg_prepared_xacts). Refused everywhere.
+_PREPARED_XACT_KINDS = {
+    "TRANS_STMT_PREPARE",
+    "TRANS_STMT_COMMIT_PREPARED",
+    "TRANS_STMT_ROLLBACK_PREPARED",
+}
+PREPARED_TRANSACTION = REFUSED + "prepared_transaction"
 _CURSOR_OPT_HOLD = 0x0020
 # Settings that SET can touch without lasting past the transaction.
 _TRANSACTION_SETTINGS = {"transaction", "session_characteristics", "transaction_isolation"}
@@ -154,6 +163,9 @@ def _node_effects(node: ast.Node) -> set[str]:
         if isinstance(rel, ast.RangeVar) and (rel.relname or "").lower() == "pg_settings":
             # The view's update rule runs set_config(name, setting, false) per row.
             out.add("setting:pg_settings")
+    elif isinstance(node, ast.TransactionStmt):
+        if getattr(node.kind, "name", "") in _PREPARED_XACT_KINDS:
+            out.add(PREPARED_TRANSACTION)
     elif isinstance(node, ast.ListenStmt):
         out.add("listen")
     elif isinstance(node, ast.PrepareStmt | ast.DeallocateStmt):
@@ -328,6 +340,14 @@ def refuse_persistent(effects: Effects) -> None:
                     "reads SQL text, and tenantguard checks statements as they read today; "
                     "nothing was sent",
                     hint="set them on the server, database or role, never per connection",
+                )
+            if name == "prepared_transaction":
+                raise UnsupportedOperation(
+                    "PREPARE TRANSACTION / COMMIT PREPARED / ROLLBACK PREPARED are not sent on a "
+                    "tenant lease: a prepared transaction keeps its locks past the lease, the "
+                    "connection and a restart, and the login could end another tenant's; "
+                    "nothing was sent",
+                    hint="run two-phase commit from a dedicated connection outside the app pool",
                 )
             if name in ("lastval", "currval"):
                 raise UnsupportedOperation(

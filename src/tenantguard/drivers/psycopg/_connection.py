@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import Transaction
+from psycopg import Pipeline, Transaction
 from psycopg.abc import Params, Query
 from psycopg.rows import Row
 
@@ -225,26 +225,57 @@ class TenantConnection(TrackedHandlers, psycopg.Connection[Row]):
     prepared_max = marking(psycopg.Connection.prepared_max)
 
     def set_autocommit(self, value: bool) -> None:
+        held(self)
         self._tg_client_changed = True
         super().set_autocommit(value)
 
     def set_isolation_level(self, value: Any) -> None:
+        held(self)
         self._tg_client_changed = True
         super().set_isolation_level(value)
 
     def set_read_only(self, value: bool | None) -> None:
+        held(self)
         self._tg_client_changed = True
         super().set_read_only(value)
 
     def set_deferrable(self, value: bool | None) -> None:
+        held(self)
         self._tg_client_changed = True
         super().set_deferrable(value)
 
     def _raw_cursor(self) -> psycopg.Cursor[Any]:
-        # A plain psycopg cursor: internal statements must not recurse into binding.
+        """The plain psycopg cursor of the binding and the checkin guard.
+
+        Plain: internal statements must not recurse into binding. Made by the pool's
+        ``configure`` hook, before any lease: a cursor copies the connection's adapters
+        when it is made, so dumpers or loaders a lease registers on the connection never
+        encode the binding nor read the guard's snapshot.
+        """
         if self._tg_internal_cursor is None or self._tg_internal_cursor.closed:
             self._tg_internal_cursor = psycopg.Cursor(self)
         return self._tg_internal_cursor
+
+    # What a reference kept past its lease must not do to the lease that holds the
+    # connection now (another thread's or task's): the same check as commit().
+
+    def cancel(self) -> None:
+        held(self)
+        super().cancel()
+
+    def cancel_safe(self, *, timeout: float = 30.0) -> None:
+        held(self)
+        super().cancel_safe(timeout=timeout)
+
+    def close(self) -> None:
+        held(self)
+        super().close()
+
+    @contextmanager
+    def pipeline(self) -> Iterator[Pipeline]:
+        held(self)
+        with super().pipeline() as p:
+            yield p
 
     def commit(self) -> None:
         held(self)
@@ -293,6 +324,7 @@ class TenantConnection(TrackedHandlers, psycopg.Connection[Row]):
     def transaction(
         self, savepoint_name: str | None = None, force_rollback: bool = False
     ) -> Iterator[Transaction]:
+        held(self)  # a savepoint from a kept reference would land in another lease
         st = self._tg_state
         if st is None or self.pgconn.transaction_status != IDLE or in_pipeline(self):
             # Not ours, or nested: a savepoint inside an already-bound transaction.

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import AsyncTransaction
+from psycopg import AsyncPipeline, AsyncTransaction
 from psycopg.abc import Params, Query
 from psycopg.rows import Row
 
@@ -226,26 +226,56 @@ class AsyncTenantConnection(TrackedHandlers, psycopg.AsyncConnection[Row]):
     prepared_max = marking(psycopg.AsyncConnection.prepared_max)
 
     async def set_autocommit(self, value: bool) -> None:
+        held(self)
         self._tg_client_changed = True
         await super().set_autocommit(value)
 
     async def set_isolation_level(self, value: Any) -> None:
+        held(self)
         self._tg_client_changed = True
         await super().set_isolation_level(value)
 
     async def set_read_only(self, value: bool | None) -> None:
+        held(self)
         self._tg_client_changed = True
         await super().set_read_only(value)
 
     async def set_deferrable(self, value: bool | None) -> None:
+        held(self)
         self._tg_client_changed = True
         await super().set_deferrable(value)
 
     def _raw_cursor(self) -> psycopg.AsyncCursor[Any]:
-        # A plain psycopg cursor: internal statements must not recurse into binding.
+        """The plain psycopg cursor of the binding and the checkin guard.
+
+        Plain: internal statements must not recurse into binding. Made by the pool's
+        ``configure`` hook, before any lease: a cursor copies the connection's adapters
+        when it is made, so dumpers or loaders a lease registers on the connection never
+        encode the binding nor read the guard's snapshot.
+        """
         if self._tg_internal_cursor is None or self._tg_internal_cursor.closed:
             self._tg_internal_cursor = psycopg.AsyncCursor(self)
         return self._tg_internal_cursor
+
+    # What a reference kept past its lease must not do to the lease that holds the
+    # connection now (another thread's or task's): the same check as commit().
+    def cancel(self) -> None:
+        held(self)
+        super().cancel()
+
+    async def cancel_safe(self, *, timeout: float = 30.0) -> None:
+        held(self)
+        await super().cancel_safe(timeout=timeout)
+
+    async def close(self) -> None:
+        held(self)
+        await super().close()
+
+    @asynccontextmanager
+    async def pipeline(self) -> AsyncIterator[AsyncPipeline]:
+        held(self)
+        async with super().pipeline() as p:
+            yield p
 
     async def commit(self) -> None:
         held(self)
@@ -294,6 +324,7 @@ class AsyncTenantConnection(TrackedHandlers, psycopg.AsyncConnection[Row]):
     async def transaction(
         self, savepoint_name: str | None = None, force_rollback: bool = False
     ) -> AsyncIterator[AsyncTransaction]:
+        held(self)  # a savepoint from a kept reference would land in another lease
         st = self._tg_state
         if st is None or self.pgconn.transaction_status != IDLE or in_pipeline(self):
             # Not ours, or nested: a savepoint inside an already-bound transaction.

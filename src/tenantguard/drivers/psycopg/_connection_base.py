@@ -77,6 +77,7 @@ def marking(prop: Any) -> Any:
     what a lease changes on the Python object, the next lease would inherit."""
 
     def fset(self: Any, value: Any) -> None:
+        held(self)
         self._tg_client_changed = True
         prop.fset(self, value)
 
@@ -114,22 +115,27 @@ def fast_path_open(conn: Any) -> bool:
 class TrackedHandlers:
     """Notice and notify handlers added through a lease, kept count of (the methods are sync
     on both psycopg connection classes): the checkin guard replaces a connection that still
-    has one, which would otherwise receive the next tenant's notices."""
+    has one, which would otherwise receive the next tenant's notices. From a reference kept
+    past its lease they raise :class:`LeaseNotHeld` (they would hook another lease)."""
 
     _tg_added_handlers: tuple[Any, ...] = ()
 
     def add_notice_handler(self, callback: Any) -> None:
+        held(self)
         super().add_notice_handler(callback)  # type: ignore[misc]
         self._tg_added_handlers = (*self._tg_added_handlers, callback)
 
     def remove_notice_handler(self, callback: Any) -> None:
+        held(self)
         super().remove_notice_handler(callback)  # type: ignore[misc]
         self._tg_added_handlers = tuple(h for h in self._tg_added_handlers if h is not callback)
 
     def add_notify_handler(self, callback: Any) -> None:
+        held(self)
         super().add_notify_handler(callback)  # type: ignore[misc]
         self._tg_added_handlers = (*self._tg_added_handlers, callback)
 
     def remove_notify_handler(self, callback: Any) -> None:
+        held(self)
         super().remove_notify_handler(callback)  # type: ignore[misc]
         self._tg_added_handlers = tuple(h for h in self._tg_added_handlers if h is not callback)

@@ -23,7 +23,15 @@ from typing import Any
 
 import psycopg
 
-__all__ = ["FAST", "NO_TRACEBACK", "REASON", "TEMPLATES", "TESTED_SERIES", "capability"]
+__all__ = [
+    "FAST",
+    "NO_TRACEBACK",
+    "REASON",
+    "TEMPLATES",
+    "TESTED_SERIES",
+    "adapters_state",
+    "capability",
+]
 
 #: psycopg (major, minor) series whose internals the fast path was tested against. The
 #: CI's lowest-deps leg runs the floor in pyproject.toml (3.3.6), the main legs the newest.
@@ -108,9 +116,35 @@ def capability() -> tuple[bool, str]:
         return False, f"psycopg.Connection lacks {', '.join(missing)}"
     from psycopg.adapt import AdaptersMap
 
-    if any(_missing_on(AdaptersMap, n) for n in _ADAPTERS_NAMES):
+    probe = AdaptersMap(psycopg.adapters)
+    if any(_missing_on(AdaptersMap, n) for n in _ADAPTERS_NAMES) or not (
+        isinstance(probe._dumpers, dict)
+        and isinstance(probe._dumpers_by_oid, list)
+        and isinstance(probe._loaders, list)
+        and isinstance(getattr(probe.types, "_registry", None), dict)
+    ):
         return False, "psycopg.adapt.AdaptersMap changed"
     return True, ""
+
+
+def adapters_state(conn: Any) -> tuple[int, ...] | None:
+    """The identities of the tables behind ``conn.adapters``, or None without the fast path.
+
+    psycopg's adapters maps are copy-on-write, and a cursor made from a connection's map
+    marks that map as sharing: the next dumper, loader or type registered on the
+    connection replaces one of these tables. Compared at checkin with the value taken when
+    the pool configured the connection, a change means a lease registered adapters that the
+    next lease's parameters and results would go through.
+    """
+    if not FAST:
+        return None
+    m = conn.adapters
+    return (
+        *map(id, m._dumpers.values()),
+        *map(id, m._dumpers_by_oid),
+        *map(id, m._loaders),
+        id(m.types._registry),
+    )
 
 
 def _missing_on(cls: type, name: str) -> bool:

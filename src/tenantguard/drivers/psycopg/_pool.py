@@ -198,7 +198,7 @@ class TenantPool:
     def _configure(self, conn: TenantConnection[Any]) -> None:
         conn.cursor_factory = TenantCursor
         conn.server_cursor_factory = TenantServerCursor
-        cur = psycopg.Cursor(conn)
+        cur = conn._raw_cursor()  # made now, before any lease: see _raw_cursor
         if self._core.check_role:
             query, params = self._core.role_query()
             cur.execute(query, params)
@@ -218,7 +218,7 @@ class TenantPool:
         if self._core.checkin_clean(conn):
             return
         steps = self._core.checkin_steps(conn)
-        cur: psycopg.Cursor[Any] | None = None
+        cur = conn._raw_cursor()  # not the connection's adapters as a lease left them
         try:
             step = next(steps)
             while True:
@@ -228,7 +228,6 @@ class TenantPool:
                     if kind == "close":
                         conn.close()
                     else:
-                        cur = cur or psycopg.Cursor(conn)
                         cur.execute(query, params)
                         result = cur.fetchone() if kind == "fetch" else None
                 except Exception as exc:
@@ -267,6 +266,9 @@ class _Lease(LeaseBase):
         try:
             ctx, st_ctx = self.pool._core.lease_contexts()
             conn = self.pool._pool.getconn(self.timeout)
+            while conn.closed:  # closed in the pool (by a reference kept past its lease)
+                self.pool._pool.putconn(conn)  # psycopg_pool discards and replaces it
+                conn = self.pool._pool.getconn(self.timeout)
         except BaseException:
             self._exit_tenant()
             raise

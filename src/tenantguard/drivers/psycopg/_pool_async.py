@@ -206,7 +206,7 @@ class AsyncTenantPool:
     async def _configure(self, conn: AsyncTenantConnection[Any]) -> None:
         conn.cursor_factory = AsyncTenantCursor
         conn.server_cursor_factory = AsyncTenantServerCursor
-        cur = psycopg.AsyncCursor(conn)
+        cur = conn._raw_cursor()  # made now, before any lease: see _raw_cursor
         if self._core.check_role:
             query, params = self._core.role_query()
             await cur.execute(query, params)
@@ -226,7 +226,7 @@ class AsyncTenantPool:
         if self._core.checkin_clean(conn):
             return
         steps = self._core.checkin_steps(conn)
-        cur: psycopg.AsyncCursor[Any] | None = None
+        cur = conn._raw_cursor()  # not the connection's adapters as a lease left them
         try:
             step = next(steps)
             while True:
@@ -236,7 +236,6 @@ class AsyncTenantPool:
                     if kind == "close":
                         await conn.close()
                     else:
-                        cur = cur or psycopg.AsyncCursor(conn)
                         await cur.execute(query, params)
                         result = await cur.fetchone() if kind == "fetch" else None
                 except Exception as exc:
@@ -274,6 +273,9 @@ class _AsyncLease(LeaseBase):
         try:
             ctx, st_ctx = self.pool._core.lease_contexts()
             conn = await self.pool._pool.getconn(self.timeout)
+            while conn.closed:  # closed in the pool (by a reference kept past its lease)
+                await self.pool._pool.putconn(conn)  # psycopg_pool discards and replaces it
+                conn = await self.pool._pool.getconn(self.timeout)
         except BaseException:
             self._exit_tenant()
             raise

@@ -176,14 +176,20 @@ def _reported_kinds(base: SessionSnapshot, reported: tuple[bytes | None, ...]) -
 
 
 def client_state(conn: Any) -> tuple[object, ...]:
-    """The factories of the Python connection object (plain attributes), as configured."""
-    return (conn.row_factory, conn.cursor_factory, conn.server_cursor_factory)
+    """The factories of the Python connection object (plain attributes) and its adapters'
+    tables (:func:`._internals.adapters_state`), as configured."""
+    return (
+        conn.row_factory,
+        conn.cursor_factory,
+        conn.server_cursor_factory,
+        _internals.adapters_state(conn),
+    )
 
 
 def client_changed(conn: Any, baseline: tuple[object, ...]) -> bool:
     """What a lease changed on the Python connection object that the next lease would
     inherit: transaction characteristics and preparation (marked by their setters), the
-    factories, and notice or notify handlers added and not removed (a handler left behind
+    factories, adapters registered on the connection, and notice or notify handlers added and not removed (a handler left behind
     would receive the next tenant's notices)."""
     return bool(
         conn._tg_client_changed
@@ -191,6 +197,7 @@ def client_changed(conn: Any, baseline: tuple[object, ...]) -> bool:
         or conn.row_factory is not baseline[0]
         or conn.cursor_factory is not baseline[1]
         or conn.server_cursor_factory is not baseline[2]
+        or (baseline[3] is not None and _internals.adapters_state(conn) != baseline[3])
     )
 
 
