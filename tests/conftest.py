@@ -105,6 +105,17 @@ def scratch(server_dsn: str) -> Iterator[Scratch]:
     yield from make_scratch(server_dsn)
 
 
+@pytest.fixture
+def fresh(server_dsn: str) -> Iterator[Scratch]:
+    """A fresh database with tenantguard installed, per test (for tests that change schemas)."""
+    gen = make_scratch(server_dsn)
+    s = next(gen)
+    with s.admin() as conn:
+        install(conn, InstallSpec(app_role=s.app_role, owner_role=s.owner_role))
+    yield s
+    next(gen, None)
+
+
 SAAS_SCHEMA = """
 CREATE SCHEMA app;
 CREATE TABLE app.tenants (id bigint PRIMARY KEY, name text NOT NULL);

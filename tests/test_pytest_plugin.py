@@ -126,7 +126,7 @@ def test_checks_fail_per_rule_on_a_leaky_database(pytester: pytest.Pytester, lea
         [
             "*tenantguard rule TGA101: 1 finding(s) at or above low in *",
             "[[]CRITICAL[]] TGA101 rls-disabled: public.notes",
-            "    row level security is disabled (runtime role *",
+            "    row level security is disabled and the runtime role *",
             "    why: *",
             "    fix:",
             '      ALTER TABLE "public"."notes" ENABLE ROW LEVEL SECURITY;',

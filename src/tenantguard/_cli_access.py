@@ -13,7 +13,7 @@ import sys
 import click
 from rich.table import Table
 
-from tenantguard._cli_util import err, handled, out
+from tenantguard._cli_util import err, folded, handled, out
 
 __all__ = ["admin_group", "credentials_group"]
 
@@ -185,7 +185,7 @@ def list_(dsn: str, fmt: str, schema: str) -> None:
             r.state,
             "exists" if r.role_exists else "dropped",
         )
-    out.print(table)
+    out.print(folded(table))
 
 
 @click.group("admin")
@@ -321,7 +321,7 @@ def show_log(dsn: str, fmt: str, schema: str) -> None:
             r.ticket,
             r.state,
         )
-    out.print(table)
+    out.print(folded(table))
     if rows:
         err.print(f"head: {rows[-1].seq}:{rows[-1].hash}", highlight=False)
 

@@ -11,6 +11,7 @@ import click
 import psycopg
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from tenantguard.errors import TenantGuardError, first_line
 
@@ -21,6 +22,7 @@ __all__ = [
     "announce_inferred",
     "err",
     "finish",
+    "folded",
     "handled",
     "live_target_options",
     "one_runtime_role",
@@ -32,6 +34,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 err = Console(stderr=True)
 out = Console()
+
+
+def folded(table: Table) -> Table:
+    """*table* with cells that wrap at spaces and fold a word too long for its column onto
+    the next line: never cut with an ellipsis (rich's default), nothing lost."""
+    for column in table.columns:
+        column.overflow = "fold"
+        column.no_wrap = False
+    return table
 
 
 def _fail(exc: TenantGuardError) -> None:
@@ -137,7 +148,9 @@ def finish(report: Report, fmt: str, output: str | None, fail_on: str) -> NoRetu
     from tenantguard.tooling.findings import Severity, exit_code
     from tenantguard.tooling.report import write
 
-    write(report, fmt, output, err)  # type: ignore[arg-type]
+    write(report, fmt, output, out)  # type: ignore[arg-type]
+    if output:
+        err.print(f"wrote the {fmt} report to {escape(output)}", highlight=False)
     sys.exit(exit_code(report, Severity.parse(fail_on)))
 
 

@@ -14,7 +14,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from tenantguard._cli_util import err, handled, out
+from tenantguard._cli_util import err, folded, handled, out
 
 dsn_option = click.option(
     "--dsn",
@@ -234,7 +234,7 @@ def keys_list(dsn: str, schema: str, fmt: str) -> None:
     table = Table("key id", "created", "retired")
     for k in infos:
         table.add_row(k.key_id, str(k.created_at), str(k.retired_at) if k.retired_at else "live")
-    err.print(table)
+    out.print(folded(table))
 
 
 @main.command()
@@ -370,7 +370,7 @@ def demo(dsn: str | None, keep: bool, as_json: bool) -> None:
         table.add_column("verdict")
         for c in result.claims:
             table.add_row(c.claim, c.plain, c.guarded, "[green]PASS[/]" if c.ok else "[red]FAIL[/]")
-        out.print(table)
+        out.print(folded(table))
         err.print(
             "[dim]plain connection: each attack run as the runtime role on a plain psycopg "
             "connection (or psycopg_pool) before protect (no tenant bound: after), writes "
@@ -557,7 +557,7 @@ def bench(
             t["goal"],
             {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[t["met"]],
         )
-    out.print(table)
+    out.print(folded(table))
     err.print(f"wrote {path}, plots and {markdown}")
 
 

@@ -3,14 +3,11 @@ SQL that stays inert whatever the catalog names contain (each on a real server).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
-from tenantguard.admin import install, protect
-from tenantguard.core.sqlbuild import InstallSpec
+from tenantguard.admin import protect
 from tenantguard.errors import UsageError
 from tenantguard.tooling.audit import audit_database
 from tenantguard.tooling.findings import Finding, Severity
@@ -19,25 +16,17 @@ T = "tenant_id bigint NOT NULL, id bigint GENERATED ALWAYS AS IDENTITY PRIMARY K
 
 
 @pytest.fixture
-def db(server_dsn: str) -> Iterator[object]:
+def db(fresh) -> object:  # type: ignore[no-untyped-def]
     """A scratch database with tenantguard installed and one protected tenant table."""
-    from conftest import make_scratch
-
-    gen = make_scratch(server_dsn)
-    s = next(gen)
-    with s.admin() as conn:
-        install(conn, InstallSpec(app_role=s.app_role, owner_role=s.owner_role))
+    with fresh.admin() as conn:
         conn.execute(f"CREATE TABLE public.base ({T})")
         conn.execute(
             sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON public.base TO {}").format(
-                sql.Identifier(s.app_role)
+                sql.Identifier(fresh.app_role)
             )
         )
         protect(conn, ["public.base"])
-    try:
-        yield s
-    finally:
-        gen.close()
+    return fresh
 
 
 def _run(s, text: str) -> None:  # type: ignore[no-untyped-def]

@@ -18,6 +18,7 @@ __all__ = [
     "RoleReport",
     "code_report",
     "role_report",
+    "runtime_role_sql",
     "setting_ident",
 ]
 
@@ -58,6 +59,15 @@ WITH target AS (
                         AND a.attnum > 0 AND NOT a.attisdropped))
       AND c.relnamespace NOT IN (SELECT oid FROM pg_catalog.pg_namespace
                                  WHERE nspname IN ('pg_catalog', 'information_schema'))
+), tenant_tables AS (  -- what a dedicated runtime role needs grants on (superuser advice)
+    SELECT c.oid, c.relnamespace, c.relname FROM pg_catalog.pg_class c
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p')
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'tenantguard')
+      AND n.nspname NOT LIKE 'pg\\_%%'
+      AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                  WHERE a.attrelid = c.oid AND a.attname = %(column)s
+                    AND a.attnum > 0 AND NOT a.attisdropped)
 )
 SELECT
     t.rolname::text,
@@ -88,7 +98,11 @@ SELECT
     ARRAY(SELECT n.nspname::text FROM pg_catalog.pg_namespace n
           WHERE pg_catalog.has_schema_privilege(t.oid, n.oid, 'CREATE')
             AND n.nspname !~ '^pg_(temp|toast_temp)_[0-9]+$' ORDER BY 1),
-    pg_catalog.current_database()::text
+    pg_catalog.current_database()::text,
+    ARRAY(SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM tenant_tables c
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE t.rolsuper ORDER BY 1),
+    ARRAY(SELECT DISTINCT quote_ident(n.nspname) FROM tenant_tables c
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE t.rolsuper ORDER BY 1)
 FROM target t
 """
 
@@ -148,6 +162,29 @@ def _createrole_why(server_version_num: int) -> str:
     )
 
 
+def runtime_role_sql(login: str, tables: list[str], schemas: list[str]) -> str:
+    """SQL that creates a dedicated runtime role for an app that logs in as the superuser
+    *login*, with the grants it needs on the tenant *tables* (quoted schema.name) and their
+    *schemas* (quoted): advice that never takes a privilege away from anyone."""
+    new = "app_runtime" if login != "app_runtime" else "app_runtime_2"
+    lines = [
+        f"-- the application logs in as the superuser {login!r}: give it a role of its own",
+        f"CREATE ROLE {new} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB;",
+        f"-- then set its password (psql: \\password {new}) and use it in the app's DSN",
+    ]
+    if tables:
+        lines.append(f"GRANT USAGE ON SCHEMA {', '.join(schemas)} TO {new};")
+        lines.append(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(tables)} TO {new};")
+        lines.append(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA {', '.join(schemas)} TO {new};")
+    else:
+        lines.append(f"-- then GRANT {new} what the application needs on its tables")
+    lines.append(
+        f"-- with tenantguard: tenantguard install --app-role {new}, and "
+        f"tenantguard protect TABLE... --grant-to {new}"
+    )
+    return "\n".join(lines)
+
+
 def role_report(row: tuple[Any, ...], owner_hint: str | None = None) -> RoleReport:
     """Turn a :data:`ROLE_CHECK_QUERY` row into problems and the SQL that fixes each."""
     name, superuser, bypass, strong_roles, owned, owner_roles, defaults = row[:7]
@@ -165,8 +202,10 @@ def role_report(row: tuple[Any, ...], owner_hint: str | None = None) -> RoleRepo
     if superuser:
         add(
             "superuser",
-            "it is a superuser (RLS never applies to superusers)",
-            f"ALTER ROLE {role} NOSUPERUSER;",
+            "it is a superuser (RLS never applies to superusers): connect the application "
+            "as a dedicated runtime role instead (demoting this login would lock its "
+            "administrators out)",
+            runtime_role_sql(name, *(row[14:16] if len(row) > 15 else ([], []))),
         )
     if bypass:
         add("bypassrls", "it has BYPASSRLS", f"ALTER ROLE {role} NOBYPASSRLS;")

@@ -33,6 +33,7 @@ __all__ = [
     "parse_expr",
     "relations_in",
     "sql_comment",
+    "view_filters_tenant",
 ]
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "tenantguard")
@@ -79,11 +80,30 @@ class Table:
     parents: list[str]
     rows_estimate: float
     policies: list[Policy] = field(default_factory=list)
-    privileges: set[str] = field(default_factory=set)  # of the runtime role
+    # What the runtime role can do to the table directly: its table (or column)
+    # privileges, and none at all without USAGE on the table's schema (it cannot name it).
+    privileges: set[str] = field(default_factory=set)
+    granted: set[str] = field(default_factory=set)  # table privileges, whatever the schema
+    schema_usage: bool = True  # the runtime role has USAGE on the table's schema
 
     @property
     def label(self) -> str:
         return str(self.name)
+
+    def unreachable(self, role: str) -> str | None:
+        """Why *role* (the runtime role) cannot read or change the table directly, naming
+        the privilege it lacks; None when it can."""
+        if self.privileges:
+            return None
+        if self.granted and not self.schema_usage:
+            return (
+                f"{role!r} has {', '.join(sorted(self.granted))} on it but no USAGE on schema "
+                f"{self.name.schema!r}, so it cannot name the table"
+            )
+        return (
+            f"{role!r} has no SELECT, INSERT, UPDATE, DELETE or TRUNCATE on it (not directly, "
+            "not through PUBLIC nor a role it belongs to)"
+        )
 
     @property
     def restrictive_guard(self) -> Policy | None:
@@ -198,8 +218,10 @@ SELECT t.oid::int, ARRAY(SELECT p FROM unnest(ARRAY['SELECT','INSERT','UPDATE','
                     WHERE pg_catalog.has_table_privilege(%(role)s, t.oid, p)
                        -- a grant on some columns reaches the rows too
                        OR (p IN ('SELECT', 'INSERT', 'UPDATE')
-                           AND pg_catalog.has_any_column_privilege(%(role)s, t.oid, p)))
+                           AND pg_catalog.has_any_column_privilege(%(role)s, t.oid, p))),
+       pg_catalog.has_schema_privilege(%(role)s, c.relnamespace, 'USAGE')
 FROM unnest(%(oids)s::oid[]) AS t(oid)
+JOIN pg_catalog.pg_class c ON c.oid = t.oid
 """
 
 
@@ -319,16 +341,17 @@ class AuditContext:
 
     def pinned(
         self,
-        expr: str | None,
+        expr: str | ast.Node | None,
         column: str,
         distrust: frozenset[tuple[str | None, str]] = frozenset(),
         distrust_functions: frozenset[tuple[str | None, str]] = frozenset(),
     ) -> bool:
-        """Is the policy expression *expr* pinned to the bound tenant? See :func:`is_pinned`.
+        """Is the policy expression *expr* (text, or an already parsed node) pinned to the
+        bound tenant? See :func:`is_pinned`.
 
         *distrust*: tables whose sub-selects pin nothing; *distrust_functions*: calls
         (schema or None, name) that do not count as tenant helpers."""
-        node = parse_expr(expr)
+        node = expr if isinstance(expr, ast.Node) else parse_expr(expr)
         settings = frozenset((self.setting, self.user_setting))
 
         def helper(schema: str | None, name: str) -> bool:
@@ -583,8 +606,12 @@ def load_context(
         by_oid[relid].policies.append(pol)
         all_policies.append(pol)
     all_oids = oids + [t.oid for t in foreign]
-    for oid, privs in conn.execute(_PRIVS, {"role": runtime_role, "oids": all_oids}).fetchall():
-        by_oid[oid].privileges = set(privs)
+    for oid, privs, usage in conn.execute(
+        _PRIVS, {"role": runtime_role, "oids": all_oids}
+    ).fetchall():
+        t = by_oid[oid]
+        t.granted, t.schema_usage = set(privs), bool(usage)
+        t.privileges = set(privs) if usage else set()
     version = int(conn.execute("SHOW server_version_num").fetchone()[0])  # type: ignore[index]
     return AuditContext(
         conn=conn,
@@ -777,6 +804,32 @@ def is_pinned(
     Sub-selects reading a table in *distrust* (schema or None, name) pin nothing.
     """
     return _Pinning(column, settings, is_helper, distrust).pinned(node)
+
+
+def view_filters_tenant(
+    query: Any,
+    tenant_key: Callable[[str | None, str], str | None],
+    pinned: Callable[[ast.Node, str], bool],
+) -> bool:
+    """Does the view body *query* keep to the bound tenant on its own? One plain SELECT
+    (no set operation, no WITH) over exactly one relation, a tenant table, with a WHERE
+    that pins that table's tenant column, and no other tenant table read anywhere (sub-
+    selects included). *tenant_key*: (schema or None, name) -> that table's tenant
+    column, None for a table that is not a tenant table; *pinned*: is a node pinned on a
+    column. Only worth anything with ``security_barrier``: without it the planner may run
+    a caller's (leaky) function on rows before the view's WHERE drops them."""
+    if not isinstance(query, ast.SelectStmt) or query.withClause is not None:
+        return False
+    if query.op != enums.SetOperation.SETOP_NONE or len(query.fromClause or ()) != 1:
+        return False
+    (source,) = query.fromClause or (None,)
+    if not isinstance(source, ast.RangeVar) or not source.relname:
+        return False
+    column = tenant_key(source.schemaname, source.relname)
+    others = [r for r in relations_in(query) if r != (source.schemaname, source.relname)]
+    if column is None or any(tenant_key(*r) is not None for r in others):
+        return False
+    return query.whereClause is not None and pinned(query.whereClause, column)
 
 
 # --- function bodies --------------------------------------------------------------------

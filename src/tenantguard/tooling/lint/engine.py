@@ -36,7 +36,15 @@ from tenantguard.tooling.lint.keys import (
     table_shapes,
 )
 
-__all__ = ["LintContext", "Statement", "has_restrictive_guard", "lint_paths", "pinned", "walk"]
+__all__ = [
+    "LintContext",
+    "Statement",
+    "has_restrictive_guard",
+    "lint_paths",
+    "pinned",
+    "pinned_on",
+    "walk",
+]
 
 # Suppression comments are comments, not SQL structure: a line scan is the right tool.
 _SUPPRESS = re.compile(
@@ -134,13 +142,18 @@ def pinned(ctx: LintContext, expr: Any, table: str) -> bool:
     """Is the policy expression true only for the bound tenant's rows? The audit's own
     judgement (``is_pinned``): ``tenant_id IS NOT NULL`` or ``tenant_id > 0`` mention the
     column and pin nothing. Schema-qualified user functions count as tenant helpers."""
+    return pinned_on(ctx, expr, ctx.key_of(table))
+
+
+def pinned_on(ctx: LintContext, expr: Any, column: str) -> bool:
+    """:func:`pinned`, on a tenant column given by name."""
     from tenantguard.tooling.audit.catalog import is_pinned
 
     def is_helper(schema: str | None, name: str) -> bool:
         return name in _HELPERS or (schema is not None and schema != "pg_catalog")
 
     settings = frozenset((ctx.setting, ctx.user_setting))
-    return expr is not None and is_pinned(expr, ctx.key_of(table), settings, is_helper)
+    return expr is not None and is_pinned(expr, column, settings, is_helper)
 
 
 def has_restrictive_guard(ctx: LintContext, table: str) -> bool:

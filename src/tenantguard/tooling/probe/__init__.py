@@ -88,7 +88,19 @@ SEQUENCE_MOVED = Rule(
     "A trigger or a column default called nextval() during an attack. The gap this leaves "
     "is harmless; the probe does not reset the sequence.",
 )
-RULES: list[Rule] = [*ATTACK_RULES, NOT_RUN, NOT_PROBED, SEQUENCE_MOVED]
+UNREACHABLE = Rule(
+    "TGP193",
+    "table-unreachable",
+    Severity.LOW,
+    "probe",
+    "A tenant table the runtime role cannot reach was not probed",
+    "The runtime role has no privilege on the table (or no USAGE on its schema), so no attack "
+    "can be made on it as that role: nothing leaks through it directly, and nothing was "
+    "proven either. It is neither a leak nor counted clean: the report lists it in "
+    "meta.tables_unreachable and says which privilege is missing. Views and SECURITY DEFINER "
+    "functions over it are attacked where the role can reach them.",
+)
+RULES: list[Rule] = [*ATTACK_RULES, NOT_RUN, NOT_PROBED, SEQUENCE_MOVED, UNREACHABLE]
 
 _SEQUENCES = """
 SELECT schemaname::text || '.' || sequencename::text, last_value
@@ -142,6 +154,15 @@ def probe_database(
     check_targets(conn, {t.name for t in ctx.tables}, tenant_column, schemas, tables, "probe")
     check_setting(setting, settings_in_use(conn, ctx), "probe")
     targets = [t for t in ctx.tables if t.privileges]
+    unreachable = _unreachable_tables(ctx.tables, targets)
+    if unreachable and not targets:
+        raise UsageError(
+            f"the runtime role {app_role!r} can reach none of the {len(unreachable)} tenant "
+            f"table(s): {unreachable[0].unreachable(app_role)} ({unreachable[0].label}"
+            + (f" and {len(unreachable) - 1} more)" if len(unreachable) > 1 else ")"),
+            hint="check --app-role / --app-dsn (the role the application logs in as) and "
+            "--schema; nothing was probed",
+        )
     by_oid = {t.oid: t for t in ctx.tables}
     metas = load_meta(
         conn,
@@ -156,6 +177,7 @@ def probe_database(
     superuser, bypass = (bool(row[0]), bool(row[1])) if row else (False, False)
     sequences_before = conn.execute(_SEQUENCES).fetchall()
     report = Report(tool="probe", target=describe_dsn(conn.info.dsn), rules=list(RULES))
+    report.findings += [_unreachable(t, app_role) for t in unreachable]
     probe_key, table_setup = _signing(conn, signing_key)
     with _own_connection(conn) as work, _own_connection(conn) as fresh:
         prober = Prober(
@@ -213,6 +235,7 @@ def probe_database(
         "setting": ctx.setting,
         "tables_probed": len(targets) - sum(1 for f in coverage if f.rule is NOT_PROBED),
         "tables_not_probed": sum(1 for f in coverage if f.rule is NOT_PROBED),
+        "tables_unreachable": [t.label for t in unreachable],
         "attacks_not_run": sum(1 for f in coverage if f.rule is NOT_RUN),
         "attempts": prober.attempts,
         "sequences_moved": [name for name, _ in moved],  # by triggers; reported, not reset
@@ -228,6 +251,30 @@ def probe_database(
             )
         )
     return report
+
+
+def _unreachable_tables(tables: list[Table], targets: list[Table]) -> list[Table]:
+    """The tables the runtime role cannot touch, but for partitions and inheritance
+    children of a table it can (their rows are attacked through that parent)."""
+    covered = {t.label for t in targets}
+    rest = [t for t in tables if not t.privileges]
+    while True:
+        through = [t for t in rest if covered & set(t.parents)]
+        if not through:
+            return rest
+        covered |= {t.label for t in through}
+        rest = [t for t in rest if t not in through]
+
+
+def _unreachable(t: Table, role: str) -> Finding:
+    """A table the runtime role cannot touch: not a leak, not clean; what it lacks."""
+    via = f" (nor its parent {', '.join(t.parents)})" if t.parents else ""
+    return Finding(
+        UNREACHABLE,
+        t.label,
+        f"not probed: {t.unreachable(role)}; no attack can be made on it as this role, so "
+        f"nothing leaks through it directly{via} and nothing was proven either",
+    )
 
 
 @contextlib.contextmanager

@@ -6,7 +6,7 @@ import html
 from datetime import UTC, datetime
 
 from tenantguard.tooling.findings import Report, Severity
-from tenantguard.tooling.report.json_report import summary
+from tenantguard.tooling.report.json_report import scope, summary
 
 _COLOR = {
     Severity.CRITICAL: "#b00020",
@@ -52,14 +52,14 @@ def to_html(report: Report) -> str:
         parts.append("</div>")
         items.append("".join(parts))
     meta = " &middot; ".join(f"{e(str(k))}: {e(str(v))}" for k, v in report.meta.items())
-    body = "".join(items) or '<p class="ok">No findings.</p>'
+    body = "".join(items) or f'<p class="ok">No findings in {e(scope(report))}.</p>'
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>tenantguard {e(report.tool)} report</title>
 <style>{_CSS}</style></head><body>
 <h1>tenantguard {e(report.tool)} report</h1>
 <p class="target">{e(report.target)}</p>
-<p class="meta">{meta} &middot; generated {when} &middot; {counts["total"]} finding(s), {len(report.rules)} rule(s) checked</p>
+<p class="meta">{meta} &middot; generated {when} &middot; {counts["total"]} finding(s); scope: {e(scope(report))}</p>
 <div class="cards">{cards}</div>
 {body}
 </body></html>

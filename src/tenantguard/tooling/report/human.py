@@ -1,4 +1,4 @@
-"""Readable output through rich (to stderr by convention)."""
+"""Readable output through rich (to stdout, like every other format)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from tenantguard.tooling.findings import Report, Severity
-from tenantguard.tooling.report.json_report import summary
+from tenantguard.tooling.report.json_report import scope, summary
 
 _STYLE = {
     Severity.CRITICAL: "bold red",
@@ -39,7 +39,9 @@ def print_human(report: Report, console: Console) -> None:
         if f.evidence:
             console.print(f"         [dim]evidence: {_indent(escape(f.evidence))}[/]")
     if not report.findings:
-        console.print("[green]no findings[/]")
+        console.print(f"[green]no findings[/] in {escape(scope(report))}")
+    else:
+        console.print(f"[dim]scope: {escape(scope(report))}[/]")
 
 
 def _indent(text: str) -> str:

@@ -18,7 +18,11 @@ RULE = Rule(
     description="Without ENABLE ROW LEVEL SECURITY no policy applies: any query with a forgotten "
     "WHERE reads and writes every tenant's rows. Foreign tables (postgres_fdw, file_fdw, ...) "
     "with the tenant column are reported too: they cannot have row level security at all "
-    "(critical when the runtime role can read or change them, high otherwise).",
+    "(critical when the runtime role can read or change them, high otherwise). Rated by what "
+    "the runtime role can reach: a table it has no privilege on (or whose schema it has no "
+    "USAGE on) cannot leak through it directly, so that is low, with the missing privilege "
+    "named; views and SECURITY DEFINER functions over it are rated by their own rules "
+    "(TGA140, TGA133).",
     anti_pattern="CREATE TABLE app.invoices (tenant_id bigint NOT NULL, ...);  -- no RLS",
     best_practice="ALTER TABLE app.invoices ENABLE ROW LEVEL SECURITY;\n"
     "ALTER TABLE app.invoices FORCE ROW LEVEL SECURITY;  -- plus tenant policies",
@@ -28,11 +32,24 @@ RULE = Rule(
 def check(ctx: AuditContext) -> Iterator[Finding]:
     for t in ctx.tables:
         if not t.rls and not t.parents:  # children: TGA104
-            reach = ", ".join(sorted(t.privileges)) or "no direct privileges"
+            why = t.unreachable(ctx.runtime_role)
+            if why is None:
+                reach = ", ".join(sorted(t.privileges))
+                message = (
+                    f"row level security is disabled and the runtime role {ctx.runtime_role!r} "
+                    f"has {reach} on it: a query with a forgotten WHERE reaches every tenant's rows"
+                )
+            else:
+                message = (
+                    f"row level security is disabled, but {why}: rated low, since the runtime "
+                    "role cannot read or change it directly (a grant would expose every "
+                    "tenant's rows; views and functions over it are rated by TGA140 / TGA133)"
+                )
             yield Finding(
                 RULE,
                 t.label,
-                f"row level security is disabled (runtime role {ctx.runtime_role!r}: {reach})",
+                message,
+                severity=None if why is None else Severity.LOW,
                 fix_sql=t.protect_sql(),
             )
     for t in ctx.foreign_tables:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from psycopg import sql
+
 from tenantguard.tooling.audit.catalog import AuditContext, _mentions
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
@@ -16,7 +18,10 @@ RULE = Rule(
     description="USING filters the rows a statement can see; WITH CHECK validates the rows it "
     "writes. A permissive INSERT/UPDATE/ALL policy whose check does not mention the tenant "
     "column lets a tenant insert rows into, or move rows to, another tenant (PostgreSQL reuses "
-    "USING as the check for ALL/UPDATE only when WITH CHECK is absent).",
+    "USING as the check for ALL/UPDATE only when WITH CHECK is absent). A FOR INSERT policy "
+    "with no WITH CHECK at all admits no row: PostgreSQL ORs only the checks that exist, so "
+    "beside a pinned policy it lets no other tenant's row in, and alone it refuses every "
+    "insert. That is rated low (misleading, not exposed), as the server behaves.",
     anti_pattern="CREATE POLICY ins ON app.t FOR INSERT WITH CHECK (true);",
     best_practice="... WITH CHECK (tenant_id = (SELECT tenantguard.current_tenant()::bigint))",
 )
@@ -34,7 +39,20 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
                 if p.with_check is not None
                 else (p.qual if p.command in ("ALL", "UPDATE") else None)
             )
-            if not _mentions(effective, t.tenant_column):
+            if p.command == "INSERT" and p.with_check is None:
+                yield Finding(
+                    RULE,
+                    f"{p.label} on {t.label}",
+                    "FOR INSERT without WITH CHECK: PostgreSQL adds no check for it to the ones "
+                    "it ORs, so it admits no row (another tenant's neither); rated low, since "
+                    "it leaks nothing but reads as if it allowed any insert: drop it or give it "
+                    f"a WITH CHECK that pins {t.tenant_column}",
+                    severity=Severity.LOW,
+                    fix_sql=sql.SQL("DROP POLICY {} ON {};")
+                    .format(sql.Identifier(p.name), t.name.ident)
+                    .as_string(ctx.conn),
+                )
+            elif not _mentions(effective, t.tenant_column):
                 yield Finding(
                     RULE,
                     f"{p.label} on {t.label}",

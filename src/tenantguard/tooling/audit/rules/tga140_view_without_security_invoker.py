@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from pglast import parse_sql
+from pglast.parser import ParseError
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext
+from tenantguard.tooling.audit.catalog import AuditContext, view_filters_tenant
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -17,7 +19,10 @@ RULE = Rule(
     summary="View over a tenant table without security_invoker",
     description="A view reads its tables with its owner's rights. If the owner is a superuser "
     "or BYPASSRLS role (views are often created by the migration role), the view returns "
-    "every tenant's rows to anyone who can select from it.",
+    "every tenant's rows to anyone who can select from it. Not reported: a view with "
+    "security_barrier whose own WHERE pins the tenant column of the one tenant table it reads "
+    "(the view does the tenant filtering, and the barrier keeps a caller's functions from "
+    "seeing rows before it does).",
     anti_pattern="CREATE VIEW app.big_invoices AS SELECT * FROM app.invoices WHERE amount > 100;",
     best_practice="CREATE VIEW app.big_invoices WITH (security_invoker = true) AS ...;  -- PG 15+",
 )
@@ -25,7 +30,9 @@ RULE = Rule(
 _QUERY = """
 SELECT DISTINCT v.oid::regclass::text, pg_catalog.pg_get_userbyid(v.relowner)::text,
        o.rolsuper OR o.rolbypassrls, v.relkind::text,
-       pg_catalog.has_table_privilege(%(role)s, v.oid, 'SELECT'), vn.nspname::text, v.relname::text
+       pg_catalog.has_table_privilege(%(role)s, v.oid, 'SELECT'), vn.nspname::text, v.relname::text,
+       coalesce(v.reloptions && ARRAY['security_barrier=true', 'security_barrier=on'], false),
+       pg_catalog.pg_get_viewdef(v.oid)
 FROM pg_catalog.pg_rewrite r
 JOIN pg_catalog.pg_class v ON v.oid = r.ev_class
 JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
@@ -38,12 +45,36 @@ ORDER BY 1
 """
 
 
+def filters_tenant(ctx: AuditContext, definition: str | None) -> bool:
+    """Does the view body (pg_get_viewdef) keep to the bound tenant on its own?"""
+    try:
+        stmts = parse_sql(definition or "")
+    except ParseError:
+        return False
+    if len(stmts) != 1:
+        return False
+    path = ctx.session_schemas  # pg_get_viewdef qualifies names against this session's path
+    distrust = frozenset((t.name.schema, t.name.name) for t in ctx.tables) | frozenset(
+        (None, t.name.name) for t in ctx.tables
+    )
+
+    def tenant_key(schema: str | None, name: str) -> str | None:
+        hit = ctx.tables_named(schema, name, path)
+        return hit[0].tenant_column if len(hit) == 1 else None
+
+    return view_filters_tenant(
+        stmts[0].stmt, tenant_key, lambda node, column: ctx.pinned(node, column, distrust)
+    )
+
+
 def check(ctx: AuditContext) -> Iterator[Finding]:
-    for view, owner, bypass, kind, readable, schema, name in ctx.fetch(
+    for view, owner, bypass, kind, readable, schema, name, barrier, definition in ctx.fetch(
         _QUERY, {"role": ctx.runtime_role, "oids": ctx.tenant_oids}
     ):
         if kind == "m":
             continue  # materialized views: TGA141
+        if barrier and filters_tenant(ctx, definition):
+            continue  # the view pins the tenant itself, behind a security barrier
         sev = Severity.CRITICAL if bypass and readable else None
         ident = sql.Identifier(schema, name)
         yield Finding(

@@ -24,7 +24,7 @@ RULE = Rule(
 
 
 def check(ctx: AuditContext) -> Iterator[Finding]:
-    for view, owner, _bypass, kind, readable, schema, name in ctx.fetch(
+    for view, owner, _bypass, kind, readable, schema, name, *_ in ctx.fetch(
         _QUERY, {"role": ctx.runtime_role, "oids": ctx.tenant_oids}
     ):
         if kind != "m":

@@ -19,7 +19,12 @@ RULE = Rule(
     "an existence oracle: inserting a colliding value reveals another tenant's row. A foreign "
     "key to another tenant table that does not match the tenant column to the target's tenant "
     "column lets a row reference another tenant's row. Foreign keys to tables without the "
-    "tenant column (shared lookup tables such as currencies) are not reported.",
+    "tenant column (shared lookup tables such as currencies) are not reported. Rated by what "
+    "the runtime role can reach: the oracle needs INSERT or UPDATE, so a key on a table it "
+    "cannot write is low. The tenant root table (its tenant column alone is a key: one row "
+    "per tenant) names tenants, so its other keys (a unique tenant name or slug) are global "
+    "by design: not reported when the runtime role cannot write the table, low when it can "
+    "(the defect is that it can add or rename tenants: TGA107).",
     anti_pattern="CREATE TABLE app.users (tenant_id bigint, email text UNIQUE, ...);",
     best_practice="UNIQUE (tenant_id, email); FOREIGN KEY (tenant_id, owner_id) REFERENCES "
     "app.users (tenant_id, id)",
@@ -59,17 +64,41 @@ ORDER BY 1
 def check(ctx: AuditContext) -> Iterator[Finding]:
     by_oid = {t.oid: t for t in ctx.tables}
     rows = ctx.fetch(_UNIQUE, {"oids": ctx.tenant_oids})
+    roots = {relid for _i, relid, cols, _a in rows if cols == [by_oid[relid].tenant_column]}
     for index, relid, cols, all_identity in rows:
         t = by_oid[relid]
         if t.tenant_column in cols or all_identity:
             continue
+        writes = sorted({"INSERT", "UPDATE"} & t.privileges)
+        if relid in roots and not writes:
+            continue  # the tenants' own names: global by design, and out of the app's reach
         quoted = ", ".join(sql.Identifier(c).as_string(ctx.conn) for c in (t.tenant_column, *cols))
-        yield Finding(
-            RULE,
-            f"index {index} on {t.label}",
-            f"unique on ({', '.join(cols)}) without {t.tenant_column}: an existence oracle",
-            fix_sql=sql_comment(f"make it UNIQUE ({quoted})"),
-        )
+        message = f"unique on ({', '.join(cols)}) without {t.tenant_column}: an existence oracle"
+        fix = sql_comment(f"make it UNIQUE ({quoted})")
+        severity = None
+        if relid in roots:
+            message = (
+                f"unique on ({', '.join(cols)}) of the tenant root table (one row per "
+                f"{t.tenant_column}): global by design, but the runtime role "
+                f"{ctx.runtime_role!r} can {' and '.join(writes)} tenants, so a colliding "
+                "value tells it another tenant's; rated low, the defect is the write grant "
+                "(TGA107)"
+            )
+            revoke = sql.SQL("REVOKE INSERT, UPDATE ON {} FROM {};").format(
+                t.name.ident, sql.Identifier(ctx.runtime_role)
+            )
+            fix = sql_comment(
+                "tenant names are global by design; unless the app must add or rename "
+                f"tenants: {revoke.as_string(ctx.conn)}"
+            )
+            severity = Severity.LOW
+        elif not writes:
+            message += (
+                f", but the runtime role {ctx.runtime_role!r} cannot INSERT or UPDATE the "
+                "table, so it cannot ask it: rated low"
+            )
+            severity = Severity.LOW
+        yield Finding(RULE, f"index {index} on {t.label}", message, fix_sql=fix, severity=severity)
     fks = ctx.fetch(
         _FKS,
         {

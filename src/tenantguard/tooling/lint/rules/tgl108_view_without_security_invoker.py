@@ -6,8 +6,9 @@ from collections.abc import Iterator
 
 from pglast import ast
 
+from tenantguard.tooling.audit.catalog import view_filters_tenant
 from tenantguard.tooling.findings import Finding, Rule
-from tenantguard.tooling.lint.engine import LintContext, finding, rel_name, walk
+from tenantguard.tooling.lint.engine import LintContext, finding, pinned_on, rel_name, walk
 from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
@@ -17,10 +18,29 @@ RULE = Rule(
     tool="lint",
     summary="View over a tenant table without security_invoker",
     description="Views read their tables with the view owner's rights; created by a migration "
-    "role that bypasses RLS, the view returns every tenant's rows.",
+    "role that bypasses RLS, the view returns every tenant's rows. Not reported, as the audit "
+    "(TGA140): a view with security_barrier whose own WHERE pins the tenant column of the one "
+    "tenant table it reads.",
     anti_pattern="CREATE VIEW app.v AS SELECT * FROM app.invoices;",
     best_practice="CREATE VIEW app.v WITH (security_invoker = true) AS SELECT * FROM app.invoices;",
 )
+
+
+def _filters_tenant(ctx: LintContext, view: ast.ViewStmt) -> bool:
+    """security_barrier, and a body that pins the tenant of the one tenant table it reads."""
+    barrier = any(
+        o.defname == "security_barrier"
+        and (o.arg is None or getattr(o.arg, "sval", "true") in ("true", "on", "1"))
+        for o in view.options or ()
+    )
+
+    def tenant_key(schema: str | None, name: str) -> str | None:
+        table = f"{schema or 'public'}.{name}"
+        return ctx.key_of(table) if table in ctx.tenant_tables else None
+
+    return barrier and view_filters_tenant(
+        view.query, tenant_key, lambda node, column: pinned_on(ctx, node, column)
+    )
 
 
 def check(ctx: LintContext) -> Iterator[Finding]:
@@ -47,7 +67,7 @@ def check(ctx: LintContext) -> Iterator[Finding]:
         )
         tables = {rel_name(r) for r in walk(n.query) if isinstance(r, ast.RangeVar)}
         hit = sorted(t for t in tables if t in ctx.tenant_tables)
-        if hit and not invoker:
+        if hit and not invoker and not _filters_tenant(ctx, n):
             yield finding(
                 RULE, st, rel_name(n.view), f"reads {', '.join(hit)} without security_invoker"
             )
