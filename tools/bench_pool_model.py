@@ -15,7 +15,12 @@ the same round. With the server on this machine it also reports the server's CPU
 request (each variant's one backend, read from ``/proc/<pid>/stat``): unlike throughput,
 that does not depend on what else the machine is running. Bounded: rounds x variants x duration seconds, loopback or a Unix socket.
 
+With ``--threads N`` each cell runs N client threads on the shared pools (``--pool-size``
+connections each, default 4) and reports the client's CPU per request (every thread) in
+place of the server's.
+
     .venv/bin/python tools/bench_pool_model.py --rounds 15 --duration 1
+    .venv/bin/python tools/bench_pool_model.py --rounds 7 --duration 2 --threads 16
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import contextlib
 import os
 import random
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -88,12 +94,16 @@ def backend_cpu(pid: int) -> float | None:
 
 
 @contextlib.contextmanager
-def variants(admin_dsn: str) -> Iterator[dict[str, tuple[Op, Callable[[], int]]]]:
+def variants(admin_dsn: str, size: int = 1) -> Iterator[dict[str, tuple[Op, Callable[[], int]]]]:
     app_dsn = _with(admin_dsn, user=APP)
     kw: dict[str, Any] = {"autocommit": True}
-    plain: ConnectionPool[Any] = ConnectionPool(app_dsn, min_size=1, max_size=1, kwargs=kw)
-    pinned = TenantPool(app_dsn, min_size=1, max_size=1, tenant_kind="bigint")
-    unpinned = TenantPool(app_dsn, min_size=1, max_size=1, tenant_kind="bigint", pin_session=False)
+    sizes = {"min_size": size, "max_size": size}
+    plain: ConnectionPool[Any] = ConnectionPool(app_dsn, kwargs=kw, **sizes)
+    plain.wait()
+    pinned = TenantPool(app_dsn, tenant_kind="bigint", **sizes)
+    unpinned = TenantPool(app_dsn, tenant_kind="bigint", pin_session=False, **sizes)
+    pinned.pool.wait()
+    unpinned.pool.wait()
     q_where = "SELECT id, amount FROM public.items_plain WHERE tenant_id = %s AND id = %s"
     q_rls = "SELECT id, amount FROM public.items WHERE id = %s"  # RLS adds the tenant
 
@@ -149,13 +159,46 @@ def measure(
     return n / elapsed, n, cpu
 
 
+def measure_threads(
+    op: Op, threads: int, tenants: int, duration: float, seed: int
+) -> tuple[float, int, float]:
+    """(ops/s, ops, client CPU seconds of every thread) for one cell of *threads* clients."""
+    counts = [0] * threads
+    start_line = threading.Barrier(threads + 1)
+    stop = threading.Event()
+
+    def client(i: int) -> None:
+        rnd = random.Random(seed * 1000 + i)
+        for _ in range(20):  # warm up
+            op(rnd.randint(1, tenants))
+        start_line.wait()
+        while not stop.is_set():
+            op(rnd.randint(1, tenants))
+            counts[i] += 1
+
+    workers = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(threads)]
+    for w in workers:
+        w.start()
+    start_line.wait(60)
+    cpu0, start = time.process_time(), time.perf_counter()
+    time.sleep(duration)
+    stop.set()
+    for w in workers:
+        w.join(60)
+    elapsed = time.perf_counter() - start
+    return sum(counts) / elapsed, sum(counts), time.process_time() - cpu0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dsn", help="superuser DSN; default: embedded PostgreSQL")
     ap.add_argument("--tenants", type=int, default=10000)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--duration", type=float, default=1.0)
+    ap.add_argument("--threads", type=int, default=1, help="client threads per cell")
+    ap.add_argument("--pool-size", type=int, default=None, help="default: 1, or 4 with threads")
     args = ap.parse_args()
+    size = args.pool_size or (4 if args.threads > 1 else 1)
     with contextlib.ExitStack() as stack:
         dsn = args.dsn or stack.enter_context(embedded_postgres(prefix="tg-bench-pm-"))
         setup(dsn, args.tenants)
@@ -164,15 +207,23 @@ def main() -> None:
         raw: dict[str, list[float]] = {}
         cpu: dict[str, list[float]] = {}
         count: dict[str, int] = {}
-        with variants(dsn) as ops:
+        with variants(dsn, size) as ops:
             names = list(ops)
             pids = {name: ops[name][1]() for name in names}
             for r in range(args.rounds):
                 order = names[r % len(names) :] + names[: r % len(names)]
-                got = {
-                    name: measure(ops[name][0], pids[name], args.tenants, args.duration, rnd)
-                    for name in order
-                }
+                if args.threads > 1:
+                    got = {
+                        name: measure_threads(
+                            ops[name][0], args.threads, args.tenants, args.duration, r
+                        )
+                        for name in order
+                    }
+                else:
+                    got = {
+                        name: measure(ops[name][0], pids[name], args.tenants, args.duration, rnd)
+                        for name in order
+                    }
                 for name, (v, n, c) in got.items():
                     raw.setdefault(name, []).append(v)
                     ratios.setdefault(name, []).append(v / got["pool_where"][0])
@@ -181,13 +232,15 @@ def main() -> None:
                         cpu.setdefault(name, []).append(c)
         with psycopg.connect(dsn) as conn:
             version = conn.info.server_version
+    clients = "1 client" if args.threads == 1 else f"{args.threads} client threads"
     print(
-        f"server {version}, {args.tenants} tenants x 100 rows, 1 client, "
+        f"server {version}, {args.tenants} tenants x 100 rows, {clients}, pools of {size}, "
         f"{args.rounds} rounds x {args.duration}s per variant"
     )
+    where = "server" if args.threads == 1 else "client"
     print(
         "| variant | median ops/s | median ratio to pool_where | min-max ratio "
-        "| server CPU per request |"
+        f"| {where} CPU per request |"
     )
     print("|---|---|---|---|---|")
     for name in names:
