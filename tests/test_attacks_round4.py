@@ -63,12 +63,32 @@ def test_adapters_registered_on_a_lease_never_reach_the_next_tenant(saas) -> Non
 
 
 @FAST_ONLY
+@pytest.mark.parametrize("what", ["loader", "type"])
+def test_a_loader_or_type_registered_on_a_lease_replaces_the_connection(saas, what) -> None:  # type: ignore[no-untyped-def]
+    from psycopg.types import TypeInfo
+    from psycopg.types.numeric import IntLoader
+
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
+        with tenant(1), pool.connection() as conn:
+            first = conn
+            if what == "loader":
+                conn.adapters.register_loader("int8", IntLoader)
+            else:
+                info = TypeInfo.fetch(conn, "int4")
+                assert info is not None
+                conn.adapters.types.add(info)
+        assert pool.guard_stats.by_kind.get("client_state") == 1
+        with tenant(2), pool.connection() as conn:
+            assert conn is not first
+
+
+@FAST_ONLY
 def test_control_without_the_adapters_check_the_next_lease_runs_the_planted_dumper(  # type: ignore[no-untyped-def]
     saas, monkeypatch
 ) -> None:
     from tenantguard.drivers.psycopg import _internals
 
-    monkeypatch.setattr(_internals, "adapters_state", lambda conn: None)
+    monkeypatch.setattr(_internals, "watch_adapters", lambda conn: False)
     with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
         row, echoed = _plant_then_victim(pool)
     assert echoed == ("1",)  # tenant 2's parameter rewritten by tenant 1's code

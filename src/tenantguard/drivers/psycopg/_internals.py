@@ -19,6 +19,7 @@ single round trip, more client CPU. :data:`REASON` says why, and
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Any
 
 import psycopg
@@ -29,8 +30,8 @@ __all__ = [
     "REASON",
     "TEMPLATES",
     "TESTED_SERIES",
-    "adapters_state",
     "capability",
+    "watch_adapters",
 ]
 
 #: psycopg (major, minor) series whose internals the fast path was tested against. The
@@ -116,35 +117,62 @@ def capability() -> tuple[bool, str]:
         return False, f"psycopg.Connection lacks {', '.join(missing)}"
     from psycopg.adapt import AdaptersMap
 
-    probe = AdaptersMap(psycopg.adapters)
-    if any(_missing_on(AdaptersMap, n) for n in _ADAPTERS_NAMES) or not (
-        isinstance(probe._dumpers, dict)
-        and isinstance(probe._dumpers_by_oid, list)
-        and isinstance(probe._loaders, list)
-        and isinstance(getattr(probe.types, "_registry", None), dict)
-    ):
+    if any(_missing_on(AdaptersMap, n) for n in _ADAPTERS_NAMES):
         return False, "psycopg.adapt.AdaptersMap changed"
     return True, ""
 
 
-def adapters_state(conn: Any) -> tuple[int, ...] | None:
-    """The identities of the tables behind ``conn.adapters``, or None without the fast path.
+def watch_adapters(conn: Any) -> bool:
+    """Make every dumper, loader or type registered on ``conn.adapters`` mark *conn*.
 
-    psycopg's adapters maps are copy-on-write, and a cursor made from a connection's map
-    marks that map as sharing: the next dumper, loader or type registered on the
-    connection replaces one of these tables. Compared at checkin with the value taken when
-    the pool configured the connection, a change means a lease registered adapters that the
-    next lease's parameters and results would go through.
+    What a lease registers there, the next lease's parameters and results would go through:
+    the mark (``_tg_client_changed``, as the connection's setters set it) makes the checkin
+    guard replace the connection, at no cost on the clean path. The connection's adapters
+    map becomes a subclass of psycopg's that marks before it registers (replacing a private
+    attribute: only with the fast path). False when not watched.
     """
     if not FAST:
-        return None
-    m = conn.adapters
-    return (
-        *map(id, m._dumpers.values()),
-        *map(id, m._dumpers_by_oid),
-        *map(id, m._loaders),
-        id(m.types._registry),
-    )
+        return False
+    from psycopg.adapt import AdaptersMap
+
+    watched = _WatchedAdapters(conn._adapters)
+    watched.types = _WatchedTypes(watched.types)
+    ref = weakref.ref(conn)
+    watched._tg_conn = watched.types._tg_conn = ref
+    assert isinstance(watched, AdaptersMap)
+    conn._adapters = watched
+    return True
+
+
+def _mark(ref: Any) -> None:
+    conn = ref() if ref is not None else None
+    if conn is not None:
+        conn._tg_client_changed = True
+
+
+def _watched_classes() -> tuple[type[Any], type[Any]]:
+    from psycopg.adapt import AdaptersMap
+    from psycopg.types import TypesRegistry
+
+    class WatchedAdapters(AdaptersMap):
+        _tg_conn: Any = None
+
+        def register_dumper(self, cls: Any, dumper: Any) -> None:
+            _mark(self._tg_conn)
+            super().register_dumper(cls, dumper)
+
+        def register_loader(self, oid: Any, loader: Any) -> None:
+            _mark(self._tg_conn)
+            super().register_loader(oid, loader)
+
+    class WatchedTypes(TypesRegistry):
+        _tg_conn: Any = None
+
+        def add(self, info: Any) -> None:
+            _mark(self._tg_conn)
+            super().add(info)
+
+    return WatchedAdapters, WatchedTypes
 
 
 def _missing_on(cls: type, name: str) -> bool:
@@ -177,3 +205,5 @@ if FAST:
     from psycopg.errors import _NO_TRACEBACK as _NT
 
     NO_TRACEBACK = tuple(_NT)
+
+_WatchedAdapters, _WatchedTypes = _watched_classes()

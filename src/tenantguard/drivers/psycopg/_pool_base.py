@@ -176,14 +176,10 @@ def _reported_kinds(base: SessionSnapshot, reported: tuple[bytes | None, ...]) -
 
 
 def client_state(conn: Any) -> tuple[object, ...]:
-    """The factories of the Python connection object (plain attributes) and its adapters'
-    tables (:func:`._internals.adapters_state`), as configured."""
-    return (
-        conn.row_factory,
-        conn.cursor_factory,
-        conn.server_cursor_factory,
-        _internals.adapters_state(conn),
-    )
+    """The factories of the Python connection object (plain attributes), as configured.
+    Registrations on ``conn.adapters`` mark the connection (:func:`._internals.watch_adapters`)."""
+    _internals.watch_adapters(conn)
+    return (conn.row_factory, conn.cursor_factory, conn.server_cursor_factory)
 
 
 def client_changed(conn: Any, baseline: tuple[object, ...]) -> bool:
@@ -197,7 +193,6 @@ def client_changed(conn: Any, baseline: tuple[object, ...]) -> bool:
         or conn.row_factory is not baseline[0]
         or conn.cursor_factory is not baseline[1]
         or conn.server_cursor_factory is not baseline[2]
-        or (baseline[3] is not None and _internals.adapters_state(conn) != baseline[3])
     )
 
 
