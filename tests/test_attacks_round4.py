@@ -88,7 +88,7 @@ def test_control_without_the_adapters_check_the_next_lease_runs_the_planted_dump
 ) -> None:
     from tenantguard.drivers.psycopg import _internals
 
-    monkeypatch.setattr(_internals, "watch_adapters", lambda conn: False)
+    monkeypatch.setattr(_internals, "watch_adapters", lambda conn, hook: False)
     with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
         row, echoed = _plant_then_victim(pool)
     assert echoed == ("1",)  # tenant 2's parameter rewritten by tenant 1's code
@@ -180,6 +180,7 @@ def _no_held_check(monkeypatch) -> None:  # type: ignore[no-untyped-def]
 
     for module in (_connection, _connection_async, _connection_base):
         monkeypatch.setattr(module, "held", lambda conn: None)
+        monkeypatch.setattr(module, "leased", lambda conn: None)
 
 
 def test_control_without_the_check_a_kept_savepoint_undoes_the_next_tenants_insert(  # type: ignore[no-untyped-def]

@@ -9,12 +9,12 @@ file, then run the tool (``make lint`` checks that they agree).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import Pipeline, Transaction
+from psycopg import Notify, Pipeline, Transaction
 from psycopg.abc import Params, Query
 from psycopg.rows import Row
 
@@ -27,9 +27,12 @@ from tenantguard.drivers.psycopg._connection_base import (
     REUSE,
     TrackedHandlers,
     fast_path_open,
+    guarded_attribute,
     held,
     in_pipeline,
+    leased,
     marking,
+    refuse_tpc,
     screened,
     untyped,
 )
@@ -223,24 +226,27 @@ class TenantConnection(TrackedHandlers, psycopg.Connection[Row]):
     _tg_client_changed: bool = False
     prepare_threshold = marking(psycopg.Connection.prepare_threshold)
     prepared_max = marking(psycopg.Connection.prepared_max)
+    row_factory = guarded_attribute("row_factory")
+    cursor_factory = guarded_attribute("cursor_factory")
+    server_cursor_factory = guarded_attribute("server_cursor_factory")
 
     def set_autocommit(self, value: bool) -> None:
-        held(self)
+        leased(self)
         self._tg_client_changed = True
         super().set_autocommit(value)
 
     def set_isolation_level(self, value: Any) -> None:
-        held(self)
+        leased(self)
         self._tg_client_changed = True
         super().set_isolation_level(value)
 
     def set_read_only(self, value: bool | None) -> None:
-        held(self)
+        leased(self)
         self._tg_client_changed = True
         super().set_read_only(value)
 
     def set_deferrable(self, value: bool | None) -> None:
-        held(self)
+        leased(self)
         self._tg_client_changed = True
         super().set_deferrable(value)
 
@@ -260,11 +266,11 @@ class TenantConnection(TrackedHandlers, psycopg.Connection[Row]):
     # connection now (another thread's or task's): the same check as commit().
 
     def cancel(self) -> None:
-        held(self)
+        leased(self)  # nothing cancels an idle pooled connection: it would hit the next lease
         super().cancel()
 
     def cancel_safe(self, *, timeout: float = 30.0) -> None:
-        held(self)
+        leased(self)
         super().cancel_safe(timeout=timeout)
 
     def close(self) -> None:
@@ -273,9 +279,40 @@ class TenantConnection(TrackedHandlers, psycopg.Connection[Row]):
 
     @contextmanager
     def pipeline(self) -> Iterator[Pipeline]:
-        held(self)
+        leased(self)  # entered between leases, it would swallow the next lease's statements
         with super().pipeline() as p:
             yield p
+
+    def notifies(
+        self, *, timeout: float | None = None, stop_after: int | None = None
+    ) -> Generator[Notify, None]:
+        leased(self)  # it holds the connection's lock while it waits
+        gen = super().notifies(timeout=timeout, stop_after=stop_after)
+        for notify in gen:  # noqa: RUF100, UP028 (the sync twin)
+            yield notify
+
+    # Two-phase commit: PREPARE TRANSACTION and COMMIT/ROLLBACK PREPARED are refused as SQL;
+    # psycopg's tpc_* send them itself.
+
+    def tpc_begin(self, xid: Any) -> None:
+        refuse_tpc(self)
+        super().tpc_begin(xid)
+
+    def tpc_prepare(self) -> None:
+        refuse_tpc(self)
+        super().tpc_prepare()
+
+    def tpc_commit(self, xid: Any = None) -> None:
+        refuse_tpc(self)
+        super().tpc_commit(xid)
+
+    def tpc_rollback(self, xid: Any = None) -> None:
+        refuse_tpc(self)
+        super().tpc_rollback(xid)
+
+    def tpc_recover(self) -> list[Any]:
+        refuse_tpc(self)
+        return super().tpc_recover()
 
     def commit(self) -> None:
         held(self)
@@ -324,7 +361,7 @@ class TenantConnection(TrackedHandlers, psycopg.Connection[Row]):
     def transaction(
         self, savepoint_name: str | None = None, force_rollback: bool = False
     ) -> Iterator[Transaction]:
-        held(self)  # a savepoint from a kept reference would land in another lease
+        leased(self)  # a savepoint from a kept reference would land in another lease
         st = self._tg_state
         if st is None or self.pgconn.transaction_status != IDLE or in_pipeline(self):
             # Not ours, or nested: a savepoint inside an already-bound transaction.

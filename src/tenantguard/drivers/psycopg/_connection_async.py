@@ -8,12 +8,12 @@ file, then run the tool. What both share is in :mod:`._connection_base`.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import AsyncPipeline, AsyncTransaction
+from psycopg import AsyncPipeline, AsyncTransaction, Notify
 from psycopg.abc import Params, Query
 from psycopg.rows import Row
 
@@ -26,9 +26,12 @@ from tenantguard.drivers.psycopg._connection_base import (
     REUSE,
     TrackedHandlers,
     fast_path_open,
+    guarded_attribute,
     held,
     in_pipeline,
+    leased,
     marking,
+    refuse_tpc,
     screened,
     untyped,
 )
@@ -224,24 +227,27 @@ class AsyncTenantConnection(TrackedHandlers, psycopg.AsyncConnection[Row]):
     _tg_client_changed: bool = False
     prepare_threshold = marking(psycopg.AsyncConnection.prepare_threshold)
     prepared_max = marking(psycopg.AsyncConnection.prepared_max)
+    row_factory = guarded_attribute("row_factory")
+    cursor_factory = guarded_attribute("cursor_factory")
+    server_cursor_factory = guarded_attribute("server_cursor_factory")
 
     async def set_autocommit(self, value: bool) -> None:
-        held(self)
+        leased(self)
         self._tg_client_changed = True
         await super().set_autocommit(value)
 
     async def set_isolation_level(self, value: Any) -> None:
-        held(self)
+        leased(self)
         self._tg_client_changed = True
         await super().set_isolation_level(value)
 
     async def set_read_only(self, value: bool | None) -> None:
-        held(self)
+        leased(self)
         self._tg_client_changed = True
         await super().set_read_only(value)
 
     async def set_deferrable(self, value: bool | None) -> None:
-        held(self)
+        leased(self)
         self._tg_client_changed = True
         await super().set_deferrable(value)
 
@@ -260,11 +266,11 @@ class AsyncTenantConnection(TrackedHandlers, psycopg.AsyncConnection[Row]):
     # What a reference kept past its lease must not do to the lease that holds the
     # connection now (another thread's or task's): the same check as commit().
     def cancel(self) -> None:
-        held(self)
+        leased(self)  # nothing cancels an idle pooled connection: it would hit the next lease
         super().cancel()
 
     async def cancel_safe(self, *, timeout: float = 30.0) -> None:
-        held(self)
+        leased(self)
         await super().cancel_safe(timeout=timeout)
 
     async def close(self) -> None:
@@ -273,9 +279,39 @@ class AsyncTenantConnection(TrackedHandlers, psycopg.AsyncConnection[Row]):
 
     @asynccontextmanager
     async def pipeline(self) -> AsyncIterator[AsyncPipeline]:
-        held(self)
+        leased(self)  # entered between leases, it would swallow the next lease's statements
         async with super().pipeline() as p:
             yield p
+
+    async def notifies(
+        self, *, timeout: float | None = None, stop_after: int | None = None
+    ) -> AsyncGenerator[Notify, None]:
+        leased(self)  # it holds the connection's lock while it waits
+        gen = super().notifies(timeout=timeout, stop_after=stop_after)
+        async for notify in gen:  # noqa: RUF100, UP028 (the sync twin)
+            yield notify
+
+    # Two-phase commit: PREPARE TRANSACTION and COMMIT/ROLLBACK PREPARED are refused as SQL;
+    # psycopg's tpc_* send them itself.
+    async def tpc_begin(self, xid: Any) -> None:
+        refuse_tpc(self)
+        await super().tpc_begin(xid)
+
+    async def tpc_prepare(self) -> None:
+        refuse_tpc(self)
+        await super().tpc_prepare()
+
+    async def tpc_commit(self, xid: Any = None) -> None:
+        refuse_tpc(self)
+        await super().tpc_commit(xid)
+
+    async def tpc_rollback(self, xid: Any = None) -> None:
+        refuse_tpc(self)
+        await super().tpc_rollback(xid)
+
+    async def tpc_recover(self) -> list[Any]:
+        refuse_tpc(self)
+        return await super().tpc_recover()
 
     async def commit(self) -> None:
         held(self)
@@ -324,7 +360,7 @@ class AsyncTenantConnection(TrackedHandlers, psycopg.AsyncConnection[Row]):
     async def transaction(
         self, savepoint_name: str | None = None, force_rollback: bool = False
     ) -> AsyncIterator[AsyncTransaction]:
-        held(self)  # a savepoint from a kept reference would land in another lease
+        leased(self)  # a savepoint from a kept reference would land in another lease
         st = self._tg_state
         if st is None or self.pgconn.transaction_status != IDLE or in_pipeline(self):
             # Not ours, or nested: a savepoint inside an already-bound transaction.

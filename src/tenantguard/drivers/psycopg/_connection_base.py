@@ -30,9 +30,13 @@ __all__ = [
     "REUSE",
     "TrackedHandlers",
     "fast_path_open",
+    "guarded_attribute",
     "held",
     "in_pipeline",
+    "leased",
     "marking",
+    "refuse_tpc",
+    "registering",
     "screened",
     "untyped",
 ]
@@ -72,16 +76,66 @@ def held(conn: Any) -> None:
         st.check_owner()
 
 
+def leased(conn: Any) -> None:
+    """Raise :class:`LeaseNotHeld` unless the caller holds *conn*'s lease now.
+
+    Stricter than :func:`held`: also between leases, while the connection waits in the pool.
+    For what neither psycopg_pool nor tenantguard does to a pooled connection (cancel,
+    pipelines, notifications, handlers, factories, adapters, transaction characteristics):
+    from a reference kept past a lease, each would reach the next tenant's lease.
+    """
+    st = conn._tg_state
+    if st is not None and (st.lease is None or st.owner_of() != st.owner):
+        st.check_owner()
+
+
 def marking(prop: Any) -> Any:
     """*prop* (a psycopg connection property) with a setter that marks the connection:
     what a lease changes on the Python object, the next lease would inherit."""
 
     def fset(self: Any, value: Any) -> None:
-        held(self)
+        leased(self)
         self._tg_client_changed = True
         prop.fset(self, value)
 
     return property(prop.fget, fset, doc=prop.__doc__)
+
+
+def guarded_attribute(name: str) -> Any:
+    """A plain psycopg connection attribute (``row_factory``...) whose assignment needs the
+    lease: from a kept reference it would shape another lease's results."""
+    slot = "_tg_attr_" + name
+
+    def fget(self: Any) -> Any:
+        return self.__dict__[slot]
+
+    def fset(self: Any, value: Any) -> None:
+        leased(self)
+        self.__dict__[slot] = value
+
+    return property(fget, fset)
+
+
+def registering(conn: Any) -> None:
+    """Called before a dumper, loader or type is registered on a pool connection's adapters:
+    only by the lease's holder, and the connection is replaced at checkin."""
+    leased(conn)
+    conn._tg_client_changed = True
+
+
+TPC_REFUSED = (
+    "two-phase commit (tpc_*) is not available on a tenant lease: a prepared transaction "
+    "keeps its locks past the lease, the connection and a restart, and the login could end "
+    "another tenant's; nothing was sent"
+)
+TPC_HINT = "run two-phase commit from a dedicated connection outside the app pool"
+
+
+def refuse_tpc(conn: Any) -> None:
+    if conn._tg_state is not None:
+        from tenantguard.errors import UnsupportedOperation
+
+        raise UnsupportedOperation(TPC_REFUSED, hint=TPC_HINT)
 
 
 NO_PARAMS: Any = object()
@@ -121,21 +175,21 @@ class TrackedHandlers:
     _tg_added_handlers: tuple[Any, ...] = ()
 
     def add_notice_handler(self, callback: Any) -> None:
-        held(self)
+        leased(self)
         super().add_notice_handler(callback)  # type: ignore[misc]
         self._tg_added_handlers = (*self._tg_added_handlers, callback)
 
     def remove_notice_handler(self, callback: Any) -> None:
-        held(self)
+        leased(self)
         super().remove_notice_handler(callback)  # type: ignore[misc]
         self._tg_added_handlers = tuple(h for h in self._tg_added_handlers if h is not callback)
 
     def add_notify_handler(self, callback: Any) -> None:
-        held(self)
+        leased(self)
         super().add_notify_handler(callback)  # type: ignore[misc]
         self._tg_added_handlers = (*self._tg_added_handlers, callback)
 
     def remove_notify_handler(self, callback: Any) -> None:
-        held(self)
+        leased(self)
         super().remove_notify_handler(callback)  # type: ignore[misc]
         self._tg_added_handlers = tuple(h for h in self._tg_added_handlers if h is not callback)

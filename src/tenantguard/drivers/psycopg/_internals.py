@@ -122,13 +122,13 @@ def capability() -> tuple[bool, str]:
     return True, ""
 
 
-def watch_adapters(conn: Any) -> bool:
-    """Make every dumper, loader or type registered on ``conn.adapters`` mark *conn*.
+def watch_adapters(conn: Any, hook: Any) -> bool:
+    """Make every dumper, loader or type registered on ``conn.adapters`` call ``hook(conn)``
+    first (which may refuse it, and marks the connection for replacement at checkin).
 
-    What a lease registers there, the next lease's parameters and results would go through:
-    the mark (``_tg_client_changed``, as the connection's setters set it) makes the checkin
-    guard replace the connection, at no cost on the clean path. The connection's adapters
-    map becomes a subclass of psycopg's that marks before it registers (replacing a private
+    What a lease registers there, the next lease's parameters and results would go through;
+    the mark costs nothing on the clean checkin path. The connection's adapters map becomes
+    a subclass of psycopg's that calls the hook before it registers (replacing a private
     attribute: only with the fast path). False when not watched.
     """
     if not FAST:
@@ -139,15 +139,16 @@ def watch_adapters(conn: Any) -> bool:
     watched.types = _WatchedTypes(watched.types)
     ref = weakref.ref(conn)
     watched._tg_conn = watched.types._tg_conn = ref
+    watched._tg_hook = watched.types._tg_hook = hook
     assert isinstance(watched, AdaptersMap)
     conn._adapters = watched
     return True
 
 
-def _mark(ref: Any) -> None:
-    conn = ref() if ref is not None else None
+def _mark(watched: Any) -> None:
+    conn = watched._tg_conn() if watched._tg_conn is not None else None
     if conn is not None:
-        conn._tg_client_changed = True
+        watched._tg_hook(conn)
 
 
 def _watched_classes() -> tuple[type[Any], type[Any]]:
@@ -156,20 +157,22 @@ def _watched_classes() -> tuple[type[Any], type[Any]]:
 
     class WatchedAdapters(AdaptersMap):
         _tg_conn: Any = None
+        _tg_hook: Any = None
 
         def register_dumper(self, cls: Any, dumper: Any) -> None:
-            _mark(self._tg_conn)
+            _mark(self)
             super().register_dumper(cls, dumper)
 
         def register_loader(self, oid: Any, loader: Any) -> None:
-            _mark(self._tg_conn)
+            _mark(self)
             super().register_loader(oid, loader)
 
     class WatchedTypes(TypesRegistry):
         _tg_conn: Any = None
+        _tg_hook: Any = None
 
         def add(self, info: Any) -> None:
-            _mark(self._tg_conn)
+            _mark(self)
             super().add(info)
 
     return WatchedAdapters, WatchedTypes

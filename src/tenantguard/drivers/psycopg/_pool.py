@@ -266,7 +266,9 @@ class _Lease(LeaseBase):
         try:
             ctx, st_ctx = self.pool._core.lease_contexts()
             conn = self.pool._pool.getconn(self.timeout)
-            while conn.closed:  # closed in the pool (by a reference kept past its lease)
+            while self.pool._core.checkout_refused(conn):  # changed while in the pool
+                if not conn.closed:
+                    conn.close()
                 self.pool._pool.putconn(conn)  # psycopg_pool discards and replaces it
                 conn = self.pool._pool.getconn(self.timeout)
         except BaseException:

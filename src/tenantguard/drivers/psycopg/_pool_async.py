@@ -273,7 +273,9 @@ class _AsyncLease(LeaseBase):
         try:
             ctx, st_ctx = self.pool._core.lease_contexts()
             conn = await self.pool._pool.getconn(self.timeout)
-            while conn.closed:  # closed in the pool (by a reference kept past its lease)
+            while self.pool._core.checkout_refused(conn):  # changed while in the pool
+                if not conn.closed:
+                    await conn.close()
                 await self.pool._pool.putconn(conn)  # psycopg_pool discards and replaces it
                 conn = await self.pool._pool.getconn(self.timeout)
         except BaseException:

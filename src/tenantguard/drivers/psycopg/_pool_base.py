@@ -15,7 +15,7 @@ import threading
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Literal
 
-from psycopg.pq import TransactionStatus
+from psycopg.pq import PipelineStatus, TransactionStatus
 from psycopg_pool import ConnectionPool
 
 from tenantguard.core.binding import Binder, SettingBinder
@@ -39,6 +39,7 @@ from tenantguard.core.session import (
 )
 from tenantguard.core.signing import SignedBinder, SigningKey, key_from_env, parse_signing_key
 from tenantguard.drivers.psycopg import _internals
+from tenantguard.drivers.psycopg._connection_base import registering
 from tenantguard.drivers.psycopg._reuse import release as release_cursor
 from tenantguard.errors import (
     ConfigurationError,
@@ -72,6 +73,7 @@ __all__ = [
 logger = logging.getLogger("tenantguard.guard")
 
 IDLE = TransactionStatus.IDLE
+PIPELINE_OFF = PipelineStatus.OFF
 INTRANS = TransactionStatus.INTRANS
 INERROR = TransactionStatus.INERROR
 
@@ -178,7 +180,7 @@ def _reported_kinds(base: SessionSnapshot, reported: tuple[bytes | None, ...]) -
 def client_state(conn: Any) -> tuple[object, ...]:
     """The factories of the Python connection object (plain attributes), as configured.
     Registrations on ``conn.adapters`` mark the connection (:func:`._internals.watch_adapters`)."""
-    _internals.watch_adapters(conn)
+    _internals.watch_adapters(conn, registering)
     return (conn.row_factory, conn.cursor_factory, conn.server_cursor_factory)
 
 
@@ -465,6 +467,31 @@ class PoolCore:
             "reset them as an administrator (ALTER ROLE <login> RESET <setting>) and look for "
             "the code that ran ALTER ROLE on a tenant lease",
         )
+
+    def checkout_refused(self, conn: TenantConnection[Any] | AsyncTenantConnection[Any]) -> bool:
+        """No I/O: True when a connection psycopg_pool hands out must not be leased.
+
+        Closed, or changed while it waited in the pool (through a reference kept past its
+        lease, or ``pool.pool`` used directly): Python-side state, a transaction or a
+        pipeline left open. The lease closes it and asks psycopg_pool for another.
+        """
+        if conn.closed:
+            return True
+        st = conn._tg_state
+        if st is None or st.client is None:
+            return False
+        if (
+            client_changed(conn, st.client)
+            or conn.pgconn.transaction_status != IDLE
+            or conn.pgconn.pipeline_status != PIPELINE_OFF
+        ):
+            self.guard_stats.record(None, {"client_state"}, "discard")
+            logger.warning(
+                "a pooled connection changed while it waited in the pool (a reference kept "
+                "past its lease?); discarding it before the next lease"
+            )
+            return True
+        return False
 
     def checkin_clean(self, conn: TenantConnection[Any] | AsyncTenantConnection[Any]) -> bool:
         """The guard's clean path, no I/O: True when it is done (lease ended, counted).
