@@ -64,6 +64,7 @@ ATTR_RENAMES = {
     ("asyncio", "current_task"): ("threading", "get_ident"),
     # same methods, but threading's wait() takes a timeout: asyncio's is in an `if _ASYNC:`
     ("asyncio", "Condition"): ("threading", "Condition"),
+    ("asyncio", "Lock"): ("threading", "Lock"),
 }
 MODULE_RENAMES = {"asyncio": "threading"}
 DOC_RENAMES = {

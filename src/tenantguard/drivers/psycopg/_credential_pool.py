@@ -88,6 +88,7 @@ class CredentialPool(CredentialPoolBase[psycopg.Connection[Any]]):
         )
         self.source = source
         self._cond = threading.Condition()
+        self._issuing: dict[str, threading.Lock] = {}  # per tenant, made under _cond
 
     # ------------------------------------------------------------------ public
 
@@ -187,12 +188,20 @@ class CredentialPool(CredentialPoolBase[psycopg.Connection[Any]]):
     def _credential(self, key: str, generation: int) -> tuple[Credential, float]:
         with self._cond:
             cached = self._cached_credential(key, time.monotonic())
+            issuing = self._issuing.setdefault(key, threading.Lock())
         if cached is not None:
             return cached
-        cred = self.source.issue(key)
-        entry = self._credential_entry(key, cred, time.monotonic())
-        with self._cond:
-            self._keep_credential(key, entry, generation)
+        # One issue per tenant at a time: a second one would refresh the same login's
+        # password under the first caller before it logs in.
+        with issuing:
+            with self._cond:
+                cached = self._cached_credential(key, time.monotonic())
+            if cached is not None:  # issued while this caller waited
+                return cached
+            cred = self.source.issue(key)
+            entry = self._credential_entry(key, cred, time.monotonic())
+            with self._cond:
+                self._keep_credential(key, entry, generation)
         return entry
 
     def _connect(self, key: str, generation: int) -> Slot[psycopg.Connection[Any]]:

@@ -98,6 +98,7 @@ class AsyncCredentialPool(CredentialPoolBase[psycopg.AsyncConnection[Any]]):
         )
         self.source = source
         self._cond = asyncio.Condition()
+        self._issuing: dict[str, asyncio.Lock] = {}  # per tenant, made under _cond
 
     # ------------------------------------------------------------------ public
 
@@ -212,15 +213,23 @@ class AsyncCredentialPool(CredentialPoolBase[psycopg.AsyncConnection[Any]]):
     async def _credential(self, key: str, generation: int) -> tuple[Credential, float]:
         async with self._cond:
             cached = self._cached_credential(key, time.monotonic())
+            issuing = self._issuing.setdefault(key, asyncio.Lock())
         if cached is not None:
             return cached
-        if _ASYNC:
-            cred = await call_source(self.source.issue, key)
-        else:
-            cred = self.source.issue(key)
-        entry = self._credential_entry(key, cred, time.monotonic())
-        async with self._cond:
-            self._keep_credential(key, entry, generation)
+        # One issue per tenant at a time: a second one would refresh the same login's
+        # password under the first caller before it logs in.
+        async with issuing:
+            async with self._cond:
+                cached = self._cached_credential(key, time.monotonic())
+            if cached is not None:  # issued while this caller waited
+                return cached
+            if _ASYNC:
+                cred = await call_source(self.source.issue, key)
+            else:
+                cred = self.source.issue(key)
+            entry = self._credential_entry(key, cred, time.monotonic())
+            async with self._cond:
+                self._keep_credential(key, entry, generation)
         return entry
 
     async def _connect(self, key: str, generation: int) -> Slot[psycopg.AsyncConnection[Any]]:
