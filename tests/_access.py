@@ -114,6 +114,16 @@ def password_access(dsn: str, hba: pathlib.Path) -> Iterator[Access]:
             drop_tenant_roles(access)
 
 
+def sessions(access: Access, user: str) -> int:
+    """How many server sessions *user* has open (pg_stat_activity)."""
+    with access.superuser() as su:
+        row = su.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (user,)
+        ).fetchone()
+    assert row is not None
+    return int(row[0])  # type: ignore[call-overload]
+
+
 def drop_tenant_roles(access: Access) -> None:
     """Drop the per-tenant groups and logins of the scratch database (named tg<db oid>_...)."""
     with access.superuser() as conn:

@@ -21,6 +21,7 @@ import pytest
 from psycopg_pool import PoolTimeout
 
 from _access import Access, build_access, drop_tenant_roles, password_access, password_server
+from _access import sessions as _sessions
 from tenantguard import AdminCredentialSource, AsyncCredentialPool, Credential, tenant
 from tenantguard.admin.credentials import issue_credential
 from tenantguard.errors import ConnectionFailed, NoTenantContext, UsageError
@@ -68,15 +69,6 @@ async def _one(conn: psycopg.AsyncConnection[Any], query: str) -> Any:
     row = await cur.fetchone()
     assert row is not None
     return row[0]
-
-
-def _sessions(db: Access, user: str) -> int:
-    with db.superuser() as su:
-        row = su.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (user,)
-        ).fetchone()
-    assert row is not None
-    return int(row[0])  # type: ignore[call-overload]
 
 
 # --------------------------------------------------------------------------- isolation
