@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from conftest import Scratch, _with, build_saas
+from conftest import Scratch, _with, build_saas, make_scratch
 from tenantguard.admin import protect
 from tenantguard.embedded import embedded_postgres
 
@@ -96,6 +96,32 @@ def set_hba(dsn: str, hba: pathlib.Path, *, trusted: list[str], method: str) -> 
         ).fetchall()
     assert [r[0] for r in rows][-1] == method, rows
     time.sleep(0.3)  # the postmaster applies the reload asynchronously
+
+
+@contextlib.contextmanager
+def password_access(dsn: str, hba: pathlib.Path) -> Iterator[Access]:
+    """A scratch database on a :func:`password_server`, which from then on asks every role
+    but its superuser for scram-sha-256 (so passwords and ``VALID UNTIL`` are checked)."""
+    for s in make_scratch(dsn):
+        access = build_access(s)
+        with psycopg.connect(dsn) as conn:
+            superuser = str(conn.execute("SELECT current_user").fetchone()[0])  # type: ignore[index]
+        set_hba(dsn, hba, trusted=[superuser], method="scram-sha-256")
+        access.superuser_name = superuser
+        try:
+            yield access
+        finally:
+            drop_tenant_roles(access)
+
+
+def sessions(access: Access, user: str) -> int:
+    """How many server sessions *user* has open (pg_stat_activity)."""
+    with access.superuser() as su:
+        row = su.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (user,)
+        ).fetchone()
+    assert row is not None
+    return int(row[0])  # type: ignore[call-overload]
 
 
 def drop_tenant_roles(access: Access) -> None:

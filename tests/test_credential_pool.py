@@ -14,6 +14,7 @@ import pytest
 from psycopg_pool import PoolTimeout
 
 from _access import Access, build_access, drop_tenant_roles
+from _access import sessions as _sessions
 from tenantguard import AdminCredentialSource, CredentialPool, tenant
 from tenantguard.errors import NoTenantContext
 
@@ -30,15 +31,6 @@ def db(scratch) -> Iterator[Access]:  # type: ignore[no-untyped-def]
 def _pool(db: Access, **kwargs: object) -> CredentialPool:
     source = AdminCredentialSource(db.admin_dsn, ttl="15m", slot="pool")
     return CredentialPool(db.s.admin_dsn, source=source, **kwargs)  # type: ignore[arg-type]
-
-
-def _sessions(db: Access, user: str) -> int:
-    with db.superuser() as su:
-        row = su.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (user,)
-        ).fetchone()
-    assert row is not None
-    return int(row[0])  # type: ignore[call-overload]
 
 
 def test_each_tenant_gets_its_own_login(db: Access) -> None:

@@ -29,10 +29,10 @@ from _access import (
     Access,
     build_access,
     drop_tenant_roles,
+    password_access,
     password_server,
     set_hba,
 )
-from conftest import make_scratch
 from tenantguard.admin.credentials import (
     issue_credential,
     list_credentials,
@@ -51,17 +51,8 @@ def pw_server() -> Iterator[tuple[str, object]]:
 @pytest.fixture(scope="module")
 def pw(pw_server) -> Iterator[Access]:  # type: ignore[no-untyped-def]
     """The password-checking server: scram-sha-256 for every role but the superuser."""
-    dsn, hba = pw_server
-    for s in make_scratch(dsn):
-        access = build_access(s)
-        with psycopg.connect(dsn) as conn:
-            superuser = str(conn.execute("SELECT current_user").fetchone()[0])  # type: ignore[index]
-        set_hba(dsn, hba, trusted=[superuser], method="scram-sha-256")
-        access.superuser_name = superuser
-        try:
-            yield access
-        finally:
-            drop_tenant_roles(access)
+    with password_access(*pw_server) as access:
+        yield access
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ DRIVER = ROOT / "src" / "tenantguard" / "drivers" / "psycopg"
 PAIRS = [
     (DRIVER / "_connection_async.py", DRIVER / "_connection.py"),
     (DRIVER / "_pool_async.py", DRIVER / "_pool.py"),
+    (DRIVER / "_credential_pool_async.py", DRIVER / "_credential_pool.py"),
 ]
 
 RENAMES = {
@@ -38,6 +39,9 @@ RENAMES = {
     "AsyncTenantPool": "TenantPool",
     "_AsyncLease": "_Lease",
     "_connection_async": "_connection",
+    "AsyncCredentialPool": "CredentialPool",
+    "AnySource": "CredentialSource",  # the sync pool takes sync sources only
+    "_credential_pool_async": "_credential_pool",
     # psycopg and psycopg_pool
     "AsyncConnection": "Connection",
     "AsyncCursor": "Cursor",
@@ -56,7 +60,12 @@ RENAMES = {
     "aclose": "close",
     "_pool_async": "_pool",
 }
-ATTR_RENAMES = {("asyncio", "current_task"): ("threading", "get_ident")}
+ATTR_RENAMES = {
+    ("asyncio", "current_task"): ("threading", "get_ident"),
+    # same methods, but threading's wait() takes a timeout: asyncio's is in an `if _ASYNC:`
+    ("asyncio", "Condition"): ("threading", "Condition"),
+    ("asyncio", "Lock"): ("threading", "Lock"),
+}
 MODULE_RENAMES = {"asyncio": "threading"}
 DOC_RENAMES = {
     **{k: v for k, v in RENAMES.items() if k[0].isupper() or k.startswith("_A")},

@@ -14,8 +14,13 @@ from tenantguard.admin.credentials import Credential
 from tenantguard.core.binding import Binder, SettingBinder
 from tenantguard.core.context import TenantContext, current_tenant, reset_tenant, set_tenant, tenant
 from tenantguard.core.ids import TenantId, parse_tenant_id
-from tenantguard.drivers.psycopg import AsyncTenantPool, TenantPool
-from tenantguard.drivers.psycopg._credential_pool import AdminCredentialSource, CredentialPool
+from tenantguard.drivers.psycopg import (
+    AdminCredentialSource,
+    AsyncCredentialPool,
+    AsyncTenantPool,
+    CredentialPool,
+    TenantPool,
+)
 from tenantguard.errors import (
     ConfigurationError,
     InvalidTenantId,
@@ -30,6 +35,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdminCredentialSource",
+    "AsyncCredentialPool",
     "AsyncTenantPool",
     "Binder",
     "ConfigurationError",

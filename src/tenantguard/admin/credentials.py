@@ -206,6 +206,7 @@ def issue_credential(
     password = secrets.token_urlsafe(32)
     with conn.transaction():
         tables = _require_scope(conn, schema)
+        _serialize(conn, schema)
         prefix = _prefix(conn, role_prefix)
         group = group_role_name(prefix, tenant_text)
         login = login_role_name(prefix, tenant_text, slot)
@@ -251,6 +252,20 @@ def issue_credential(
         )
     log.info("issued credential %s for tenant %s until %s", login, tenant_text, valid_until)
     return Credential(tenant_text, login, password, valid_until, _dsn_for(conn, login))
+
+
+def _serialize(conn: psycopg.Connection[Any], schema: str) -> None:
+    """One issue or revoke at a time in this database, until the transaction ends.
+
+    Concurrent GRANTs on the same table, schema or function (two tenants' groups), or
+    ALTER ROLE on the same login, fail with "tuple concurrently updated": a pool that
+    issues for several tenants at once (threads, asyncio tasks) would see them.
+    """
+    conn.execute(
+        sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(
+            sql.Identifier(schema, "tenant_logins")
+        )
+    )
 
 
 def _grant_group(
@@ -388,6 +403,7 @@ def _retire(
             ).fetchone()
             if exists is None:
                 continue
+            _serialize(conn, schema)
             conn.execute(
                 sql.SQL("ALTER ROLE {} NOLOGIN PASSWORD NULL VALID UNTIL '-infinity'").format(ident)
             )

@@ -1,9 +1,16 @@
-"""psycopg 3 driver: tenant-bound connections and pools."""
+"""psycopg 3 driver: tenant-bound connections and pools, and per-tenant login pools."""
 
 from tenantguard.drivers.psycopg._connection import TenantConnection, TenantCursor
 from tenantguard.drivers.psycopg._connection_async import (
     AsyncTenantConnection,
     AsyncTenantCursor,
+)
+from tenantguard.drivers.psycopg._credential_pool import CredentialPool
+from tenantguard.drivers.psycopg._credential_pool_async import AsyncCredentialPool
+from tenantguard.drivers.psycopg._credential_pool_base import (
+    AdminCredentialSource,
+    AsyncCredentialSource,
+    CredentialSource,
 )
 from tenantguard.drivers.psycopg._internals import FAST as _FAST
 from tenantguard.drivers.psycopg._internals import REASON as _REASON
@@ -21,9 +28,14 @@ def fast_path() -> tuple[bool, str]:
 
 
 __all__ = [
+    "AdminCredentialSource",
+    "AsyncCredentialPool",
+    "AsyncCredentialSource",
     "AsyncTenantConnection",
     "AsyncTenantCursor",
     "AsyncTenantPool",
+    "CredentialPool",
+    "CredentialSource",
     "TenantConnection",
     "TenantCursor",
     "TenantPool",

@@ -1,3 +1,5 @@
+# WARNING: this file is generated from _credential_pool_async.py by tools/async_to_sync.py.
+# Edit the async source and run the tool; CI checks that they agree.
 """``CredentialPool``: connections per tenant, each logged in with that tenant's own login.
 
 Where :class:`~tenantguard.TenantPool` shares one login and binds the tenant per
@@ -8,6 +10,9 @@ connections per tenant under one cap across tenants (the least recently used idl
 connection of another tenant makes room), closes idle connections after
 ``max_idle`` seconds and before their credential expires, and ``revoke(tenant)``
 closes that tenant's connections: idle ones at once, leased ones when returned.
+
+Generated from :mod:`._credential_pool_async` by ``tools/async_to_sync.py``: edit that
+file, then run the tool (``make lint`` checks that they agree).
 
 Credentials come from a *source*: anything with ``issue(tenant) -> Credential``
 (:class:`AdminCredentialSource` issues them with an administrator DSN; a secrets
@@ -21,81 +26,43 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import psycopg
-from psycopg_pool import PoolTimeout
 
-from tenantguard.admin.credentials import Credential, issue_credential, revoke_credentials
-from tenantguard.core.context import require_tenant
-from tenantguard.core.ids import TenantKind, parse_tenant_id
-from tenantguard.errors import ConnectionFailed, UsageError, first_line
+from tenantguard.admin.credentials import Credential
+from tenantguard.core.ids import TenantKind
+from tenantguard.drivers.psycopg._credential_pool_base import (
+    CredentialPoolBase,
+    CredentialSource,
+    Slot,
+)
+from tenantguard.errors import ConnectionFailed, first_line
 
-__all__ = ["AdminCredentialSource", "CredentialPool", "CredentialSource"]
-
+__all__ = ["CredentialPool"]
 log = logging.getLogger("tenantguard.pool")
 
 
-@runtime_checkable
-class CredentialSource(Protocol):
-    def issue(self, tenant: str) -> Credential: ...
-
-
-class AdminCredentialSource:
-    """Issues (and revokes) credentials with an administrator DSN, one short connection each."""
-
-    def __init__(
-        self,
-        admin_dsn: str,
-        *,
-        ttl: str | int | float | timedelta = "15m",
-        slot: str = "default",
-        schema: str = "tenantguard",
-        role_prefix: str | None = None,
-    ) -> None:
-        self._dsn = admin_dsn
-        self._ttl = ttl
-        self._slot = slot
-        self._schema = schema
-        self._prefix = role_prefix
-
-    def issue(self, tenant: str) -> Credential:
-        with psycopg.connect(self._dsn, autocommit=True) as conn:
-            return issue_credential(
-                conn,
-                tenant,
-                ttl=self._ttl,
-                slot=self._slot,
-                schema=self._schema,
-                role_prefix=self._prefix,
-            )
-
-    def revoke(self, tenant: str) -> None:
-        with psycopg.connect(self._dsn, autocommit=True) as conn:
-            revoke_credentials(conn, tenant, schema=self._schema)
-
-
-@dataclass(eq=False)
-class _Slot:
-    conn: psycopg.Connection[Any]
-    tenant: str
-    generation: int
-    expires: float  # monotonic time at which the credential ends
-    last_used: float
-
-
-class CredentialPool:
+class CredentialPool(CredentialPoolBase[psycopg.Connection[Any]]):
     """A pool of per-tenant connections, each logged in with the tenant's own credential.
 
     ``max_size`` caps open connections across all tenants; ``max_idle`` (seconds)
     closes connections unused that long; a connection is not handed out within
     ``renew_margin`` seconds of its credential's end, and a credential that close to
-    its end is renewed from *source*. ``timeout`` bounds the wait for a free slot.
+    its end is renewed from *source*. ``timeout`` bounds the wait for a free slot
+    (then :class:`psycopg_pool.PoolTimeout`). ``kwargs`` go to
+    :meth:`psycopg.Connection.connect` (autocommit by default; not ``user`` or
+    ``password``, which come from each credential). Close it with ``pool.close()``
+    or use it as ``with CredentialPool(...) as pool:``.
+
+    :param conninfo: where to connect (host, port, database...); the user and the
+        password are each tenant's.
+    :param source: anything with ``issue(tenant) -> Credential``, and optionally
+        ``revoke(tenant)``, such as :class:`AdminCredentialSource`.
+    :param tenant_kind: the type of the tenant ids (``int``, ``bigint``, ``uuid``,
+        ``text``), checked before any I/O.
     """
 
     def __init__(
@@ -110,34 +77,28 @@ class CredentialPool:
         tenant_kind: TenantKind | None = None,
         kwargs: dict[str, Any] | None = None,
     ) -> None:
-        if max_size < 1:
-            raise UsageError("max_size must be at least 1")
-        if kwargs and ("password" in kwargs or "user" in kwargs):
-            raise UsageError(
-                "CredentialPool sets user and password from each tenant's credential",
-                hint="remove user= and password= from kwargs",
-            )
-        self.conninfo = conninfo
+        super().__init__(
+            conninfo,
+            max_size=max_size,
+            max_idle=max_idle,
+            timeout=timeout,
+            renew_margin=renew_margin,
+            tenant_kind=tenant_kind,
+            kwargs=kwargs,
+        )
         self.source = source
-        self.max_size = max_size
-        self.max_idle = max_idle
-        self.timeout = timeout
-        self.renew_margin = renew_margin
-        self.tenant_kind = tenant_kind
-        self.kwargs: dict[str, Any] = {"autocommit": True, **(kwargs or {})}
         self._cond = threading.Condition()
-        self._idle: dict[str, deque[_Slot]] = {}
-        self._leased: dict[int, _Slot] = {}
-        self._open = 0
-        self._generation: dict[str, int] = {}
-        self._credentials: dict[str, tuple[Credential, float]] = {}
-        self._closed = False
+        self._issuing: dict[str, threading.Lock] = {}  # per tenant, made under _cond
 
     # ------------------------------------------------------------------ public
 
     @contextmanager
     def connection(self, tenant: object | None = None) -> Iterator[psycopg.Connection[Any]]:
-        """A connection logged in as *tenant*'s login (default: the ``tenant(...)`` context)."""
+        """A connection logged in as *tenant*'s login (default: the ``tenant(...)`` context).
+
+        Raises :class:`~tenantguard.errors.NoTenantContext` before any I/O when no tenant
+        is given or bound. A connection returned inside a transaction is rolled back.
+        """
         key = self._key(tenant)
         slot = self._acquire(key)
         try:
@@ -153,11 +114,7 @@ class CredentialPool:
         """
         key = self._key(tenant)
         with self._cond:
-            self._generation[key] = self._generation.get(key, 0) + 1
-            self._credentials.pop(key, None)
-            idle = list(self._idle.pop(key, ()))
-            self._open -= len(idle)
-            leased = sum(1 for s in self._leased.values() if s.tenant == key)
+            idle, leased = self._revoked(key)
             self._cond.notify_all()
         for s in idle:
             s.conn.close()
@@ -177,20 +134,14 @@ class CredentialPool:
         return len(doomed)
 
     def stats(self) -> dict[str, int]:
+        """Connections ``open`` (leased or idle), ``leased``, ``idle``, and ``tenants`` idle."""
         with self._cond:
-            return {
-                "open": self._open,
-                "leased": len(self._leased),
-                "idle": sum(len(q) for q in self._idle.values()),
-                "tenants": sum(1 for q in self._idle.values() if q),
-            }
+            return self._stats()
 
     def close(self) -> None:
+        """Close the idle connections; leased ones close when returned. New leases are refused."""
         with self._cond:
-            self._closed = True
-            idle = [s for q in self._idle.values() for s in q]
-            self._idle.clear()
-            self._open -= len(idle)
+            idle = self._closing()
             self._cond.notify_all()
         for s in idle:
             s.conn.close()
@@ -203,60 +154,22 @@ class CredentialPool:
 
     # ------------------------------------------------------------------ internals
 
-    def _key(self, tenant: object | None) -> str:
-        if tenant is None:
-            return str(require_tenant("CredentialPool.connection()").tenant)
-        return str(parse_tenant_id(tenant, self.tenant_kind))
-
-    def _take_stale(self, now: float) -> list[_Slot]:
-        doomed: list[_Slot] = []
-        for key, q in list(self._idle.items()):
-            keep = deque(
-                s
-                for s in q
-                if now - s.last_used < self.max_idle and s.expires - now > self.renew_margin
-            )
-            doomed.extend(s for s in q if s not in keep)
-            if keep:
-                self._idle[key] = keep
-            else:
-                del self._idle[key]
-        self._open -= len(doomed)
-        return doomed
-
-    def _acquire(self, key: str) -> _Slot:
+    def _acquire(self, key: str) -> Slot[psycopg.Connection[Any]]:
         deadline = time.monotonic() + self.timeout
-        victims: list[_Slot] = []
+        victims: list[Slot[psycopg.Connection[Any]]] = []
         try:
             with self._cond:
                 while True:
-                    if self._closed:
-                        raise UsageError("the CredentialPool is closed")
                     now = time.monotonic()
-                    victims.extend(self._take_stale(now))
-                    q = self._idle.get(key)
-                    if q:
-                        slot = q.pop()  # most recently used: warm, least likely to be stale
-                        if not q:
-                            del self._idle[key]
-                        slot.last_used = now
-                        self._leased[id(slot)] = slot
-                        return slot
-                    if self._open < self.max_size:
-                        self._open += 1
-                        generation = self._generation.get(key, 0)
-                        break
-                    lru = self._lru_idle()
-                    if lru is not None:  # make room: close another tenant's idle connection
-                        victims.append(lru)
-                        generation = self._generation.get(key, 0)
+                    got = self._checkout(key, now, victims)
+                    if isinstance(got, Slot):
+                        return got
+                    if got is not None:
+                        generation = got
                         break
                     remaining = deadline - now
                     if remaining <= 0:
-                        raise PoolTimeout(
-                            f"no connection free within {self.timeout}s "
-                            f"({self.max_size} open, all leased)"
-                        )
+                        raise self._timed_out()
                     self._cond.wait(remaining)
         finally:
             for s in victims:
@@ -265,76 +178,58 @@ class CredentialPool:
             slot = self._connect(key, generation)
         except BaseException:
             with self._cond:
-                self._open -= 1
+                self._unreserve()
                 self._cond.notify()
             raise
         with self._cond:
-            self._leased[id(slot)] = slot
+            self._lease(slot)
         return slot
 
-    def _lru_idle(self) -> _Slot | None:
-        best: tuple[float, str] | None = None
-        for key, q in self._idle.items():
-            if q and (best is None or q[0].last_used < best[0]):
-                best = (q[0].last_used, key)
-        if best is None:
-            return None
-        q = self._idle[best[1]]
-        slot = q.popleft()
-        if not q:
-            del self._idle[best[1]]
-        return slot
-
-    def _credential(self, key: str) -> tuple[Credential, float]:
+    def _credential(self, key: str, generation: int) -> tuple[Credential, float]:
         with self._cond:
-            cached = self._credentials.get(key)
-        if cached is not None and cached[1] - time.monotonic() > self.renew_margin:
+            cached = self._cached_credential(key, time.monotonic())
+            issuing = self._issuing.setdefault(key, threading.Lock())
+        if cached is not None:
             return cached
-        cred = self.source.issue(key)
-        if cred.tenant != key:
-            raise UsageError(
-                f"the credential source returned a login for tenant {cred.tenant!r}, not {key!r}"
-            )
-        left = (cred.valid_until - datetime.now(UTC)).total_seconds()
-        entry = (cred, time.monotonic() + left)
-        with self._cond:
-            self._credentials[key] = entry
+        # One issue per tenant at a time: a second one would refresh the same login's
+        # password under the first caller before it logs in.
+        with issuing:
+            with self._cond:
+                cached = self._cached_credential(key, time.monotonic())
+            if cached is not None:  # issued while this caller waited
+                return cached
+            cred = self.source.issue(key)
+            entry = self._credential_entry(key, cred, time.monotonic())
+            with self._cond:
+                self._keep_credential(key, entry, generation)
         return entry
 
-    def _connect(self, key: str, generation: int) -> _Slot:
-        cred, expires = self._credential(key)
+    def _connect(self, key: str, generation: int) -> Slot[psycopg.Connection[Any]]:
+        cred, expires = self._credential(key, generation)
         try:
-            conn = psycopg.connect(
+            conn = psycopg.Connection.connect(
                 self.conninfo, user=cred.user, password=cred.password, **self.kwargs
             )
         except psycopg.OperationalError as exc:
             # libpq's message names the user, never the password.
             raise ConnectionFailed(f"tenant {key}'s login {cred.user}", first_line(exc)) from None
-        now = time.monotonic()
-        return _Slot(conn, key, generation, expires, now)
+        return Slot(conn, key, generation, expires, time.monotonic())
 
-    def _release(self, slot: _Slot) -> None:
+    def _release(self, slot: Slot[psycopg.Connection[Any]]) -> None:
         conn = slot.conn
-        keep = not conn.closed and not conn.broken
-        if keep and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            try:
-                conn.rollback()
-            except psycopg.Error:
-                keep = False
-        now = time.monotonic()
-        with self._cond:
-            self._leased.pop(id(slot), None)
-            keep = (
-                keep
-                and not self._closed
-                and slot.generation == self._generation.get(slot.tenant, 0)
-                and slot.expires - now > self.renew_margin
-            )
-            if keep:
-                slot.last_used = now
-                self._idle.setdefault(slot.tenant, deque()).append(slot)
-            else:
-                self._open -= 1
-            self._cond.notify()
-        if not keep:
-            conn.close()
+        keep = not (conn.closed or conn.broken)
+        try:
+            if keep and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                try:
+                    conn.rollback()
+                except psycopg.Error:
+                    keep = False
+        except BaseException:  # interrupted mid-rollback: the connection is not kept
+            keep = False
+            raise
+        finally:
+            with self._cond:
+                keep = self._checkin(slot, keep, time.monotonic())
+                self._cond.notify()
+            if not keep:
+                conn.close()
