@@ -193,7 +193,7 @@ def _fix(ctx: AuditContext, copy: _Rel, t: Table, key: list[str]) -> str:
             "back from the rows it copies and protect it"
         )
     stmts = [
-        sql.SQL("ALTER TABLE {} ADD COLUMN {} {};").format(copy.ident, col, type_sql),
+        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {};").format(copy.ident, col, type_sql),
         sql.SQL("UPDATE {} c SET {} = t.{} FROM {} t WHERE {};").format(
             copy.ident,
             col,
