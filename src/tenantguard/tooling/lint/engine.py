@@ -132,19 +132,24 @@ def function_ref(n: ast.CreateFunctionStmt) -> str:
     return f"{name}({', '.join(args)})"
 
 
+def statements_after(ctx: LintContext, st: Statement) -> Iterator[Statement]:
+    """The statements of the files after *st* (in the order they run)."""
+    seen = False
+    for other in ctx.statements:
+        if seen:
+            yield other
+        seen = seen or other is st
+
+
 def later_alter_function(
     ctx: LintContext, st: Statement, n: ast.CreateFunctionStmt
 ) -> list[ast.DefElem]:
     """The options of every ALTER FUNCTION on the function *st* creates, after it."""
     parts = _name_parts(n.funcname or ())
     out: list[ast.DefElem] = []
-    seen = False
-    for other in ctx.statements:
-        if other is st:
-            seen = True
-            continue
+    for other in statements_after(ctx, st):
         a: Any = other.node
-        if not seen or not isinstance(a, ast.AlterFunctionStmt) or a.func is None:
+        if not isinstance(a, ast.AlterFunctionStmt) or a.func is None:
             continue
         target = _name_parts(a.func.objname or ())
         if target == parts or ((len(target) == 1 or len(parts) == 1) and target[-1] == parts[-1]):

@@ -9,7 +9,13 @@ from pglast import ast
 from psycopg import sql
 
 from tenantguard.tooling.findings import Finding, Rule
-from tenantguard.tooling.lint.engine import LintContext, Statement, finding, rel_name
+from tenantguard.tooling.lint.engine import (
+    LintContext,
+    Statement,
+    finding,
+    rel_name,
+    statements_after,
+)
 from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
@@ -80,15 +86,10 @@ def _revoked_later(
 ) -> bool:
     """Does a later REVOKE TRUNCATE (or ALL) on *table* take it back from every grantee?"""
     left = set(grantees)
-    seen = False
-    for st in ctx.statements:
-        if st is grant:
-            seen = True
-            continue
+    for st in statements_after(ctx, grant):
         n: Any = st.node
         if (
-            seen
-            and isinstance(n, ast.GrantStmt)
+            isinstance(n, ast.GrantStmt)
             and not n.is_grant
             and _grants_truncate(n)
             and getattr(n.targtype, "name", "") == "ACL_TARGET_OBJECT"
