@@ -483,9 +483,11 @@ def tenant_index_name(table: QualifiedName, column: str) -> str:
 def protect_statements(spec: ProtectSpec, state: TableState | None = None) -> list[sql.Composed]:
     """Statements that bring *spec.table* to the protected state.
 
-    With ``state=None`` the table is assumed fresh and every statement is returned
-    (for migration files). With the observed state only what is missing or different
-    is returned, so running ``protect`` twice changes nothing the second time.
+    With ``state=None`` every statement is returned (for migration files and the fixes
+    the tools print), each safe to run again: tenantguard's own policies are dropped
+    ``IF EXISTS`` before they are created, the index is created ``IF NOT EXISTS``. With
+    the observed state only what is missing or different is returned, so running
+    ``protect`` twice changes nothing the second time.
     """
     table = spec.table.ident
     fresh = state is None
@@ -508,6 +510,10 @@ def protect_statements(spec: ProtectSpec, state: TableState | None = None) -> li
             continue
         if have is not None:
             out.append(sql.SQL("DROP POLICY {} ON {}").format(sql.Identifier(pol.name), table))
+        elif fresh:  # another finding's fix (or an earlier run) may have created it
+            out.append(
+                sql.SQL("DROP POLICY IF EXISTS {} ON {}").format(sql.Identifier(pol.name), table)
+            )
         out.append(pol.create(spec.table))
         out.append(
             sql.SQL("COMMENT ON POLICY {} ON {} IS {}").format(

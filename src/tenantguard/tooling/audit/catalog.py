@@ -117,13 +117,18 @@ class Table:
     inferred_from: str | None = None  # why its tenant column was inferred (None: it was not)
 
     def protect_sql(self, pk: tuple[str, ...] = ()) -> str:
-        try:
-            spec = ProtectSpec(self.name, self.tenant_column, self.tenant_type, pk)
-        except Exception:  # an unsupported column type: say what to do instead
-            return sql_comment(
-                f"tenantguard protect {self.name} (tenant column type {self.tenant_type})"
-            )
-        return "\n".join(render(s) + ";" for s in protect_statements(spec))
+        return protect_fix_sql(self.name, self.tenant_column, self.tenant_type, pk)
+
+
+def protect_fix_sql(
+    name: QualifiedName, column: str, type_name: str, pk: tuple[str, ...] = ()
+) -> str:
+    """What ``tenantguard protect`` runs on a table, as SQL to paste (safe to run again)."""
+    try:
+        spec = ProtectSpec(name, column, type_name, pk)
+    except Exception:  # an unsupported column type: say what to do instead
+        return sql_comment(f"tenantguard protect {name} (tenant column type {type_name})")
+    return "\n".join(render(s) + ";" for s in protect_statements(spec))
 
 
 def sql_comment(text: str) -> str:

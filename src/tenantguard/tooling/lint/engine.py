@@ -114,6 +114,49 @@ def mentions_column(node: Any, column: str) -> bool:
     )
 
 
+def _name_parts(parts: Iterable[Any]) -> tuple[str, ...]:
+    return tuple(getattr(p, "sval", "") or "" for p in parts)
+
+
+def function_ref(n: ast.CreateFunctionStmt) -> str:
+    """``"schema"."name"(argtype, ...)`` of a CREATE FUNCTION, quoted: what ALTER FUNCTION
+    in a fix needs to name exactly that function (whatever overloads exist)."""
+    from psycopg import sql
+
+    name = ".".join(sql.Identifier(p).as_string() for p in _name_parts(n.funcname or ()))
+    args = [
+        RawStream()(p.argType)
+        for p in n.parameters or ()
+        if str(getattr(p.mode, "value", p.mode)) in ("i", "b", "v", "d")  # not OUT, TABLE
+    ]
+    return f"{name}({', '.join(args)})"
+
+
+def statements_after(ctx: LintContext, st: Statement) -> Iterator[Statement]:
+    """The statements of the files after *st* (in the order they run)."""
+    seen = False
+    for other in ctx.statements:
+        if seen:
+            yield other
+        seen = seen or other is st
+
+
+def later_alter_function(
+    ctx: LintContext, st: Statement, n: ast.CreateFunctionStmt
+) -> list[ast.DefElem]:
+    """The options of every ALTER FUNCTION on the function *st* creates, after it."""
+    parts = _name_parts(n.funcname or ())
+    out: list[ast.DefElem] = []
+    for other in statements_after(ctx, st):
+        a: Any = other.node
+        if not isinstance(a, ast.AlterFunctionStmt) or a.func is None:
+            continue
+        target = _name_parts(a.func.objname or ())
+        if target == parts or ((len(target) == 1 or len(parts) == 1) and target[-1] == parts[-1]):
+            out.extend(a.actions or ())
+    return out
+
+
 _HELPERS = {"current_tenant", "current_user_id"}
 
 

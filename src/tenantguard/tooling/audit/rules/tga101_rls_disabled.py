@@ -66,12 +66,13 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
                 else f"so any grant to {ctx.runtime_role!r} exposes every tenant's rows"
             ),
             severity=None if reach else Severity.HIGH,
-            fix_sql=sql.SQL("REVOKE ALL ON {} FROM {};")
-            .format(t.name.ident, sql.Identifier(ctx.runtime_role))
-            .as_string(ctx.conn)
-            + "\n"
-            + sql_comment(
-                "then serve it from a local table with RLS (tenantguard protect), or enforce "
-                "the tenant on the remote server (a user mapping per tenant role)"
+            fix_sql=sql_comment(
+                "a decision for a person: a foreign table cannot have row level security, so "
+                "no SQL here makes it safe. Serve its rows from a local table protected by "
+                "tenantguard, or enforce the tenant on the remote server (a user mapping per "
+                "tenant role), or drop it; meanwhile keep the runtime role away from it:\n"
+                + sql.SQL("REVOKE ALL ON {} FROM {}, PUBLIC;")
+                .format(t.name.ident, sql.Identifier(ctx.runtime_role))
+                .as_string(ctx.conn)
             ),
         )

@@ -9,8 +9,16 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from tenantguard.errors import first_line
-from tenantguard.tooling.audit.catalog import SYSTEM_SCHEMAS, AuditContext, Table, sql_comment
+from tenantguard.core.names import QualifiedName
+from tenantguard.core.sqlbuild import cast_for_type
+from tenantguard.errors import UsageError, first_line
+from tenantguard.tooling.audit.catalog import (
+    SYSTEM_SCHEMAS,
+    AuditContext,
+    Table,
+    protect_fix_sql,
+    sql_comment,
+)
 from tenantguard.tooling.audit.rules.tga190_check_not_run import not_run
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
@@ -164,14 +172,42 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
                 f"{matched} of {sampled} sampled rows equal rows of {t.label} "
                 f"({tenants} tenant(s)), without {t.tenant_column} and without RLS; {reach}",
                 severity=None if copy.readable else Severity.MEDIUM,
-                fix_sql=sql.SQL("REVOKE ALL ON {} FROM {};")
-                .format(copy.ident, sql.Identifier(ctx.runtime_role))
-                .as_string(ctx.conn)
-                + "\n"
-                + sql_comment(
-                    "then drop it, or rebuild it with "
-                    + sql.Identifier(t.tenant_column).as_string(ctx.conn)
-                    + " and protect it"
-                ),
+                fix_sql=_fix(ctx, copy, t, key),
             )
             break  # one finding per copy
+
+
+def _fix(ctx: AuditContext, copy: _Rel, t: Table, key: list[str]) -> str:
+    """Put the tenant column back (each row takes the tenant of the row of *t* with its key)
+    and protect the copy; a row with no such row keeps NULL, which no tenant sees."""
+    col = sql.Identifier(t.tenant_column)
+    drop = sql_comment(
+        "or, if nothing needs the copy: "
+        + sql.SQL("DROP TABLE {};").format(copy.ident).as_string(ctx.conn)
+    )
+    try:
+        type_sql = cast_for_type(t.tenant_type)  # a type protect supports (or an error)
+    except UsageError:
+        return sql_comment(
+            f"a decision for a person: drop it, or add {t.tenant_column} ({t.tenant_type}) "
+            "back from the rows it copies and protect it"
+        )
+    stmts = [
+        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {};").format(copy.ident, col, type_sql),
+        sql.SQL("UPDATE {} c SET {} = t.{} FROM {} t WHERE {};").format(
+            copy.ident,
+            col,
+            col,
+            t.name.ident,
+            sql.SQL(" AND ").join(
+                sql.SQL("t.{} = c.{}").format(sql.Identifier(k), sql.Identifier(k)) for k in key
+            ),
+        ),
+    ]
+    return "\n".join(
+        [
+            *(s.as_string(ctx.conn) for s in stmts),
+            protect_fix_sql(QualifiedName(copy.schema, copy.name), t.tenant_column, t.tenant_type),
+            drop,
+        ]
+    )

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext
+from tenantguard.tooling.audit.catalog import AuditContext, sql_comment
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -49,14 +49,11 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
         ident = sql.Identifier(schema).as_string(ctx.conn)
         if owns:
             if owner == ctx.runtime_role:
-                how, fix = "owns it", f"ALTER SCHEMA {ident} OWNER TO <owner_role>;"
+                how = "owns it"
+                fix = _give_to_table_owner(ctx, schema, sql.SQL("SCHEMA {}"), (schema,))
             elif owner == "pg_database_owner":
                 how = f"owns the database, so it is a member of {owner!r}, which owns it"
-                fix = (
-                    sql.SQL("ALTER DATABASE {} OWNER TO <owner_role>;")
-                    .format(sql.Identifier(ctx.database))
-                    .as_string(ctx.conn)
-                )
+                fix = _give_to_table_owner(ctx, schema, sql.SQL("DATABASE {}"), (ctx.database,))
             else:
                 how = f"is a member of {owner!r}, which owns it"
                 fix = (
@@ -85,3 +82,37 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
                 severity=Severity.MEDIUM,
                 fix_sql="\n".join(fixes),
             )
+
+
+def _give_to_table_owner(
+    ctx: AuditContext, schema: str, what: sql.SQL, name: tuple[str, ...]
+) -> str:
+    """``ALTER <what> OWNER TO`` the role that owns most tenant tables in *schema*, of those
+    the runtime role is not a member of; a comment when there is none (a person chooses)."""
+    owners: dict[str, int] = {}
+    for t in (*ctx.tables, *ctx.foreign_tables):
+        if t.name.schema == schema and t.owner != ctx.runtime_role:
+            owners[t.owner] = owners.get(t.owner, 0) + 1
+    candidates = sorted(owners, key=lambda o: (-owners[o], o))
+    member = {
+        role
+        for role, is_member in ctx.fetch(
+            "SELECT r, pg_catalog.pg_has_role(%s, r, 'MEMBER') FROM unnest(%s::text[]) r",
+            (ctx.runtime_role, candidates),
+        )
+        if is_member
+    }
+    chosen = next((o for o in candidates if o not in member), None)
+    target = sql.Identifier(*name)
+    if chosen is None:
+        return sql_comment(
+            f"a decision for a person: no tenant table in {schema!r} is owned by a role that "
+            f"{ctx.runtime_role!r} is not a member of; create one (NOLOGIN) and run\n"
+            + sql.SQL("ALTER {} OWNER TO ").format(what.format(target)).as_string(ctx.conn)
+            + "that_role;"
+        )
+    return (
+        sql.SQL("ALTER {} OWNER TO {};  -- the owner of its tenant tables")
+        .format(what.format(target), sql.Identifier(chosen))
+        .as_string(ctx.conn)
+    )

@@ -40,7 +40,7 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
                 RULE,
                 t.label,
                 f"no index starts with {t.tenant_column}",
-                fix_sql=sql.SQL("CREATE INDEX {} ON {} ({});")
+                fix_sql=sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({});")
                 .format(
                     sql.Identifier(tenant_index_name(t.name, t.tenant_column)),
                     t.name.ident,

@@ -35,7 +35,7 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             ("FORCE ROW LEVEL SECURITY", ctx.rls_forced.get(name)),
             ("a policy", next(iter(ctx.policies.get(name, [])), None)),
         )
-        fix = _fix(ctx, name)
+        fix = protect_fix(ctx, name)
         missing = [what for what, where in parts if where is None]
         if missing:
             # Rated as the audit rates the worst missing part (lint.severity): no ENABLE,
@@ -85,11 +85,12 @@ _TYPES = {
 }
 
 
-def _fix(ctx: LintContext, name: str) -> str:
-    """``tenantguard protect`` for the default column; the SQL itself for another key."""
+def protect_fix(ctx: LintContext, name: str) -> str:
+    """What ``tenantguard protect`` runs on *name*, as SQL to append (safe to run again); a
+    comment when the files do not say the table's columns."""
     column = ctx.key_of(name)
     shape = ctx.shapes.get(name)
-    if column == ctx.tenant_column or shape is None:
+    if shape is None:
         return f"-- tenantguard protect {name} --dry-run  (prints the SQL)"
     written = shape.types.get(column, "")
     try:

@@ -8,7 +8,14 @@ from typing import Any
 from pglast import ast
 
 from tenantguard.tooling.findings import Finding, Rule, Severity
-from tenantguard.tooling.lint.engine import LintContext, Statement, finding, pinned, rel_name
+from tenantguard.tooling.lint.engine import (
+    LintContext,
+    Statement,
+    finding,
+    pinned,
+    rel_name,
+    statements_after,
+)
 from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
@@ -42,15 +49,10 @@ _AUDIT = {"AT_DisableRowSecurity": "TGA101", "AT_NoForceRowSecurity": "TGA102"}
 
 
 def _undone_later(ctx: LintContext, st: Statement, table: str, undo: str) -> bool:
-    seen = False
-    for other in ctx.statements:
-        if other is st:
-            seen = True
-            continue
+    for other in statements_after(ctx, st):
         n: Any = other.node
         if (
-            seen
-            and isinstance(n, ast.AlterTableStmt)
+            isinstance(n, ast.AlterTableStmt)
             and n.relation is not None
             and rel_name(n.relation) == table
             and any(getattr(c.subtype, "name", "") == undo for c in n.cmds or ())

@@ -7,7 +7,12 @@ from collections.abc import Iterator
 from pglast import ast
 
 from tenantguard.tooling.findings import Finding, Rule
-from tenantguard.tooling.lint.engine import LintContext, finding
+from tenantguard.tooling.lint.engine import (
+    LintContext,
+    finding,
+    function_ref,
+    later_alter_function,
+)
 from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
@@ -41,11 +46,18 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             vol = getattr(opts(n).get("volatility"), "sval", "")
             # the body is a string literal (SQL or plpgsql source); a substring test is enough
             if vol == "immutable" and "current_setting" in body(n).lower():
+                later = [
+                    getattr(o.arg, "sval", "")
+                    for o in later_alter_function(ctx, st, n)
+                    if o.defname == "volatility"
+                ]
+                if later and later[-1] != "immutable":
+                    continue  # a later ALTER FUNCTION ... STABLE (or VOLATILE) fixed it
                 name = ".".join(getattr(p, "sval", "") for p in n.funcname or ())
                 yield finding(
                     RULE,
                     st,
                     f"function {name}",
                     "IMMUTABLE but reads current_setting()",
-                    fix=f"ALTER FUNCTION {name} STABLE;",
+                    fix=f"ALTER FUNCTION {function_ref(n)} STABLE;",
                 )

@@ -5,10 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from pglast import ast
+from pglast.stream import RawStream
 from psycopg import sql
 
 from tenantguard.tooling.findings import Finding, Rule
-from tenantguard.tooling.lint.engine import LintContext, finding
+from tenantguard.tooling.lint.engine import (
+    LintContext,
+    finding,
+    function_ref,
+    later_alter_function,
+)
 from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
@@ -40,11 +46,23 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             o2.defname == "set" and getattr(o2.arg, "name", "") == "search_path" for o2 in options
         )
         if definer and not pinned:
-            name = ".".join(sql.Identifier(getattr(p, "sval", "")).as_string() for p in parts)
+            ref = name = ".".join(sql.Identifier(getattr(p, "sval", "")).as_string() for p in parts)
+            if isinstance(n, ast.CreateFunctionStmt):
+                ref = function_ref(n)
+                later = later_alter_function(ctx, st, n)
+                if any(
+                    o.defname == "set" and getattr(o.arg, "name", "") == "search_path"
+                    for o in later
+                ) or any(
+                    o.defname == "security" and not getattr(o.arg, "boolval", False) for o in later
+                ):
+                    continue  # a later ALTER FUNCTION pins search_path (or drops DEFINER)
+            elif n.func is not None and not n.func.args_unspecified:
+                ref = name + "(" + ", ".join(RawStream()(a) for a in n.func.objargs or ()) + ")"
             yield finding(
                 RULE,
                 st,
                 f"function {name}",
                 "SECURITY DEFINER without SET search_path",
-                fix=f"ALTER FUNCTION {name} SET search_path = pg_catalog, pg_temp;",
+                fix=f"ALTER FUNCTION {ref} SET search_path = pg_catalog, pg_temp;",
             )

@@ -15,6 +15,7 @@ from tenantguard.tooling.lint.engine import (
     pinned,
     rel_name,
 )
+from tenantguard.tooling.lint.rules.tgl101_table_without_rls import protect_fix
 from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
@@ -52,5 +53,5 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             f"policy {p.policy_name} on {table}",
             f"USING does not pin {ctx.key_of(table)} to the bound tenant and no restrictive "
             "tenant guard is ANDed with it: rows of other tenants pass",
-            fix=f"tenantguard protect {table}  -- adds the restrictive guard",
+            fix=protect_fix(ctx, table),  # adds the restrictive guard
         )
