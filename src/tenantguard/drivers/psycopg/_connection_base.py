@@ -103,7 +103,8 @@ def marking(prop: Any) -> Any:
 
 def guarded_attribute(name: str) -> Any:
     """A plain psycopg connection attribute (``row_factory``...) whose assignment needs the
-    lease: from a kept reference it would shape another lease's results."""
+    lease (from a kept reference it would shape another lease's results) and marks the
+    connection (set during a lease, the next lease would inherit it)."""
     slot = "_tg_attr_" + name
 
     def fget(self: Any) -> Any:
@@ -112,6 +113,7 @@ def guarded_attribute(name: str) -> Any:
     def fset(self: Any, value: Any) -> None:
         leased(self)
         self.__dict__[slot] = value
+        self._tg_client_changed = True  # the next lease would inherit it
 
     return property(fget, fset)
 

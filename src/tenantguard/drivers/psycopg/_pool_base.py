@@ -178,24 +178,18 @@ def _reported_kinds(base: SessionSnapshot, reported: tuple[bytes | None, ...]) -
 
 
 def client_state(conn: Any) -> tuple[object, ...]:
-    """The factories of the Python connection object (plain attributes), as configured.
-    Registrations on ``conn.adapters`` mark the connection (:func:`._internals.watch_adapters`)."""
+    """Start watching the Python connection object: registrations on ``conn.adapters`` mark
+    it (:func:`._internals.watch_adapters`), as its setters and factories do."""
     _internals.watch_adapters(conn, registering)
-    return (conn.row_factory, conn.cursor_factory, conn.server_cursor_factory)
+    return ()
 
 
 def client_changed(conn: Any, baseline: tuple[object, ...]) -> bool:
     """What a lease changed on the Python connection object that the next lease would
-    inherit: transaction characteristics and preparation (marked by their setters), the
-    factories, adapters registered on the connection, and notice or notify handlers added and not removed (a handler left behind
-    would receive the next tenant's notices)."""
-    return bool(
-        conn._tg_client_changed
-        or conn._tg_added_handlers
-        or conn.row_factory is not baseline[0]
-        or conn.cursor_factory is not baseline[1]
-        or conn.server_cursor_factory is not baseline[2]
-    )
+    inherit: transaction characteristics, preparation, factories and adapters (each marks
+    the connection when set: ``_tg_client_changed``), and notice or notify handlers added
+    and not removed (a handler left behind would receive the next tenant's notices)."""
+    return bool(conn._tg_client_changed or conn._tg_added_handlers)
 
 
 def check_lexer(pg: Any) -> tuple[bytes | None, ...]:
