@@ -273,11 +273,21 @@ class _AsyncLease(LeaseBase):
         try:
             ctx, st_ctx = self.pool._core.lease_contexts()
             conn = await self.pool._pool.getconn(self.timeout)
-            while self.pool._core.checkout_refused(conn):  # changed while in the pool
+            # Changed while in the pool? One read per flag (all 0 when not) before the
+            # full check, which records what it finds.
+            pg = conn.pgconn
+            while (
+                pg.status
+                or pg.transaction_status
+                or pg.pipeline_status
+                or conn._tg_client_changed
+                or conn._tg_added_handlers
+            ) and self.pool._core.checkout_refused(conn):
                 if not conn.closed:
                     await conn.close()
                 await self.pool._pool.putconn(conn)  # psycopg_pool discards and replaces it
                 conn = await self.pool._pool.getconn(self.timeout)
+                pg = conn.pgconn
         except BaseException:
             self._exit_tenant()
             raise
