@@ -212,8 +212,18 @@ class _AsyncRefusingPool(_RefusingPool):
 
 
 def _lease_conn(c: PoolCore) -> Any:
-    pg = SimpleNamespace(parameter_status=LEXER.get, transaction_status=0)  # IDLE
-    return SimpleNamespace(_tg_state=c.new_state(), closed=False, pgconn=pg, autocommit=True)
+    # OK, IDLE, pipeline OFF: all 0
+    pg = SimpleNamespace(
+        parameter_status=LEXER.get, status=0, transaction_status=0, pipeline_status=0
+    )
+    return SimpleNamespace(
+        _tg_state=c.new_state(),
+        _tg_client_changed=False,
+        _tg_added_handlers=(),
+        closed=False,
+        pgconn=pg,
+        autocommit=True,
+    )
 
 
 def test_the_tenant_id_scope_ends_even_when_putconn_raises() -> None:
