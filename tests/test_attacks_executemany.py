@@ -165,6 +165,11 @@ def test_executemany_none_through_pgbouncer(saas, pgbouncer_binary, screening, m
                     sent = False
                 except psycopg.errors.InvalidSqlStatementName:
                     sent = False  # 1.18: no server-side binding to replace
+            with tenant(1), a.connection() as conn:
+                # psycopg's executemany pipeline may end with a Flush after its Sync, which
+                # keeps PgBouncer's one server connection linked to client A until A sends
+                # again (README, "The public-API path behind PgBouncer")
+                conn.execute("SELECT 1")
             result: list[object] = []
 
             def client_b() -> None:  # another process's ordinary request
