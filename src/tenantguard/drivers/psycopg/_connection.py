@@ -47,6 +47,7 @@ from tenantguard.drivers.psycopg._internals import TEMPLATES as _TEMPLATES
 from tenantguard.errors import UnsupportedOperation
 
 __all__ = ["TenantConnection", "TenantCursor", "TenantServerCursor"]
+_SERVER_CURSOR_ONLY = "{what} is not available on a named (server-side) cursor of a tenant connection; nothing was sent: use conn.cursor() (an unnamed cursor) for it"
 if TYPE_CHECKING:
     from psycopg.copy import Copy
 
@@ -186,6 +187,15 @@ class TenantServerCursor(psycopg.ServerCursor[Row]):
                 self._conn._tg_state.screen(frozenset({"hold_cursor"}), self._conn.pgconn)
         super().execute(query, params, binary=binary, **kwargs)
         return self
+
+    # psycopg's server cursor inherits these from its plain cursor: they would send their
+    # text unclassified and unbound (the sixth review). Use conn.cursor() for them.
+
+    def copy(self, *args: Any, **kwargs: Any) -> Any:
+        raise UnsupportedOperation(_SERVER_CURSOR_ONLY.format(what="copy()"))
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        raise UnsupportedOperation(_SERVER_CURSOR_ONLY.format(what="stream()"))
 
     def fetchone(self) -> Row | None:
         held(self._conn)
