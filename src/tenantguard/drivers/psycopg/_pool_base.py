@@ -184,7 +184,7 @@ def client_state(conn: Any) -> tuple[object, ...]:
     return ()
 
 
-def client_changed(conn: Any, baseline: tuple[object, ...]) -> bool:
+def client_changed(conn: Any) -> bool:
     """What a lease changed on the Python connection object that the next lease would
     inherit: transaction characteristics, preparation, factories and adapters (each marks
     the connection when set: ``_tg_client_changed``), and notice or notify handlers added
@@ -475,7 +475,7 @@ class PoolCore:
         if st is None or st.client is None:
             return False
         if (
-            client_changed(conn, st.client)
+            client_changed(conn)
             or conn.pgconn.transaction_status != IDLE
             or conn.pgconn.pipeline_status != PIPELINE_OFF
         ):
@@ -499,7 +499,7 @@ class PoolCore:
             return True
         if st.effects or self.verify == "always":
             return False
-        if st.client is not None and client_changed(conn, st.client):
+        if st.client is not None and client_changed(conn):
             return False
         if st.baseline is not None and _reported(conn.pgconn) != st.baseline_reported:
             return False  # (the same bytes as at the baseline, which matched it: clean)
@@ -522,7 +522,7 @@ class PoolCore:
             return
         self.guard_stats.count_checkin()
         lease = st.lease
-        if st.client is not None and client_changed(conn, st.client):
+        if st.client is not None and client_changed(conn):
             # Python-side state the next lease would inherit: a fresh connection is simpler
             # and surer than undoing it attribute by attribute (handlers included).
             self.report(lease, {"client_state"}, "discard")
