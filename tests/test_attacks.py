@@ -804,8 +804,9 @@ def test_control_python_side_state_reaches_the_next_lease_without_the_check(saas
 def test_control_a_kept_connection_commits_another_tenants_transaction(saas, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from tenantguard.drivers.psycopg import _connection, _connection_async
 
-    monkeypatch.setattr(_connection, "held", lambda conn: None)
-    monkeypatch.setattr(_connection_async, "held", lambda conn: None)  # the check away
+    for module in (_connection, _connection_async):  # the checks away
+        monkeypatch.setattr(module, "held", lambda conn: None)
+        monkeypatch.setattr(module, "screen_wait", lambda conn, st, gen: None)
     with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
         with tenant(1), pool.connection() as conn:
             kept = conn

@@ -181,6 +181,8 @@ def _no_held_check(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     for module in (_connection, _connection_async, _connection_base):
         monkeypatch.setattr(module, "held", lambda conn: None)
         monkeypatch.setattr(module, "leased", lambda conn: None)
+    for module in (_connection, _connection_async):  # and the screening in conn.wait()
+        monkeypatch.setattr(module, "screen_wait", lambda conn, st, gen: None)
 
 
 def test_control_without_the_check_a_kept_savepoint_undoes_the_next_tenants_insert(  # type: ignore[no-untyped-def]

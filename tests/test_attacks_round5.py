@@ -92,6 +92,8 @@ def _no_lease_check(monkeypatch: Any) -> None:
     for module in (_connection, _connection_async, _connection_base):
         monkeypatch.setattr(module, "leased", lambda conn: None)
         monkeypatch.setattr(module, "refuse_tpc", lambda conn: None)
+    for module in (_connection, _connection_async):  # and the screening in conn.wait()
+        monkeypatch.setattr(module, "screen_wait", lambda conn, st, gen: None)
 
 
 def _no_checkout_check(monkeypatch: Any) -> None:

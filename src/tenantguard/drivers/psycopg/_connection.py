@@ -33,6 +33,7 @@ from tenantguard.drivers.psycopg._connection_base import (
     leased,
     marking,
     refuse_tpc,
+    screen_wait,
     screened,
     untyped,
 )
@@ -47,6 +48,9 @@ from tenantguard.drivers.psycopg._internals import TEMPLATES as _TEMPLATES
 from tenantguard.errors import UnsupportedOperation
 
 __all__ = ["TenantConnection", "TenantCursor", "TenantServerCursor"]
+# psycopg's own wait(), without tenantguard's screening: for the fast path, whose one
+# statement is classified and bound by construction (bound_execute_gen).
+_WAIT = psycopg.Connection.wait
 _SERVER_CURSOR_ONLY = "{what} is not available on a named (server-side) cursor of a tenant connection; nothing was sent: use conn.cursor() (an unnamed cursor) for it"
 if TYPE_CHECKING:
     from psycopg.copy import Copy
@@ -78,15 +82,21 @@ class TenantCursor(psycopg.Cursor[Row]):
         pipelined = in_pipeline(conn)
         bind = st.bind_needed(conn.pgconn.transaction_status, pipelined)
         st.note(query, conn.pgconn, params is not None)
-        if bind is None:
-            untyped(super()).execute(query, params, prepare=prepare, binary=binary)
-        elif pipelined:
-            conn._raw_cursor().execute(*bind)
-            untyped(super()).execute(query, params, prepare=prepare, binary=binary)
-        else:
-            with conn.pipeline():
-                conn._raw_cursor().execute(*bind)
+        try:
+            if bind is None:
+                conn._tg_pass = True  # classified above: see screen_wait
                 untyped(super()).execute(query, params, prepare=prepare, binary=binary)
+            elif pipelined:
+                conn._raw_cursor().execute(*bind)
+                conn._tg_pass = True
+                untyped(super()).execute(query, params, prepare=prepare, binary=binary)
+            else:
+                with conn.pipeline():
+                    conn._raw_cursor().execute(*bind)
+                    conn._tg_pass = True
+                    untyped(super()).execute(query, params, prepare=prepare, binary=binary)
+        finally:
+            conn._tg_pass = False
         st.after_statement(conn.pgconn.transaction_status)
         return self
 
@@ -106,17 +116,19 @@ class TenantCursor(psycopg.Cursor[Row]):
         try:
             try:
                 with conn.lock:
-                    conn.wait(
+                    _WAIT(
+                        conn,
                         bound_execute_gen(
                             self, st, bind, encoded, query, params, prepare=prepare, binary=binary
-                        )
+                        ),
                     )
             except BindStatementMissing:  # the server forgot the binding: once more
                 with conn.lock:
-                    conn.wait(
+                    _WAIT(
+                        conn,
                         bound_execute_gen(
                             self, st, bind, encoded, query, params, prepare=prepare, binary=binary
-                        )
+                        ),
                     )
         except NO_TRACEBACK as ex:  # as psycopg does
             raise ex.with_traceback(None) from None
@@ -135,15 +147,21 @@ class TenantCursor(psycopg.Cursor[Row]):
         if first is NO_PARAMS:
             return None
         params_seq = itertools.chain((first,), params_seq)
-        if bind is None:
-            super().executemany(query, params_seq, returning=returning)
-        elif pipelined:
-            conn._raw_cursor().execute(*bind)
-            super().executemany(query, params_seq, returning=returning)
-        else:
-            with conn.pipeline():
-                conn._raw_cursor().execute(*bind)
+        try:
+            if bind is None:
+                conn._tg_pass = True  # screened: see screen_wait
                 super().executemany(query, params_seq, returning=returning)
+            elif pipelined:
+                conn._raw_cursor().execute(*bind)
+                conn._tg_pass = True
+                super().executemany(query, params_seq, returning=returning)
+            else:
+                with conn.pipeline():
+                    conn._raw_cursor().execute(*bind)
+                    conn._tg_pass = True
+                    super().executemany(query, params_seq, returning=returning)
+        finally:
+            conn._tg_pass = False
         st.after_statement(conn.pgconn.transaction_status)
         return None
 
@@ -151,20 +169,25 @@ class TenantCursor(psycopg.Cursor[Row]):
     def copy(
         self, statement: Query, params: Params | None = None, *, writer: Any = None
     ) -> Iterator[Copy]:
-        self._conn._bind_out_of_band("COPY")
-        if self._conn._tg_state is not None:
-            self._conn._tg_state.note(statement, self._conn.pgconn, params is not None)
-        with super().copy(statement, params, writer=writer) as cp:
-            yield cp
+        conn = self._conn
+        conn._out_of_band("COPY", statement, params)
+        try:
+            with super().copy(statement, params, writer=writer) as cp:
+                conn._tg_pass = False
+                yield cp
+        finally:
+            conn._tg_pass = False
 
     def stream(
         self, query: Query, params: Params | None = None, *args: Any, **kwargs: Any
     ) -> Iterator[Row]:
-        self._conn._bind_out_of_band("stream()")
-        if self._conn._tg_state is not None:
-            self._conn._tg_state.note(query, self._conn.pgconn, params is not None)
-        for row in super().stream(query, params, *args, **kwargs):  # noqa: RUF100, UP028 (the sync twin)
-            yield row
+        conn = self._conn
+        conn._out_of_band("stream()", query, params)
+        try:
+            for row in super().stream(query, params, *args, **kwargs):  # noqa: RUF100, UP028 (the sync twin)
+                yield row
+        finally:
+            conn._tg_pass = False
 
 
 class TenantServerCursor(psycopg.ServerCursor[Row]):
@@ -180,12 +203,14 @@ class TenantServerCursor(psycopg.ServerCursor[Row]):
         binary: bool | None = None,
         **kwargs: Any,
     ) -> TenantServerCursor[Row]:
-        self._conn._bind_out_of_band("a server-side cursor")
-        if self._conn._tg_state is not None:
-            self._conn._tg_state.note(query, self._conn.pgconn, params is not None)
-            if self.withhold:
-                self._conn._tg_state.screen(frozenset({"hold_cursor"}), self._conn.pgconn)
-        super().execute(query, params, binary=binary, **kwargs)
+        conn = self._conn
+        conn._out_of_band("a server-side cursor", query, params)
+        try:
+            if self.withhold and conn._tg_state is not None:
+                conn._tg_state.screen(frozenset({"hold_cursor"}), conn.pgconn)
+            super().execute(query, params, binary=binary, **kwargs)
+        finally:
+            conn._tg_pass = False
         return self
 
     # psycopg's server cursor inherits these from its plain cursor: they would send their
@@ -228,6 +253,8 @@ class TenantConnection(TrackedHandlers, psycopg.Connection[Row]):
     _tg_state: ConnState | None = None
     _tg_fast_path: bool = FAST_PATH
     _tg_binding_prepared: bool = False  # the binding is prepared on the server
+    _tg_adapters_refs: int = -1  # see _reuse.adopt
+    _tg_pass: bool = False  # the next send was classified by tenantguard (see screen_wait)
     _tg_internal_cursor: psycopg.Cursor[Any] | None = (
         None  # the last execute()'s cursor (see _reuse)
     )
@@ -259,6 +286,15 @@ class TenantConnection(TrackedHandlers, psycopg.Connection[Row]):
         leased(self)
         self._tg_client_changed = True
         super().set_deferrable(value)
+
+    def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        """psycopg's, after :func:`screen_wait`: nothing reaches the server unclassified
+        from anyone but the lease's holder, and what the holder sends unclassified ends
+        the connection's life at checkin."""
+        st = self._tg_state
+        if st is not None:
+            screen_wait(self, st, gen)
+        return super().wait(gen, *args, **kwargs)
 
     def _raw_cursor(self) -> psycopg.Cursor[Any]:
         """The plain psycopg cursor of the binding and the checkin guard.
@@ -349,9 +385,21 @@ class TenantConnection(TrackedHandlers, psycopg.Connection[Row]):
             cur = untyped(super()).execute(query, params, prepare=prepare, binary=binary)
             return cur  # type: ignore[no-any-return]
         cur = _reuse.reusable(self, binary)
-        if cur is None:
-            cur = self._tg_reused_cursor = self.cursor(binary=binary)  # type: ignore[assignment]
-        return cur.execute(query, params, prepare=prepare)  # type: ignore[no-any-return]
+        if cur is not None:
+            return cur.execute(query, params, prepare=prepare)  # type: ignore[no-any-return]
+        self._tg_reused_cursor = None
+        cur = self.cursor(binary=binary)
+        cur.execute(query, params, prepare=prepare)
+        _reuse.adopt(self, cur)
+        return cur  # type: ignore[no-any-return]
+
+    def _out_of_band(self, what: str, query: Query, params: Params | None) -> None:
+        """Bind, then classify *query*: psycopg's next send is tenantguard's (screen_wait)."""
+        self._bind_out_of_band(what)
+        st = self._tg_state
+        if st is not None:
+            st.note(query, self.pgconn, params is not None)
+            self._tg_pass = True
 
     def _bind_out_of_band(self, what: str) -> None:
         """Bind before an operation that cannot be pipelined (COPY, streaming, DECLARE)."""

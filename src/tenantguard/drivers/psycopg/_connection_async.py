@@ -32,6 +32,7 @@ from tenantguard.drivers.psycopg._connection_base import (
     leased,
     marking,
     refuse_tpc,
+    screen_wait,
     screened,
     untyped,
 )
@@ -46,6 +47,10 @@ from tenantguard.drivers.psycopg._internals import TEMPLATES as _TEMPLATES
 from tenantguard.errors import UnsupportedOperation
 
 __all__ = ["AsyncTenantConnection", "AsyncTenantCursor", "AsyncTenantServerCursor"]
+
+# psycopg's own wait(), without tenantguard's screening: for the fast path, whose one
+# statement is classified and bound by construction (bound_execute_gen).
+_WAIT = psycopg.AsyncConnection.wait
 
 _SERVER_CURSOR_ONLY = (
     "{what} is not available on a named (server-side) cursor of a tenant connection; "
@@ -82,15 +87,21 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
         pipelined = in_pipeline(conn)
         bind = st.bind_needed(conn.pgconn.transaction_status, pipelined)
         st.note(query, conn.pgconn, params is not None)
-        if bind is None:
-            await untyped(super()).execute(query, params, prepare=prepare, binary=binary)
-        elif pipelined:
-            await conn._raw_cursor().execute(*bind)
-            await untyped(super()).execute(query, params, prepare=prepare, binary=binary)
-        else:
-            async with conn.pipeline():
-                await conn._raw_cursor().execute(*bind)
+        try:
+            if bind is None:
+                conn._tg_pass = True  # classified above: see screen_wait
                 await untyped(super()).execute(query, params, prepare=prepare, binary=binary)
+            elif pipelined:
+                await conn._raw_cursor().execute(*bind)
+                conn._tg_pass = True
+                await untyped(super()).execute(query, params, prepare=prepare, binary=binary)
+            else:
+                async with conn.pipeline():
+                    await conn._raw_cursor().execute(*bind)
+                    conn._tg_pass = True
+                    await untyped(super()).execute(query, params, prepare=prepare, binary=binary)
+        finally:
+            conn._tg_pass = False
         st.after_statement(conn.pgconn.transaction_status)
         return self
 
@@ -110,17 +121,19 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
         try:
             try:
                 async with conn.lock:
-                    await conn.wait(
+                    await _WAIT(
+                        conn,
                         bound_execute_gen(
                             self, st, bind, encoded, query, params, prepare=prepare, binary=binary
-                        )
+                        ),
                     )
             except BindStatementMissing:  # the server forgot the binding: once more
                 async with conn.lock:
-                    await conn.wait(
+                    await _WAIT(
+                        conn,
                         bound_execute_gen(
                             self, st, bind, encoded, query, params, prepare=prepare, binary=binary
-                        )
+                        ),
                     )
         except NO_TRACEBACK as ex:  # as psycopg does
             raise ex.with_traceback(None) from None
@@ -139,15 +152,21 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
         if first is NO_PARAMS:
             return None
         params_seq = itertools.chain((first,), params_seq)
-        if bind is None:
-            await super().executemany(query, params_seq, returning=returning)
-        elif pipelined:
-            await conn._raw_cursor().execute(*bind)
-            await super().executemany(query, params_seq, returning=returning)
-        else:
-            async with conn.pipeline():
-                await conn._raw_cursor().execute(*bind)
+        try:
+            if bind is None:
+                conn._tg_pass = True  # screened: see screen_wait
                 await super().executemany(query, params_seq, returning=returning)
+            elif pipelined:
+                await conn._raw_cursor().execute(*bind)
+                conn._tg_pass = True
+                await super().executemany(query, params_seq, returning=returning)
+            else:
+                async with conn.pipeline():
+                    await conn._raw_cursor().execute(*bind)
+                    conn._tg_pass = True
+                    await super().executemany(query, params_seq, returning=returning)
+        finally:
+            conn._tg_pass = False
         st.after_statement(conn.pgconn.transaction_status)
         return None
 
@@ -155,20 +174,25 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
     async def copy(
         self, statement: Query, params: Params | None = None, *, writer: Any = None
     ) -> AsyncIterator[AsyncCopy]:
-        await self._conn._bind_out_of_band("COPY")
-        if self._conn._tg_state is not None:
-            self._conn._tg_state.note(statement, self._conn.pgconn, params is not None)
-        async with super().copy(statement, params, writer=writer) as cp:
-            yield cp
+        conn = self._conn
+        await conn._out_of_band("COPY", statement, params)
+        try:
+            async with super().copy(statement, params, writer=writer) as cp:
+                conn._tg_pass = False
+                yield cp
+        finally:
+            conn._tg_pass = False
 
     async def stream(
         self, query: Query, params: Params | None = None, *args: Any, **kwargs: Any
     ) -> AsyncIterator[Row]:
-        await self._conn._bind_out_of_band("stream()")
-        if self._conn._tg_state is not None:
-            self._conn._tg_state.note(query, self._conn.pgconn, params is not None)
-        async for row in super().stream(query, params, *args, **kwargs):  # noqa: RUF100, UP028 (the sync twin)
-            yield row
+        conn = self._conn
+        await conn._out_of_band("stream()", query, params)
+        try:
+            async for row in super().stream(query, params, *args, **kwargs):  # noqa: RUF100, UP028 (the sync twin)
+                yield row
+        finally:
+            conn._tg_pass = False
 
 
 class AsyncTenantServerCursor(psycopg.AsyncServerCursor[Row]):
@@ -184,12 +208,14 @@ class AsyncTenantServerCursor(psycopg.AsyncServerCursor[Row]):
         binary: bool | None = None,
         **kwargs: Any,
     ) -> AsyncTenantServerCursor[Row]:
-        await self._conn._bind_out_of_band("a server-side cursor")
-        if self._conn._tg_state is not None:
-            self._conn._tg_state.note(query, self._conn.pgconn, params is not None)
-            if self.withhold:
-                self._conn._tg_state.screen(frozenset({"hold_cursor"}), self._conn.pgconn)
-        await super().execute(query, params, binary=binary, **kwargs)
+        conn = self._conn
+        await conn._out_of_band("a server-side cursor", query, params)
+        try:
+            if self.withhold and conn._tg_state is not None:
+                conn._tg_state.screen(frozenset({"hold_cursor"}), conn.pgconn)
+            await super().execute(query, params, binary=binary, **kwargs)
+        finally:
+            conn._tg_pass = False
         return self
 
     # psycopg's server cursor inherits these from its plain cursor: they would send their
@@ -231,6 +257,8 @@ class AsyncTenantConnection(TrackedHandlers, psycopg.AsyncConnection[Row]):
     _tg_state: ConnState | None = None
     _tg_fast_path: bool = FAST_PATH
     _tg_binding_prepared: bool = False  # the binding is prepared on the server
+    _tg_adapters_refs: int = -1  # see _reuse.adopt
+    _tg_pass: bool = False  # the next send was classified by tenantguard (see screen_wait)
     _tg_internal_cursor: psycopg.AsyncCursor[Any] | None = None
     _tg_reused_cursor: AsyncTenantCursor[Any] | None = (
         None  # the last execute()'s cursor (see _reuse)
@@ -263,6 +291,15 @@ class AsyncTenantConnection(TrackedHandlers, psycopg.AsyncConnection[Row]):
         leased(self)
         self._tg_client_changed = True
         await super().set_deferrable(value)
+
+    async def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        """psycopg's, after :func:`screen_wait`: nothing reaches the server unclassified
+        from anyone but the lease's holder, and what the holder sends unclassified ends
+        the connection's life at checkin."""
+        st = self._tg_state
+        if st is not None:
+            screen_wait(self, st, gen)
+        return await super().wait(gen, *args, **kwargs)
 
     def _raw_cursor(self) -> psycopg.AsyncCursor[Any]:
         """The plain psycopg cursor of the binding and the checkin guard.
@@ -351,9 +388,21 @@ class AsyncTenantConnection(TrackedHandlers, psycopg.AsyncConnection[Row]):
             cur = await untyped(super()).execute(query, params, prepare=prepare, binary=binary)
             return cur  # type: ignore[no-any-return]
         cur = _reuse.reusable(self, binary)
-        if cur is None:
-            cur = self._tg_reused_cursor = self.cursor(binary=binary)  # type: ignore[assignment]
-        return await cur.execute(query, params, prepare=prepare)  # type: ignore[no-any-return]
+        if cur is not None:
+            return await cur.execute(query, params, prepare=prepare)  # type: ignore[no-any-return]
+        self._tg_reused_cursor = None
+        cur = self.cursor(binary=binary)
+        await cur.execute(query, params, prepare=prepare)
+        _reuse.adopt(self, cur)
+        return cur  # type: ignore[no-any-return]
+
+    async def _out_of_band(self, what: str, query: Query, params: Params | None) -> None:
+        """Bind, then classify *query*: psycopg's next send is tenantguard's (screen_wait)."""
+        await self._bind_out_of_band(what)
+        st = self._tg_state
+        if st is not None:
+            st.note(query, self.pgconn, params is not None)
+            self._tg_pass = True
 
     async def _bind_out_of_band(self, what: str) -> None:
         """Bind before an operation that cannot be pipelined (COPY, streaming, DECLARE)."""

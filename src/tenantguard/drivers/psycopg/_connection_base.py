@@ -37,6 +37,7 @@ __all__ = [
     "marking",
     "refuse_tpc",
     "registering",
+    "screen_wait",
     "screened",
     "untyped",
 ]
@@ -141,6 +142,76 @@ def refuse_tpc(conn: Any) -> None:
 
 
 NO_PARAMS: Any = object()
+
+#: The value of ``_tg_client_changed`` that says SQL went out unclassified (see
+#: :func:`screen_wait`): the connection is replaced, never handed to another lease.
+UNSCREENED = "unscreened_sql"
+
+#: psycopg generators (``gen.__name__``) that send no SQL text of the caller's: commands
+#: psycopg writes itself (COMMIT, ROLLBACK, BEGIN, SAVEPOINT, SET of a transaction
+#: characteristic, FETCH/MOVE/CLOSE of a named cursor, a pipeline's Sync) and the data of
+#: a COPY or a stream already started. Named, not looked up: a psycopg that renames one
+#: only makes that operation replace its connection at checkin (tests catch it).
+CONTROL_GENERATORS = frozenset(
+    {
+        "_commit_gen",
+        "_rollback_gen",
+        "_set_autocommit_gen",
+        "_set_isolation_level_gen",
+        "_set_read_only_gen",
+        "_set_deferrable_gen",
+        "notifies",
+        "_enter_gen",  # a transaction's BEGIN/SAVEPOINT; entering pipeline mode
+        "_exit_gen",  # COMMIT/ROLLBACK/RELEASE; leaving pipeline mode
+        "_sync_gen",
+        "_fetch_gen",  # a named cursor's FETCH; a pipeline's results
+        "_scroll_gen",
+        "_close_gen",
+        "_stream_fetchone_gen",
+        "_read_gen",
+        "_read_row_gen",
+        "_end_copy_out_gen",
+        "copy_to",
+        "copy_end",
+    }
+)
+
+
+def screen_wait(conn: Any, st: ConnState, gen: Any) -> None:
+    """Before psycopg runs *gen* on a tenant connection (``conn.wait()``, which every
+    cursor, transaction, pipeline and COPY of psycopg goes through).
+
+    SQL tenantguard classified and bound passes (``_tg_pass``, set by its cursors just
+    before they call psycopg, consumed here), as does its own internal cursor. Any other
+    SQL text (``psycopg.Cursor(conn)``, ``ClientCursor``, ``RawCursor``, a tenantguard
+    cursor driven through psycopg's base methods) was neither classified nor bound: the
+    connection is marked so that it is closed at checkin, never reaching another lease,
+    and from anyone but the lease's holder it is refused before anything is sent. The
+    mark comes first: a lease starting concurrently either sees it or owns the
+    connection before the ownership check below, which then refuses.
+    """
+    if conn._tg_pass:
+        conn._tg_pass = False
+        return
+    holder = st.owner_of() == st.owner
+    if getattr(gen, "__name__", None) not in CONTROL_GENERATORS and not _internal(conn, gen):
+        conn._tg_client_changed = UNSCREENED
+        if not holder:
+            st.check_owner()  # raises: the lease ended, or belongs to another thread/task
+        return
+    if not holder:
+        if st.lease is not None:
+            st.check_owner()  # a kept reference inside another tenant's lease: refused
+        elif not _internal(conn, gen):
+            conn._tg_client_changed = True  # between leases: replaced before the next one
+
+
+def _internal(conn: Any, gen: Any) -> bool:
+    """*gen* belongs to the connection's internal cursor (the binding, the guard)."""
+    frame = getattr(gen, "gi_frame", None)
+    if frame is None or conn._tg_internal_cursor is None:
+        return False
+    return frame.f_locals.get("self") is conn._tg_internal_cursor
 
 
 def screened(

@@ -266,6 +266,11 @@ class _Lease(LeaseBase):
         try:
             ctx, st_ctx = self.pool._core.lease_contexts()
             conn = self.pool._pool.getconn(self.timeout)
+            st = conn._tg_state
+            assert st is not None
+            # Owned first, then checked: a reference kept past its lease that marks the
+            # connection before this (see screen_wait) is seen below; after it, refused.
+            st.start_lease(ctx, st_ctx)
             # Changed while in the pool? One read per flag (all 0 when not) before the
             # full check, which records what it finds.
             pg = conn.pgconn
@@ -276,17 +281,18 @@ class _Lease(LeaseBase):
                 or conn._tg_client_changed
                 or conn._tg_added_handlers
             ) and self.pool._core.checkout_refused(conn):
+                st.end_lease()
                 if not conn.closed:
                     conn.close()
                 self.pool._pool.putconn(conn)  # psycopg_pool discards and replaces it
                 conn = self.pool._pool.getconn(self.timeout)
+                st = conn._tg_state
+                assert st is not None
+                st.start_lease(ctx, st_ctx)
                 pg = conn.pgconn
         except BaseException:
             self._exit_tenant()
             raise
-        st = conn._tg_state
-        assert st is not None
-        st.start_lease(ctx, st_ctx)
         self.conn = conn
         return conn
 

@@ -39,7 +39,7 @@ from tenantguard.core.session import (
 )
 from tenantguard.core.signing import SignedBinder, SigningKey, key_from_env, parse_signing_key
 from tenantguard.drivers.psycopg import _internals
-from tenantguard.drivers.psycopg._connection_base import registering
+from tenantguard.drivers.psycopg._connection_base import UNSCREENED, registering
 from tenantguard.drivers.psycopg._reuse import release as release_cursor
 from tenantguard.errors import (
     ConfigurationError,
@@ -190,6 +190,11 @@ def client_changed(conn: Any) -> bool:
     the connection when set: ``_tg_client_changed``), and notice or notify handlers added
     and not removed (a handler left behind would receive the next tenant's notices)."""
     return bool(conn._tg_client_changed or conn._tg_added_handlers)
+
+
+def changed_kind(conn: Any) -> str:
+    """How the guard reports a connection :func:`client_changed` found changed."""
+    return UNSCREENED if conn._tg_client_changed == UNSCREENED else "client_state"
 
 
 def check_lexer(pg: Any) -> tuple[bytes | None, ...]:
@@ -479,7 +484,7 @@ class PoolCore:
             or conn.pgconn.transaction_status != IDLE
             or conn.pgconn.pipeline_status != PIPELINE_OFF
         ):
-            self.guard_stats.record(None, {"client_state"}, "discard")
+            self.guard_stats.record(None, {changed_kind(conn)}, "discard")
             logger.warning(
                 "a pooled connection changed while it waited in the pool (a reference kept "
                 "past its lease?); discarding it before the next lease"
@@ -525,7 +530,7 @@ class PoolCore:
         if st.client is not None and client_changed(conn):
             # Python-side state the next lease would inherit: a fresh connection is simpler
             # and surer than undoing it attribute by attribute (handlers included).
-            self.report(lease, {"client_state"}, "discard")
+            self.report(lease, {changed_kind(conn)}, "discard")
             try:
                 yield ("close", None, None)
             finally:

@@ -36,7 +36,7 @@ from psycopg.pq import ConnStatus, Format
 
 from tenantguard.drivers.psycopg import _internals
 
-__all__ = ["ENABLED", "REFS_WHEN_FREE", "release", "reusable"]
+__all__ = ["ENABLED", "REFS_WHEN_FREE", "adopt", "release", "reusable"]
 
 TEXT, BINARY = Format.TEXT, Format.BINARY
 CONNECTION_OK = ConnStatus.OK
@@ -125,6 +125,14 @@ def reusable(conn: Any, binary: bool) -> Any:
     return cur
 
 
+def adopt(conn: Any, cur: Any) -> None:
+    """*cur* (a new cursor that just ran its first statement, not yet handed out) is the
+    connection's kept cursor: its adapters map's reference count now is the one that
+    means "nobody else holds it" (the cursor, its Transformer, the argument)."""
+    conn._tg_reused_cursor = cur
+    conn._tg_adapters_refs = getrefcount(cur._adapters)
+
+
 def release(conn: Any) -> None:
     """At checkin: the kept cursor forgets its result (or is forgotten, if held)."""
     if conn._tg_reused_cursor is None:
@@ -136,9 +144,12 @@ def release(conn: Any) -> None:
     if (
         getweakrefcount(cur) != 1
         or getrefcount(cur._adapters._register_loader_callback.args[0]) != OWN_WEAKREF_REFS
+        or getrefcount(cur._adapters) != conn._tg_adapters_refs
     ):
-        # Weakly referenced (outside the reference count) by something of this lease: a
-        # new cursor per statement would be gone, never showing the next tenant's rows.
+        # Weakly referenced (outside the reference count) by something of this lease, or
+        # its adapters map (``cur.adapters``, public) kept: a new cursor per statement
+        # would be gone, its map with it; a loader registered later on a kept map would
+        # be made with the next tenant's result in hand (the sixth review).
         conn._tg_reused_cursor = None
         return
     cur._reset()
