@@ -34,7 +34,7 @@ def core(**kw: Any) -> PoolCore:
 
 def fake_conn(c: PoolCore, effects: set[str]) -> Any:
     st = c.new_state()
-    pg = SimpleNamespace(parameter_status=LEXER.get)
+    pg = SimpleNamespace(parameter_status=LEXER.get, status=0)
     conn = SimpleNamespace(_tg_state=st, closed=False, pgconn=pg, _tg_binding_prepared=True)
     c.set_baseline(conn, st, as_row(CLEAN))
     st.start_lease(TenantContext(parse_tenant_id(7)))
@@ -128,7 +128,8 @@ def test_clean_fast_path_takes_the_same_decision(
     c = core(verify=verify)
     conn = fake_conn(c, effects)
     conn.pgconn = SimpleNamespace(
-        parameter_status=lambda name: reported if name == b"search_path" else LEXER.get(name)
+        parameter_status=lambda name: reported if name == b"search_path" else LEXER.get(name),
+        status=0,
     )
     st = conn._tg_state
     lease = st.lease
@@ -145,7 +146,7 @@ def test_clean_fast_path_takes_the_same_decision(
 def reporting_conn(c: PoolCore, reported: dict[bytes, bytes]) -> Any:
     """A connection whose server reports *reported* (ParameterStatus), baseline CLEAN."""
     st = c.new_state()
-    pg = SimpleNamespace(parameter_status=lambda name: {**LEXER, **reported}.get(name))
+    pg = SimpleNamespace(parameter_status=lambda name: {**LEXER, **reported}.get(name), status=0)
     conn = SimpleNamespace(_tg_state=st, closed=False, pgconn=pg, _tg_binding_prepared=True)
     c.set_baseline(conn, st, as_row(CLEAN))
     st.start_lease(TenantContext(parse_tenant_id(7)))
@@ -219,7 +220,8 @@ def _lease_conn(c: PoolCore) -> Any:
     return SimpleNamespace(
         _tg_state=c.new_state(),
         _tg_client_changed=False,
-        _tg_added_handlers=(),
+        _tg_notice=(),
+        _tg_notify=(),
         closed=False,
         pgconn=pg,
         autocommit=True,

@@ -7,6 +7,7 @@ was opened. :class:`GuardStats` counts what the guard caught and for which tenan
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import Counter, deque
@@ -145,11 +146,13 @@ class GuardEvent:
     at: float
 
 
-@dataclass
+@dataclass(repr=False)
 class GuardStats:
     """Counters for the checkin guard; read them from ``pool.guard_stats``."""
 
-    checkins: int = 0
+    # Every checkin passes here: counted by an itertools.count (one C call, atomic
+    # under the GIL and in free-threaded builds) rather than a lock.
+    _checkins: itertools.count[int] = field(default_factory=itertools.count, repr=False)
     verified: int = 0
     contaminated: int = 0
     resets: int = 0
@@ -159,9 +162,20 @@ class GuardStats:
     events: deque[GuardEvent] = field(default_factory=lambda: deque(maxlen=256))
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    @property
+    def checkins(self) -> int:
+        """Connections returned to the pool (clean or not)."""
+        return int(repr(self._checkins)[6:-1])  # "count(N)": N taken so far, not advanced
+
     def count_checkin(self) -> None:
-        with self._lock:  # uncontended, ~0.1 us; an unlocked += can lose counts
-            self.checkins += 1
+        next(self._checkins)
+
+    def __repr__(self) -> str:
+        return (
+            f"GuardStats(checkins={self.checkins}, verified={self.verified}, "
+            f"contaminated={self.contaminated}, resets={self.resets}, discards={self.discards}, "
+            f"by_kind={self.by_kind!r}, by_tenant={self.by_tenant!r})"
+        )
 
     def count_verified(self) -> None:
         with self._lock:

@@ -138,7 +138,8 @@ class ConnState:
         self.owner = _NO_OWNER
         self.lease = self.lease_bind = None
         self.bound = self.slow_path = False
-        self.effects.clear()
+        if self.effects:
+            self.effects.clear()
         return ctx
 
     # -- per statement ---------------------------------------------------------

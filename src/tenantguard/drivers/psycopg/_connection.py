@@ -26,6 +26,7 @@ from tenantguard.drivers.psycopg._connection_base import (
     NO_PARAMS,
     REUSE,
     TrackedHandlers,
+    exact,
     fast_path_open,
     guarded_attribute,
     held,
@@ -33,6 +34,7 @@ from tenantguard.drivers.psycopg._connection_base import (
     leased,
     marking,
     refuse_tpc,
+    rendered,
     screen_wait,
     screened,
     untyped,
@@ -81,6 +83,7 @@ class TenantCursor(psycopg.Cursor[Row]):
             return self
         pipelined = in_pipeline(conn)
         bind = st.bind_needed(conn.pgconn.transaction_status, pipelined)
+        query = rendered(query, self)  # classified as sent
         st.note(query, conn.pgconn, params is not None)
         try:
             if bind is None:
@@ -142,6 +145,7 @@ class TenantCursor(psycopg.Cursor[Row]):
             return super().executemany(query, params_seq, returning=returning)
         pipelined = in_pipeline(conn)
         bind = st.bind_needed(conn.pgconn.transaction_status, pipelined)
+        query = rendered(query, self)  # classified as sent
         params_seq = screened(st, query, conn.pgconn, params_seq)
         first = next(params_seq, NO_PARAMS)  # screened: refused before anything is sent
         if first is NO_PARAMS:
@@ -170,6 +174,7 @@ class TenantCursor(psycopg.Cursor[Row]):
         self, statement: Query, params: Params | None = None, *, writer: Any = None
     ) -> Iterator[Copy]:
         conn = self._conn
+        statement = rendered(statement, self)  # classified as sent
         conn._out_of_band("COPY", statement, params)
         try:
             with super().copy(statement, params, writer=writer) as cp:
@@ -182,6 +187,7 @@ class TenantCursor(psycopg.Cursor[Row]):
         self, query: Query, params: Params | None = None, *args: Any, **kwargs: Any
     ) -> Iterator[Row]:
         conn = self._conn
+        query = rendered(query, self)  # classified as sent
         conn._out_of_band("stream()", query, params)
         try:
             for row in super().stream(query, params, *args, **kwargs):  # noqa: RUF100, UP028 (the sync twin)
@@ -204,6 +210,7 @@ class TenantServerCursor(psycopg.ServerCursor[Row]):
         **kwargs: Any,
     ) -> TenantServerCursor[Row]:
         conn = self._conn
+        query = rendered(query, self)  # classified as sent
         conn._out_of_band("a server-side cursor", query, params)
         try:
             if self.withhold and conn._tg_state is not None:
@@ -222,29 +229,69 @@ class TenantServerCursor(psycopg.ServerCursor[Row]):
     def stream(self, *args: Any, **kwargs: Any) -> Any:
         raise UnsupportedOperation(_SERVER_CURSOR_ONLY.format(what="stream()"))
 
+    # FETCH, MOVE and CLOSE name the cursor and carry a count: psycopg writes them as SQL
+    # text (sql.Literal), sent with the simple protocol, so the count must be an int and
+    # the name a str (a Decimal subclass's __str__ would be SQL). Validated, they are
+    # screened as tenantguard's own (screen_wait); psycopg's base methods called on this
+    # cursor are not, and close the connection at checkin.
+
+    def __init__(self, connection: Any, name: str, *args: Any, **kwargs: Any) -> None:
+        if type(name) is not str:
+            self._closed = True  # (psycopg's __del__ reads it)
+            exact(name, str, "name")
+        super().__init__(connection, name, *args, **kwargs)
+
     def fetchone(self) -> Row | None:
         held(self._conn)
-        return super().fetchone()
+        self._conn._tg_pass = True
+        try:
+            return super().fetchone()
+        finally:
+            self._conn._tg_pass = False
 
     def fetchmany(self, size: int = 0) -> list[Row]:
         held(self._conn)
-        return super().fetchmany(size)
+        exact(size, int, "size")
+        exact(self.arraysize, int, "arraysize")
+        self._conn._tg_pass = True
+        try:
+            return super().fetchmany(size)
+        finally:
+            self._conn._tg_pass = False
 
     def fetchall(self) -> list[Row]:
         held(self._conn)
-        return super().fetchall()
+        self._conn._tg_pass = True
+        try:
+            return super().fetchall()
+        finally:
+            self._conn._tg_pass = False
 
     def __next__(self) -> Row:
         held(self._conn)
-        return super().__next__()
+        exact(self.itersize, int, "itersize")
+        self._conn._tg_pass = True
+        try:
+            return super().__next__()
+        finally:
+            self._conn._tg_pass = False
 
     def scroll(self, value: int, mode: str = "relative") -> None:
         held(self._conn)
-        super().scroll(value, mode)
+        exact(value, int, "value")
+        self._conn._tg_pass = True
+        try:
+            super().scroll(value, mode)
+        finally:
+            self._conn._tg_pass = False
 
     def close(self) -> None:
         held(self._conn)
-        super().close()
+        self._conn._tg_pass = True
+        try:
+            super().close()
+        finally:
+            self._conn._tg_pass = False
 
 
 class TenantConnection(TrackedHandlers, psycopg.Connection[Row]):
@@ -387,7 +434,6 @@ class TenantConnection(TrackedHandlers, psycopg.Connection[Row]):
         cur = _reuse.reusable(self, binary)
         if cur is not None:
             return cur.execute(query, params, prepare=prepare)  # type: ignore[no-any-return]
-        self._tg_reused_cursor = None
         cur = self.cursor(binary=binary)
         cur.execute(query, params, prepare=prepare)
         _reuse.adopt(self, cur)

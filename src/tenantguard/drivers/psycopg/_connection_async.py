@@ -25,6 +25,7 @@ from tenantguard.drivers.psycopg._connection_base import (
     NO_PARAMS,
     REUSE,
     TrackedHandlers,
+    exact,
     fast_path_open,
     guarded_attribute,
     held,
@@ -32,6 +33,7 @@ from tenantguard.drivers.psycopg._connection_base import (
     leased,
     marking,
     refuse_tpc,
+    rendered,
     screen_wait,
     screened,
     untyped,
@@ -86,6 +88,7 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
             return self
         pipelined = in_pipeline(conn)
         bind = st.bind_needed(conn.pgconn.transaction_status, pipelined)
+        query = rendered(query, self)  # classified as sent
         st.note(query, conn.pgconn, params is not None)
         try:
             if bind is None:
@@ -147,6 +150,7 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
             return await super().executemany(query, params_seq, returning=returning)
         pipelined = in_pipeline(conn)
         bind = st.bind_needed(conn.pgconn.transaction_status, pipelined)
+        query = rendered(query, self)  # classified as sent
         params_seq = screened(st, query, conn.pgconn, params_seq)
         first = next(params_seq, NO_PARAMS)  # screened: refused before anything is sent
         if first is NO_PARAMS:
@@ -175,6 +179,7 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
         self, statement: Query, params: Params | None = None, *, writer: Any = None
     ) -> AsyncIterator[AsyncCopy]:
         conn = self._conn
+        statement = rendered(statement, self)  # classified as sent
         await conn._out_of_band("COPY", statement, params)
         try:
             async with super().copy(statement, params, writer=writer) as cp:
@@ -187,6 +192,7 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
         self, query: Query, params: Params | None = None, *args: Any, **kwargs: Any
     ) -> AsyncIterator[Row]:
         conn = self._conn
+        query = rendered(query, self)  # classified as sent
         await conn._out_of_band("stream()", query, params)
         try:
             async for row in super().stream(query, params, *args, **kwargs):  # noqa: RUF100, UP028 (the sync twin)
@@ -209,6 +215,7 @@ class AsyncTenantServerCursor(psycopg.AsyncServerCursor[Row]):
         **kwargs: Any,
     ) -> AsyncTenantServerCursor[Row]:
         conn = self._conn
+        query = rendered(query, self)  # classified as sent
         await conn._out_of_band("a server-side cursor", query, params)
         try:
             if self.withhold and conn._tg_state is not None:
@@ -226,29 +233,68 @@ class AsyncTenantServerCursor(psycopg.AsyncServerCursor[Row]):
     def stream(self, *args: Any, **kwargs: Any) -> Any:
         raise UnsupportedOperation(_SERVER_CURSOR_ONLY.format(what="stream()"))
 
+    # FETCH, MOVE and CLOSE name the cursor and carry a count: psycopg writes them as SQL
+    # text (sql.Literal), sent with the simple protocol, so the count must be an int and
+    # the name a str (a Decimal subclass's __str__ would be SQL). Validated, they are
+    # screened as tenantguard's own (screen_wait); psycopg's base methods called on this
+    # cursor are not, and close the connection at checkin.
+    def __init__(self, connection: Any, name: str, *args: Any, **kwargs: Any) -> None:
+        if type(name) is not str:
+            self._closed = True  # (psycopg's __del__ reads it)
+            exact(name, str, "name")
+        super().__init__(connection, name, *args, **kwargs)
+
     async def fetchone(self) -> Row | None:
         held(self._conn)
-        return await super().fetchone()
+        self._conn._tg_pass = True
+        try:
+            return await super().fetchone()
+        finally:
+            self._conn._tg_pass = False
 
     async def fetchmany(self, size: int = 0) -> list[Row]:
         held(self._conn)
-        return await super().fetchmany(size)
+        exact(size, int, "size")
+        exact(self.arraysize, int, "arraysize")
+        self._conn._tg_pass = True
+        try:
+            return await super().fetchmany(size)
+        finally:
+            self._conn._tg_pass = False
 
     async def fetchall(self) -> list[Row]:
         held(self._conn)
-        return await super().fetchall()
+        self._conn._tg_pass = True
+        try:
+            return await super().fetchall()
+        finally:
+            self._conn._tg_pass = False
 
     async def __anext__(self) -> Row:
         held(self._conn)
-        return await super().__anext__()
+        exact(self.itersize, int, "itersize")
+        self._conn._tg_pass = True
+        try:
+            return await super().__anext__()
+        finally:
+            self._conn._tg_pass = False
 
     async def scroll(self, value: int, mode: str = "relative") -> None:
         held(self._conn)
-        await super().scroll(value, mode)
+        exact(value, int, "value")
+        self._conn._tg_pass = True
+        try:
+            await super().scroll(value, mode)
+        finally:
+            self._conn._tg_pass = False
 
     async def close(self) -> None:
         held(self._conn)
-        await super().close()
+        self._conn._tg_pass = True
+        try:
+            await super().close()
+        finally:
+            self._conn._tg_pass = False
 
 
 class AsyncTenantConnection(TrackedHandlers, psycopg.AsyncConnection[Row]):
@@ -390,7 +436,6 @@ class AsyncTenantConnection(TrackedHandlers, psycopg.AsyncConnection[Row]):
         cur = _reuse.reusable(self, binary)
         if cur is not None:
             return await cur.execute(query, params, prepare=prepare)  # type: ignore[no-any-return]
-        self._tg_reused_cursor = None
         cur = self.cursor(binary=binary)
         await cur.execute(query, params, prepare=prepare)
         _reuse.adopt(self, cur)

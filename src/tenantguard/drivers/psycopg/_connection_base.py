@@ -19,9 +19,11 @@ from typing import Any
 
 from psycopg.abc import Params, Query
 from psycopg.pq import PipelineStatus, TransactionStatus
+from psycopg.sql import Composable
 
 from tenantguard.core.session import ConnState
 from tenantguard.drivers.psycopg import _reuse
+from tenantguard.drivers.psycopg._internals import CONTROL_CODES, SETTER_CODES, handler_lists
 
 __all__ = [
     "IDLE",
@@ -29,6 +31,7 @@ __all__ = [
     "NO_PARAMS",
     "REUSE",
     "TrackedHandlers",
+    "exact",
     "fast_path_open",
     "guarded_attribute",
     "held",
@@ -37,8 +40,10 @@ __all__ = [
     "marking",
     "refuse_tpc",
     "registering",
+    "rendered",
     "screen_wait",
     "screened",
+    "track_handlers",
     "untyped",
 ]
 
@@ -147,63 +152,64 @@ NO_PARAMS: Any = object()
 #: :func:`screen_wait`): the connection is replaced, never handed to another lease.
 UNSCREENED = "unscreened_sql"
 
-#: psycopg generators (``gen.__name__``) that send no SQL text of the caller's: commands
-#: psycopg writes itself (COMMIT, ROLLBACK, BEGIN, SAVEPOINT, SET of a transaction
-#: characteristic, FETCH/MOVE/CLOSE of a named cursor, a pipeline's Sync) and the data of
-#: a COPY or a stream already started. Named, not looked up: a psycopg that renames one
-#: only makes that operation replace its connection at checkin (tests catch it).
-CONTROL_GENERATORS = frozenset(
-    {
-        "_commit_gen",
-        "_rollback_gen",
-        "_set_autocommit_gen",
-        "_set_isolation_level_gen",
-        "_set_read_only_gen",
-        "_set_deferrable_gen",
-        "notifies",
-        "_enter_gen",  # a transaction's BEGIN/SAVEPOINT; entering pipeline mode
-        "_exit_gen",  # COMMIT/ROLLBACK/RELEASE; leaving pipeline mode
-        "_sync_gen",
-        "_fetch_gen",  # a named cursor's FETCH; a pipeline's results
-        "_scroll_gen",
-        "_close_gen",
-        "_stream_fetchone_gen",
-        "_read_gen",
-        "_read_row_gen",
-        "_end_copy_out_gen",
-        "copy_to",
-        "copy_end",
-    }
-)
+#: The classified send's pass is taken only by the lease's holder (tests turn it off, as
+#: the control of an attack that stole it).
+PASS_NEEDS_HOLDER = True
+
+
+def exact(value: Any, kind: type, what: str) -> None:
+    """*value* is exactly a *kind* (not a subclass): psycopg writes a named cursor's name
+    and counts into SQL text, and a subclass's ``__str__`` would be SQL there."""
+    if type(value) is not kind:
+        raise TypeError(
+            f"a named cursor's {what} must be a {kind.__name__}, not {type(value).__name__}"
+        )
+
+
+def rendered(query: Query, cursor: Any) -> Query:
+    """*query* as the bytes psycopg will send, when it is a ``sql.Composable``: rendered
+    once, with the cursor's adapters, so what is classified is what is sent (a value
+    whose ``__str__`` changes between two renderings, or a dumper registered on the
+    cursor, would otherwise show the classifier one statement and the server another)."""
+    if isinstance(query, Composable):
+        return query.as_bytes(cursor)
+    return query
 
 
 def screen_wait(conn: Any, st: ConnState, gen: Any) -> None:
     """Before psycopg runs *gen* on a tenant connection (``conn.wait()``, which every
     cursor, transaction, pipeline and COPY of psycopg goes through).
 
-    SQL tenantguard classified and bound passes (``_tg_pass``, set by its cursors just
-    before they call psycopg, consumed here), as does its own internal cursor. Any other
-    SQL text (``psycopg.Cursor(conn)``, ``ClientCursor``, ``RawCursor``, a tenantguard
-    cursor driven through psycopg's base methods) was neither classified nor bound: the
-    connection is marked so that it is closed at checkin, never reaching another lease,
-    and from anyone but the lease's holder it is refused before anything is sent. The
-    mark comes first: a lease starting concurrently either sees it or owns the
-    connection before the ownership check below, which then refuses.
+    psycopg's own commands (:data:`._internals.CONTROL_CODES`: COMMIT, SAVEPOINT, a
+    pipeline's Sync, COPY data; known by their code objects) pass for the lease's holder;
+    the setters of transaction characteristics too, and they mark the connection. SQL
+    tenantguard classified passes when its holder sends it (``_tg_pass``, set by its
+    cursors just before they call psycopg, consumed here), as does tenantguard's internal
+    cursor. Any other SQL text (``psycopg.Cursor(conn)``, ``ClientCursor``, a tenantguard
+    cursor driven through psycopg's base methods, a named cursor's FETCH/MOVE/CLOSE
+    called that way) was neither classified nor bound: the connection is marked so that
+    it is closed at checkin, never reaching another lease, and from anyone but the
+    holder it is refused before anything is sent. The mark comes first: a lease starting
+    concurrently either sees it or owns the connection before the ownership check, which
+    then refuses.
     """
-    if conn._tg_pass:
-        conn._tg_pass = False
-        return
     holder = st.owner_of() == st.owner
-    if getattr(gen, "__name__", None) not in CONTROL_GENERATORS and not _internal(conn, gen):
+    code = getattr(gen, "gi_code", None)
+    if code in CONTROL_CODES or code in SETTER_CODES:
+        if not holder or code in SETTER_CODES:
+            conn._tg_client_changed = True  # replaced before the next lease (mark first)
+        if not holder and st.lease is not None:
+            st.check_owner()  # a kept reference inside another tenant's lease: refused
+        return
+    if conn._tg_pass and (
+        holder or not PASS_NEEDS_HOLDER
+    ):  # only the holder's: another task or thread queued on
+        conn._tg_pass = False  # the connection's lock must not take it
+        return
+    if not _internal(conn, gen):
         conn._tg_client_changed = UNSCREENED
         if not holder:
             st.check_owner()  # raises: the lease ended, or belongs to another thread/task
-        return
-    if not holder:
-        if st.lease is not None:
-            st.check_owner()  # a kept reference inside another tenant's lease: refused
-        elif not _internal(conn, gen):
-            conn._tg_client_changed = True  # between leases: replaced before the next one
 
 
 def _internal(conn: Any, gen: Any) -> bool:
@@ -240,29 +246,50 @@ def fast_path_open(conn: Any) -> bool:
 
 
 class TrackedHandlers:
-    """Notice and notify handlers added through a lease, kept count of (the methods are sync
-    on both psycopg connection classes): the checkin guard replaces a connection that still
-    has one, which would otherwise receive the next tenant's notices. From a reference kept
-    past its lease they raise :class:`LeaseNotHeld` (they would hook another lease)."""
+    """Notice and notify handlers on a pool connection (the methods are sync on both
+    psycopg connection classes): the checkin guard replaces a connection that still has
+    one, which would otherwise receive the next tenant's notices. From a reference kept
+    past its lease they raise :class:`LeaseNotHeld` (they would hook another lease).
 
-    _tg_added_handlers: tuple[Any, ...] = ()
+    ``_tg_notice`` and ``_tg_notify`` are psycopg's own handler lists where
+    :func:`._internals.handler_lists` finds them (so a handler added through psycopg's
+    base methods counts too), else lists kept here; the pool sets them up
+    (:func:`track_handlers`).
+    """
+
+    _tg_notice: Any = ()
+    _tg_notify: Any = ()
+    _tg_own_lists = False  # the lists are ours, not psycopg's: keep them here
 
     def add_notice_handler(self, callback: Any) -> None:
         leased(self)
         super().add_notice_handler(callback)  # type: ignore[misc]
-        self._tg_added_handlers = (*self._tg_added_handlers, callback)
+        if self._tg_own_lists:
+            self._tg_notice.append(callback)
 
     def remove_notice_handler(self, callback: Any) -> None:
         leased(self)
         super().remove_notice_handler(callback)  # type: ignore[misc]
-        self._tg_added_handlers = tuple(h for h in self._tg_added_handlers if h is not callback)
+        if self._tg_own_lists and callback in self._tg_notice:
+            self._tg_notice.remove(callback)
 
     def add_notify_handler(self, callback: Any) -> None:
         leased(self)
         super().add_notify_handler(callback)  # type: ignore[misc]
-        self._tg_added_handlers = (*self._tg_added_handlers, callback)
+        if self._tg_own_lists:
+            self._tg_notify.append(callback)
 
     def remove_notify_handler(self, callback: Any) -> None:
         leased(self)
         super().remove_notify_handler(callback)  # type: ignore[misc]
-        self._tg_added_handlers = tuple(h for h in self._tg_added_handlers if h is not callback)
+        if self._tg_own_lists and callback in self._tg_notify:
+            self._tg_notify.remove(callback)
+
+
+def track_handlers(conn: Any) -> None:
+    """Point ``_tg_notice``/``_tg_notify`` at the lists the guard checks (see above)."""
+    lists = handler_lists(conn)
+    if lists is None:
+        conn._tg_own_lists = True
+        lists = [], []
+    conn._tg_notice, conn._tg_notify = lists

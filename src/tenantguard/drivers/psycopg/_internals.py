@@ -210,3 +210,67 @@ if FAST:
     NO_TRACEBACK = tuple(_NT)
 
 _WatchedAdapters, _WatchedTypes = _watched_classes()
+
+
+# -- what conn.wait() lets through (see _connection_base.screen_wait) -------------------
+#
+# Read, never called or replaced: the code objects of psycopg's generators that send no
+# SQL text a caller shapes. Identity of code objects (read-only, unlike a generator's
+# ``__name__``). A psycopg that renames or moves one only makes that operation close its
+# connection at checkin (tests/test_attacks_round6.py catches it); so these apply with
+# the fast path off too.
+
+
+def _codes(owners: tuple[Any, ...], names: tuple[str, ...]) -> frozenset[Any]:
+    found = set()
+    for owner in owners:
+        for name in names:
+            code = getattr(getattr(owner, name, None), "__code__", None)
+            if code is not None:
+                found.add(code)
+    return frozenset(found)
+
+
+def _control_codes() -> tuple[frozenset[Any], frozenset[Any]]:
+    from psycopg import generators
+
+    conns = (psycopg.Connection, psycopg.AsyncConnection)
+    return (
+        _codes(conns, ("_commit_gen", "_rollback_gen"))
+        # BEGIN/SAVEPOINT/RELEASE/COMMIT/ROLLBACK, names quoted as identifiers
+        | _codes((psycopg.Transaction, psycopg.AsyncTransaction), ("_enter_gen", "_exit_gen"))
+        | _codes(
+            (psycopg.Pipeline, psycopg.AsyncPipeline),
+            ("_enter_gen", "_exit_gen", "_sync_gen", "_fetch_gen", "_communicate_gen"),
+        )
+        | _codes(
+            (psycopg.Copy, psycopg.AsyncCopy), ("_read_gen", "_read_row_gen", "_end_copy_out_gen")
+        )
+        | _codes((psycopg.Cursor, psycopg.AsyncCursor), ("_stream_fetchone_gen",))
+        | _codes((generators,), ("notifies", "copy_to", "copy_end")),
+        # transaction characteristics: no caller text, but the next lease would inherit them
+        _codes(
+            conns,
+            (
+                "_set_autocommit_gen",
+                "_set_isolation_level_gen",
+                "_set_read_only_gen",
+                "_set_deferrable_gen",
+            ),
+        ),
+    )
+
+
+#: psycopg's own commands (let through for the lease's holder); the setters of transaction
+#: characteristics (let through, and the connection is replaced at checkin).
+CONTROL_CODES, SETTER_CODES = _control_codes()
+
+
+def handler_lists(conn: Any) -> tuple[list[Any], list[Any]] | None:
+    """psycopg's own lists of the connection's notice and notify handlers (the same list
+    objects, mutated in place), or None where psycopg keeps them elsewhere. What they hold
+    is what the next lease would call, however it was added."""
+    lists = getattr(conn, "_notice_handlers", None), getattr(conn, "_notify_handlers", None)
+    if all(type(x) is list for x in lists):
+        return lists  # type: ignore[return-value]
+    return None

@@ -34,6 +34,7 @@ from tenantguard.drivers.psycopg._connection import (
     TenantCursor,
     TenantServerCursor,
 )
+from tenantguard.drivers.psycopg._connection_base import track_handlers
 from tenantguard.drivers.psycopg._pool_base import (
     HELPER_EXISTS_QUERY,
     HELPER_SETTINGS_QUERY,
@@ -198,6 +199,7 @@ class TenantPool:
     def _configure(self, conn: TenantConnection[Any]) -> None:
         conn.cursor_factory = TenantCursor
         conn.server_cursor_factory = TenantServerCursor
+        track_handlers(conn)
         cur = conn._raw_cursor()  # made now, before any lease: see _raw_cursor
         if self._core.check_role:
             query, params = self._core.role_query()
@@ -262,7 +264,8 @@ class _Lease(LeaseBase):
     conn: TenantConnection[Any] | None
 
     def __enter__(self) -> TenantConnection[Any]:
-        self._enter_tenant()
+        if self.tenant_id is not None:
+            self._enter_tenant()
         try:
             ctx, st_ctx = self.pool._core.lease_contexts()
             conn = self.pool._pool.getconn(self.timeout)
@@ -279,7 +282,8 @@ class _Lease(LeaseBase):
                 or pg.transaction_status
                 or pg.pipeline_status
                 or conn._tg_client_changed
-                or conn._tg_added_handlers
+                or conn._tg_notice
+                or conn._tg_notify
             ) and self.pool._core.checkout_refused(conn):
                 st.end_lease()
                 if not conn.closed:
@@ -310,11 +314,12 @@ class _Lease(LeaseBase):
                     except Exception:
                         logger.debug("rollback failed on a returned connection", exc_info=True)
                 return
-            action = pool._core.exit_action(conn)
-            if action == "rollback":
-                conn.rollback()
-            elif action == "commit":
-                conn.commit()
+            if conn.pgconn.transaction_status:  # not IDLE
+                action = pool._core.exit_action(conn)
+                if action == "rollback":
+                    conn.rollback()
+                elif action == "commit":
+                    conn.commit()
         finally:
             try:
                 try:

@@ -35,6 +35,7 @@ from tenantguard.drivers.psycopg._connection_async import (
     AsyncTenantCursor,
     AsyncTenantServerCursor,
 )
+from tenantguard.drivers.psycopg._connection_base import track_handlers
 from tenantguard.drivers.psycopg._pool_base import (
     HELPER_EXISTS_QUERY,
     HELPER_SETTINGS_QUERY,
@@ -206,6 +207,7 @@ class AsyncTenantPool:
     async def _configure(self, conn: AsyncTenantConnection[Any]) -> None:
         conn.cursor_factory = AsyncTenantCursor
         conn.server_cursor_factory = AsyncTenantServerCursor
+        track_handlers(conn)
         cur = conn._raw_cursor()  # made now, before any lease: see _raw_cursor
         if self._core.check_role:
             query, params = self._core.role_query()
@@ -269,7 +271,8 @@ class _AsyncLease(LeaseBase):
     conn: AsyncTenantConnection[Any] | None
 
     async def __aenter__(self) -> AsyncTenantConnection[Any]:
-        self._enter_tenant()
+        if self.tenant_id is not None:
+            self._enter_tenant()
         try:
             ctx, st_ctx = self.pool._core.lease_contexts()
             conn = await self.pool._pool.getconn(self.timeout)
@@ -286,7 +289,8 @@ class _AsyncLease(LeaseBase):
                 or pg.transaction_status
                 or pg.pipeline_status
                 or conn._tg_client_changed
-                or conn._tg_added_handlers
+                or conn._tg_notice
+                or conn._tg_notify
             ) and self.pool._core.checkout_refused(conn):
                 st.end_lease()
                 if not conn.closed:
@@ -317,11 +321,12 @@ class _AsyncLease(LeaseBase):
                     except Exception:
                         logger.debug("rollback failed on a returned connection", exc_info=True)
                 return
-            action = pool._core.exit_action(conn)
-            if action == "rollback":
-                await conn.rollback()
-            elif action == "commit":
-                await conn.commit()
+            if conn.pgconn.transaction_status:  # not IDLE
+                action = pool._core.exit_action(conn)
+                if action == "rollback":
+                    await conn.rollback()
+                elif action == "commit":
+                    await conn.commit()
         finally:
             try:
                 try:

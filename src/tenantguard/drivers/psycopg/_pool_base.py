@@ -189,7 +189,7 @@ def client_changed(conn: Any) -> bool:
     inherit: transaction characteristics, preparation, factories and adapters (each marks
     the connection when set: ``_tg_client_changed``), and notice or notify handlers added
     and not removed (a handler left behind would receive the next tenant's notices)."""
-    return bool(conn._tg_client_changed or conn._tg_added_handlers)
+    return bool(conn._tg_client_changed or conn._tg_notice or conn._tg_notify)
 
 
 def changed_kind(conn: Any) -> str:
@@ -304,6 +304,7 @@ class PoolCore:
         self.on_contamination = on_contamination
         self.classifier = StatementClassifier()
         self.guard_stats = GuardStats()
+        self._count_checkin = self.guard_stats.count_checkin
         self.binds: BindCache = {}  # the connections' shared binding cache
         # The login's persistent defaults when the pool's first connection was made.
         self.role_defaults: tuple[str, ...] | None = None
@@ -500,15 +501,28 @@ class PoolCore:
         reported changed. The decision is the one :meth:`checkin_steps` would take.
         """
         st = conn._tg_state
-        if st is None or conn.closed:
+        if st is None:
             return True
+        pg = conn.pgconn
+        if pg.status:  # not OK: closed (psycopg_pool discards it), or the full steps
+            return conn.closed
         if st.effects or self.verify == "always":
             return False
-        if st.client is not None and client_changed(conn):
+        # (client_changed and _reported, inlined: every lease passes here)
+        if st.client is not None and (
+            conn._tg_client_changed or conn._tg_notice or conn._tg_notify
+        ):
             return False
-        if st.baseline is not None and _reported(conn.pgconn) != st.baseline_reported:
-            return False  # (the same bytes as at the baseline, which matched it: clean)
-        self.guard_stats.count_checkin()
+        if st.baseline is not None:
+            ps = pg.parameter_status
+            if (
+                ps(b"search_path"),
+                ps(b"session_authorization"),
+                ps(b"standard_conforming_strings"),
+                ps(b"client_encoding"),
+            ) != st.baseline_reported:
+                return False  # (the same bytes as at the baseline, which matched it: clean)
+        self._count_checkin()
         st.end_lease()
         return True
 
