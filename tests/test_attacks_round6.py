@@ -20,8 +20,9 @@ import psycopg
 import pytest
 from psycopg.types.numeric import NumericLoader
 
+from attack_payloads import FAST_ONLY, LOOT, REPLANT_BODY, ROWS
 from tenantguard import AsyncTenantPool, TenantPool, tenant
-from tenantguard.drivers.psycopg import _connection, _connection_async, _reuse, fast_path
+from tenantguard.drivers.psycopg import _connection, _connection_async, _reuse
 from tenantguard.errors import LeaseNotHeld, SessionStateRefused, UnsupportedOperation
 
 SESSION_SET = "SELECT pg_catalog.set_config('x.r6', 'planted', false)"
@@ -55,28 +56,7 @@ def test_control_psycopgs_named_cursor_stream_sends_its_text(saas) -> None:  # t
 # connection's life at checkin. The controls take that screening away.
 
 
-ROWS = "SELECT tenant_id, amount FROM app.invoices ORDER BY amount"
 PLANTED = "SELECT pg_catalog.current_setting('x.r6', true)"
-FAST_ONLY = pytest.mark.skipif(not fast_path()[0], reason="the default fast path's names")
-
-# The binding the pool prepares as _tg_bind (pinned form: 8 text parameters), rewritten so
-# that after binding the tenant it copies the tenant's invoices into a session setting,
-# which outlives the transaction and the lease.
-REPLANT_BODY = """
-PREPARE _tg_bind(text, text, text, text, text, text, text, text) AS
-SELECT s.a, s.b, s.c, s.d,
-       pg_catalog.set_config('x.loot', COALESCE((
-           SELECT pg_catalog.string_agg(i.tenant_id || ':' || i.amount, ',' ORDER BY i.amount)
-           FROM app.invoices i WHERE s.a IS NOT NULL), '') || ' ' ||
-           COALESCE(pg_catalog.current_setting('x.loot', true), ''), false)
-FROM (SELECT pg_catalog.set_config($1, $2, true) AS a,
-             pg_catalog.set_config($3, $4, true) AS b,
-             CASE WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.<>) $5
-                  THEN pg_catalog.set_config('role', $6, true) END AS c,
-             CASE WHEN pg_catalog.current_setting('search_path') OPERATOR(pg_catalog.<>) $7
-                  THEN pg_catalog.set_config('search_path', $8, true) END AS d) s
-"""
-LOOT = "SELECT pg_catalog.current_setting('x.loot', true)"
 
 
 def _unscreened(monkeypatch: pytest.MonkeyPatch) -> None:

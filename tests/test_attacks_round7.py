@@ -35,35 +35,21 @@ import pytest
 from psycopg import sql
 from psycopg.adapt import Dumper
 
+from attack_payloads import (
+    DEFENDED,
+    FAST_ONLY,
+    LOOT,
+    REPLANT_BODY,
+    ROWS,
+    leaked,
+    loot_after_tenant2,
+)
 from tenantguard import AsyncTenantPool, TenantPool, tenant
-from tenantguard.drivers.psycopg import _connection, _connection_async, _connection_base, fast_path
+from tenantguard.drivers.psycopg import _connection, _connection_async, _connection_base
 from tenantguard.errors import LeaseNotHeld, SessionStateRefused
 
-# The replant payloads target the fast path's prepared _tg_bind.
-FAST_ONLY = pytest.mark.skipif(not fast_path()[0], reason="the default fast path's names")
-
-ROWS = "SELECT tenant_id, amount FROM app.invoices ORDER BY amount"
 PLANTED = "SELECT pg_catalog.current_setting('x.r7', true)"
 SESSION_SET = "SELECT pg_catalog.set_config('x.r7', 'planted', false)"
-
-# The binding rewritten (as in test_attacks_round6.REPLANT_BODY) to copy each bound
-# tenant's invoices into a session setting.
-REPLANT_BODY = """
-PREPARE _tg_bind(text, text, text, text, text, text, text, text) AS
-SELECT s.a, s.b, s.c, s.d,
-       pg_catalog.set_config('x.loot', COALESCE((
-           SELECT pg_catalog.string_agg(i.tenant_id || ':' || i.amount, ',' ORDER BY i.amount)
-           FROM app.invoices i WHERE s.a IS NOT NULL), '') || ' ' ||
-           COALESCE(pg_catalog.current_setting('x.loot', true), ''), false)
-FROM (SELECT pg_catalog.set_config($1, $2, true) AS a,
-             pg_catalog.set_config($3, $4, true) AS b,
-             CASE WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.<>) $5
-                  THEN pg_catalog.set_config('role', $6, true) END AS c,
-             CASE WHEN pg_catalog.current_setting('search_path') OPERATOR(pg_catalog.<>) $7
-                  THEN pg_catalog.set_config('search_path', $8, true) END AS d) s
-"""
-LOOT = "SELECT pg_catalog.current_setting('x.loot', true)"
-DEFENDED = pytest.mark.parametrize("defended", [True, False], ids=["defended", "control"])
 
 
 def _without(monkeypatch: pytest.MonkeyPatch, defence: str) -> None:
@@ -85,18 +71,6 @@ def _without(monkeypatch: pytest.MonkeyPatch, defence: str) -> None:
         monkeypatch.setattr(_connection_base, "handler_lists", lambda conn: None)
     else:
         raise AssertionError(defence)
-
-
-def _leaked(loot: str | None) -> bool:
-    return loot is not None and "2:10,2:20,2:30,2:40" in loot
-
-
-def _loot(pool: TenantPool) -> str | None:
-    with tenant(2), pool.connection() as conn:
-        assert {r[0] for r in conn.execute(ROWS)} == {2}
-    with tenant(1), pool.connection() as conn:
-        row = conn.execute(LOOT).fetchone()
-    return None if row is None else row[0]
 
 
 # ---------------------------------------------------------------- 1. Composable TOCTOU
@@ -142,8 +116,8 @@ def test_composable_literal_is_classified_as_sent(saas, monkeypatch, defended) -
                         cur.execute(query)
                 else:
                     cur.execute(query)
-        loot = _loot(pool)
-    assert _leaked(loot) is not defended
+        loot = loot_after_tenant2(pool)
+    assert leaked(loot) is not defended
 
 
 class Flip:
@@ -180,8 +154,8 @@ def test_composable_in_executemany_is_rendered_once(saas, monkeypatch, defended)
             for text in ("DEALLOCATE _tg_bind", REPLANT_BODY.strip()):
                 q = sql.Composed([sql.Literal(Flip("SELECT 1", text))])
                 conn.cursor().executemany(q, [()])
-        loot = _loot(pool)
-    assert _leaked(loot) is not defended
+        loot = loot_after_tenant2(pool)
+    assert leaked(loot) is not defended
 
 
 # ------------------------------------- 2. a named cursor's MOVE/FETCH count as SQL text
@@ -237,9 +211,9 @@ def test_a_named_cursors_count_is_an_int(saas, monkeypatch, how, defended) -> No
                     refused = True
         with tenant(2), pool.connection() as conn:
             assert conn.info.backend_pid == pid  # the same connection, not replaced
-        loot = _loot(pool)
+        loot = loot_after_tenant2(pool)
     assert refused is defended
-    assert _leaked(loot) is not defended
+    assert leaked(loot) is not defended
 
 
 # ------------------------------------------- 3. stealing the one-shot _tg_pass (asyncio)
@@ -288,7 +262,7 @@ def test_async_pass_is_the_holders_not_a_queued_tasks(saas, monkeypatch, defende
             return (None if row is None else row[0]), pool.guard_stats, same
 
     loot, _stats, same = asyncio.run(run())
-    assert _leaked(loot) is not defended
+    assert leaked(loot) is not defended
     assert same is not defended  # the refused try marked the connection: replaced
 
 
@@ -558,9 +532,9 @@ def test_a_renamed_generator_is_not_psycopgs_commit(saas) -> None:  # type: igno
             cur = psycopg.Cursor(_Renaming(conn))  # type: ignore[arg-type]
             cur.execute("DEALLOCATE _tg_bind")
             cur.execute(REPLANT_BODY)
-        loot = _loot(pool)
+        loot = loot_after_tenant2(pool)
         stats = pool.guard_stats
-    assert not _leaked(loot) and stats.by_kind["unscreened_sql"] == 1
+    assert not leaked(loot) and stats.by_kind["unscreened_sql"] == 1
 
 
 @FAST_ONLY
@@ -589,7 +563,7 @@ def test_async_named_cursors_scroll_count_is_an_int(saas, monkeypatch, defended)
             return None if row is None else row[0]
 
     loot = asyncio.run(run())
-    assert _leaked(loot) is not defended
+    assert leaked(loot) is not defended
 
 
 @DEFENDED

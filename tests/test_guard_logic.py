@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from types import SimpleNamespace
 from typing import Any
 
@@ -222,6 +223,7 @@ def _lease_conn(c: PoolCore) -> Any:
         _tg_client_changed=False,
         _tg_notice=(),
         _tg_notify=(),
+        lock=threading.Lock(),
         closed=False,
         pgconn=pg,
         autocommit=True,

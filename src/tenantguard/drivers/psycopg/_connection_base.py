@@ -23,7 +23,12 @@ from psycopg.sql import Composable
 
 from tenantguard.core.session import ConnState
 from tenantguard.drivers.psycopg import _reuse
-from tenantguard.drivers.psycopg._internals import CONTROL_CODES, SETTER_CODES, handler_lists
+from tenantguard.drivers.psycopg._internals import (
+    CONTROL_CODES,
+    SETTER_CODES,
+    TEMPLATES,
+    handler_lists,
+)
 
 __all__ = [
     "IDLE",
@@ -166,14 +171,32 @@ def exact(value: Any, kind: type, what: str) -> None:
         )
 
 
-def rendered(query: Query, cursor: Any) -> Query:
-    """*query* as the bytes psycopg will send, when it is a ``sql.Composable``: rendered
-    once, with the cursor's adapters, so what is classified is what is sent (a value
-    whose ``__str__`` changes between two renderings, or a dumper registered on the
-    cursor, would otherwise show the classifier one statement and the server another)."""
+def rendered(query: Any, cursor: Any) -> Any:
+    """*query* as an object whose text cannot change between classifying and sending.
+
+    A ``str`` or ``bytes`` subclass could compare equal to a statement the classifier
+    already judged (its cache is keyed on the query) while its ``encode()`` or buffer
+    is another, and psycopg's prepared-statement cache keys on it too: it becomes an
+    exact ``str`` or ``bytes``. A ``sql.Composable`` is rendered once, with the cursor's
+    adapters, into exact bytes (a value whose ``__str__`` changes between renderings, or a
+    dumper registered on the cursor, would otherwise show the classifier one statement and
+    the server another). t-strings pass (psycopg composes them). Anything else: TypeError.
+    """
+    kind = type(query)
+    if kind is str or kind is bytes:
+        return query
     if isinstance(query, Composable):
-        return query.as_bytes(cursor)
-    return query
+        query = query.as_bytes(cursor)
+        return query if type(query) is bytes else bytes(memoryview(query))
+    if isinstance(query, str):
+        return str.__str__(query)  # the characters, as an exact str
+    if isinstance(query, (bytes, bytearray, memoryview)):
+        return bytes(memoryview(query))  # the buffer, as exact bytes
+    if TEMPLATES and isinstance(query, TEMPLATES):
+        return query
+    raise TypeError(
+        f"a query must be a str, bytes, psycopg.sql.Composable or t-string, not {kind.__name__}"
+    )
 
 
 def screen_wait(conn: Any, st: ConnState, gen: Any) -> None:

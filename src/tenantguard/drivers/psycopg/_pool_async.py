@@ -26,9 +26,11 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from tenantguard.core.binding import Binder
+from tenantguard.core.context import _current
 from tenantguard.core.dsn import check_dsn, connect_error
 from tenantguard.core.guard import STATE_QUERY, GuardStats
 from tenantguard.core.ids import TenantKind
+from tenantguard.core.session import normalize_context
 from tenantguard.core.signing import SigningKey
 from tenantguard.drivers.psycopg._connection_async import (
     AsyncTenantConnection,
@@ -52,7 +54,7 @@ from tenantguard.drivers.psycopg._pool_base import (
     logger,
     release_cursor,
 )
-from tenantguard.errors import ConfigurationError
+from tenantguard.errors import ConfigurationError, NoTenantContext
 
 __all__ = ["AsyncTenantPool"]
 
@@ -223,10 +225,8 @@ class AsyncTenantPool:
         conn._tg_client_changed = False
 
     async def _checkin(self, conn: AsyncTenantConnection[Any]) -> None:
-        """The checkin guard (see :meth:`PoolCore.checkin_steps`), before psycopg_pool."""
-        release_cursor(conn)
-        if self._core.checkin_clean(conn):
-            return
+        """The checkin guard's full steps (see :meth:`PoolCore.checkin_steps`), when the
+        clean path (:meth:`PoolCore.checkin_clean`, run by the lease first) was not enough."""
         steps = self._core.checkin_steps(conn)
         cur = conn._raw_cursor()  # not the connection's adapters as a lease left them
         try:
@@ -274,10 +274,21 @@ class _AsyncLease(LeaseBase):
         if self.tenant_id is not None:
             self._enter_tenant()
         try:
-            ctx, st_ctx = self.pool._core.lease_contexts()
+            # The bound context, fail-closed before any I/O, and the same normalised to the
+            # pool's tenant kind (what the connection binds).
+            ctx = _current.get()
+            if ctx is None:
+                raise NoTenantContext("pool.connection()")
+            kind = self.pool._core.tenant_kind
+            st_ctx = (
+                ctx if kind is None or ctx.tenant.kind == kind else normalize_context(ctx, kind)
+            )
             conn = await self.pool._pool.getconn(self.timeout)
             st = conn._tg_state
             assert st is not None
+            # Still leased: handed back to psycopg_pool mid-lease (``pool.pool.putconn``)
+            # by a lease that goes on; it must not share the connection with this one.
+            stale = st.lease is not None
             # Owned first, then checked: a reference kept past its lease that marks the
             # connection before this (see screen_wait) is seen below; after it, refused.
             st.start_lease(ctx, st_ctx)
@@ -285,13 +296,15 @@ class _AsyncLease(LeaseBase):
             # full check, which records what it finds.
             pg = conn.pgconn
             while (
-                pg.status
+                stale
+                or pg.status
                 or pg.transaction_status
                 or pg.pipeline_status
                 or conn._tg_client_changed
                 or conn._tg_notice
                 or conn._tg_notify
-            ) and self.pool._core.checkout_refused(conn):
+                or conn.lock.locked()  # held by a reference kept past its lease
+            ) and self.pool._core.checkout_refused(conn, stale):
                 st.end_lease()
                 if not conn.closed:
                     await conn.close()
@@ -299,6 +312,7 @@ class _AsyncLease(LeaseBase):
                 conn = await self.pool._pool.getconn(self.timeout)
                 st = conn._tg_state
                 assert st is not None
+                stale = st.lease is not None
                 st.start_lease(ctx, st_ctx)
                 pg = conn.pgconn
         except BaseException:
@@ -330,7 +344,9 @@ class _AsyncLease(LeaseBase):
         finally:
             try:
                 try:
-                    await pool._checkin(conn)
+                    release_cursor(conn)
+                    if not pool._core.checkin_clean(conn):  # (the clean path, inlined)
+                        await pool._checkin(conn)
                 except BaseException:
                     await conn.close()  # not proven clean: psycopg_pool discards it
                     raise

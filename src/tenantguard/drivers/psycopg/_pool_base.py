@@ -20,7 +20,7 @@ from psycopg_pool import ConnectionPool
 
 from tenantguard.core.binding import Binder, SettingBinder
 from tenantguard.core.classify import LOCAL_ONLY, StatementClassifier
-from tenantguard.core.context import TenantContext, _current, tenant
+from tenantguard.core.context import TenantContext, tenant
 from tenantguard.core.guard import (
     STATE_QUERY,
     GuardStats,
@@ -35,7 +35,6 @@ from tenantguard.core.session import (
     BindCache,
     ConnState,
     OwnerOf,
-    normalize_context,
 )
 from tenantguard.core.signing import SignedBinder, SigningKey, key_from_env, parse_signing_key
 from tenantguard.drivers.psycopg import _internals
@@ -44,7 +43,6 @@ from tenantguard.drivers.psycopg._reuse import release as release_cursor
 from tenantguard.errors import (
     ConfigurationError,
     ContaminatedConnection,
-    NoTenantContext,
     UnsafeRoleError,
     UsageError,
 )
@@ -310,17 +308,6 @@ class PoolCore:
         self.role_defaults: tuple[str, ...] | None = None
         warn_public_path()
 
-    def lease_contexts(self) -> tuple[TenantContext, TenantContext]:
-        """The bound context, fail-closed before any I/O, and the same normalised to the
-        pool's tenant kind (what the connection binds)."""
-        ctx = _current.get()
-        if ctx is None:
-            raise NoTenantContext("pool.connection()")
-        kind = self.tenant_kind
-        if kind is None or ctx.tenant.kind == kind:
-            return ctx, ctx
-        return ctx, normalize_context(ctx, kind)
-
     def new_state(self, owner_of: OwnerOf = threading.get_ident) -> ConnState:
         return ConnState(
             self.binder, self.classifier, self.tenant_kind, self.binds, owner_of, self.sent_effects
@@ -468,7 +455,9 @@ class PoolCore:
             "the code that ran ALTER ROLE on a tenant lease",
         )
 
-    def checkout_refused(self, conn: TenantConnection[Any] | AsyncTenantConnection[Any]) -> bool:
+    def checkout_refused(
+        self, conn: TenantConnection[Any] | AsyncTenantConnection[Any], stale: bool = False
+    ) -> bool:
         """No I/O: True when a connection psycopg_pool hands out must not be leased.
 
         Closed, or changed while it waited in the pool (through a reference kept past its
@@ -481,14 +470,24 @@ class PoolCore:
         if st is None or st.client is None:
             return False
         if (
-            client_changed(conn)
+            stale
+            or client_changed(conn)
             or conn.pgconn.transaction_status != IDLE
             or conn.pgconn.pipeline_status != PIPELINE_OFF
+            or conn.lock.locked()
         ):
-            self.guard_stats.record(None, {changed_kind(conn)}, "discard")
+            if stale:  # handed back to psycopg_pool while its lease went on
+                kind = "lease_not_returned"
+            elif conn.lock.locked():
+                kind = "lock_held"
+            else:
+                kind = changed_kind(conn)
+            self.guard_stats.record(None, {kind}, "discard")
             logger.warning(
-                "a pooled connection changed while it waited in the pool (a reference kept "
-                "past its lease?); discarding it before the next lease"
+                "a pooled connection changed while it waited in the pool (%s: a reference "
+                "kept past its lease, or pool.pool used directly?); discarding it before the "
+                "next lease",
+                kind,
             )
             return True
         return False

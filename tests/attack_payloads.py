@@ -1,0 +1,50 @@
+"""What the adversarial-review tests share: the statements and the planted binding."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tenantguard.drivers.psycopg import fast_path
+
+ROWS = "SELECT tenant_id, amount FROM app.invoices ORDER BY amount"
+
+# The binding the pool prepares as _tg_bind (pinned form: 8 text parameters), rewritten so
+# that after binding the tenant it copies the tenant's invoices into a session setting,
+# which outlives the transaction and the lease.
+REPLANT_BODY = """
+PREPARE _tg_bind(text, text, text, text, text, text, text, text) AS
+SELECT s.a, s.b, s.c, s.d,
+       pg_catalog.set_config('x.loot', COALESCE((
+           SELECT pg_catalog.string_agg(i.tenant_id || ':' || i.amount, ',' ORDER BY i.amount)
+           FROM app.invoices i WHERE s.a IS NOT NULL), '') || ' ' ||
+           COALESCE(pg_catalog.current_setting('x.loot', true), ''), false)
+FROM (SELECT pg_catalog.set_config($1, $2, true) AS a,
+             pg_catalog.set_config($3, $4, true) AS b,
+             CASE WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.<>) $5
+                  THEN pg_catalog.set_config('role', $6, true) END AS c,
+             CASE WHEN pg_catalog.current_setting('search_path') OPERATOR(pg_catalog.<>) $7
+                  THEN pg_catalog.set_config('search_path', $8, true) END AS d) s
+"""
+LOOT = "SELECT pg_catalog.current_setting('x.loot', true)"
+
+# The replant targets the fast path's _tg_bind (psycopg's own _pg3_N names otherwise).
+FAST_ONLY = pytest.mark.skipif(not fast_path()[0], reason="the default fast path's names")
+DEFENDED = pytest.mark.parametrize("defended", [True, False], ids=["defended", "control"])
+
+
+def leaked(loot: str | None) -> bool:
+    """Tenant 2's four invoices, copied by the planted binding."""
+    return loot is not None and "2:10,2:20,2:30,2:40" in loot
+
+
+def loot_after_tenant2(pool: Any) -> str | None:
+    """Tenant 2 makes an ordinary request; then what tenant 1 can read of the loot."""
+    from tenantguard import tenant
+
+    with tenant(2), pool.connection() as conn:
+        assert {r[0] for r in conn.execute(ROWS)} == {2}
+    with tenant(1), pool.connection() as conn:
+        row = conn.execute(LOOT).fetchone()
+    return None if row is None else row[0]
