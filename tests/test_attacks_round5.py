@@ -99,7 +99,7 @@ def _no_lease_check(monkeypatch: Any) -> None:
 def _no_checkout_check(monkeypatch: Any) -> None:
     from tenantguard.drivers.psycopg._pool_base import PoolCore
 
-    monkeypatch.setattr(PoolCore, "checkout_refused", lambda self, conn: conn.closed)
+    monkeypatch.setattr(PoolCore, "checkout_refused", lambda self, conn, stale=False: conn.closed)
 
 
 @pytest.mark.parametrize("action", sorted(ACTIONS))
@@ -199,6 +199,7 @@ def test_notifies_from_a_kept_reference_is_refused(saas) -> None:  # type: ignor
 
 def test_control_notifies_from_a_kept_reference_stalls_the_next_tenant(saas, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     _no_lease_check(monkeypatch)
+    _no_checkout_check(monkeypatch)  # (which discards a connection whose lock is held)
     with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
         kept = _kept(pool)
         waiting = threading.Event()

@@ -126,12 +126,15 @@ def test_unclassified_sql_on_a_lease_never_reaches_the_next_lease(  # type: igno
     with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
         with tenant(1), pool.connection() as conn:
             send(conn)
-        with tenant(2), pool.connection() as conn:
-            row = conn.execute(PLANTED).fetchone()
+        try:
+            with tenant(2), pool.connection() as conn:
+                row = conn.execute(PLANTED).fetchone()
+        except psycopg.InternalError as exc:  # psycopg's stream() left the connection
+            row = exc  # in single-row mode (without the fast path): tenant 2's request fails
     if defended:
         assert row in ((None,), ("",))
     else:
-        assert row == ("planted",)
+        assert row == ("planted",) or isinstance(row, psycopg.InternalError)
 
 
 @pytest.mark.parametrize("defended", [True, False], ids=["defended", "control"])

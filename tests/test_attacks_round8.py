@@ -34,7 +34,7 @@ from attack_payloads import (
 from conftest import Scratch, build_saas, make_scratch
 from tenantguard import AsyncTenantPool, TenantPool, tenant
 from tenantguard.admin import create_key
-from tenantguard.drivers.psycopg import _connection, _connection_async
+from tenantguard.drivers.psycopg import _connection, _connection_async, _fastpath
 from tenantguard.drivers.psycopg._pool_base import PoolCore
 from tenantguard.errors import LeaseNotHeld, SessionStateRefused
 
@@ -43,6 +43,7 @@ def _unrendered(monkeypatch: pytest.MonkeyPatch) -> None:
     """The control: queries reach the classifier and psycopg as the caller made them."""
     for m in (_connection, _connection_async):
         monkeypatch.setattr(m, "rendered", lambda query, cursor: query)
+    monkeypatch.setattr(_fastpath, "exact_bytes", lambda pgq: None)
 
 
 def _checkout_unchecked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import psycopg
 import pytest
 
@@ -32,7 +30,7 @@ def proxied_dsn(saas, proxy) -> str:  # type: ignore[no-untyped-def]
 
 
 def measure(proxy: RoundTripProxy, fn) -> int:  # type: ignore[no-untyped-def]
-    time.sleep(0.05)  # let the proxy forward what earlier connections sent (e.g. Terminate)
+    proxy.settle()  # what earlier requests sent (e.g. Terminate) and its answers went through
     proxy.reset()
     fn()
     return proxy.round_trips
@@ -53,7 +51,7 @@ def test_single_statement_is_one_round_trip(proxy, proxied_dsn) -> None:  # type
 def test_binding_rides_with_begin_in_explicit_transactions(proxy, proxied_dsn) -> None:  # type: ignore[no-untyped-def]
     def plain() -> None:
         with psycopg.connect(proxied_dsn, autocommit=True) as conn:
-            time.sleep(0.05)
+            proxy.settle()
             proxy.reset()
             with conn.transaction():
                 conn.execute("SELECT 1")

@@ -12,6 +12,7 @@ import contextlib
 import selectors
 import socket
 import threading
+import time
 from types import TracebackType
 
 __all__ = ["RoundTripProxy"]
@@ -29,6 +30,7 @@ class RoundTripProxy:
         self.port: int = self._lsock.getsockname()[1]
         self._lock = threading.Lock()
         self._round_trips = 0
+        self.last_activity = 0.0  # time.monotonic() of the last bytes forwarded
         self._stop = threading.Event()
         self._sel = selectors.DefaultSelector()
         # per client socket: [peer socket, is_client, last direction was server]
@@ -68,6 +70,16 @@ class RoundTripProxy:
     def reset(self) -> None:
         with self._lock:
             self._round_trips = 0
+
+    def settle(self, quiet: float = 0.05, timeout: float = 5.0) -> None:
+        """Wait until nothing was forwarded for *quiet* seconds (what earlier requests
+        sent, and the server's answers to it, have gone through), at most *timeout*."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            idle = time.monotonic() - self.last_activity
+            if idle >= quiet:
+                return
+            time.sleep(quiet - idle)
 
     def conninfo(self, **params: str) -> dict[str, str]:
         """Connection parameters that go through the proxy."""
@@ -127,6 +139,7 @@ class RoundTripProxy:
         if not data:
             self._close_pair(sock, peer)
             return
+        self.last_activity = time.monotonic()
         if from_client:
             if state[0]:
                 with self._lock:

@@ -76,8 +76,6 @@ class TenantCursor(psycopg.Cursor[Row]):
         if st is None:
             untyped(super()).execute(query, params, prepare=prepare, binary=binary)
             return self
-        if type(query) is not str:
-            query = rendered(query, self)  # classified as sent, on every path
         if fast_path_open(conn):  # one autocommit statement (fail-closed in autocommit_bind)
             binding, encoded = st.autocommit_bind()
             self._fast_execute(st, binding, encoded, query, params, prepare, binary)
@@ -85,6 +83,7 @@ class TenantCursor(psycopg.Cursor[Row]):
             return self
         pipelined = in_pipeline(conn)
         bind = st.bind_needed(conn.pgconn.transaction_status, pipelined)
+        query = rendered(query, self)  # classified as sent
         st.note(query, conn.pgconn, params is not None)
         try:
             if bind is None:

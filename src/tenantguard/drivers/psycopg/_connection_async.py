@@ -81,8 +81,6 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
         if st is None:
             await untyped(super()).execute(query, params, prepare=prepare, binary=binary)
             return self
-        if type(query) is not str:
-            query = rendered(query, self)  # classified as sent, on every path
         if fast_path_open(conn):  # one autocommit statement (fail-closed in autocommit_bind)
             binding, encoded = st.autocommit_bind()
             await self._fast_execute(st, binding, encoded, query, params, prepare, binary)
@@ -90,6 +88,7 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
             return self
         pipelined = in_pipeline(conn)
         bind = st.bind_needed(conn.pgconn.transaction_status, pipelined)
+        query = rendered(query, self)  # classified as sent
         st.note(query, conn.pgconn, params is not None)
         try:
             if bind is None:

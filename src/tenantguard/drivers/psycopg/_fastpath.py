@@ -69,6 +69,14 @@ def _bind_shape(cur: Any, bind_query: str, values: tuple[str, ...]) -> tuple[byt
     return shape
 
 
+def exact_bytes(pgq: Any) -> None:
+    """A converted query that is a bytes subclass (the caller's own object, when there are
+    no parameters): its equality and hash could be another statement's, in the
+    classifier's cache and psycopg's prepared-statement cache alike. Its content, as
+    exact bytes, is what is classified, cached and sent."""
+    pgq.query = bytes(memoryview(pgq.query))
+
+
 def bound_execute_gen(
     cur: Any,
     st: ConnState,
@@ -96,6 +104,8 @@ def bound_execute_gen(
     if shape is None:
         shape = _bind_shape(cur, bind_query, bind[1])
     pgq = cur._convert_query(query, params)
+    if type(pgq.query) is not bytes:
+        exact_bytes(pgq)
     # The bytes the server will run, classified and screened before anything is sent.
     st.screen(st.classifier.effects(pgq.query), pgconn)
     prepared = conn._prepared

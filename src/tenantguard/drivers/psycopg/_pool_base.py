@@ -302,7 +302,7 @@ class PoolCore:
         self.on_contamination = on_contamination
         self.classifier = StatementClassifier()
         self.guard_stats = GuardStats()
-        self._count_checkin = self.guard_stats.count_checkin
+        self._count_checkin = self.guard_stats._checkins.__next__  # (count_checkin, in C)
         self.binds: BindCache = {}  # the connections' shared binding cache
         # The login's persistent defaults when the pool's first connection was made.
         self.role_defaults: tuple[str, ...] | None = None
