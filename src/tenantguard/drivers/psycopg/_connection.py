@@ -24,7 +24,9 @@ from tenantguard.drivers.psycopg._connection_base import (
     IDLE,
     NEEDS_TX,
     NO_PARAMS,
+    PIPELINE_ABORTED,
     REUSE,
+    FrozenAttributes,
     TrackedHandlers,
     exact,
     fast_path_open,
@@ -90,12 +92,12 @@ class TenantCursor(psycopg.Cursor[Row]):
                 conn._tg_pass = True  # classified above: see screen_wait
                 untyped(super()).execute(query, params, prepare=prepare, binary=binary)
             elif pipelined:
-                conn._raw_cursor().execute(*bind)
+                conn._raw_cursor().execute(*bind, prepare=False)
                 conn._tg_pass = True
                 untyped(super()).execute(query, params, prepare=prepare, binary=binary)
             else:
                 with conn.pipeline():
-                    conn._raw_cursor().execute(*bind)
+                    conn._raw_cursor().execute(*bind, prepare=False)
                     conn._tg_pass = True
                     untyped(super()).execute(query, params, prepare=prepare, binary=binary)
         finally:
@@ -156,14 +158,17 @@ class TenantCursor(psycopg.Cursor[Row]):
                 conn._tg_pass = True  # screened: see screen_wait
                 super().executemany(query, params_seq, returning=returning)
             elif pipelined:
-                conn._raw_cursor().execute(*bind)
+                conn._raw_cursor().execute(*bind, prepare=False)
                 conn._tg_pass = True
                 super().executemany(query, params_seq, returning=returning)
             else:
                 with conn.pipeline():
-                    conn._raw_cursor().execute(*bind)
+                    conn._raw_cursor().execute(*bind, prepare=False)
                     conn._tg_pass = True
                     super().executemany(query, params_seq, returning=returning)
+        except BaseException:
+            conn._tg_client_changed = PIPELINE_ABORTED  # (psycopg pipelines it: see pipeline())
+            raise
         finally:
             conn._tg_pass = False
         st.after_statement(conn.pgconn.transaction_status)
@@ -294,7 +299,7 @@ class TenantServerCursor(psycopg.ServerCursor[Row]):
             self._conn._tg_pass = False
 
 
-class TenantConnection(TrackedHandlers, psycopg.Connection[Row]):
+class TenantConnection(FrozenAttributes, TrackedHandlers, psycopg.Connection[Row]):
     """A psycopg connection that binds every transaction to the current tenant."""
 
     _tg_state: ConnState | None = None
@@ -307,7 +312,7 @@ class TenantConnection(TrackedHandlers, psycopg.Connection[Row]):
     )
     _tg_reused_cursor: TenantCursor[Any] | None = None
     # Set through a lease, these outlive it (see _pool.client_changed): marked when set.
-    _tg_client_changed: bool = False
+    _tg_client_changed: bool | str = False  # True, or why (UNSCREENED, PIPELINE_ABORTED)
     prepare_threshold = marking(psycopg.Connection.prepare_threshold)
     prepared_max = marking(psycopg.Connection.prepared_max)
     row_factory = guarded_attribute("row_factory")
@@ -373,8 +378,14 @@ class TenantConnection(TrackedHandlers, psycopg.Connection[Row]):
     @contextmanager
     def pipeline(self) -> Iterator[Pipeline]:
         leased(self)  # entered between leases, it would swallow the next lease's statements
-        with super().pipeline() as p:
-            yield p
+        try:
+            with super().pipeline() as p:
+                yield p
+        except BaseException:
+            # An aborted pipeline leaves psycopg counting Parses the server skipped as
+            # prepared (the next lease's statements would fail): a fresh connection.
+            self._tg_client_changed = PIPELINE_ABORTED
+            raise
 
     def notifies(
         self, *, timeout: float | None = None, stop_after: int | None = None
@@ -458,7 +469,7 @@ class TenantConnection(TrackedHandlers, psycopg.Connection[Row]):
             return
         if status == IDLE and self.autocommit:
             raise UnsupportedOperation(NEEDS_TX.format(what=what))
-        self._raw_cursor().execute(*bind)
+        self._raw_cursor().execute(*bind, prepare=False)
         st.after_statement(self.pgconn.transaction_status)
 
     @contextmanager
@@ -480,7 +491,7 @@ class TenantConnection(TrackedHandlers, psycopg.Connection[Row]):
             with self.pipeline():  # BEGIN and the binding: one round trip
                 tx.__enter__()
                 entered = True
-                self._raw_cursor().execute(*bind)
+                self._raw_cursor().execute(*bind, prepare=False)
         except BaseException as exc:
             if entered:
                 tx.__exit__(type(exc), exc, exc.__traceback__)

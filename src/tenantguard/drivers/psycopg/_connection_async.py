@@ -23,7 +23,9 @@ from tenantguard.drivers.psycopg._connection_base import (
     IDLE,
     NEEDS_TX,
     NO_PARAMS,
+    PIPELINE_ABORTED,
     REUSE,
+    FrozenAttributes,
     TrackedHandlers,
     exact,
     fast_path_open,
@@ -95,12 +97,12 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
                 conn._tg_pass = True  # classified above: see screen_wait
                 await untyped(super()).execute(query, params, prepare=prepare, binary=binary)
             elif pipelined:
-                await conn._raw_cursor().execute(*bind)
+                await conn._raw_cursor().execute(*bind, prepare=False)
                 conn._tg_pass = True
                 await untyped(super()).execute(query, params, prepare=prepare, binary=binary)
             else:
                 async with conn.pipeline():
-                    await conn._raw_cursor().execute(*bind)
+                    await conn._raw_cursor().execute(*bind, prepare=False)
                     conn._tg_pass = True
                     await untyped(super()).execute(query, params, prepare=prepare, binary=binary)
         finally:
@@ -161,14 +163,17 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
                 conn._tg_pass = True  # screened: see screen_wait
                 await super().executemany(query, params_seq, returning=returning)
             elif pipelined:
-                await conn._raw_cursor().execute(*bind)
+                await conn._raw_cursor().execute(*bind, prepare=False)
                 conn._tg_pass = True
                 await super().executemany(query, params_seq, returning=returning)
             else:
                 async with conn.pipeline():
-                    await conn._raw_cursor().execute(*bind)
+                    await conn._raw_cursor().execute(*bind, prepare=False)
                     conn._tg_pass = True
                     await super().executemany(query, params_seq, returning=returning)
+        except BaseException:
+            conn._tg_client_changed = PIPELINE_ABORTED  # (psycopg pipelines it: see pipeline())
+            raise
         finally:
             conn._tg_pass = False
         st.after_statement(conn.pgconn.transaction_status)
@@ -297,7 +302,7 @@ class AsyncTenantServerCursor(psycopg.AsyncServerCursor[Row]):
             self._conn._tg_pass = False
 
 
-class AsyncTenantConnection(TrackedHandlers, psycopg.AsyncConnection[Row]):
+class AsyncTenantConnection(FrozenAttributes, TrackedHandlers, psycopg.AsyncConnection[Row]):
     """A psycopg connection that binds every transaction to the current tenant."""
 
     _tg_state: ConnState | None = None
@@ -311,7 +316,7 @@ class AsyncTenantConnection(TrackedHandlers, psycopg.AsyncConnection[Row]):
     )
 
     # Set through a lease, these outlive it (see _pool.client_changed): marked when set.
-    _tg_client_changed: bool = False
+    _tg_client_changed: bool | str = False  # True, or why (UNSCREENED, PIPELINE_ABORTED)
     prepare_threshold = marking(psycopg.AsyncConnection.prepare_threshold)
     prepared_max = marking(psycopg.AsyncConnection.prepared_max)
     row_factory = guarded_attribute("row_factory")
@@ -376,8 +381,14 @@ class AsyncTenantConnection(TrackedHandlers, psycopg.AsyncConnection[Row]):
     @asynccontextmanager
     async def pipeline(self) -> AsyncIterator[AsyncPipeline]:
         leased(self)  # entered between leases, it would swallow the next lease's statements
-        async with super().pipeline() as p:
-            yield p
+        try:
+            async with super().pipeline() as p:
+                yield p
+        except BaseException:
+            # An aborted pipeline leaves psycopg counting Parses the server skipped as
+            # prepared (the next lease's statements would fail): a fresh connection.
+            self._tg_client_changed = PIPELINE_ABORTED
+            raise
 
     async def notifies(
         self, *, timeout: float | None = None, stop_after: int | None = None
@@ -460,7 +471,7 @@ class AsyncTenantConnection(TrackedHandlers, psycopg.AsyncConnection[Row]):
             return
         if status == IDLE and self.autocommit:
             raise UnsupportedOperation(NEEDS_TX.format(what=what))
-        await self._raw_cursor().execute(*bind)
+        await self._raw_cursor().execute(*bind, prepare=False)
         st.after_statement(self.pgconn.transaction_status)
 
     @asynccontextmanager
@@ -482,7 +493,7 @@ class AsyncTenantConnection(TrackedHandlers, psycopg.AsyncConnection[Row]):
             async with self.pipeline():  # BEGIN and the binding: one round trip
                 await tx.__aenter__()
                 entered = True
-                await self._raw_cursor().execute(*bind)
+                await self._raw_cursor().execute(*bind, prepare=False)
         except BaseException as exc:
             if entered:
                 await tx.__aexit__(type(exc), exc, exc.__traceback__)

@@ -34,7 +34,9 @@ __all__ = [
     "IDLE",
     "NEEDS_TX",
     "NO_PARAMS",
+    "PIPELINE_ABORTED",
     "REUSE",
+    "FrozenAttributes",
     "TrackedHandlers",
     "exact",
     "fast_path_open",
@@ -156,6 +158,8 @@ NO_PARAMS: Any = object()
 #: The value of ``_tg_client_changed`` that says SQL went out unclassified (see
 #: :func:`screen_wait`): the connection is replaced, never handed to another lease.
 UNSCREENED = "unscreened_sql"
+#: ... and after a pipeline (or an executemany, which psycopg pipelines) raised.
+PIPELINE_ABORTED = "pipeline_aborted"
 
 #: The classified send's pass is taken only by the lease's holder (tests turn it off, as
 #: the control of an attack that stole it).
@@ -266,6 +270,32 @@ def fast_path_open(conn: Any) -> bool:
         and conn._autocommit
         and conn.pgconn.transaction_status == IDLE
     )
+
+
+class FrozenAttributes:
+    """Once the connection is pooled, its public attributes cannot be replaced.
+
+    ``conn.lock = Planted(...)`` or ``conn.execute = planted`` on one lease would run the
+    planted code inside every later lease of the same Python object (the ninth review
+    read another tenant's rows, and its signed token, that way). psycopg's properties
+    (``row_factory``, ``autocommit``...) keep their own setters, which need the lease and
+    mark the connection; private names are psycopg's and tenantguard's own.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if (
+            name[0] != "_"
+            and getattr(self, "_tg_state", None) is not None
+            and not isinstance(getattr(type(self), name, None), property)
+        ):
+            from tenantguard.errors import UnsupportedOperation
+
+            raise UnsupportedOperation(
+                f"{name!r} cannot be replaced on a pooled tenant connection: the same "
+                "object serves the next tenants' leases; nothing was changed",
+                hint="keep your own state elsewhere (a wrapper, a contextvar)",
+            )
+        super().__setattr__(name, value)
 
 
 class TrackedHandlers:

@@ -158,7 +158,16 @@ def bound_execute_gen(
         raise BindStatementMissing()
     if len(bound) != 1 or bound[0].status != TUPLES_OK or qprep is not None:
         # The binding's result, checked at the libpq level: one row set, nothing else.
-        _check_before(cur, first, bound, qprep, prepare_bind, use_prepared_bind)
+        try:
+            _check_before(cur, first, bound, qprep, prepare_bind, use_prepared_bind)
+        except BindStatementMissing:
+            # The pipeline aborted at the binding: psycopg counts the statement's Parse,
+            # which the server skipped, as done. Forget psycopg's statements on both
+            # sides too, so the retry prepares everything again (a DEALLOCATE ALL psycopg
+            # sent after a ROLLBACK, or a DROP, drops the binding this way).
+            prepared.clear()
+            yield from prepared.maintain_gen(conn)
+            raise
     elif prepare_bind:
         conn._tg_binding_prepared = True
     cur._check_results(results)

@@ -38,7 +38,7 @@ from tenantguard.core.session import (
 )
 from tenantguard.core.signing import SignedBinder, SigningKey, key_from_env, parse_signing_key
 from tenantguard.drivers.psycopg import _internals
-from tenantguard.drivers.psycopg._connection_base import UNSCREENED, registering
+from tenantguard.drivers.psycopg._connection_base import registering
 from tenantguard.drivers.psycopg._reuse import release as release_cursor
 from tenantguard.errors import (
     ConfigurationError,
@@ -192,7 +192,8 @@ def client_changed(conn: Any) -> bool:
 
 def changed_kind(conn: Any) -> str:
     """How the guard reports a connection :func:`client_changed` found changed."""
-    return UNSCREENED if conn._tg_client_changed == UNSCREENED else "client_state"
+    changed = conn._tg_client_changed
+    return changed if isinstance(changed, str) else "client_state"
 
 
 def check_lexer(pg: Any) -> tuple[bytes | None, ...]:
