@@ -26,9 +26,9 @@ from tenantguard.tooling._scope import (
     resolve_app_role,
     tenant_columns_meta,
 )
-from tenantguard.tooling.audit.catalog import AuditContext, load_context, settings_in_use
 from tenantguard.tooling.audit.pooler import load_pooler
 from tenantguard.tooling.audit.rules import RULES, all_rules
+from tenantguard.tooling.catalog import AuditContext, load_context, settings_in_use
 from tenantguard.tooling.findings import Report
 
 __all__ = ["RULES", "AuditContext", "audit_database"]

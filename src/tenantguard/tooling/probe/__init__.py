@@ -48,9 +48,15 @@ from tenantguard.tooling._scope import (
     resolve_app_role,
     tenant_columns_meta,
 )
-from tenantguard.tooling.audit.catalog import Table, load_context, settings_in_use
+from tenantguard.tooling.catalog import (
+    Table,
+    TableMeta,
+    load_context,
+    load_meta,
+    role_defaults,
+    settings_in_use,
+)
 from tenantguard.tooling.findings import Finding, Report, Rule, Severity
-from tenantguard.tooling.probe._catalog import TableMeta, load_meta, role_defaults
 from tenantguard.tooling.probe._session import Prober, execute
 from tenantguard.tooling.probe._target import CannotBuildRow, prepare_target
 from tenantguard.tooling.probe.attacks import RULES as ATTACK_RULES

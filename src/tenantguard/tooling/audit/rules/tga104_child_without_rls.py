@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tenantguard.tooling.audit.catalog import AuditContext
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(

@@ -12,14 +12,14 @@ from psycopg import sql
 from tenantguard.core.names import QualifiedName
 from tenantguard.core.sqlbuild import cast_for_type
 from tenantguard.errors import UsageError, first_line
-from tenantguard.tooling.audit.catalog import (
+from tenantguard.tooling.audit.rules.tga190_check_not_run import not_run
+from tenantguard.tooling.catalog import (
     SYSTEM_SCHEMAS,
     AuditContext,
     Table,
     protect_fix_sql,
     sql_comment,
 )
-from tenantguard.tooling.audit.rules.tga190_check_not_run import not_run
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(

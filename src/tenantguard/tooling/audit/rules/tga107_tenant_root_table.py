@@ -10,7 +10,7 @@ from psycopg import sql
 
 from tenantguard.core.names import QualifiedName
 from tenantguard.core.sqlbuild import ProtectSpec, protect_statements, render
-from tenantguard.tooling.audit.catalog import AuditContext, Policy, sql_comment
+from tenantguard.tooling.catalog import AuditContext, Policy, sql_comment
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(

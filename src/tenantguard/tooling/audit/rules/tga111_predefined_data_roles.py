@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import psycopg
 
 from tenantguard.core.rolecheck import role_report, setting_ident
-from tenantguard.tooling.audit.catalog import AuditContext
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(

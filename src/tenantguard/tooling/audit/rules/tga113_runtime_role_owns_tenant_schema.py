@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext, sql_comment
+from tenantguard.tooling.catalog import AuditContext, sql_comment
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(

@@ -8,8 +8,8 @@ import psycopg
 from psycopg import sql
 
 from tenantguard.tooling._escalation import foreign_code
-from tenantguard.tooling.audit.catalog import AuditContext
 from tenantguard.tooling.audit.rules.tga190_check_not_run import not_run
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(

@@ -6,8 +6,9 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext, _mentions
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.sqlanalysis import mentions_column
 
 RULE = Rule(
     code="TGA121",
@@ -52,7 +53,7 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
                     .format(sql.Identifier(p.name), t.name.ident)
                     .as_string(ctx.conn),
                 )
-            elif not _mentions(effective, t.tenant_column):
+            elif not mentions_column(effective, t.tenant_column):
                 yield Finding(
                     RULE,
                     f"{p.label} on {t.label}",

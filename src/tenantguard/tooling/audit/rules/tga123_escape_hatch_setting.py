@@ -6,8 +6,9 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext, settings_read, sql_comment
+from tenantguard.tooling.catalog import AuditContext, sql_comment
 from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.sqlanalysis import settings_read
 
 RULE = Rule(
     code="TGA123",

@@ -7,15 +7,9 @@ from typing import Any
 
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import (
-    AuditContext,
-    Policy,
-    Table,
-    func_names,
-    parse_expr,
-    relations_in,
-)
+from tenantguard.tooling.catalog import AuditContext, Policy, Table
 from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.sqlanalysis import func_names, parse_expr, relations_in
 
 RULE = Rule(
     code="TGA125",

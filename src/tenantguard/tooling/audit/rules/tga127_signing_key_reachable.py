@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext
 from tenantguard.tooling.audit.rules._signing import signing_of
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(

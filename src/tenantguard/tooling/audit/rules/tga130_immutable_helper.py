@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tenantguard.tooling.audit.catalog import AuditContext, func_names
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.sqlanalysis import func_names
 
 RULE = Rule(
     code="TGA130",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tenantguard.tooling.audit.catalog import FUNCTION_EXCLUDED_SCHEMAS, AuditContext
+from tenantguard.tooling.catalog import FUNCTION_EXCLUDED_SCHEMAS, AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(

@@ -10,8 +10,9 @@ from pglast import ast, parse_sql
 from pglast.parser import ParseError
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext, relations_in
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.sqlanalysis import relations_in
 
 RULE = Rule(
     code="TGA137",

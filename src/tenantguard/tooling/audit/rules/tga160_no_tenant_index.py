@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from psycopg import sql
 
 from tenantguard.core.sqlbuild import tenant_index_name
-from tenantguard.tooling.audit.catalog import AuditContext
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(

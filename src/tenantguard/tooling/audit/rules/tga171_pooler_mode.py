@@ -10,8 +10,8 @@ from pglast import ast, enums, parse_sql
 from pglast.parser import ParseError
 
 from tenantguard.core.rolecheck import ROLE_CHECK_QUERY, role_params, role_report
-from tenantguard.tooling.audit.catalog import AuditContext
 from tenantguard.tooling.audit.pooler import PoolerInfo
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(

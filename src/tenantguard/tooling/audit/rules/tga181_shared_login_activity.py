@@ -7,7 +7,7 @@ from typing import LiteralString
 
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(

@@ -7,12 +7,7 @@ from collections.abc import Iterator
 from pglast import ast
 
 from tenantguard.tooling.findings import Finding, Rule
-from tenantguard.tooling.lint.engine import (
-    LintContext,
-    finding,
-    function_ref,
-    later_alter_function,
-)
+from tenantguard.tooling.lint.engine import LintContext, finding, function_ref, later_alter_function
 from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(

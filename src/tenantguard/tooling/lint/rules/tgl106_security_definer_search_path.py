@@ -9,12 +9,7 @@ from pglast.stream import RawStream
 from psycopg import sql
 
 from tenantguard.tooling.findings import Finding, Rule
-from tenantguard.tooling.lint.engine import (
-    LintContext,
-    finding,
-    function_ref,
-    later_alter_function,
-)
+from tenantguard.tooling.lint.engine import LintContext, finding, function_ref, later_alter_function
 from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from pglast import ast
 
 from tenantguard.tooling.findings import Finding, Rule
-from tenantguard.tooling.lint.engine import LintContext, finding, rel_name, walk
+from tenantguard.tooling.lint.engine import LintContext, finding, rel_name
 from tenantguard.tooling.lint.severity import as_audit
+from tenantguard.tooling.sqlanalysis import walk
 
 RULE = Rule(
     code="TGL113",

@@ -9,7 +9,6 @@ from pglast import ast
 from tenantguard.tooling.findings import Finding, Rule
 from tenantguard.tooling.lint.engine import (
     LintContext,
-    fail_open_problems,
     finding,
     has_restrictive_guard,
     pinned,
@@ -17,6 +16,7 @@ from tenantguard.tooling.lint.engine import (
 )
 from tenantguard.tooling.lint.rules.tgl101_table_without_rls import protect_fix
 from tenantguard.tooling.lint.severity import as_audit
+from tenantguard.tooling.sqlanalysis import fail_open_problems
 
 RULE = Rule(
     code="TGL114",

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
+from tenantguard.tooling.catalog import View
 from tenantguard.tooling.findings import Finding, Rule, Severity
-from tenantguard.tooling.probe._catalog import View
 from tenantguard.tooling.probe._target import TableProbe
 
 RULE = Rule(

@@ -7,8 +7,8 @@ from typing import Any
 
 from psycopg import sql
 
+from tenantguard.tooling.catalog import FunctionOver
 from tenantguard.tooling.findings import Finding, Rule, Severity
-from tenantguard.tooling.probe._catalog import FunctionOver
 from tenantguard.tooling.probe._target import TableProbe
 
 RULE = Rule(
