@@ -14,7 +14,7 @@ nothing is reported as unused (TGL199).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from tenantguard.tooling.lint.keys import (
     root_candidates,
     table_shapes,
 )
+from tenantguard.tooling.registry import RuleCheck
 from tenantguard.tooling.sqlanalysis import (
     is_pinned,
     parse_embedded,
@@ -318,9 +319,6 @@ def _build_model(ctx: LintContext) -> None:
             ctx.policies.setdefault(rel_name(n.table), []).append(st)
 
 
-RuleFn = Callable[[LintContext], Iterable[Finding]]
-
-
 def _comments(text: str) -> Iterator[tuple[int, str]]:
     """(line, text) of every comment, from PostgreSQL's own scanner: a suppression inside
     a string literal is not a comment. Falls back to lines when the scanner gives up."""
@@ -351,7 +349,7 @@ def _suppressions(path: str, text: str) -> list[Suppression]:
 def lint_paths(
     paths: Iterable[str | Path],
     *,
-    rules: list[tuple[Rule, RuleFn]],
+    rules: Sequence[RuleCheck[LintContext]],
     tenant_column: str = "tenant_id",
     setting: str = "app.tenant_id",
     app_role: str | None = None,
@@ -440,8 +438,8 @@ def lint_paths(
         )
         for table, candidates in sorted(ctx.ambiguous.items())
     ]
-    for _rule, fn in rules:
-        findings.extend(fn(ctx))
+    for rule in rules:
+        findings.extend(rule.check(ctx))
     kept: list[Finding] = []
     for fnd in findings:
         sup = _match(fnd, suppressions)
@@ -491,7 +489,7 @@ def lint_paths(
             "matched": baseline.matched,
             "stale": len(stale),
         }
-    all_rules = [r for r, _ in rules] + list(META.values())
+    all_rules = [r.rule for r in rules] + list(META.values())
     return Report("lint", " ".join(str(p) for p in files) or "(no files)", kept, all_rules, meta)
 
 

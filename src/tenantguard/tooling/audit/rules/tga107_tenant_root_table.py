@@ -10,6 +10,7 @@ from psycopg import sql
 
 from tenantguard.core.names import QualifiedName
 from tenantguard.core.sqlbuild import ProtectSpec, protect_statements, render
+from tenantguard.tooling.audit.rules import REGISTRY
 from tenantguard.tooling.catalog import AuditContext, Policy, sql_comment
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
@@ -118,6 +119,7 @@ def _fix(ctx: AuditContext, r: tuple[Any, ...]) -> str:
     )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     if not ctx.tenant_oids:
         return

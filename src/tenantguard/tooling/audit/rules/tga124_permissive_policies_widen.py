@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
+from tenantguard.tooling.audit.rules import REGISTRY
 from tenantguard.tooling.catalog import AuditContext, Policy, Table, sql_comment
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.sqlanalysis import mentions_column
@@ -49,6 +50,7 @@ def _legacy_rules_report(ctx: AuditContext, t: Table, p: Policy, part: str) -> b
     )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     for t in ctx.tables:
         if not t.rls:

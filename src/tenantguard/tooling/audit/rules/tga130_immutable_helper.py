@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from tenantguard.tooling.audit.rules import REGISTRY
 from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.sqlanalysis import func_names
@@ -30,6 +31,7 @@ WHERE p.proname = %(name)s AND (%(schema)s::text IS NULL OR n.nspname = %(schema
 """
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     seen: set[str] = set()
     for t in ctx.tables:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
+from tenantguard.tooling.audit.rules import REGISTRY
 from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.sqlanalysis import relations_in
@@ -49,6 +50,7 @@ ORDER BY 2, 3, 1
 """
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     functions = {f.oid: f for f in ctx.functions}
     for tgname, schema, table, foid, writes in ctx.fetch(_TRIGGERS, {"role": ctx.runtime_role}):

@@ -8,6 +8,7 @@ from pglast import parse_sql
 from pglast.parser import ParseError
 from psycopg import sql
 
+from tenantguard.tooling.audit.rules import REGISTRY
 from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.sqlanalysis import view_filters_tenant
@@ -51,6 +52,7 @@ def filters_tenant(ctx: AuditContext, definition: str | None) -> bool:
     )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     for view, owner, bypass, kind, readable, schema, name, barrier, definition in ctx.tenant_views:
         if kind == "m":

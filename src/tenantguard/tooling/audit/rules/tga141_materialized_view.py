@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
+from tenantguard.tooling.audit.rules import REGISTRY
 from tenantguard.tooling.catalog import AuditContext, sql_comment
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
@@ -79,6 +80,7 @@ def _fix(ctx: AuditContext, schema: str, name: str, owner: str, definition: str 
     )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     for (
         view,

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from pglast import ast
 
+from tenantguard.tooling.audit.rules import REGISTRY
 from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.sqlanalysis import call_name, walk, walk_expr
@@ -38,6 +39,7 @@ def _bare_calls(expr: str | None) -> bool:
     )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     for t in ctx.tables:
         for p in t.policies:

@@ -7,6 +7,7 @@ from typing import Any
 
 from pglast import ast
 
+from tenantguard.tooling.audit.rules import REGISTRY
 from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.sqlanalysis import call_name, walk
@@ -65,6 +66,7 @@ def _uses(stmts: list[ast.Node]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     for f in ctx.functions:
         if f.schema == "tenantguard" or not f.statements:

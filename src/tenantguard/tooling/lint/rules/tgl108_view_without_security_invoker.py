@@ -8,6 +8,7 @@ from pglast import ast
 
 from tenantguard.tooling.findings import Finding, Rule
 from tenantguard.tooling.lint.engine import LintContext, finding, pinned_on, rel_name
+from tenantguard.tooling.lint.rules import REGISTRY
 from tenantguard.tooling.lint.severity import as_audit
 from tenantguard.tooling.sqlanalysis import view_filters_tenant, walk
 
@@ -43,6 +44,7 @@ def _filters_tenant(ctx: LintContext, view: ast.ViewStmt) -> bool:
     )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: LintContext) -> Iterator[Finding]:
     for st in ctx.statements:
         n = st.node

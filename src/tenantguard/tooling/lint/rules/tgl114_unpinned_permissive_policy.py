@@ -14,6 +14,7 @@ from tenantguard.tooling.lint.engine import (
     pinned,
     rel_name,
 )
+from tenantguard.tooling.lint.rules import REGISTRY
 from tenantguard.tooling.lint.rules.tgl101_table_without_rls import protect_fix
 from tenantguard.tooling.lint.severity import as_audit
 from tenantguard.tooling.sqlanalysis import fail_open_problems
@@ -35,6 +36,7 @@ RULE = Rule(
 )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: LintContext) -> Iterator[Finding]:
     for st in ctx.statements:
         p = st.node
