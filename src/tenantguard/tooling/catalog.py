@@ -57,10 +57,12 @@ __all__ = [
     "infer_user_setting",
     "load_context",
     "load_meta",
+    "load_policies",
     "protect_fix_sql",
     "role_defaults",
     "settings_in_use",
     "sql_comment",
+    "tenantguard_setting",
 ]
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "tenantguard")
@@ -493,16 +495,27 @@ def infer_tenant_columns(
     return out
 
 
-def infer_setting(conn: psycopg.Connection[Any], policies: list[Policy]) -> str:
-    """The tenant setting: from tenantguard's helper if installed, else from the policies."""
+def tenantguard_setting(conn: psycopg.Connection[Any], helper: str) -> str | None:
+    """What tenantguard's ``tenantguard.<helper>()`` (tenant_setting, user_setting) names,
+    when it is installed."""
     row = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n "
-        "ON n.oid = p.pronamespace WHERE n.nspname = 'tenantguard' AND p.proname = 'tenant_setting')"
+        "ON n.oid = p.pronamespace WHERE n.nspname = 'tenantguard' AND p.proname = %s)",
+        (helper,),
     ).fetchone()
-    if row and row[0]:
-        got = conn.execute("SELECT tenantguard.tenant_setting()").fetchone()
-        if got and got[0]:
-            return str(got[0])
+    if not (row and row[0]):
+        return None
+    got = conn.execute(
+        sql.SQL("SELECT {}.{}()").format(sql.Identifier("tenantguard"), sql.Identifier(helper))
+    ).fetchone()
+    return str(got[0]) if got and got[0] else None
+
+
+def infer_setting(conn: psycopg.Connection[Any], policies: list[Policy]) -> str:
+    """The tenant setting: from tenantguard's helper if installed, else from the policies."""
+    installed = tenantguard_setting(conn, "tenant_setting")
+    if installed:
+        return installed
     seen: dict[str, int] = {}
     for p in policies:
         for expr in (p.qual, p.with_check):
@@ -528,33 +541,17 @@ def settings_in_use(conn: psycopg.Connection[Any], ctx: AuditContext) -> set[str
                     text = literal_text(n.args[0]) if n.args else None
                     if text:
                         out.add(text)
-    row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n "
-        "ON n.oid = p.pronamespace WHERE n.nspname = 'tenantguard' AND p.proname = 'tenant_setting')"
-    ).fetchone()
-    if row and row[0] and called & {"current_tenant", "current_user_id"}:
-        for fn_name in ("tenant_setting", "user_setting"):
-            got = conn.execute(
-                sql.SQL("SELECT {}.{}()").format(
-                    sql.Identifier("tenantguard"), sql.Identifier(fn_name)
-                )
-            ).fetchone()
-            if got and got[0]:
-                out.add(str(got[0]))
+    if called & {"current_tenant", "current_user_id"}:
+        for helper in ("tenant_setting", "user_setting"):
+            got = tenantguard_setting(conn, helper)
+            if got:
+                out.add(got)
     return out
 
 
 def infer_user_setting(conn: psycopg.Connection[Any]) -> str:
     """The user setting: tenantguard's (``tenantguard.user_setting()``) if installed."""
-    row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n "
-        "ON n.oid = p.pronamespace WHERE n.nspname = 'tenantguard' AND p.proname = 'user_setting')"
-    ).fetchone()
-    if row and row[0]:
-        got = conn.execute("SELECT tenantguard.user_setting()").fetchone()
-        if got and got[0]:
-            return str(got[0])
-    return "app.user_id"
+    return tenantguard_setting(conn, "user_setting") or "app.user_id"
 
 
 _FUNCTIONS = """
@@ -572,6 +569,16 @@ JOIN pg_catalog.pg_roles o ON o.oid = p.proowner
 WHERE n.nspname <> ALL(%(excluded)s) AND n.nspname NOT LIKE 'pg\\_%%'
 ORDER BY 2
 """
+
+
+def load_policies(conn: psycopg.Connection[Any], oids: list[int]) -> list[tuple[int, Policy]]:
+    """(table oid, policy) for every policy on the tables *oids*."""
+    return [
+        (relid, Policy(name, permissive, cmd, list(roles), qual, check))
+        for relid, name, permissive, cmd, roles, qual, check in conn.execute(
+            _POLICIES, {"oids": oids}
+        ).fetchall()
+    ]
 
 
 def load_context(
@@ -633,10 +640,7 @@ def load_context(
     oids = [t.oid for t in found]
     by_oid = {t.oid: t for t in found + foreign}
     all_policies: list[Policy] = []
-    for relid, name, permissive, cmd, roles, qual, check in conn.execute(
-        _POLICIES, {"oids": oids}
-    ).fetchall():
-        pol = Policy(name, permissive, cmd, list(roles), qual, check)
+    for relid, pol in load_policies(conn, oids):
         by_oid[relid].policies.append(pol)
         all_policies.append(pol)
     all_oids = oids + [t.oid for t in foreign]
