@@ -26,9 +26,9 @@ from tenantguard.tooling._scope import (
     resolve_app_role,
     tenant_columns_meta,
 )
-from tenantguard.tooling.audit.catalog import AuditContext, load_context, settings_in_use
 from tenantguard.tooling.audit.pooler import load_pooler
-from tenantguard.tooling.audit.rules import RULES, all_rules
+from tenantguard.tooling.audit.rules import REGISTRY, RULES
+from tenantguard.tooling.catalog import AuditContext, load_context, settings_in_use
 from tenantguard.tooling.findings import Report
 
 __all__ = ["RULES", "AuditContext", "audit_database"]
@@ -87,8 +87,8 @@ def audit_database(
         },
     )
     try:
-        for _rule, check in all_rules():
-            report.findings.extend(check(ctx))
+        for rule in REGISTRY.checks():
+            report.findings.extend(rule.check(ctx))
     finally:
         ctx.access.close()
     report.meta["runtime_access"] = ctx.access.method or "none"

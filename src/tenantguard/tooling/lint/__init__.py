@@ -8,7 +8,7 @@ from pathlib import Path
 from tenantguard.tooling.findings import Report
 from tenantguard.tooling.lint.baseline import Baseline
 from tenantguard.tooling.lint.engine import lint_paths as _lint_paths
-from tenantguard.tooling.lint.rules import RULES, all_rules
+from tenantguard.tooling.lint.rules import REGISTRY, RULES
 
 __all__ = ["RULES", "Baseline", "lint_paths"]
 
@@ -32,7 +32,7 @@ def lint_paths(
     """
     return _lint_paths(
         paths,
-        rules=all_rules(),
+        rules=REGISTRY.checks(),
         tenant_column=tenant_column,
         tenant_columns=tenant_columns,
         setting=setting,

@@ -14,7 +14,7 @@ nothing is reported as unused (TGL199).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,6 @@ from pglast.parser import ParseError, scan
 from pglast.stream import RawStream
 
 from tenantguard.errors import UsageError
-from tenantguard.tooling._pgast import walk
 from tenantguard.tooling.findings import Finding, Location, Report, Rule, Severity
 from tenantguard.tooling.lint.baseline import Baseline
 from tenantguard.tooling.lint.keys import (
@@ -35,6 +34,14 @@ from tenantguard.tooling.lint.keys import (
     root_candidates,
     table_shapes,
 )
+from tenantguard.tooling.registry import RuleCheck
+from tenantguard.tooling.sqlanalysis import (
+    is_pinned,
+    parse_embedded,
+    plpgsql_dicts,
+    string_literal,
+    walk,
+)
 
 __all__ = [
     "LintContext",
@@ -43,7 +50,6 @@ __all__ = [
     "lint_paths",
     "pinned",
     "pinned_on",
-    "walk",
 ]
 
 # Suppression comments are comments, not SQL structure: a line scan is the right tool.
@@ -107,13 +113,6 @@ def rel_name(rel: Any) -> str:
     return f"{rel.schemaname or 'public'}.{rel.relname}"
 
 
-def mentions_column(node: Any, column: str) -> bool:
-    return any(
-        isinstance(n, ast.ColumnRef) and getattr((n.fields or (None,))[-1], "sval", None) == column
-        for n in walk(node)
-    )
-
-
 def _name_parts(parts: Iterable[Any]) -> tuple[str, ...]:
     return tuple(getattr(p, "sval", "") or "" for p in parts)
 
@@ -160,27 +159,6 @@ def later_alter_function(
 _HELPERS = {"current_tenant", "current_user_id"}
 
 
-def fail_open_problems(expr: Any, column: str) -> list[str]:
-    """Why a policy predicate can be true without the tenant (TGL104; TGL114 defers to it)."""
-    if expr is None:
-        return []
-    out = []
-    if isinstance(expr, ast.A_Const) and isinstance(expr.val, ast.Boolean) and expr.val.boolval:
-        out.append("always true")
-    for n in walk(expr):
-        if isinstance(n, ast.BoolExpr) and getattr(n.boolop, "name", "") == "OR_EXPR":
-            loose = [a for a in n.args or () if not mentions_column(a, column)]
-            if loose:
-                out.append("an OR branch does not restrict by the tenant column")
-        elif isinstance(n, ast.CoalesceExpr) and any(
-            isinstance(x, ast.FuncCall)
-            and getattr((x.funcname or (None,))[-1], "sval", "") == "current_setting"
-            for x in walk(n)
-        ):
-            out.append("coalesce() gives the setting a default")
-    return sorted(set(out))
-
-
 def pinned(ctx: LintContext, expr: Any, table: str) -> bool:
     """Is the policy expression true only for the bound tenant's rows? The audit's own
     judgement (``is_pinned``): ``tenant_id IS NOT NULL`` or ``tenant_id > 0`` mention the
@@ -190,7 +168,6 @@ def pinned(ctx: LintContext, expr: Any, table: str) -> bool:
 
 def pinned_on(ctx: LintContext, expr: Any, column: str) -> bool:
     """:func:`pinned`, on a tenant column given by name."""
-    from tenantguard.tooling.audit.catalog import is_pinned
 
     def is_helper(schema: str | None, name: str) -> bool:
         return name in _HELPERS or (schema is not None and schema != "pg_catalog")
@@ -291,47 +268,23 @@ def _do_block(st: Statement) -> tuple[list[ast.Node], bool]:
         return [], True
     queries: list[str] = []
     opaque = False
-    stack: list[Any] = [tree]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            dyn = item.get("PLpgSQL_stmt_dynexecute")
-            if dyn is not None:
-                query = dyn.get("query", {}).get("PLpgSQL_expr", {}).get("query", "")
-                literal = _string_literal(query)
-                if literal is None:
-                    opaque = True
-                else:
-                    queries.append(literal)
-                continue
-            expr = item.get("PLpgSQL_expr")
-            if isinstance(expr, dict) and isinstance(expr.get("query"), str):
-                queries.append(expr["query"])
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+    for item in plpgsql_dicts(tree, prune=lambda d: "PLpgSQL_stmt_dynexecute" in d):
+        dyn = item.get("PLpgSQL_stmt_dynexecute")
+        if dyn is not None:
+            query = dyn.get("query", {}).get("PLpgSQL_expr", {}).get("query", "")
+            literal = string_literal(query)
+            if literal is None:
+                opaque = True
+            else:
+                queries.append(literal)
+            continue
+        expr = item.get("PLpgSQL_expr")
+        if isinstance(expr, dict) and isinstance(expr.get("query"), str):
+            queries.append(expr["query"])
     nodes: list[ast.Node] = []
     for q in queries:
-        for candidate in (q, f"SELECT {q}"):
-            try:
-                nodes += [r.stmt for r in parse_sql(candidate) if r.stmt is not None]
-                break
-            except ParseError:
-                continue
+        nodes += parse_embedded(q, assignment=False) or []
     return nodes, opaque
-
-
-def _string_literal(expr: str) -> str | None:
-    """The text of *expr* when it is a plain string literal (``'ALTER TABLE ...'``)."""
-    try:
-        stmts = parse_sql(f"SELECT {expr}")
-    except ParseError:
-        return None
-    target: tuple[Any, ...] = tuple(getattr(stmts[0].stmt, "targetList", None) or ())
-    val = getattr(target[0], "val", None) if len(target) == 1 else None
-    if isinstance(val, ast.A_Const) and isinstance(val.val, ast.String):
-        return val.val.sval
-    return None
 
 
 def _build_model(ctx: LintContext) -> None:
@@ -366,9 +319,6 @@ def _build_model(ctx: LintContext) -> None:
             ctx.policies.setdefault(rel_name(n.table), []).append(st)
 
 
-RuleFn = Callable[[LintContext], Iterable[Finding]]
-
-
 def _comments(text: str) -> Iterator[tuple[int, str]]:
     """(line, text) of every comment, from PostgreSQL's own scanner: a suppression inside
     a string literal is not a comment. Falls back to lines when the scanner gives up."""
@@ -399,7 +349,7 @@ def _suppressions(path: str, text: str) -> list[Suppression]:
 def lint_paths(
     paths: Iterable[str | Path],
     *,
-    rules: list[tuple[Rule, RuleFn]],
+    rules: Sequence[RuleCheck[LintContext]],
     tenant_column: str = "tenant_id",
     setting: str = "app.tenant_id",
     app_role: str | None = None,
@@ -488,8 +438,8 @@ def lint_paths(
         )
         for table, candidates in sorted(ctx.ambiguous.items())
     ]
-    for _rule, fn in rules:
-        findings.extend(fn(ctx))
+    for rule in rules:
+        findings.extend(rule.check(ctx))
     kept: list[Finding] = []
     for fnd in findings:
         sup = _match(fnd, suppressions)
@@ -539,7 +489,7 @@ def lint_paths(
             "matched": baseline.matched,
             "stale": len(stale),
         }
-    all_rules = [r for r, _ in rules] + list(META.values())
+    all_rules = [r.rule for r in rules] + list(META.values())
     return Report("lint", " ".join(str(p) for p in files) or "(no files)", kept, all_rules, meta)
 
 

@@ -48,13 +48,19 @@ from tenantguard.tooling._scope import (
     resolve_app_role,
     tenant_columns_meta,
 )
-from tenantguard.tooling.audit.catalog import Table, load_context, settings_in_use
+from tenantguard.tooling.catalog import (
+    Table,
+    TableMeta,
+    load_context,
+    load_meta,
+    role_defaults,
+    settings_in_use,
+)
 from tenantguard.tooling.findings import Finding, Report, Rule, Severity
-from tenantguard.tooling.probe._catalog import TableMeta, load_meta, role_defaults
 from tenantguard.tooling.probe._session import Prober, execute
 from tenantguard.tooling.probe._target import CannotBuildRow, prepare_target
+from tenantguard.tooling.probe.attacks import REGISTRY as ATTACKS
 from tenantguard.tooling.probe.attacks import RULES as ATTACK_RULES
-from tenantguard.tooling.probe.attacks import all_attacks
 
 __all__ = ["RULES", "probe_database"]
 
@@ -333,8 +339,8 @@ def _probe_table(
                 replica_mode=prober.replica_mode,
                 known_tenants=known,
             )
-            for _rule, attack in all_attacks():
-                found.extend(attack(tp))
+            for attack in ATTACKS.checks():
+                found.extend(attack.check(tp))
         for what, why, severity in tp.notes:
             found.append(Finding(NOT_RUN, t.label, f"{what}: {why}", severity=severity))
     except CannotBuildRow as exc:

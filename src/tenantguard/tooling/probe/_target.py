@@ -19,9 +19,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import Table
+from tenantguard.tooling.catalog import Column, Table, TableMeta
 from tenantguard.tooling.findings import Finding, Rule, Severity
-from tenantguard.tooling.probe._catalog import Column, TableMeta
 from tenantguard.tooling.probe._session import Check, Outcome, Prober, TenantValue, execute
 
 __all__ = [
@@ -288,20 +287,22 @@ def user_column(table: Table, user_setting: str) -> str | None:
     """
     from pglast import ast
 
-    from tenantguard.tooling._pgast import walk
-    from tenantguard.tooling.audit.catalog import walk_expr
+    from tenantguard.tooling.sqlanalysis import (
+        call_name,
+        column_name,
+        literal_text,
+        walk,
+        walk_expr,
+    )
 
     def reads_user(node: Any) -> bool:
         for n in walk(node):
             if isinstance(n, ast.FuncCall):
-                name = getattr((n.funcname or (None,))[-1], "sval", "")
+                name = call_name(n)[1]
                 if name == "current_user_id":
                     return True
-                if name == "current_setting" and n.args:
-                    arg = n.args[0]
-                    arg = getattr(arg, "arg", arg)
-                    if getattr(getattr(arg, "val", None), "sval", None) == user_setting:
-                        return True
+                if name == "current_setting" and n.args and literal_text(n.args[0]) == user_setting:
+                    return True
         return False
 
     for policy in table.policies:
@@ -310,11 +311,9 @@ def user_column(table: Table, user_setting: str) -> str | None:
                 if not (isinstance(n, ast.A_Expr) and n.lexpr is not None and n.rexpr is not None):
                     continue
                 for col, other in ((n.lexpr, n.rexpr), (n.rexpr, n.lexpr)):
-                    col = getattr(col, "arg", col)  # owner_id::text = ...
-                    if isinstance(col, ast.ColumnRef) and reads_user(other):
-                        name = getattr((col.fields or (None,))[-1], "sval", None)
-                        if name and name != table.tenant_column:
-                            return str(name)
+                    name = column_name(col)  # owner_id::text = ...
+                    if name and reads_user(other) and name != table.tenant_column:
+                        return str(name)
     return None
 
 

@@ -1,27 +1,14 @@
-"""Audit rules: one module per rule, each with ``RULE`` and ``check(ctx)``."""
+"""Audit rules: one module per rule (``tga1xx_*.py``) with ``RULE`` and a ``check(ctx)``
+registered with :data:`REGISTRY` (see :mod:`tenantguard.tooling.registry`)."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from collections.abc import Callable, Iterable
-from types import ModuleType
+from tenantguard.tooling.catalog import AuditContext
+from tenantguard.tooling.findings import Rule
+from tenantguard.tooling.registry import Registry
 
-from tenantguard.tooling.findings import Finding, Rule
+__all__ = ["REGISTRY", "RULES"]
 
-__all__ = ["RULES", "all_rules"]
+REGISTRY: Registry[AuditContext] = Registry("audit", __name__, "tga")
 
-
-def _modules() -> list[ModuleType]:
-    return [
-        importlib.import_module(f"{__name__}.{m.name}")
-        for m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name)
-        if m.name.startswith("tga")
-    ]
-
-
-def all_rules() -> list[tuple[Rule, Callable[..., Iterable[Finding]]]]:
-    return [(m.RULE, m.check) for m in _modules()]
-
-
-RULES: list[Rule] = [r for r, _ in all_rules()]
+RULES: list[Rule] = REGISTRY.rules()

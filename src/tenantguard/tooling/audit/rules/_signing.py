@@ -8,7 +8,7 @@ from psycopg import sql
 
 from tenantguard.core.signed_sql import KEY_TABLE, keys_schema_for
 from tenantguard.core.sqlbuild import CONTEXT_VIEW
-from tenantguard.tooling.audit.catalog import AuditContext
+from tenantguard.tooling.catalog import AuditContext
 
 __all__ = ["Signing", "signing_of"]
 

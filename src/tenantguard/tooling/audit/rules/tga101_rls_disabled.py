@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext, sql_comment
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext, sql_comment
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -29,6 +30,7 @@ RULE = Rule(
 )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     for t in ctx.tables:
         if not t.rls and not t.parents:  # children: TGA104

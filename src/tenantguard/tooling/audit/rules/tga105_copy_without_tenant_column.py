@@ -12,14 +12,15 @@ from psycopg import sql
 from tenantguard.core.names import QualifiedName
 from tenantguard.core.sqlbuild import cast_for_type
 from tenantguard.errors import UsageError, first_line
-from tenantguard.tooling.audit.catalog import (
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.audit.rules.tga190_check_not_run import not_run
+from tenantguard.tooling.catalog import (
     SYSTEM_SCHEMAS,
     AuditContext,
     Table,
     protect_fix_sql,
     sql_comment,
 )
-from tenantguard.tooling.audit.rules.tga190_check_not_run import not_run
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -113,6 +114,7 @@ def _sample(ctx: AuditContext, copy: _Rel, t: Table, key: list[str]) -> tuple[in
     return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     rels = [
         _Rel(r[0], r[1], r[2], r[3], list(zip(r[4], r[5], strict=True)), list(r[6]), r[7])

@@ -10,7 +10,8 @@ from psycopg import sql
 
 from tenantguard.core.names import QualifiedName
 from tenantguard.core.sqlbuild import ProtectSpec, protect_statements, render
-from tenantguard.tooling.audit.catalog import AuditContext, Policy, sql_comment
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext, Policy, load_policies, sql_comment
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -55,16 +56,6 @@ WHERE con.contype = 'f' AND con.conrelid = ANY(%(oids)s) AND NOT (con.confrelid 
 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
 ORDER BY 2, 3
 """
-_POLICIES = """
-SELECT p.polname::text, p.polpermissive,
-       CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
-                     WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
-       ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE pg_catalog.pg_get_userbyid(r)::text END
-             FROM unnest(p.polroles) r),
-       pg_catalog.pg_get_expr(p.polqual, p.polrelid),
-       pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)
-FROM pg_catalog.pg_policy p WHERE p.polrelid = %s::oid
-"""
 _ACTIONS = {"c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
 
@@ -73,7 +64,7 @@ def _open_commands(ctx: AuditContext, oid: int, key: str, rls: bool, exempt: boo
     commands = ["SELECT", "INSERT", "UPDATE", "DELETE"]
     if not rls or exempt:
         return commands
-    policies = [Policy(*r) for r in ctx.fetch(_POLICIES, (oid,))]
+    policies = [p for _relid, p in load_policies(ctx.conn, [oid])]
     policies = [p for p in policies if ctx.applies(p)]
 
     def pinned(p: Policy, command: str) -> bool:
@@ -118,6 +109,7 @@ def _fix(ctx: AuditContext, r: tuple[Any, ...]) -> str:
     )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     if not ctx.tenant_oids:
         return

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -31,6 +32,7 @@ _ROLES = (
 )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     rows = ctx.fetch(
         "SELECT r.rolname::text FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(%s) "

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import psycopg
 
 from tenantguard.core.rolecheck import role_report, setting_ident
-from tenantguard.tooling.audit.catalog import AuditContext
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -24,6 +25,7 @@ RULE = Rule(
 )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     row = ctx.role_row
     found = False

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext, sql_comment
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext, sql_comment
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -38,6 +39,7 @@ ORDER BY 1
 """
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     schemas = sorted({t.name.schema for t in (*ctx.tables, *ctx.foreign_tables)})
     if not schemas:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from tenantguard.core.rolecheck import code_report
-from tenantguard.tooling.audit.catalog import AuditContext
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -30,6 +31,7 @@ RULE = Rule(
 )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     row = ctx.role_row
     if row is None:  # audit_database checks that the role exists first

@@ -8,8 +8,9 @@ import psycopg
 from psycopg import sql
 
 from tenantguard.tooling._escalation import foreign_code
-from tenantguard.tooling.audit.catalog import AuditContext
+from tenantguard.tooling.audit.rules import REGISTRY
 from tenantguard.tooling.audit.rules.tga190_check_not_run import not_run
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -30,6 +31,7 @@ RULE = Rule(
 )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     for t in ctx.tables:
         if not t.rls or "SELECT" not in t.privileges:

@@ -6,8 +6,10 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext, _mentions
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.sqlanalysis import mentions_column
 
 RULE = Rule(
     code="TGA121",
@@ -27,6 +29,7 @@ RULE = Rule(
 )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     for t in ctx.tables:
         if not t.rls or t.restrictive_guard is not None:
@@ -52,7 +55,7 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
                     .format(sql.Identifier(p.name), t.name.ident)
                     .as_string(ctx.conn),
                 )
-            elif not _mentions(effective, t.tenant_column):
+            elif not mentions_column(effective, t.tenant_column):
                 yield Finding(
                     RULE,
                     f"{p.label} on {t.label}",

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tenantguard.tooling.audit.catalog import AuditContext, _mentions
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.sqlanalysis import mentions_column
 
 RULE = Rule(
     code="TGA122",
@@ -22,6 +24,7 @@ RULE = Rule(
 )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     for t in ctx.tables:
         if not t.rls or t.restrictive_guard is not None:
@@ -32,7 +35,7 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
                 p.permissive
                 and applies
                 and p.qual is not None
-                and not _mentions(p.qual, t.tenant_column)
+                and not mentions_column(p.qual, t.tenant_column)
             ):
                 yield Finding(
                     RULE,

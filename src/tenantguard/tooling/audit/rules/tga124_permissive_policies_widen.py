@@ -7,8 +7,10 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext, Policy, Table, _mentions, sql_comment
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext, Policy, Table, sql_comment
 from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.sqlanalysis import mentions_column
 
 RULE = Rule(
     code="TGA124",
@@ -42,12 +44,13 @@ def _legacy_rules_report(ctx: AuditContext, t: Table, p: Policy, part: str) -> b
         return False
     if part == "USING":
         direct = "public" in p.roles or ctx.runtime_role in p.roles
-        return direct and p.qual is not None and not _mentions(p.qual, t.tenant_column)
-    return p.command in ("ALL", "INSERT", "UPDATE") and not _mentions(
+        return direct and p.qual is not None and not mentions_column(p.qual, t.tenant_column)
+    return p.command in ("ALL", "INSERT", "UPDATE") and not mentions_column(
         p.effective_check, t.tenant_column
     )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     for t in ctx.tables:
         if not t.rls:

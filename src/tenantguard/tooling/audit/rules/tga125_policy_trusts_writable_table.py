@@ -7,15 +7,10 @@ from typing import Any
 
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import (
-    AuditContext,
-    Policy,
-    Table,
-    func_names,
-    parse_expr,
-    relations_in,
-)
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext, Policy, Table
 from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.sqlanalysis import func_names, parse_expr, relations_in
 
 RULE = Rule(
     code="TGA125",
@@ -112,6 +107,7 @@ def _policy_findings(ctx: AuditContext, t: Table, p: Policy) -> Iterator[Finding
             )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     for t in ctx.tables:
         if not t.rls:

@@ -6,9 +6,11 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext, func_names, settings_read, sql_comment
+from tenantguard.tooling.audit.rules import REGISTRY
 from tenantguard.tooling.audit.rules._signing import HELPER_SCHEMA, signing_of
+from tenantguard.tooling.catalog import AuditContext, sql_comment
 from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.sqlanalysis import func_names, settings_read
 
 RULE = Rule(
     code="TGA126",
@@ -28,6 +30,7 @@ RULE = Rule(
 _OWN_READERS = ("current_tenant", "current_user_id")
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     signing = signing_of(ctx)
     if signing is None:

@@ -6,8 +6,9 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext
+from tenantguard.tooling.audit.rules import REGISTRY
 from tenantguard.tooling.audit.rules._signing import signing_of
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -37,6 +38,7 @@ WHERE c.oid = pg_catalog.to_regclass(%(table)s)
 """
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     signing = signing_of(ctx)
     if signing is None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tenantguard.tooling.audit.catalog import AuditContext, func_names
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.sqlanalysis import func_names
 
 RULE = Rule(
     code="TGA130",
@@ -29,6 +31,7 @@ WHERE p.proname = %(name)s AND (%(schema)s::text IS NULL OR n.nspname = %(schema
 """
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     seen: set[str] = set()
     for t in ctx.tables:

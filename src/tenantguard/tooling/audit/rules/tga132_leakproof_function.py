@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tenantguard.tooling.audit.catalog import FUNCTION_EXCLUDED_SCHEMAS, AuditContext
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import FUNCTION_EXCLUDED_SCHEMAS, AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -21,6 +22,7 @@ RULE = Rule(
 )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     rows = ctx.fetch(
         "SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p "

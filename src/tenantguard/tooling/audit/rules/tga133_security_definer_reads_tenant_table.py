@@ -7,8 +7,10 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext, Function, Table, relations_in
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.sqlanalysis import relations_in
 
 RULE = Rule(
     code="TGA133",
@@ -30,20 +32,7 @@ RULE = Rule(
 )
 
 
-def _bypass(ctx: AuditContext, f: Function, t: Table) -> str | None:
-    """Why RLS does not apply to *f*'s owner on *t* (None: it applies)."""
-    if f.owner_bypasses:
-        return f"owner {f.owner!r} is superuser or BYPASSRLS"
-    if t.forced:
-        return None
-    row = ctx.conn.execute(
-        "SELECT pg_catalog.pg_has_role(%s, %s, 'USAGE')", (f.owner, t.owner)
-    ).fetchone()
-    if row and row[0]:
-        return f"owner {f.owner!r} owns it (or is a member of {t.owner!r}) and RLS is not forced"
-    return None
-
-
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     for f in ctx.functions:
         if not f.security_definer or not f.executable or not f.statements:
@@ -51,7 +40,7 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
         reasons: list[str] = []
         for schema, name in relations_in(f.statements):
             for t in ctx.tables_named(schema, name, f.lookup_path(ctx.session_schemas)):
-                why = _bypass(ctx, f, t) if t.rls else None  # RLS off: TGA101
+                why = ctx.definer_bypass(f, t) if t.rls else None  # RLS off: TGA101
                 if why:
                     reasons.append(f"{t.label} ({why})")
         if reasons:

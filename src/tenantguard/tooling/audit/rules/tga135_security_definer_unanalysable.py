@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext, sql_comment
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext, sql_comment
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -31,6 +32,7 @@ RULE = Rule(
 )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     for f in ctx.functions:
         if not f.security_definer or not f.executable:

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext, relations_in
-from tenantguard.tooling.audit.rules.tga133_security_definer_reads_tenant_table import _bypass
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.sqlanalysis import relations_in
 
 RULE = Rule(
     code="TGA136",
@@ -49,6 +50,7 @@ ORDER BY 2, 3, 1
 """
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     functions = {f.oid: f for f in ctx.functions}
     for tgname, schema, table, foid, writes in ctx.fetch(_TRIGGERS, {"role": ctx.runtime_role}):
@@ -70,7 +72,7 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
         reasons: dict[str, str] = {}
         for ref_schema, name in relations_in(f.statements or []):
             for t in ctx.tables_named(ref_schema, name, f.lookup_path(ctx.session_schemas)):
-                why = _bypass(ctx, f, t) if t.rls else None  # RLS off: TGA101
+                why = ctx.definer_bypass(f, t) if t.rls else None  # RLS off: TGA101
                 if why:
                     reasons.setdefault(t.label, f"{t.label} ({why})")
         if reasons:

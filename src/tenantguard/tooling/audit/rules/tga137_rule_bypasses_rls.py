@@ -10,8 +10,10 @@ from pglast import ast, parse_sql
 from pglast.parser import ParseError
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext, relations_in
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.sqlanalysis import relations_in
 
 RULE = Rule(
     code="TGA137",
@@ -50,6 +52,7 @@ ORDER BY 2, 3, 1
 """
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     for rule, schema, table, owner, bypasses, definition, writes in ctx.fetch(
         _RULES, {"role": ctx.runtime_role}

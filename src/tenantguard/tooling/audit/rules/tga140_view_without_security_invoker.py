@@ -8,8 +8,10 @@ from pglast import parse_sql
 from pglast.parser import ParseError
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext, view_filters_tenant
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.sqlanalysis import view_filters_tenant
 
 RULE = Rule(
     code="TGA140",
@@ -26,23 +28,6 @@ RULE = Rule(
     anti_pattern="CREATE VIEW app.big_invoices AS SELECT * FROM app.invoices WHERE amount > 100;",
     best_practice="CREATE VIEW app.big_invoices WITH (security_invoker = true) AS ...;  -- PG 15+",
 )
-
-_QUERY = """
-SELECT DISTINCT v.oid::regclass::text, pg_catalog.pg_get_userbyid(v.relowner)::text,
-       o.rolsuper OR o.rolbypassrls, v.relkind::text,
-       pg_catalog.has_table_privilege(%(role)s, v.oid, 'SELECT'), vn.nspname::text, v.relname::text,
-       coalesce(v.reloptions && ARRAY['security_barrier=true', 'security_barrier=on'], false),
-       pg_catalog.pg_get_viewdef(v.oid)
-FROM pg_catalog.pg_rewrite r
-JOIN pg_catalog.pg_class v ON v.oid = r.ev_class
-JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
-JOIN pg_catalog.pg_depend d ON d.objid = r.oid AND d.classid = 'pg_rewrite'::regclass
-JOIN pg_catalog.pg_roles o ON o.oid = v.relowner
-WHERE v.relkind IN ('v', 'm') AND d.refobjid = ANY(%(oids)s) AND d.refobjid <> v.oid
-  AND NOT coalesce('security_invoker=true' = ANY(v.reloptions), false)
-  AND NOT coalesce('security_invoker=on' = ANY(v.reloptions), false)
-ORDER BY 1
-"""
 
 
 def filters_tenant(ctx: AuditContext, definition: str | None) -> bool:
@@ -67,10 +52,9 @@ def filters_tenant(ctx: AuditContext, definition: str | None) -> bool:
     )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
-    for view, owner, bypass, kind, readable, schema, name, barrier, definition in ctx.fetch(
-        _QUERY, {"role": ctx.runtime_role, "oids": ctx.tenant_oids}
-    ):
+    for view, owner, bypass, kind, readable, schema, name, barrier, definition in ctx.tenant_views:
         if kind == "m":
             continue  # materialized views: TGA141
         if barrier and filters_tenant(ctx, definition):

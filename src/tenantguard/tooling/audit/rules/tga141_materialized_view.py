@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext, sql_comment
-from tenantguard.tooling.audit.rules.tga140_view_without_security_invoker import _QUERY
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext, sql_comment
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -80,10 +80,19 @@ def _fix(ctx: AuditContext, schema: str, name: str, owner: str, definition: str 
     )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
-    for view, owner, _bypass, kind, readable, schema, name, _barrier, definition in ctx.fetch(
-        _QUERY, {"role": ctx.runtime_role, "oids": ctx.tenant_oids}
-    ):
+    for (
+        view,
+        owner,
+        _bypass,
+        kind,
+        readable,
+        schema,
+        name,
+        _barrier,
+        definition,
+    ) in ctx.tenant_views:
         if kind != "m":
             continue
         yield Finding(

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -55,6 +56,7 @@ WHERE split_part(cfg, '=', 1) = 'lo_compat_privileges'
 _ON = ("on", "true", "yes", "1")
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     compat = [lvl for lvl, value in ctx.fetch(_COMPAT, {"role": ctx.runtime_role}) if value in _ON]
     rows = ctx.fetch(_OBJECTS, {"role": ctx.runtime_role})

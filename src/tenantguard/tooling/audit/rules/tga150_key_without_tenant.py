@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext, sql_comment
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext, sql_comment
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -61,6 +62,7 @@ ORDER BY 1
 """
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     by_oid = {t.oid: t for t in ctx.tables}
     rows = ctx.fetch(_UNIQUE, {"oids": ctx.tenant_oids})

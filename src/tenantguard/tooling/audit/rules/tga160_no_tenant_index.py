@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from psycopg import sql
 
 from tenantguard.core.sqlbuild import tenant_index_name
-from tenantguard.tooling.audit.catalog import AuditContext
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -25,6 +26,7 @@ RULE = Rule(
 )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     rows = ctx.fetch(
         "SELECT i.indrelid::int, (i.indkey::int2[])[0] FROM pg_catalog.pg_index i "

@@ -6,8 +6,10 @@ from collections.abc import Iterator
 
 from pglast import ast
 
-from tenantguard.tooling.audit.catalog import AuditContext, walk_expr
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.sqlanalysis import call_name, walk, walk_expr
 
 RULE = Rule(
     code="TGA161",
@@ -28,28 +30,16 @@ def _bare_calls(expr: str | None) -> bool:
     inside: set[int] = set()
     for n in nodes:
         if isinstance(n, ast.SubLink):
-            inside |= {id(x) for x in walk_expr_nodes(n)}
+            inside |= {id(x) for x in walk(n)}
     return any(
         isinstance(n, ast.FuncCall)
         and id(n) not in inside
-        and getattr((n.funcname or ())[-1], "sval", "") not in {"coalesce", "nullif"}
+        and call_name(n)[1] not in {"coalesce", "nullif"}
         for n in nodes
     )
 
 
-def walk_expr_nodes(node: ast.Node) -> list[ast.Node]:
-    out: list[ast.Node] = []
-    stack: list[object] = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, ast.Node):
-            out.append(item)
-            stack.extend(getattr(item, name) for name in item)
-        elif isinstance(item, tuple | list):
-            stack.extend(item)
-    return out
-
-
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     for t in ctx.tables:
         for p in t.policies:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tenantguard.tooling.audit.catalog import AuditContext
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -37,6 +38,7 @@ def vulnerable(version_num: int) -> list[str]:
     return [cve for cve, fixed in CVES if major in fixed and version_num < fixed[major]]
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     major = ctx.server_version_num // 10000
     if major < 12:

@@ -10,8 +10,9 @@ from pglast import ast, enums, parse_sql
 from pglast.parser import ParseError
 
 from tenantguard.core.rolecheck import ROLE_CHECK_QUERY, role_params, role_report
-from tenantguard.tooling.audit.catalog import AuditContext
 from tenantguard.tooling.audit.pooler import PoolerInfo
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -105,6 +106,7 @@ def _force_user(ctx: AuditContext, entry: dict[str, Any]) -> Finding | None:
     )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     info: PoolerInfo | None = ctx.pooler
     if info is None:

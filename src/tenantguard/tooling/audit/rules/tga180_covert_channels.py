@@ -7,8 +7,10 @@ from typing import Any
 
 from pglast import ast
 
-from tenantguard.tooling.audit.catalog import AuditContext, iter_nodes
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.sqlanalysis import call_name, walk
 
 RULE = Rule(
     code="TGA180",
@@ -39,11 +41,11 @@ _ADVISORY = {
 
 def _constant(node: Any) -> bool:
     """No column, variable, parameter or function of the row/session in *node*."""
-    for n in iter_nodes(node):
+    for n in walk(node):
         if isinstance(n, ast.ColumnRef | ast.ParamRef | ast.SQLValueFunction):
             return False
         if isinstance(n, ast.FuncCall):
-            name = getattr((n.funcname or ())[-1], "sval", "")
+            name = call_name(n)[1]
             if name not in ("hashtext", "hashtextextended", "md5"):
                 return False
     return True
@@ -51,11 +53,11 @@ def _constant(node: Any) -> bool:
 
 def _uses(stmts: list[ast.Node]) -> list[str]:
     out: list[str] = []
-    for n in iter_nodes(stmts):
+    for n in walk(stmts):
         if isinstance(n, ast.NotifyStmt):
             out.append(f"NOTIFY {n.conditionname}")
         elif isinstance(n, ast.FuncCall):
-            name = getattr((n.funcname or ())[-1], "sval", "")
+            name = call_name(n)[1]
             args = list(n.args or ())
             if name == "pg_notify" and args and _constant(args[0]):
                 out.append("pg_notify with a fixed channel")
@@ -64,6 +66,7 @@ def _uses(stmts: list[ast.Node]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     for f in ctx.functions:
         if f.schema == "tenantguard" or not f.statements:

@@ -7,7 +7,8 @@ from typing import LiteralString
 
 from psycopg import sql
 
-from tenantguard.tooling.audit.catalog import AuditContext
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -46,6 +47,7 @@ SELECT coalesce(
 """
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     row = ctx.conn.execute(_TRACKED, {"role": ctx.runtime_role}).fetchone()
     if row is None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tenantguard.tooling.audit.catalog import AuditContext
+from tenantguard.tooling.audit.rules import REGISTRY
+from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -37,6 +38,7 @@ def not_run(ctx: AuditContext, code: str, obj: str, why: str) -> Finding:
     )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: AuditContext) -> Iterator[Finding]:
     """The run-level finding: the admin cannot act as the runtime role at all."""
     if ctx.access is not None and not ctx.access.available:

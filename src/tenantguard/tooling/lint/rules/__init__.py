@@ -1,14 +1,15 @@
-"""Lint rules: one module per rule (``tgl1xx_*.py``) with ``RULE`` and ``check(ctx)``."""
+"""Lint rules: one module per rule (``tgl1xx_*.py``) with ``RULE`` and a ``check(ctx)``
+registered with :data:`REGISTRY` (see :mod:`tenantguard.tooling.registry`)."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from collections.abc import Callable, Iterable
+from tenantguard.tooling.findings import Rule, Severity
+from tenantguard.tooling.lint.engine import LintContext
+from tenantguard.tooling.registry import Registry
 
-from tenantguard.tooling.findings import Finding, Rule, Severity
+__all__ = ["META", "REGISTRY", "RULES"]
 
-__all__ = ["META", "RULES", "all_rules"]
+REGISTRY: Registry[LintContext] = Registry("lint", __name__, "tgl")
 
 # Rules the engine itself reports (parse errors and suppression hygiene).
 META = {
@@ -69,13 +70,4 @@ META = {
 }
 
 
-def all_rules() -> list[tuple[Rule, Callable[..., Iterable[Finding]]]]:
-    mods = [
-        importlib.import_module(f"{__name__}.{m.name}")
-        for m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name)
-        if m.name.startswith("tgl")
-    ]
-    return [(m.RULE, m.check) for m in mods]
-
-
-RULES: list[Rule] = [r for r, _ in all_rules()] + list(META.values())
+RULES: list[Rule] = REGISTRY.rules() + list(META.values())

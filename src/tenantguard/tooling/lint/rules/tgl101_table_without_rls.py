@@ -9,6 +9,7 @@ from tenantguard.core.sqlbuild import ProtectSpec, protect_statements, render
 from tenantguard.errors import TenantGuardError
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.lint.engine import LintContext, finding
+from tenantguard.tooling.lint.rules import REGISTRY
 from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
@@ -28,6 +29,7 @@ RULE = Rule(
 )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: LintContext) -> Iterator[Finding]:
     for name, st in ctx.tenant_tables.items():
         parts = (

@@ -16,6 +16,7 @@ from tenantguard.tooling.lint.engine import (
     rel_name,
     statements_after,
 )
+from tenantguard.tooling.lint.rules import REGISTRY
 from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
@@ -61,6 +62,7 @@ def _undone_later(ctx: LintContext, st: Statement, table: str, undo: str) -> boo
     return False
 
 
+@REGISTRY.register(RULE)
 def check(ctx: LintContext) -> Iterator[Finding]:
     for st in ctx.statements:
         n = st.node

@@ -14,6 +14,7 @@ from tenantguard.tooling.lint.engine import (
     pinned,
     rel_name,
 )
+from tenantguard.tooling.lint.rules import REGISTRY
 from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
@@ -33,6 +34,7 @@ RULE = Rule(
 )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: LintContext) -> Iterator[Finding]:
     for st in ctx.statements:
         p = st.node

@@ -7,12 +7,8 @@ from collections.abc import Iterator
 from pglast import ast
 
 from tenantguard.tooling.findings import Finding, Rule
-from tenantguard.tooling.lint.engine import (
-    LintContext,
-    finding,
-    function_ref,
-    later_alter_function,
-)
+from tenantguard.tooling.lint.engine import LintContext, finding, function_ref, later_alter_function
+from tenantguard.tooling.lint.rules import REGISTRY
 from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
@@ -39,6 +35,7 @@ def body(n: ast.CreateFunctionStmt) -> str:
     return " ".join(getattr(p, "sval", "") or "" for p in parts if p is not None)
 
 
+@REGISTRY.register(RULE)
 def check(ctx: LintContext) -> Iterator[Finding]:
     for st in ctx.statements:
         n = st.node

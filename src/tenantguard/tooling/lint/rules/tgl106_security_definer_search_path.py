@@ -9,12 +9,8 @@ from pglast.stream import RawStream
 from psycopg import sql
 
 from tenantguard.tooling.findings import Finding, Rule
-from tenantguard.tooling.lint.engine import (
-    LintContext,
-    finding,
-    function_ref,
-    later_alter_function,
-)
+from tenantguard.tooling.lint.engine import LintContext, finding, function_ref, later_alter_function
+from tenantguard.tooling.lint.rules import REGISTRY
 from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
@@ -30,6 +26,7 @@ RULE = Rule(
 )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: LintContext) -> Iterator[Finding]:
     for st in ctx.statements:
         n = st.node

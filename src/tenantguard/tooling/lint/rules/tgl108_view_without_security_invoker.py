@@ -6,10 +6,11 @@ from collections.abc import Iterator
 
 from pglast import ast
 
-from tenantguard.tooling.audit.catalog import view_filters_tenant
 from tenantguard.tooling.findings import Finding, Rule
-from tenantguard.tooling.lint.engine import LintContext, finding, pinned_on, rel_name, walk
+from tenantguard.tooling.lint.engine import LintContext, finding, pinned_on, rel_name
+from tenantguard.tooling.lint.rules import REGISTRY
 from tenantguard.tooling.lint.severity import as_audit
+from tenantguard.tooling.sqlanalysis import view_filters_tenant, walk
 
 RULE = Rule(
     code="TGL108",
@@ -43,6 +44,7 @@ def _filters_tenant(ctx: LintContext, view: ast.ViewStmt) -> bool:
     )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: LintContext) -> Iterator[Finding]:
     for st in ctx.statements:
         n = st.node

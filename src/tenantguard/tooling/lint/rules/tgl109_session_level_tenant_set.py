@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from pglast import ast
 
 from tenantguard.tooling.findings import Finding, Rule
-from tenantguard.tooling.lint.engine import LintContext, finding, walk
+from tenantguard.tooling.lint.engine import LintContext, finding
+from tenantguard.tooling.lint.rules import REGISTRY
 from tenantguard.tooling.lint.severity import as_audit
+from tenantguard.tooling.sqlanalysis import call_name, walk
 
 RULE = Rule(
     code="TGL109",
@@ -23,6 +25,7 @@ RULE = Rule(
 )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: LintContext) -> Iterator[Finding]:
     for st in ctx.statements:
         if isinstance(st.node, ast.AlterRoleSetStmt | ast.AlterDatabaseSetStmt):
@@ -39,10 +42,7 @@ def check(ctx: LintContext) -> Iterator[Finding]:
         for n in walk(st.node):
             if isinstance(n, ast.VariableSetStmt) and n.name == ctx.setting and not n.is_local:
                 yield finding(RULE, st, ctx.setting, "SET without LOCAL")
-            elif (
-                isinstance(n, ast.FuncCall)
-                and getattr((n.funcname or (None,))[-1], "sval", "") == "set_config"
-            ):
+            elif isinstance(n, ast.FuncCall) and call_name(n)[1] == "set_config":
                 args = n.args or ()
                 name = getattr(getattr(args[0], "val", None), "sval", None) if args else None
                 local = (

@@ -8,6 +8,7 @@ from pglast import ast
 
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.lint.engine import LintContext, finding
+from tenantguard.tooling.lint.rules import REGISTRY
 
 RULE = Rule(
     code="TGL110",
@@ -22,6 +23,7 @@ RULE = Rule(
 )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: LintContext) -> Iterator[Finding]:
     for st in ctx.statements:
         n = st.node

@@ -8,6 +8,7 @@ from pglast import ast
 
 from tenantguard.tooling.findings import Finding, Rule
 from tenantguard.tooling.lint.engine import LintContext, finding
+from tenantguard.tooling.lint.rules import REGISTRY
 from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
@@ -23,6 +24,7 @@ RULE = Rule(
 )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: LintContext) -> Iterator[Finding]:
     for st in ctx.statements:
         n = st.node

@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from pglast import ast
 
 from tenantguard.tooling.findings import Finding, Rule
-from tenantguard.tooling.lint.engine import LintContext, finding, rel_name, walk
+from tenantguard.tooling.lint.engine import LintContext, finding, rel_name
+from tenantguard.tooling.lint.rules import REGISTRY
 from tenantguard.tooling.lint.severity import as_audit
+from tenantguard.tooling.sqlanalysis import walk
 
 RULE = Rule(
     code="TGL113",
@@ -23,6 +25,7 @@ RULE = Rule(
 )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: LintContext) -> Iterator[Finding]:
     for st in ctx.statements:
         n = st.node

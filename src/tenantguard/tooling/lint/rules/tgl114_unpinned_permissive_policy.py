@@ -9,14 +9,15 @@ from pglast import ast
 from tenantguard.tooling.findings import Finding, Rule
 from tenantguard.tooling.lint.engine import (
     LintContext,
-    fail_open_problems,
     finding,
     has_restrictive_guard,
     pinned,
     rel_name,
 )
+from tenantguard.tooling.lint.rules import REGISTRY
 from tenantguard.tooling.lint.rules.tgl101_table_without_rls import protect_fix
 from tenantguard.tooling.lint.severity import as_audit
+from tenantguard.tooling.sqlanalysis import fail_open_problems
 
 RULE = Rule(
     code="TGL114",
@@ -35,6 +36,7 @@ RULE = Rule(
 )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: LintContext) -> Iterator[Finding]:
     for st in ctx.statements:
         p = st.node

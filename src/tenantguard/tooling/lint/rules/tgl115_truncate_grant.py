@@ -16,6 +16,7 @@ from tenantguard.tooling.lint.engine import (
     rel_name,
     statements_after,
 )
+from tenantguard.tooling.lint.rules import REGISTRY
 from tenantguard.tooling.lint.severity import as_audit
 
 RULE = Rule(
@@ -38,6 +39,7 @@ def _grants_truncate(n: ast.GrantStmt) -> bool:
     )
 
 
+@REGISTRY.register(RULE)
 def check(ctx: LintContext) -> Iterator[Finding]:
     for st in ctx.statements:
         n = st.node

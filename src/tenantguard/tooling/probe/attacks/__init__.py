@@ -1,4 +1,5 @@
-"""Probe attacks: one module per attack, each with ``RULE`` and ``run(tp)``.
+"""Probe attacks: one module per attack, each with ``RULE`` and a ``run(tp)`` registered
+with :data:`REGISTRY` (see :mod:`tenantguard.tooling.registry`).
 
 ``run`` receives a :class:`~tenantguard.tooling.probe._target.TableProbe` (tenant A
 attacking tenant B on one table) and yields a finding for every attempt that got
@@ -8,26 +9,12 @@ recorded with :meth:`TableProbe.note`, never reported as safe or as leaks.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from collections.abc import Callable, Iterable
-from types import ModuleType
+from tenantguard.tooling.findings import Rule
+from tenantguard.tooling.probe._target import TableProbe
+from tenantguard.tooling.registry import Registry
 
-from tenantguard.tooling.findings import Finding, Rule
+__all__ = ["REGISTRY", "RULES"]
 
-__all__ = ["RULES", "all_attacks"]
+REGISTRY: Registry[TableProbe] = Registry("probe", __name__, "tgp")
 
-
-def _modules() -> list[ModuleType]:
-    return [
-        importlib.import_module(f"{__name__}.{m.name}")
-        for m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name)
-        if m.name.startswith("tgp")
-    ]
-
-
-def all_attacks() -> list[tuple[Rule, Callable[..., Iterable[Finding]]]]:
-    return [(m.RULE, m.run) for m in _modules()]
-
-
-RULES: list[Rule] = [r for r, _ in all_attacks()]
+RULES: list[Rule] = REGISTRY.rules()

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.probe._target import TableProbe
+from tenantguard.tooling.probe.attacks import REGISTRY
 
 RULE = Rule(
     code="TGP101",
@@ -32,6 +33,7 @@ def other_rows(tp: TableProbe) -> tuple[int, str] | None:
     return int(outcome.scalar or 0), evidence
 
 
+@REGISTRY.register(RULE)
 def run(tp: TableProbe) -> Iterator[Finding]:
     if "SELECT" not in tp.table.privileges or tp.table.parents:
         return  # children and partitions: TGP110

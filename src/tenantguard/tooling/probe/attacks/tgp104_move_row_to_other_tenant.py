@@ -8,6 +8,7 @@ from psycopg import sql
 
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.probe._target import TableProbe
+from tenantguard.tooling.probe.attacks import REGISTRY
 
 RULE = Rule(
     code="TGP104",
@@ -23,6 +24,7 @@ RULE = Rule(
 )
 
 
+@REGISTRY.register(RULE)
 def run(tp: TableProbe) -> Iterator[Finding]:
     if "UPDATE" not in tp.table.privileges:
         return

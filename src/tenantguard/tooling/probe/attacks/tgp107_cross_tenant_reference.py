@@ -12,6 +12,7 @@ from tenantguard.tooling.probe._target import (
     fetch_row,
     insert_sql,
 )
+from tenantguard.tooling.probe.attacks import REGISTRY
 
 RULE = Rule(
     code="TGP107",
@@ -28,6 +29,7 @@ RULE = Rule(
 )
 
 
+@REGISTRY.register(RULE)
 def run(tp: TableProbe) -> Iterator[Finding]:
     for fk in tp.meta.referenced_by:
         child = tp.tables.get(fk.child_oid)

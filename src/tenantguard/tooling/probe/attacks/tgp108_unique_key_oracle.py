@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.probe._target import CannotBuildRow, TableProbe, build_row, insert_sql
+from tenantguard.tooling.probe.attacks import REGISTRY
 
 RULE = Rule(
     code="TGP108",
@@ -22,6 +23,7 @@ RULE = Rule(
 )
 
 
+@REGISTRY.register(RULE)
 def run(tp: TableProbe) -> Iterator[Finding]:
     if "INSERT" not in tp.table.privileges:
         return

@@ -6,9 +6,10 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
+from tenantguard.tooling.catalog import View
 from tenantguard.tooling.findings import Finding, Rule, Severity
-from tenantguard.tooling.probe._catalog import View
 from tenantguard.tooling.probe._target import TableProbe
+from tenantguard.tooling.probe.attacks import REGISTRY
 
 RULE = Rule(
     code="TGP109",
@@ -44,6 +45,7 @@ def _fingerprint(tp: TableProbe, view: View, tenant: str) -> tuple[bool, str | N
     return True, digest, int(n)
 
 
+@REGISTRY.register(RULE)
 def run(tp: TableProbe) -> Iterator[Finding]:
     conn = tp.prober.conn
     for view in tp.meta.views:

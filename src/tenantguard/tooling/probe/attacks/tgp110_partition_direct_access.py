@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.probe._target import TableProbe
+from tenantguard.tooling.probe.attacks import REGISTRY
 from tenantguard.tooling.probe.attacks.tgp101_cross_tenant_read import other_rows
 
 RULE = Rule(
@@ -23,6 +24,7 @@ RULE = Rule(
 )
 
 
+@REGISTRY.register(RULE)
 def run(tp: TableProbe) -> Iterator[Finding]:
     if "SELECT" not in tp.table.privileges or not tp.table.parents:
         return

@@ -7,9 +7,10 @@ from typing import Any
 
 from psycopg import sql
 
+from tenantguard.tooling.catalog import FunctionOver
 from tenantguard.tooling.findings import Finding, Rule, Severity
-from tenantguard.tooling.probe._catalog import FunctionOver
 from tenantguard.tooling.probe._target import TableProbe
+from tenantguard.tooling.probe.attacks import REGISTRY
 
 RULE = Rule(
     code="TGP111",
@@ -62,6 +63,7 @@ def _argument_sets(tp: TableProbe, fn: FunctionOver) -> list[tuple[str, list[Any
     return out
 
 
+@REGISTRY.register(RULE)
 def run(tp: TableProbe) -> Iterator[Finding]:
     for fn in tp.meta.functions:
         key = f"function:{fn.signature}:{tp.table.label}"

@@ -10,6 +10,7 @@ from psycopg import sql
 
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.probe._target import TableProbe
+from tenantguard.tooling.probe.attacks import REGISTRY
 
 RULE = Rule(
     code="TGP112",
@@ -30,6 +31,7 @@ RULE = Rule(
 _MODES = ("force_generic_plan", "auto")
 
 
+@REGISTRY.register(RULE)
 def run(tp: TableProbe) -> Iterator[Finding]:
     if "SELECT" not in tp.table.privileges:
         return

@@ -8,6 +8,7 @@ from psycopg import sql
 
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.probe._target import TableProbe
+from tenantguard.tooling.probe.attacks import REGISTRY
 
 RULE = Rule(
     code="TGP114",
@@ -39,6 +40,7 @@ HOSTILE = (
 )
 
 
+@REGISTRY.register(RULE)
 def run(tp: TableProbe) -> Iterator[Finding]:
     if "SELECT" not in tp.table.privileges:
         return

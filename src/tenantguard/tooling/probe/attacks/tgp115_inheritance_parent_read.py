@@ -10,6 +10,7 @@ from psycopg import sql
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.probe._session import execute
 from tenantguard.tooling.probe._target import TableProbe
+from tenantguard.tooling.probe.attacks import REGISTRY
 
 RULE = Rule(
     code="TGP115",
@@ -40,6 +41,7 @@ ORDER BY 1, 2
 """
 
 
+@REGISTRY.register(RULE)
 def run(tp: TableProbe) -> Iterator[Finding]:
     if not tp.table.parents:
         return

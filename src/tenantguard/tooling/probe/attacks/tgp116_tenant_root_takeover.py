@@ -11,6 +11,7 @@ from psycopg import sql
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.probe._session import execute
 from tenantguard.tooling.probe._target import TableProbe
+from tenantguard.tooling.probe.attacks import REGISTRY
 
 RULE = Rule(
     code="TGP116",
@@ -46,6 +47,7 @@ LIMIT 1
 """
 
 
+@REGISTRY.register(RULE)
 def run(tp: TableProbe) -> Iterator[Finding]:
     conn = tp.prober.conn
     found = execute(

@@ -12,6 +12,7 @@ from psycopg import sql
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.probe._session import execute
 from tenantguard.tooling.probe._target import CannotBuildRow, TableProbe, build_row, insert_sql
+from tenantguard.tooling.probe.attacks import REGISTRY
 
 RULE = Rule(
     code="TGP117",
@@ -61,6 +62,7 @@ def _digest(tp: TableProbe, conn: psycopg.Connection[Any]) -> dict[str, str]:
     return out
 
 
+@REGISTRY.register(RULE)
 def run(tp: TableProbe) -> Iterator[Finding]:
     conn = tp.prober.conn
     fires = execute(conn, sql.SQL(_FIRES), [tp.table.oid, tp.table.oid]).fetchall()

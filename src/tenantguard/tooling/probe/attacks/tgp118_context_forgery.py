@@ -10,6 +10,7 @@ from psycopg import sql
 from tenantguard.core.signing import SigningKey, new_key, sign_context
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.probe._target import TableProbe
+from tenantguard.tooling.probe.attacks import REGISTRY
 
 RULE = Rule(
     code="TGP118",
@@ -49,6 +50,7 @@ def _forgeries(tp: TableProbe) -> list[tuple[str, str]]:
     return out
 
 
+@REGISTRY.register(RULE)
 def run(tp: TableProbe) -> Iterator[Finding]:
     p = tp.prober
     if p.signing_key is None or "SELECT" not in tp.table.privileges:

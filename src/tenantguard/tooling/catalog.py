@@ -1,39 +1,68 @@
-"""Catalog facts the audit rules share, loaded once per run (read-only queries).
+"""The catalog model audit, probe and the pytest plugin share: read-only queries, loaded once.
 
-Works on databases tenantguard did not create: tenant tables are found by their
-tenant column, the tenant setting is inferred from the policies when not given, and
-policy expressions are parsed with PostgreSQL's grammar (pglast), never regexes.
+Works on databases tenantguard did not create: tenant tables are found by their tenant
+column (or a mapping, or inferred from foreign keys), the tenant setting is inferred from
+the policies when not given. :func:`load_context` gives the tables, their policies and the
+runtime role's privileges (:class:`AuditContext`, which the audit rules read); the user
+functions are loaded on demand (:class:`Function`); :func:`load_meta` adds what the probe
+needs to build rows and aim at another tenant's (:class:`TableMeta`). What the SQL in all
+that means (policy expressions, view and function bodies) is
+:mod:`tenantguard.tooling.sqlanalysis`'s business.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import psycopg
-from pglast import ast, enums, parse_plpgsql, parse_sql
-from pglast.parser import ParseError
+from pglast import ast
 from psycopg import sql
 
 from tenantguard.core.names import QualifiedName
 from tenantguard.core.rolecheck import ROLE_CHECK_QUERY, role_params
 from tenantguard.core.sqlbuild import ProtectSpec, protect_statements, render
-from tenantguard.tooling._pgast import walk
 from tenantguard.tooling._runas import RuntimeAccess
+from tenantguard.tooling.sqlanalysis import (
+    call_name,
+    func_names,
+    function_statements,
+    is_pinned,
+    literal_text,
+    mentions_column,
+    parse_expr,
+    plpgsql_runs_dynamic_sql,
+    settings_read,
+    walk,
+)
 
 __all__ = [
+    "FUNCTION_EXCLUDED_SCHEMAS",
+    "SYSTEM_SCHEMAS",
     "AuditContext",
+    "Column",
+    "ForeignKey",
     "Function",
+    "FunctionOver",
     "Policy",
+    "Reference",
     "Table",
-    "is_pinned",
+    "TableMeta",
+    "UniqueKey",
+    "View",
+    "infer_setting",
+    "infer_tenant_columns",
+    "infer_user_setting",
     "load_context",
-    "parse_expr",
-    "relations_in",
+    "load_meta",
+    "load_policies",
+    "protect_fix_sql",
+    "role_defaults",
+    "settings_in_use",
     "sql_comment",
-    "view_filters_tenant",
+    "tenantguard_setting",
 ]
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "tenantguard")
@@ -109,7 +138,11 @@ class Table:
     def restrictive_guard(self) -> Policy | None:
         """A restrictive policy for all commands whose USING and check mention the tenant."""
         for p in self.policies:
-            if not p.permissive and p.command == "ALL" and _mentions(p.qual, self.tenant_column):
+            if (
+                not p.permissive
+                and p.command == "ALL"
+                and mentions_column(p.qual, self.tenant_column)
+            ):
                 return p
         return None
 
@@ -135,50 +168,6 @@ def sql_comment(text: str) -> str:
     """*text* as SQL ``--`` comment lines: every line gets its own ``--``, so a catalog
     name with a newline in it cannot end the comment and turn into SQL."""
     return "\n".join("-- " + line for line in (text.splitlines() or [""]))
-
-
-def _mentions(expr: str | None, column: str) -> bool:
-    """Does the expression reference *column* (as a column, per the SQL grammar)?"""
-    return any(
-        isinstance(n, ast.ColumnRef) and getattr((n.fields or (None,))[-1], "sval", None) == column
-        for n in walk_expr(expr)
-    )
-
-
-def walk_expr(expr: str | None) -> list[ast.Node]:
-    """All nodes of a deparsed policy expression (empty if it does not parse)."""
-    if not expr:
-        return []
-    try:
-        stmts = parse_sql(f"SELECT {expr}")
-    except ParseError:
-        return []
-    return list(walk(stmts))
-
-
-def func_names(expr: str | None) -> list[tuple[str | None, str]]:
-    """(schema or None, function name) for every function call in *expr*."""
-    names: list[tuple[str | None, str]] = []
-    for n in walk_expr(expr):
-        if isinstance(n, ast.FuncCall):
-            parts = [getattr(p, "sval", "") for p in n.funcname or ()]
-            names.append((parts[-2] if len(parts) > 1 else None, parts[-1]))
-    return names
-
-
-def settings_read(expr: str | None) -> set[str]:
-    """Names passed as a literal to current_setting(...) in *expr*."""
-    out: set[str] = set()
-    for n in walk_expr(expr):
-        if isinstance(n, ast.FuncCall):
-            fname = getattr((n.funcname or ())[-1], "sval", "")
-            if fname == "current_setting" and n.args:
-                arg = n.args[0]
-                if isinstance(arg, ast.TypeCast):
-                    arg = arg.arg
-                if isinstance(arg, ast.A_Const) and isinstance(arg.val, ast.String):
-                    out.add(arg.val.sval or "")
-    return out
 
 
 _TABLES = """
@@ -227,6 +216,26 @@ SELECT t.oid::int, ARRAY(SELECT p FROM unnest(ARRAY['SELECT','INSERT','UPDATE','
        pg_catalog.has_schema_privilege(%(role)s, c.relnamespace, 'USAGE')
 FROM unnest(%(oids)s::oid[]) AS t(oid)
 JOIN pg_catalog.pg_class c ON c.oid = t.oid
+"""
+
+
+# Views and materialized views over tenant tables that run as their owner (no
+# security_invoker): TGA140 and TGA141.
+_TENANT_VIEWS = """
+SELECT DISTINCT v.oid::regclass::text, pg_catalog.pg_get_userbyid(v.relowner)::text,
+       o.rolsuper OR o.rolbypassrls, v.relkind::text,
+       pg_catalog.has_table_privilege(%(role)s, v.oid, 'SELECT'), vn.nspname::text, v.relname::text,
+       coalesce(v.reloptions && ARRAY['security_barrier=true', 'security_barrier=on'], false),
+       pg_catalog.pg_get_viewdef(v.oid)
+FROM pg_catalog.pg_rewrite r
+JOIN pg_catalog.pg_class v ON v.oid = r.ev_class
+JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
+JOIN pg_catalog.pg_depend d ON d.objid = r.oid AND d.classid = 'pg_rewrite'::regclass
+JOIN pg_catalog.pg_roles o ON o.oid = v.relowner
+WHERE v.relkind IN ('v', 'm') AND d.refobjid = ANY(%(oids)s) AND d.refobjid <> v.oid
+  AND NOT coalesce('security_invoker=true' = ANY(v.reloptions), false)
+  AND NOT coalesce('security_invoker=on' = ANY(v.reloptions), false)
+ORDER BY 1
 """
 
 
@@ -373,6 +382,28 @@ class AuditContext:
         )
         return [Function(*r) for r in rows]
 
+    @cached_property
+    def tenant_views(self) -> list[tuple[Any, ...]]:
+        """Views and materialized views over tenant tables without security_invoker:
+        (regclass text, owner, owner bypasses RLS, relkind, readable by the runtime role,
+        schema, name, security_barrier, pg_get_viewdef)."""
+        return self.fetch(_TENANT_VIEWS, {"role": self.runtime_role, "oids": self.tenant_oids})
+
+    def definer_bypass(self, f: Function, t: Table) -> str | None:
+        """Why RLS does not apply to *f*'s owner on *t* (None: it applies)."""
+        if f.owner_bypasses:
+            return f"owner {f.owner!r} is superuser or BYPASSRLS"
+        if t.forced:
+            return None
+        row = self.conn.execute(
+            "SELECT pg_catalog.pg_has_role(%s, %s, 'USAGE')", (f.owner, t.owner)
+        ).fetchone()
+        if row and row[0]:
+            return (
+                f"owner {f.owner!r} owns it (or is a member of {t.owner!r}) and RLS is not forced"
+            )
+        return None
+
     def tables_named(
         self, schema: str | None, name: str, search_path: list[str] | None = None
     ) -> list[Table]:
@@ -464,16 +495,27 @@ def infer_tenant_columns(
     return out
 
 
-def infer_setting(conn: psycopg.Connection[Any], policies: list[Policy]) -> str:
-    """The tenant setting: from tenantguard's helper if installed, else from the policies."""
+def tenantguard_setting(conn: psycopg.Connection[Any], helper: str) -> str | None:
+    """What tenantguard's ``tenantguard.<helper>()`` (tenant_setting, user_setting) names,
+    when it is installed."""
     row = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n "
-        "ON n.oid = p.pronamespace WHERE n.nspname = 'tenantguard' AND p.proname = 'tenant_setting')"
+        "ON n.oid = p.pronamespace WHERE n.nspname = 'tenantguard' AND p.proname = %s)",
+        (helper,),
     ).fetchone()
-    if row and row[0]:
-        got = conn.execute("SELECT tenantguard.tenant_setting()").fetchone()
-        if got and got[0]:
-            return str(got[0])
+    if not (row and row[0]):
+        return None
+    got = conn.execute(
+        sql.SQL("SELECT {}.{}()").format(sql.Identifier("tenantguard"), sql.Identifier(helper))
+    ).fetchone()
+    return str(got[0]) if got and got[0] else None
+
+
+def infer_setting(conn: psycopg.Connection[Any], policies: list[Policy]) -> str:
+    """The tenant setting: from tenantguard's helper if installed, else from the policies."""
+    installed = tenantguard_setting(conn, "tenant_setting")
+    if installed:
+        return installed
     seen: dict[str, int] = {}
     for p in policies:
         for expr in (p.qual, p.with_check):
@@ -494,38 +536,22 @@ def settings_in_use(conn: psycopg.Connection[Any], ctx: AuditContext) -> set[str
                 called |= {name for _schema, name in func_names(expr)}
     for fn in ctx.functions:
         if fn.name in called and fn.statements:
-            for n in iter_nodes(fn.statements):
-                if isinstance(n, ast.FuncCall) and _call_name(n)[1] == "current_setting":
-                    text = _literal_text(n.args[0]) if n.args else None
+            for n in walk(fn.statements):
+                if isinstance(n, ast.FuncCall) and call_name(n)[1] == "current_setting":
+                    text = literal_text(n.args[0]) if n.args else None
                     if text:
                         out.add(text)
-    row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n "
-        "ON n.oid = p.pronamespace WHERE n.nspname = 'tenantguard' AND p.proname = 'tenant_setting')"
-    ).fetchone()
-    if row and row[0] and called & {"current_tenant", "current_user_id"}:
-        for fn_name in ("tenant_setting", "user_setting"):
-            got = conn.execute(
-                sql.SQL("SELECT {}.{}()").format(
-                    sql.Identifier("tenantguard"), sql.Identifier(fn_name)
-                )
-            ).fetchone()
-            if got and got[0]:
-                out.add(str(got[0]))
+    if called & {"current_tenant", "current_user_id"}:
+        for helper in ("tenant_setting", "user_setting"):
+            got = tenantguard_setting(conn, helper)
+            if got:
+                out.add(got)
     return out
 
 
 def infer_user_setting(conn: psycopg.Connection[Any]) -> str:
     """The user setting: tenantguard's (``tenantguard.user_setting()``) if installed."""
-    row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n "
-        "ON n.oid = p.pronamespace WHERE n.nspname = 'tenantguard' AND p.proname = 'user_setting')"
-    ).fetchone()
-    if row and row[0]:
-        got = conn.execute("SELECT tenantguard.user_setting()").fetchone()
-        if got and got[0]:
-            return str(got[0])
-    return "app.user_id"
+    return tenantguard_setting(conn, "user_setting") or "app.user_id"
 
 
 _FUNCTIONS = """
@@ -543,6 +569,16 @@ JOIN pg_catalog.pg_roles o ON o.oid = p.proowner
 WHERE n.nspname <> ALL(%(excluded)s) AND n.nspname NOT LIKE 'pg\\_%%'
 ORDER BY 2
 """
+
+
+def load_policies(conn: psycopg.Connection[Any], oids: list[int]) -> list[tuple[int, Policy]]:
+    """(table oid, policy) for every policy on the tables *oids*."""
+    return [
+        (relid, Policy(name, permissive, cmd, list(roles), qual, check))
+        for relid, name, permissive, cmd, roles, qual, check in conn.execute(
+            _POLICIES, {"oids": oids}
+        ).fetchall()
+    ]
 
 
 def load_context(
@@ -604,10 +640,7 @@ def load_context(
     oids = [t.oid for t in found]
     by_oid = {t.oid: t for t in found + foreign}
     all_policies: list[Policy] = []
-    for relid, name, permissive, cmd, roles, qual, check in conn.execute(
-        _POLICIES, {"oids": oids}
-    ).fetchall():
-        pol = Policy(name, permissive, cmd, list(roles), qual, check)
+    for relid, pol in load_policies(conn, oids):
         by_oid[relid].policies.append(pol)
         all_policies.append(pol)
     all_oids = oids + [t.oid for t in foreign]
@@ -629,215 +662,6 @@ def load_context(
         app_dsn=app_dsn,
         foreign_tables=foreign,
     )
-
-
-# --- expression analysis (PostgreSQL's grammar via pglast) -----------------------------
-
-
-def iter_nodes(root: Any, *, into_sublinks: bool = True) -> Iterator[ast.Node]:
-    """Every node under *root* (a node, or a tuple/list of them), depth first."""
-    stack: list[Any] = [root]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, ast.Node):
-            yield item
-            if not into_sublinks and isinstance(item, ast.SubLink) and item is not root:
-                continue
-            stack.extend(getattr(item, name) for name in item)
-        elif isinstance(item, tuple | list):
-            stack.extend(item)
-
-
-def parse_expr(expr: str | None) -> ast.Node | None:
-    """The parse tree of a deparsed policy expression (None if absent or unparsable)."""
-    if not expr:
-        return None
-    try:
-        stmts = parse_sql(f"SELECT {expr}")
-    except ParseError:
-        return None
-    stmt = stmts[0].stmt
-    if not isinstance(stmt, ast.SelectStmt) or not stmt.targetList or len(stmt.targetList) != 1:
-        return None
-    val = stmt.targetList[0].val
-    return val if isinstance(val, ast.Node) else None
-
-
-def relations_in(root: Any) -> list[tuple[str | None, str]]:
-    """(schema or None, name) of every table reference (RangeVar) under *root*, CTEs excluded."""
-    nodes = list(iter_nodes(root))
-    ctes = {n.ctename for n in nodes if isinstance(n, ast.CommonTableExpr)}
-    out: list[tuple[str | None, str]] = []
-    for n in nodes:
-        if isinstance(n, ast.RangeVar) and n.relname:
-            if n.schemaname is None and n.relname in ctes:
-                continue
-            ref = (n.schemaname, n.relname)
-            if ref not in out:
-                out.append(ref)
-    return out
-
-
-def _column_name(node: Any) -> str | None:
-    while isinstance(node, ast.TypeCast):
-        node = node.arg
-    if isinstance(node, ast.ColumnRef) and node.fields:
-        last = node.fields[-1]
-        return getattr(last, "sval", None)
-    return None
-
-
-def _call_name(node: ast.FuncCall) -> tuple[str | None, str]:
-    parts = [getattr(p, "sval", "") for p in node.funcname or ()]
-    return (parts[-2] if len(parts) > 1 else None, parts[-1] if parts else "")
-
-
-def _literal_text(node: Any) -> str | None:
-    while isinstance(node, ast.TypeCast):
-        node = node.arg
-    if isinstance(node, ast.A_Const) and isinstance(node.val, ast.String):
-        return node.val.sval
-    return None
-
-
-# tenantguard's session-scope view (``protect --role-scope``): owned by the owner role, in
-# a schema the runtime role cannot create in, it yields the session's tenants from the
-# bound setting, a per-tenant login or a break-glass grant (tenantguard.admin._scope).
-SCOPE_VIEWS = frozenset({("tenantguard", "session_scope")})
-
-_IDENTITY_FUNCS = {
-    enums.SQLValueFunctionOp.SVFOP_CURRENT_USER,
-    enums.SQLValueFunctionOp.SVFOP_SESSION_USER,
-    enums.SQLValueFunctionOp.SVFOP_USER,
-    enums.SQLValueFunctionOp.SVFOP_CURRENT_ROLE,
-}
-
-
-@dataclass(frozen=True)
-class _Pinning:
-    column: str
-    settings: frozenset[str]
-    is_helper: Callable[[str | None, str], bool]
-    distrust: frozenset[tuple[str | None, str]]  # sub-selects reading these decide nothing
-
-    def context(self, node: Any) -> bool:
-        """Does *node* compute the bound context: current_setting(<tenant/user setting>),
-        a user helper function, or a sub-select over those / the session user; and no
-        column of the row itself (outside sub-selects)?"""
-        if isinstance(node, ast.SubLink):
-            return self.trusted(node) and any(self.source(n) for n in iter_nodes(node.subselect))
-        outer = list(iter_nodes(node, into_sublinks=False))
-        if any(isinstance(n, ast.ColumnRef) for n in outer):
-            return False
-        subs = [n for n in iter_nodes(node) if isinstance(n, ast.SubLink)]
-        return all(self.trusted(n) for n in subs) and any(self.source(n) for n in iter_nodes(node))
-
-    def trusted(self, sublink: ast.SubLink) -> bool:
-        return not any(r in self.distrust for r in relations_in(sublink.subselect))
-
-    def source(self, node: ast.Node) -> bool:
-        if isinstance(node, ast.FuncCall):
-            schema, name = _call_name(node)
-            if name == "current_setting" and schema in (None, "pg_catalog"):
-                first = _literal_text(node.args[0]) if node.args else None
-                return first is not None and first in self.settings
-            return self.is_helper(schema, name)
-        if isinstance(node, ast.RangeVar):
-            return (node.schemaname, node.relname) in SCOPE_VIEWS
-        return isinstance(node, ast.SQLValueFunction) and node.op in _IDENTITY_FUNCS
-
-    def correlated(self, sublink: ast.SubLink) -> bool:
-        """EXISTS (SELECT ... WHERE x.<column> = <outer>.<column> AND <context>)."""
-        where = getattr(sublink.subselect, "whereClause", None)
-        joins = any(
-            isinstance(n, ast.A_Expr)
-            and n.kind == enums.A_Expr_Kind.AEXPR_OP
-            and getattr((n.name or (None,))[-1], "sval", None) == "="
-            and _column_name(n.lexpr) == self.column
-            and _column_name(n.rexpr) == self.column
-            for n in iter_nodes(where)
-        )
-        return joins and self.trusted(sublink) and any(self.source(n) for n in iter_nodes(where))
-
-    def pinned(self, node: Any) -> bool:
-        if isinstance(node, ast.BoolExpr):
-            args = list(node.args or ())
-            if node.boolop == enums.BoolExprType.AND_EXPR:
-                return any(self.pinned(a) for a in args)
-            if node.boolop == enums.BoolExprType.OR_EXPR:
-                return bool(args) and all(self.pinned(a) for a in args)
-            return False
-        if isinstance(node, ast.A_Expr):
-            op = getattr((node.name or (None,))[-1], "sval", None)
-            if op != "=":
-                return False
-            if node.kind == enums.A_Expr_Kind.AEXPR_OP:
-                if _column_name(node.lexpr) == self.column:
-                    return self.context(node.rexpr)
-                if _column_name(node.rexpr) == self.column:
-                    return self.context(node.lexpr)
-                return False
-            if node.kind == enums.A_Expr_Kind.AEXPR_OP_ANY:
-                return _column_name(node.lexpr) == self.column and self.context(node.rexpr)
-            if node.kind == enums.A_Expr_Kind.AEXPR_IN and _column_name(node.lexpr) == self.column:
-                items = node.rexpr if isinstance(node.rexpr, tuple | list) else (node.rexpr,)
-                return bool(items) and all(self.context(i) for i in items)
-            return False
-        if isinstance(node, ast.SubLink):
-            if node.subLinkType == enums.SubLinkType.ANY_SUBLINK:
-                return _column_name(node.testexpr) == self.column and self.context(node)
-            if node.subLinkType == enums.SubLinkType.EXISTS_SUBLINK:
-                return self.correlated(node)
-        return False
-
-
-def is_pinned(
-    node: Any,
-    column: str,
-    settings: frozenset[str],
-    is_helper: Callable[[str | None, str], bool],
-    distrust: frozenset[tuple[str | None, str]] = frozenset(),
-) -> bool:
-    """Is the boolean expression *node* true only for rows of the bound tenant?
-
-    AND: one pinned conjunct suffices; OR: every branch must be pinned. Pinned:
-    ``column = <context>`` (either side, casts allowed), ``column IN (SELECT ...)`` /
-    ``= ANY (...)`` over the context, and ``EXISTS (SELECT ... WHERE m.column =
-    t.column AND <context>)``; the context is the tenant or user setting
-    (*settings*), a user helper function or the session user. Anything else
-    (``IS NOT NULL``, ``= other_column``, constant lists, a bare flag) is not.
-    Sub-selects reading a table in *distrust* (schema or None, name) pin nothing.
-    """
-    return _Pinning(column, settings, is_helper, distrust).pinned(node)
-
-
-def view_filters_tenant(
-    query: Any,
-    tenant_key: Callable[[str | None, str], str | None],
-    pinned: Callable[[ast.Node, str], bool],
-) -> bool:
-    """Does the view body *query* keep to the bound tenant on its own? One plain SELECT
-    (no set operation, no WITH) over exactly one relation, a tenant table, with a WHERE
-    that pins that table's tenant column, and no other tenant table read anywhere (sub-
-    selects included). *tenant_key*: (schema or None, name) -> that table's tenant
-    column, None for a table that is not a tenant table; *pinned*: is a node pinned on a
-    column. Only worth anything with ``security_barrier``: without it the planner may run
-    a caller's (leaky) function on rows before the view's WHERE drops them."""
-    if not isinstance(query, ast.SelectStmt) or query.withClause is not None:
-        return False
-    if query.op != enums.SetOperation.SETOP_NONE or len(query.fromClause or ()) != 1:
-        return False
-    (source,) = query.fromClause or (None,)
-    if not isinstance(source, ast.RangeVar) or not source.relname:
-        return False
-    column = tenant_key(source.schemaname, source.relname)
-    others = [r for r in relations_in(query) if r != (source.schemaname, source.relname)]
-    if column is None or any(tenant_key(*r) is not None for r in others):
-        return False
-    return query.whereClause is not None and pinned(query.whereClause, column)
-
-
-# --- function bodies --------------------------------------------------------------------
 
 
 @dataclass
@@ -896,22 +720,7 @@ class Function:
         OPEN ... FOR EXECUTE, RETURN QUERY EXECUTE): what it reads cannot be known."""
         if self.language != "plpgsql" or not self.definition:
             return False
-        try:
-            tree = parse_plpgsql(self.definition)
-        except ParseError:
-            return False  # not analysable anyway: statements is None
-        stack: list[Any] = [tree]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, dict):
-                if "PLpgSQL_stmt_dynexecute" in item or "PLpgSQL_stmt_dynfors" in item:
-                    return True
-                if "dynquery" in item:
-                    return True
-                stack.extend(item.values())
-            elif isinstance(item, list):
-                stack.extend(item)
-        return False
+        return plpgsql_runs_dynamic_sql(self.definition)
 
     @property
     def unanalysable(self) -> str | None:
@@ -928,76 +737,238 @@ class Function:
     def statements(self) -> list[ast.Node] | None:
         """The parsed SQL statements of the body; None when the body cannot be analysed
         (another language, or a parse error)."""
-        try:
-            if self.language == "sql":
-                if self.source and self.source.strip():
-                    return _statements(self.source)
-                if self.definition:  # BEGIN ATOMIC: the body is in the definition
-                    return _statements(self.definition)
-                return []
-            if self.language == "plpgsql" and self.definition:
-                return _plpgsql_statements(parse_plpgsql(self.definition))
-        except ParseError:
-            return None
-        return None
+        return function_statements(self.language, self.source, self.definition)
 
 
-def _statements(text: str) -> list[ast.Node]:
-    return [s.stmt for s in parse_sql(text) if s.stmt is not None]
+# --- what the probe needs beyond that: columns, keys, references, views, functions -----
 
 
-def _plpgsql_statements(tree: Any) -> list[ast.Node] | None:
-    """Parse every embedded SQL expression of a PL/pgSQL function tree (pglast JSON)."""
-    queries: list[str] = []
-    stack: list[Any] = [tree]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            q = item.get("query")
-            if isinstance(q, str):
-                queries.append(q)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    out: list[ast.Node] = []
-    for q in queries:
-        candidates = [q, f"SELECT {q}"]
-        if ":=" in q:  # an assignment: target := expression
-            candidates.append("SELECT " + q.split(":=", 1)[1])
-        for text in candidates:
-            try:
-                out.extend(_statements(text))
-                break
-            except ParseError:
-                continue
-        else:
-            return None
-    return out
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # format_type(): usable in a cast
+    category: str  # pg_type.typcategory
+    not_null: bool
+    has_default: bool
+    identity: str  # '', 'a' (ALWAYS), 'd' (BY DEFAULT)
+    generated: bool
+    sequence_default: bool  # a default that calls nextval() (serial, 'INV-' || nextval(..))
+    enum_first: str | None  # first label of an enum type
+    max_length: int | None  # varchar(n) / char(n)
 
 
-def setting_changes(stmts: list[ast.Node], setting: str) -> list[str]:
-    """How *stmts* change *setting*: 'SET', 'SET LOCAL', 'set_config(..., false)' ..."""
-    found: list[str] = []
-    for n in iter_nodes(stmts):
-        if (
-            isinstance(n, ast.VariableSetStmt)
-            and n.name == setting
-            and n.kind
-            in (enums.VariableSetKind.VAR_SET_VALUE, enums.VariableSetKind.VAR_SET_CURRENT)
-        ):
-            found.append("SET LOCAL" if n.is_local else "SET")
-        elif isinstance(n, ast.FuncCall):
-            schema, name = _call_name(n)
-            args = list(n.args or ())
-            if (
-                name == "set_config"
-                and schema in (None, "pg_catalog")
-                and len(args) == 3
-                and _literal_text(args[0]) == setting
-            ):
-                local = args[2]
-                if isinstance(local, ast.A_Const) and isinstance(local.val, ast.Boolean):
-                    found.append(f"set_config(..., {str(local.val.boolval).lower()})")
-                else:
-                    found.append("set_config(...)")
-    return found
+@dataclass(frozen=True)
+class UniqueKey:
+    name: str  # index name
+    columns: tuple[str, ...]  # empty for an expression index
+    primary: bool
+    plain: bool = True  # False: an expression or partial index (not aimed at generically)
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    name: str
+    child_oid: int
+    child_columns: tuple[str, ...]
+    parent_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A foreign key out of a tenant table, to any table."""
+
+    name: str
+    child_columns: tuple[str, ...]
+    parent: QualifiedName
+    parent_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FunctionOver:
+    signature: str  # regprocedure text, e.g. app.get_invoice(bigint)
+    schema: str
+    name: str
+    arg_types: tuple[str, ...]
+    returns_set: bool
+    volatile: bool
+
+
+@dataclass(frozen=True)
+class View:
+    name: QualifiedName
+    kind: str  # 'v' view, 'm' materialized view
+    has_tenant_column: bool
+    security_invoker: bool
+
+
+@dataclass
+class TableMeta:
+    oid: int
+    name: QualifiedName
+    columns: list[Column]
+    unique_keys: list[UniqueKey]
+    referenced_by: list[ForeignKey] = field(default_factory=list)
+    references: list[Reference] = field(default_factory=list)
+    views: list[View] = field(default_factory=list)
+    functions: list[FunctionOver] = field(default_factory=list)
+
+    @property
+    def primary_key(self) -> tuple[str, ...]:
+        for k in self.unique_keys:
+            if k.primary and k.plain:
+                return k.columns
+        return ()
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @property
+    def unique_columns(self) -> set[str]:
+        return {c for k in self.unique_keys for c in k.columns}
+
+
+_COLUMNS = """
+SELECT a.attrelid::int, a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod),
+       t.typcategory::text, a.attnotnull, a.atthasdef, a.attidentity::text,
+       a.attgenerated <> '',
+       EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep
+               JOIN pg_catalog.pg_class s ON s.oid = dep.refobjid AND s.relkind = 'S'
+               WHERE dep.classid = 'pg_catalog.pg_attrdef'::regclass AND dep.objid = d.oid),
+       (SELECT e.enumlabel::text FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid
+        ORDER BY e.enumsortorder LIMIT 1),
+       CASE WHEN a.atttypid IN ('varchar'::regtype, 'bpchar'::regtype) AND a.atttypmod > 4
+            THEN a.atttypmod - 4 END
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attrelid = ANY(%(oids)s) AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attrelid, a.attnum
+"""
+# Unique indexes; expression and partial ones are listed too (reported as not aimed at).
+_UNIQUE = """
+SELECT i.indrelid::int, c.relname::text, i.indisprimary,
+       ARRAY(SELECT a.attname::text FROM unnest(i.indkey) WITH ORDINALITY k(attnum, n)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+             ORDER BY k.n),
+       i.indexprs IS NULL AND i.indpred IS NULL AND NOT (0 = ANY(i.indkey))
+FROM pg_catalog.pg_index i
+JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+WHERE i.indisunique AND i.indrelid = ANY(%(oids)s)
+ORDER BY i.indisprimary DESC, c.relname
+"""
+# Foreign keys out of tenant tables, to any table; those that point at a tenant table
+# are that table's referenced_by too.
+_REFERENCES = """
+SELECT con.conname::text, con.conrelid::int, con.confrelid::int, pn.nspname::text,
+       pc.relname::text,
+       ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(attnum, n)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
+             ORDER BY k.n),
+       ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(attnum, n)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum
+             ORDER BY k.n)
+FROM pg_catalog.pg_constraint con
+JOIN pg_catalog.pg_class pc ON pc.oid = con.confrelid
+JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
+WHERE con.contype = 'f' AND con.conrelid = ANY(%(oids)s) AND con.conparentid = 0
+"""
+# Views and materialized views that read the table, directly or through other views,
+# selectable by the role; with their security_invoker option.
+_VIEWS_OVER = """
+WITH RECURSIVE over(base, view) AS (
+    SELECT d.refobjid, r.ev_class
+    FROM pg_catalog.pg_depend d
+    JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid AND d.classid = 'pg_catalog.pg_rewrite'::regclass
+    WHERE d.refobjid = ANY(%(oids)s) AND r.ev_class <> d.refobjid
+  UNION
+    SELECT o.base, r.ev_class
+    FROM over o
+    JOIN pg_catalog.pg_depend d ON d.refobjid = o.view
+    JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid AND d.classid = 'pg_catalog.pg_rewrite'::regclass
+    WHERE r.ev_class <> o.view
+)
+SELECT DISTINCT o.base::int, n.nspname::text, v.relname::text, v.relkind::text,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+               WHERE a.attrelid = v.oid AND a.attname = %(col)s AND NOT a.attisdropped),
+       coalesce('security_invoker=true' = ANY(v.reloptions)
+                OR 'security_invoker=on' = ANY(v.reloptions), false)
+FROM over o
+JOIN pg_catalog.pg_class v ON v.oid = o.view
+JOIN pg_catalog.pg_namespace n ON n.oid = v.relnamespace
+WHERE v.relkind IN ('v', 'm') AND pg_catalog.has_table_privilege(%(role)s, v.oid, 'SELECT')
+ORDER BY 2, 3
+"""
+# SECURITY DEFINER functions the runtime role may call that read the table: named in the
+# body, or recorded as a dependency (BEGIN ATOMIC bodies have no prosrc). Candidates only:
+# the probe calls them to see what they return.
+_DEFINER_FUNCTIONS_OVER = """
+SELECT p.oid::regprocedure::text, n.nspname::text, p.proname::text,
+       ARRAY(SELECT pg_catalog.format_type(t, NULL) FROM unnest(p.proargtypes) t),
+       p.proretset, p.provolatile::text, p.prosrc,
+       ARRAY(SELECT d.refobjid::int FROM pg_catalog.pg_depend d
+             WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid
+               AND d.refclassid = 'pg_catalog.pg_class'::regclass)
+FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE p.prosecdef AND p.prokind = 'f' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND pg_catalog.has_function_privilege(%(role)s, p.oid, 'EXECUTE')
+  AND p.prorettype <> 'pg_catalog.trigger'::regtype
+  -- install --signed's error path: reads only the key table, and only ever raises
+  AND NOT (n.nspname = 'tenantguard_keys' AND p.proname = '_fail_signed')
+"""
+_ROLE_DEFAULTS = """
+SELECT s.setconfig
+FROM pg_catalog.pg_db_role_setting s
+WHERE (s.setrole = 0 OR s.setrole = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = %(role)s))
+  AND (s.setdatabase = 0 OR s.setdatabase =
+       (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()))
+ORDER BY (s.setrole <> 0) ASC, (s.setdatabase <> 0) ASC  -- most specific last: it wins
+"""
+
+
+def role_defaults(conn: psycopg.Connection[Any], role: str) -> list[tuple[str, str]]:
+    """The custom settings the runtime role gets at login (role, database, both)."""
+    out: dict[str, str] = {}
+    for (config,) in conn.execute(_ROLE_DEFAULTS, {"role": role}).fetchall():
+        for item in config or ():
+            name, _, value = item.partition("=")
+            if "." in name:
+                out[name] = value
+    return list(out.items())
+
+
+def load_meta(
+    conn: psycopg.Connection[Any],
+    oids: list[int],
+    names: dict[int, QualifiedName],
+    *,
+    role: str,
+    tenant_column: str,
+) -> dict[int, TableMeta]:
+    metas = {oid: TableMeta(oid, names[oid], [], []) for oid in oids}
+    for row in conn.execute(_COLUMNS, {"oids": oids}).fetchall():
+        metas[row[0]].columns.append(Column(*row[1:]))
+    for relid, index, primary, cols, plain in conn.execute(_UNIQUE, {"oids": oids}).fetchall():
+        metas[relid].unique_keys.append(UniqueKey(index, tuple(cols), primary, plain))
+    for name, child, parent, schema, table, ccols, pcols in conn.execute(
+        _REFERENCES, {"oids": oids}
+    ).fetchall():
+        ref = Reference(name, tuple(ccols), QualifiedName(schema, table), tuple(pcols))
+        metas[child].references.append(ref)
+        if parent in metas:
+            fk = ForeignKey(name, child, tuple(ccols), tuple(pcols))
+            metas[parent].referenced_by.append(fk)
+    for relid, schema, view, kind, has_col, invoker in conn.execute(
+        _VIEWS_OVER, {"oids": oids, "role": role, "col": tenant_column}
+    ).fetchall():
+        metas[relid].views.append(View(QualifiedName(schema, view), kind, has_col, invoker))
+    funcs = conn.execute(_DEFINER_FUNCTIONS_OVER, {"role": role}).fetchall()
+    for m in metas.values():
+        for sig, schema, fname, args, retset, volatility, src, deps in funcs:
+            if m.oid in deps or m.name.name in (src or ""):
+                fn = FunctionOver(sig, schema, fname, tuple(args), retset, volatility == "v")
+                m.functions.append(fn)
+    return metas
