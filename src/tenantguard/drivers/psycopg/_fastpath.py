@@ -23,6 +23,7 @@ messages: one round trip.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from psycopg import errors as e
@@ -67,6 +68,15 @@ def _bind_shape(cur: Any, bind_query: str, values: tuple[str, ...]) -> tuple[byt
     bq = cur._convert_query(bind_query, values)
     shape = _BIND_SHAPES[bind_query] = (bq.query, bq.types, bq.formats)
     return shape
+
+
+def forget_prepared(conn: Any) -> Generator[Any, Any, None]:
+    """After a pipeline aborted at the binding: psycopg counts the statement's Parse, which
+    the server skipped, as done. Forget psycopg's statements on both sides (DEALLOCATE
+    ALL), so the retry prepares everything again. (A DEALLOCATE ALL psycopg sends after a
+    ROLLBACK, or a DROP, drops the binding this way: the ninth review.)"""
+    conn._prepared.clear()
+    yield from conn._prepared.maintain_gen(conn)
 
 
 def exact_bytes(pgq: Any) -> None:
@@ -161,12 +171,7 @@ def bound_execute_gen(
         try:
             _check_before(cur, first, bound, qprep, prepare_bind, use_prepared_bind)
         except BindStatementMissing:
-            # The pipeline aborted at the binding: psycopg counts the statement's Parse,
-            # which the server skipped, as done. Forget psycopg's statements on both
-            # sides too, so the retry prepares everything again (a DEALLOCATE ALL psycopg
-            # sent after a ROLLBACK, or a DROP, drops the binding this way).
-            prepared.clear()
-            yield from prepared.maintain_gen(conn)
+            yield from forget_prepared(conn)
             raise
     elif prepare_bind:
         conn._tg_binding_prepared = True
