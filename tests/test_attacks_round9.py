@@ -8,13 +8,14 @@
    counted to psycopg's threshold then failed the fast path's one retry. Now the retry
    forgets psycopg's statements on both sides first.
 3. ``conn.lock = Planted(...)``: the planted object ran code inside every later lease and
-   read its rows (and, with signed contexts, its token). Public attributes of a pooled
-   connection cannot be replaced now.
+   read its rows (and, with signed contexts, its token). A connection whose public
+   attributes were replaced or added is discarded at checkout now.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import psycopg
@@ -23,8 +24,7 @@ import pytest
 from attack_payloads import DEFENDED, FAST_ONLY
 from tenantguard import AsyncTenantPool, TenantPool, tenant
 from tenantguard.drivers.psycopg import _connection, _connection_async, _fastpath
-from tenantguard.drivers.psycopg._connection_base import FrozenAttributes
-from tenantguard.errors import UnsupportedOperation
+from tenantguard.drivers.psycopg._pool_base import PoolCore
 from test_signing import signed  # noqa: F401 (module fixture: signed install + key)
 
 # Fails at run time, after a delay: the client has queued every later statement of the
@@ -184,19 +184,15 @@ class PlantedLock:
         return bool(self.inner.locked())
 
 
-def _unfrozen(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The control: a pooled connection's attributes can be replaced."""
-    monkeypatch.setattr(FrozenAttributes, "__setattr__", object.__setattr__)
+def _unchecked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The control: every connection psycopg_pool hands out is leased."""
+    monkeypatch.setattr(PoolCore, "checkout_refused", lambda self, conn, stale=False: False)
 
 
-def _plant(pool: TenantPool, query: str, defended: bool) -> PlantedLock | None:
+def _plant(pool: TenantPool, query: str) -> PlantedLock:
     with tenant(1), pool.connection() as conn:
         conn.execute("SELECT 1")
         planted = PlantedLock(conn, conn.lock, query)
-        if defended:
-            with pytest.raises(UnsupportedOperation, match="cannot be replaced"):
-                conn.lock = planted
-            return None
         conn.lock = planted
     return planted
 
@@ -205,26 +201,34 @@ def _plant(pool: TenantPool, query: str, defended: bool) -> PlantedLock | None:
 @DEFENDED
 def test_a_planted_lock_never_runs_in_the_next_lease(saas, monkeypatch, defended) -> None:  # type: ignore[no-untyped-def]
     if not defended:
-        _unfrozen(monkeypatch)
+        _unchecked(monkeypatch)
     with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
-        planted = _plant(pool, "SELECT tenant_id, note FROM app.invoices", defended)
+        planted = _plant(pool, "SELECT tenant_id, note FROM app.invoices")
         with tenant(2), pool.connection() as conn:  # tenant 2's ordinary request
             assert {r[0] for r in conn.execute("SELECT tenant_id FROM app.invoices")} == {2}
+        kinds = pool.guard_stats.by_kind
     if defended:
-        assert planted is None
+        assert planted.loot == [] and kinds["attribute_replaced"] == 1
     else:
-        assert planted is not None and {r[0] for r in planted.loot} == {2}
+        assert {r[0] for r in planted.loot} == {2}
 
 
-def test_no_public_attribute_of_a_pooled_connection_can_be_replaced(saas) -> None:  # type: ignore[no-untyped-def]
+def test_a_connection_with_replaced_or_added_public_attributes_is_discarded(saas) -> None:  # type: ignore[no-untyped-def]
     with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
-        with tenant(1), pool.connection() as conn:
-            for name in ("lock", "execute", "cursor", "commit", "pgconn", "anything"):
-                with pytest.raises(UnsupportedOperation, match="cannot be replaced"):
-                    setattr(conn, name, None)
-            conn.row_factory = conn.row_factory  # a guarded property: allowed (and marked)
+        for name in ("lock", "execute", "cursor", "commit", "anything"):
+            with tenant(1), pool.connection() as conn:
+                pid = conn.info.backend_pid
+                planted = threading.Lock() if name == "lock" else getattr(conn, name, None)
+                setattr(conn, name, planted)
+            with tenant(2), pool.connection() as conn:
+                assert conn.info.backend_pid != pid, name
+                assert {r[0] for r in conn.execute("SELECT tenant_id FROM app.invoices")} == {2}
+        with tenant(1), pool.connection() as conn:  # psycopg's guarded properties: their own
+            pid = conn.info.backend_pid  # setters mark the connection (client_state)
+            conn.row_factory = conn.row_factory
         with tenant(2), pool.connection() as conn:
-            assert {r[0] for r in conn.execute("SELECT tenant_id FROM app.invoices")} == {2}
+            assert conn.info.backend_pid != pid
+        assert pool.guard_stats.by_kind["attribute_replaced"] == 5
 
 
 @FAST_ONLY
@@ -235,15 +239,14 @@ def test_signed_contexts_a_planted_lock_never_steals_the_next_token(
     defended,
 ) -> None:  # type: ignore[no-untyped-def]
     if not defended:
-        _unfrozen(monkeypatch)
+        _unchecked(monkeypatch)
     s, key = signed
     with TenantPool(s.app_dsn, min_size=1, max_size=1, signing_key=key) as pool:
-        thief = _plant(pool, "SELECT pg_catalog.current_setting('app.tenant_id')", defended)
+        thief = _plant(pool, "SELECT pg_catalog.current_setting('app.tenant_id')")
         with tenant(2), pool.connection() as conn:
             assert {r[0] for r in conn.execute("SELECT tenant_id FROM app.invoices")} == {2}
     if defended:
-        assert thief is None
+        assert thief.loot == []
         return
-    assert thief is not None
     token = thief.loot[0][0]
     assert token.endswith(".2")  # tenant 2's signed context, replayable within its lifetime

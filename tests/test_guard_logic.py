@@ -11,6 +11,7 @@ import pytest
 from tenantguard.core.context import TenantContext
 from tenantguard.core.guard import SessionSnapshot
 from tenantguard.core.ids import parse_tenant_id
+from tenantguard.drivers.psycopg._connection_base import note_attributes
 from tenantguard.drivers.psycopg._pool_base import PoolCore
 
 # What every server reports for the lexer (the pool refuses connections without these).
@@ -218,7 +219,7 @@ def _lease_conn(c: PoolCore) -> Any:
     pg = SimpleNamespace(
         parameter_status=LEXER.get, status=0, transaction_status=0, pipeline_status=0
     )
-    return SimpleNamespace(
+    conn = SimpleNamespace(
         _tg_state=c.new_state(),
         _tg_client_changed=False,
         _tg_notice=(),
@@ -228,6 +229,8 @@ def _lease_conn(c: PoolCore) -> Any:
         pgconn=pg,
         autocommit=True,
     )
+    note_attributes(conn)
+    return conn
 
 
 def test_the_tenant_id_scope_ends_even_when_putconn_raises() -> None:

@@ -25,7 +25,6 @@ from tenantguard.drivers.psycopg._connection_base import (
     NO_PARAMS,
     PIPELINE_ABORTED,
     REUSE,
-    FrozenAttributes,
     TrackedHandlers,
     exact,
     fast_path_open,
@@ -302,13 +301,15 @@ class AsyncTenantServerCursor(psycopg.AsyncServerCursor[Row]):
             self._conn._tg_pass = False
 
 
-class AsyncTenantConnection(FrozenAttributes, TrackedHandlers, psycopg.AsyncConnection[Row]):
+class AsyncTenantConnection(TrackedHandlers, psycopg.AsyncConnection[Row]):
     """A psycopg connection that binds every transaction to the current tenant."""
 
     _tg_state: ConnState | None = None
     _tg_fast_path: bool = FAST_PATH
     _tg_binding_prepared: bool = False  # the binding is prepared on the server
     _tg_adapters_refs: int = -1  # see _reuse.adopt
+    _tg_public: tuple[Any, Any] = (None, None)  # see note_attributes
+    _tg_dict_len: int = -1
     _tg_pass: bool = False  # the next send was classified by tenantguard (see screen_wait)
     _tg_internal_cursor: psycopg.AsyncCursor[Any] | None = None
     _tg_reused_cursor: AsyncTenantCursor[Any] | None = (

@@ -36,8 +36,8 @@ __all__ = [
     "NO_PARAMS",
     "PIPELINE_ABORTED",
     "REUSE",
-    "FrozenAttributes",
     "TrackedHandlers",
+    "attributes_replaced",
     "exact",
     "fast_path_open",
     "guarded_attribute",
@@ -45,6 +45,7 @@ __all__ = [
     "in_pipeline",
     "leased",
     "marking",
+    "note_attributes",
     "refuse_tpc",
     "registering",
     "rendered",
@@ -272,30 +273,33 @@ def fast_path_open(conn: Any) -> bool:
     )
 
 
-class FrozenAttributes:
-    """Once the connection is pooled, its public attributes cannot be replaced.
+def note_attributes(conn: Any) -> None:
+    """Record what the checkout compares (:func:`attributes_replaced`): psycopg's public
+    instance attributes and the size of the instance's ``__dict__``."""
+    conn._tg_public = (conn.pgconn, conn.lock)
+    conn._tg_dict_len = 0
+    conn._tg_dict_len = len(conn.__dict__)
 
-    ``conn.lock = Planted(...)`` or ``conn.execute = planted`` on one lease would run the
-    planted code inside every later lease of the same Python object (the ninth review
-    read another tenant's rows, and its signed token, that way). psycopg's properties
-    (``row_factory``, ``autocommit``...) keep their own setters, which need the lease and
-    mark the connection; private names are psycopg's and tenantguard's own.
+
+def attributes_replaced(conn: Any) -> bool:
+    """A public attribute of the pooled connection object was replaced or added since
+    :func:`note_attributes` (``conn.lock = Planted(...)``, ``conn.execute = planted``):
+    the planted object would run inside every later lease of the same Python object (the
+    ninth review read another tenant's rows, and its signed token, that way). psycopg's
+    properties (``row_factory``, ``autocommit``...) keep their own guarded setters.
+    Private names that appear later (psycopg_pool's, tenantguard's own) are recorded.
     """
+    pgconn, lock = conn._tg_public
+    if conn.pgconn is not pgconn or conn.lock is not lock:
+        return True
+    if any(name[0] != "_" and name not in _PUBLIC_INSTANCE for name in conn.__dict__):
+        return True
+    conn._tg_dict_len = len(conn.__dict__)
+    return False
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        if (
-            name[0] != "_"
-            and getattr(self, "_tg_state", None) is not None
-            and not isinstance(getattr(type(self), name, None), property)
-        ):
-            from tenantguard.errors import UnsupportedOperation
 
-            raise UnsupportedOperation(
-                f"{name!r} cannot be replaced on a pooled tenant connection: the same "
-                "object serves the next tenants' leases; nothing was changed",
-                hint="keep your own state elsewhere (a wrapper, a contextvar)",
-            )
-        super().__setattr__(name, value)
+#: psycopg's public instance attributes (the factories are tenantguard properties).
+_PUBLIC_INSTANCE = frozenset({"pgconn", "lock"})
 
 
 class TrackedHandlers:

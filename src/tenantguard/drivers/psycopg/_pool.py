@@ -36,7 +36,7 @@ from tenantguard.drivers.psycopg._connection import (
     TenantCursor,
     TenantServerCursor,
 )
-from tenantguard.drivers.psycopg._connection_base import track_handlers
+from tenantguard.drivers.psycopg._connection_base import note_attributes, track_handlers
 from tenantguard.drivers.psycopg._pool_base import (
     HELPER_EXISTS_QUERY,
     HELPER_SETTINGS_QUERY,
@@ -216,6 +216,7 @@ class TenantPool:
         conn._tg_state = st
         st.client = client_state(conn)
         conn._tg_client_changed = False
+        note_attributes(conn)
 
     def _checkin(self, conn: TenantConnection[Any]) -> None:
         """The checkin guard's full steps (see :meth:`PoolCore.checkin_steps`), when the
@@ -298,9 +299,13 @@ class _Lease(LeaseBase):
                 or conn._tg_notice
                 or conn._tg_notify
                 or conn.lock.locked()
+                or (len(conn.__dict__) != conn._tg_dict_len)
+                or (conn.lock is not conn._tg_public[1])
+                or (pg is not conn._tg_public[0])
             ) and self.pool._core.checkout_refused(
                 conn, stale
             ):  # held by a reference kept past its lease
+                # (see attributes_replaced)
                 st.end_lease()
                 if not conn.closed:
                     conn.close()

@@ -37,7 +37,7 @@ from tenantguard.drivers.psycopg._connection_async import (
     AsyncTenantCursor,
     AsyncTenantServerCursor,
 )
-from tenantguard.drivers.psycopg._connection_base import track_handlers
+from tenantguard.drivers.psycopg._connection_base import note_attributes, track_handlers
 from tenantguard.drivers.psycopg._pool_base import (
     HELPER_EXISTS_QUERY,
     HELPER_SETTINGS_QUERY,
@@ -223,6 +223,7 @@ class AsyncTenantPool:
         conn._tg_state = st
         st.client = client_state(conn)
         conn._tg_client_changed = False
+        note_attributes(conn)
 
     async def _checkin(self, conn: AsyncTenantConnection[Any]) -> None:
         """The checkin guard's full steps (see :meth:`PoolCore.checkin_steps`), when the
@@ -304,6 +305,9 @@ class _AsyncLease(LeaseBase):
                 or conn._tg_notice
                 or conn._tg_notify
                 or conn.lock.locked()  # held by a reference kept past its lease
+                or len(conn.__dict__) != conn._tg_dict_len  # (see attributes_replaced)
+                or conn.lock is not conn._tg_public[1]
+                or pg is not conn._tg_public[0]
             ) and self.pool._core.checkout_refused(conn, stale):
                 st.end_lease()
                 if not conn.closed:

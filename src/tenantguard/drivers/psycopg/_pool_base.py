@@ -38,7 +38,7 @@ from tenantguard.core.session import (
 )
 from tenantguard.core.signing import SignedBinder, SigningKey, key_from_env, parse_signing_key
 from tenantguard.drivers.psycopg import _internals
-from tenantguard.drivers.psycopg._connection_base import registering
+from tenantguard.drivers.psycopg._connection_base import attributes_replaced, registering
 from tenantguard.drivers.psycopg._reuse import release as release_cursor
 from tenantguard.errors import (
     ConfigurationError,
@@ -470,8 +470,10 @@ class PoolCore:
         st = conn._tg_state
         if st is None or st.client is None:
             return False
+        replaced = attributes_replaced(conn)
         if (
             stale
+            or replaced
             or client_changed(conn)
             or conn.pgconn.transaction_status != IDLE
             or conn.pgconn.pipeline_status != PIPELINE_OFF
@@ -479,6 +481,8 @@ class PoolCore:
         ):
             if stale:  # handed back to psycopg_pool while its lease went on
                 kind = "lease_not_returned"
+            elif replaced:
+                kind = "attribute_replaced"
             elif conn.lock.locked():
                 kind = "lock_held"
             else:
