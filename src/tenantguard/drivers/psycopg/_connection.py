@@ -95,7 +95,7 @@ class TenantCursor(psycopg.Cursor[Row]):
                 conn._tg_pass = True
                 untyped(super()).execute(query, params, prepare=prepare, binary=binary)
             else:
-                with conn.pipeline():
+                with conn._own_pipeline():
                     conn._raw_cursor().execute(*bind, prepare=False)
                     conn._tg_pass = True
                     untyped(super()).execute(query, params, prepare=prepare, binary=binary)
@@ -377,6 +377,13 @@ class TenantConnection(TrackedHandlers, psycopg.Connection[Row]):
         super().close()
 
     @contextmanager
+    def _own_pipeline(self) -> Iterator[Pipeline]:
+        """psycopg's pipeline, for the binding and one statement (or BEGIN): a statement
+        that fails there leaves nothing queued behind it, so the connection stays."""
+        with super().pipeline() as p:
+            yield p
+
+    @contextmanager
     def pipeline(self) -> Iterator[Pipeline]:
         leased(self)  # entered between leases, it would swallow the next lease's statements
         try:
@@ -489,7 +496,7 @@ class TenantConnection(TrackedHandlers, psycopg.Connection[Row]):
         tx = Transaction(self, savepoint_name, force_rollback)
         entered = False
         try:
-            with self.pipeline():  # BEGIN and the binding: one round trip
+            with self._own_pipeline():  # BEGIN and the binding: one round trip
                 tx.__enter__()
                 entered = True
                 self._raw_cursor().execute(*bind, prepare=False)

@@ -100,7 +100,7 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
                 conn._tg_pass = True
                 await untyped(super()).execute(query, params, prepare=prepare, binary=binary)
             else:
-                async with conn.pipeline():
+                async with conn._own_pipeline():
                     await conn._raw_cursor().execute(*bind, prepare=False)
                     conn._tg_pass = True
                     await untyped(super()).execute(query, params, prepare=prepare, binary=binary)
@@ -380,6 +380,13 @@ class AsyncTenantConnection(TrackedHandlers, psycopg.AsyncConnection[Row]):
         await super().close()
 
     @asynccontextmanager
+    async def _own_pipeline(self) -> AsyncIterator[AsyncPipeline]:
+        """psycopg's pipeline, for the binding and one statement (or BEGIN): a statement
+        that fails there leaves nothing queued behind it, so the connection stays."""
+        async with super().pipeline() as p:
+            yield p
+
+    @asynccontextmanager
     async def pipeline(self) -> AsyncIterator[AsyncPipeline]:
         leased(self)  # entered between leases, it would swallow the next lease's statements
         try:
@@ -491,7 +498,7 @@ class AsyncTenantConnection(TrackedHandlers, psycopg.AsyncConnection[Row]):
         tx = AsyncTransaction(self, savepoint_name, force_rollback)
         entered = False
         try:
-            async with self.pipeline():  # BEGIN and the binding: one round trip
+            async with self._own_pipeline():  # BEGIN and the binding: one round trip
                 await tx.__aenter__()
                 entered = True
                 await self._raw_cursor().execute(*bind, prepare=False)
