@@ -32,6 +32,7 @@ from tenantguard.drivers.psycopg._connection_base import (
     guarded_attribute,
     held,
     in_pipeline,
+    int_attribute,
     leased,
     marking,
     refuse_tpc,
@@ -238,12 +239,32 @@ class TenantServerCursor(psycopg.ServerCursor[Row]):
     # the name a str (a Decimal subclass's __str__ would be SQL). Validated, they are
     # screened as tenantguard's own (screen_wait); psycopg's base methods called on this
     # cursor are not, and close the connection at checkin.
+    arraysize = int_attribute("arraysize")
+    itersize = int_attribute("itersize")
 
-    def __init__(self, connection: Any, name: str, *args: Any, **kwargs: Any) -> None:
-        if type(name) is not str:
+    def __init__(
+        self,
+        connection: Any,
+        name: str,
+        *args: Any,
+        scrollable: bool | None = None,
+        withhold: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        # Exact types: a value whose truth changes between two reads would be screened as
+        # one thing (no WITH HOLD) and declared as another (the tenth review).
+        if (
+            type(name) is not str
+            or type(withhold) is not bool
+            or (scrollable is not None and type(scrollable) is not bool)
+        ):
             self._closed = True  # (psycopg's __del__ reads it)
             exact(name, str, "name")
-        super().__init__(connection, name, *args, **kwargs)
+            exact(withhold, bool, "withhold")
+            exact(scrollable, bool, "scrollable")
+        super().__init__(
+            connection, name, *args, scrollable=scrollable, withhold=withhold, **kwargs
+        )
 
     def fetchone(self) -> Row | None:
         held(self._conn)
@@ -255,8 +276,7 @@ class TenantServerCursor(psycopg.ServerCursor[Row]):
 
     def fetchmany(self, size: int = 0) -> list[Row]:
         held(self._conn)
-        exact(size, int, "size")
-        exact(self.arraysize, int, "arraysize")
+        exact(size, int, "size")  # (arraysize holds only ints: int_attribute)
         self._conn._tg_pass = True
         try:
             return super().fetchmany(size)
@@ -273,7 +293,6 @@ class TenantServerCursor(psycopg.ServerCursor[Row]):
 
     def __next__(self) -> Row:
         held(self._conn)
-        exact(self.itersize, int, "itersize")
         self._conn._tg_pass = True
         try:
             return super().__next__()
@@ -307,6 +326,7 @@ class TenantConnection(TrackedHandlers, psycopg.Connection[Row]):
     _tg_adapters_refs: int = -1  # see _reuse.adopt
     _tg_public: tuple[Any, Any] = (None, None)  # see note_attributes
     _tg_dict_len: int = -1
+    _tg_adapters: tuple[Any, ...] | None = None  # see _internals.adapters_tables
     _tg_pass: bool = False  # the next send was classified by tenantguard (see screen_wait)
     _tg_internal_cursor: psycopg.Cursor[Any] | None = (
         None  # the last execute()'s cursor (see _reuse)

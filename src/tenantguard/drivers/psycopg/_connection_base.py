@@ -43,6 +43,7 @@ __all__ = [
     "guarded_attribute",
     "held",
     "in_pipeline",
+    "int_attribute",
     "leased",
     "marking",
     "note_attributes",
@@ -174,6 +175,22 @@ def exact(value: Any, kind: type, what: str) -> None:
         raise TypeError(
             f"a named cursor's {what} must be a {kind.__name__}, not {type(value).__name__}"
         )
+
+
+def int_attribute(name: str) -> Any:
+    """A named cursor's count attribute (``arraysize``, ``itersize``) that holds only an
+    ``int``: psycopg reads it again when it writes FETCH, so a check before the call
+    could be raced (a signal handler changed it in between: the tenth review)."""
+    slot = "_tg_" + name
+
+    def fget(self: Any) -> Any:
+        return self.__dict__[slot]
+
+    def fset(self: Any, value: Any) -> None:
+        exact(value, int, name)
+        self.__dict__[slot] = value
+
+    return property(fget, fset)
 
 
 def rendered(query: Any, cursor: Any) -> Any:

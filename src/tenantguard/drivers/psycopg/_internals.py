@@ -274,3 +274,18 @@ def handler_lists(conn: Any) -> tuple[list[Any], list[Any]] | None:
     if all(type(x) is list for x in lists):
         return lists  # type: ignore[return-value]
     return None
+
+
+def adapters_tables(conn: Any) -> tuple[Any, ...] | None:
+    """The identities of the tables behind the connection's adapters map, or None where
+    psycopg keeps them otherwise. psycopg copies a table on its first write, so a dumper,
+    loader or type registered by any route (psycopg's base-class methods called on
+    ``conn.adapters`` included, which skip :func:`watch_adapters`) changes one of them:
+    the checkin guard compares them with the ones recorded when the connection was pooled.
+    """
+    try:
+        a = conn._adapters
+        d, o, lo = a._dumpers, a._dumpers_by_oid, a._loaders
+        return (*d.values(), o[0], o[1], lo[0], lo[1], a.types._registry)
+    except (AttributeError, LookupError, TypeError):
+        return None

@@ -31,12 +31,14 @@ from tenantguard.core.guard import STATE_QUERY, GuardStats
 from tenantguard.core.ids import TenantKind
 from tenantguard.core.session import normalize_context
 from tenantguard.core.signing import SigningKey
+from tenantguard.drivers.psycopg import _internals
 from tenantguard.drivers.psycopg._connection import (
     TenantConnection,
     TenantCursor,
     TenantServerCursor,
 )
 from tenantguard.drivers.psycopg._connection_base import note_attributes, track_handlers
+from tenantguard.drivers.psycopg._internals import adapters_tables
 from tenantguard.drivers.psycopg._pool_base import (
     HELPER_EXISTS_QUERY,
     HELPER_SETTINGS_QUERY,
@@ -217,6 +219,7 @@ class TenantPool:
         st.client = client_state(conn)
         conn._tg_client_changed = False
         note_attributes(conn)
+        conn._tg_adapters = _internals.adapters_tables(conn)  # (after client_state's watch)
 
     def _checkin(self, conn: TenantConnection[Any]) -> None:
         """The checkin guard's full steps (see :meth:`PoolCore.checkin_steps`), when the
@@ -302,10 +305,12 @@ class _Lease(LeaseBase):
                 or (len(conn.__dict__) != conn._tg_dict_len)
                 or (conn.lock is not conn._tg_public[1])
                 or (pg is not conn._tg_public[0])
+                or (adapters_tables(conn) != conn._tg_adapters)
             ) and self.pool._core.checkout_refused(
                 conn, stale
             ):  # held by a reference kept past its lease
                 # (see attributes_replaced)
+                # registered by any route
                 st.end_lease()
                 if not conn.closed:
                     conn.close()

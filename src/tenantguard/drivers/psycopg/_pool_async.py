@@ -32,12 +32,14 @@ from tenantguard.core.guard import STATE_QUERY, GuardStats
 from tenantguard.core.ids import TenantKind
 from tenantguard.core.session import normalize_context
 from tenantguard.core.signing import SigningKey
+from tenantguard.drivers.psycopg import _internals
 from tenantguard.drivers.psycopg._connection_async import (
     AsyncTenantConnection,
     AsyncTenantCursor,
     AsyncTenantServerCursor,
 )
 from tenantguard.drivers.psycopg._connection_base import note_attributes, track_handlers
+from tenantguard.drivers.psycopg._internals import adapters_tables
 from tenantguard.drivers.psycopg._pool_base import (
     HELPER_EXISTS_QUERY,
     HELPER_SETTINGS_QUERY,
@@ -224,6 +226,7 @@ class AsyncTenantPool:
         st.client = client_state(conn)
         conn._tg_client_changed = False
         note_attributes(conn)
+        conn._tg_adapters = _internals.adapters_tables(conn)  # (after client_state's watch)
 
     async def _checkin(self, conn: AsyncTenantConnection[Any]) -> None:
         """The checkin guard's full steps (see :meth:`PoolCore.checkin_steps`), when the
@@ -308,6 +311,7 @@ class _AsyncLease(LeaseBase):
                 or len(conn.__dict__) != conn._tg_dict_len  # (see attributes_replaced)
                 or conn.lock is not conn._tg_public[1]
                 or pg is not conn._tg_public[0]
+                or adapters_tables(conn) != conn._tg_adapters  # registered by any route
             ) and self.pool._core.checkout_refused(conn, stale):
                 st.end_lease()
                 if not conn.closed:

@@ -187,13 +187,22 @@ def client_changed(conn: Any) -> bool:
     inherit: transaction characteristics, preparation, factories and adapters (each marks
     the connection when set: ``_tg_client_changed``), and notice or notify handlers added
     and not removed (a handler left behind would receive the next tenant's notices)."""
-    return bool(conn._tg_client_changed or conn._tg_notice or conn._tg_notify)
+    return bool(
+        conn._tg_client_changed
+        or conn._tg_notice
+        or conn._tg_notify
+        or _internals.adapters_tables(conn) != conn._tg_adapters
+    )
 
 
 def changed_kind(conn: Any) -> str:
     """How the guard reports a connection :func:`client_changed` found changed."""
     changed = conn._tg_client_changed
-    return changed if isinstance(changed, str) else "client_state"
+    if isinstance(changed, str):
+        return changed
+    if not changed and _internals.adapters_tables(conn) != conn._tg_adapters:
+        return "adapters"
+    return "client_state"
 
 
 def check_lexer(pg: Any) -> tuple[bytes | None, ...]:
@@ -515,7 +524,7 @@ class PoolCore:
         # (client_changed and _reported, inlined: every lease passes here)
         if st.client is not None and (
             conn._tg_client_changed or conn._tg_notice or conn._tg_notify
-        ):
+        ):  # (the adapters' tables: compared at the next checkout, before any lease)
             return False
         if st.baseline is not None:
             ps = pg.parameter_status

@@ -51,6 +51,10 @@ ENABLED: bool = (
 )
 
 
+#: The kept cursor's next statement gets a new Transformer (tests turn it off: a control).
+FRESH_TRANSFORMER = True
+
+
 class _Holder:
     __slots__ = ("__weakref__", "_tg_reused_cursor")
     _tg_reused_cursor: object
@@ -156,12 +160,10 @@ def release(conn: Any) -> None:
     tx = getattr(cur, "_tx", None)
     if tx is not None:
         tx.set_pgresult(None)
-    st = conn._tg_state
-    if st is None or st.effects or st.slow_path:
-        # psycopg keeps a cursor's Transformer while it runs the same query object, and
-        # the Transformer's loaders and dumpers hold the time zone, DateStyle and
-        # encoding of when they were made: settings of this lease (SET LOCAL in a
-        # transaction, or SET, which the guard resets) must not reach the next one. A
-        # fast-path statement's loaders are made after its implicit commit, with the
-        # session's settings.
+    # psycopg keeps a cursor's Transformer while it runs the same query object, and what
+    # the Transformer holds was made during this lease: loaders and dumpers with its time
+    # zone, DateStyle and encoding, and row dumpers fixed through psycopg's public API
+    # (``psycopg.Copy(cur).set_types()``: the tenth review). The next lease's first
+    # statement makes a new one.
+    if FRESH_TRANSFORMER:
         cur._last_query = None
