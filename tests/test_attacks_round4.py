@@ -86,9 +86,11 @@ def test_a_loader_or_type_registered_on_a_lease_replaces_the_connection(saas, wh
 def test_control_without_the_adapters_check_the_next_lease_runs_the_planted_dumper(  # type: ignore[no-untyped-def]
     saas, monkeypatch
 ) -> None:
-    from tenantguard.drivers.psycopg import _internals
+    from tenantguard.drivers.psycopg import _internals, _pool, _pool_async
 
     monkeypatch.setattr(_internals, "watch_adapters", lambda conn, hook: False)
+    for m in (_pool, _pool_async, _internals):  # and the checkout's comparison of the tables
+        monkeypatch.setattr(m, "adapters_tables", lambda conn: conn._tg_adapters)
     with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
         row, echoed = _plant_then_victim(pool)
     assert echoed == ("1",)  # tenant 2's parameter rewritten by tenant 1's code

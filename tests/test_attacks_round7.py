@@ -59,7 +59,7 @@ def _without(monkeypatch: pytest.MonkeyPatch, defence: str) -> None:
         for m in drivers:
             monkeypatch.setattr(m, "rendered", lambda query, cursor: query)
     elif defence == "exact":
-        for m in drivers:
+        for m in (*drivers, _connection_base):
             monkeypatch.setattr(m, "exact", lambda value, kind, what: None)
     elif defence == "holder":
         monkeypatch.setattr(_connection_base, "PASS_NEEDS_HOLDER", False)

@@ -230,6 +230,7 @@ def _lease_conn(c: PoolCore) -> Any:
         autocommit=True,
     )
     note_attributes(conn)
+    conn._tg_adapters = None  # (adapters_tables of a fake: None)
     return conn
 
 

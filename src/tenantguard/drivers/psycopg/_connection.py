@@ -64,6 +64,12 @@ class TenantCursor(psycopg.Cursor[Row]):
     """A cursor whose statements always run bound to the leased tenant."""
 
     _conn: TenantConnection[Any]
+    _tg_exposed: bool = False  # ``connection`` read since the statement started (_reuse)
+
+    @property
+    def connection(self) -> TenantConnection[Any]:
+        self._tg_exposed = True
+        return self._conn
 
     def execute(
         self,

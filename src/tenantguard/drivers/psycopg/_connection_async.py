@@ -69,6 +69,12 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
     """A cursor whose statements always run bound to the leased tenant."""
 
     _conn: AsyncTenantConnection[Any]
+    _tg_exposed: bool = False  # ``connection`` read since the statement started (_reuse)
+
+    @property
+    def connection(self) -> AsyncTenantConnection[Any]:
+        self._tg_exposed = True
+        return self._conn
 
     async def execute(
         self,

@@ -109,6 +109,7 @@ def bound_execute_gen(
     conn = cur._conn
     pgconn = conn.pgconn
     yield from cur._start_query(query)
+    cur._tg_exposed = False  # (a new Transformer reads cur.connection: not the caller)
     bind_query = bind[0]
     shape = _BIND_SHAPES.get(bind_query)
     if shape is None:

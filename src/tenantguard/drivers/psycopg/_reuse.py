@@ -51,7 +51,8 @@ ENABLED: bool = (
 )
 
 
-#: The kept cursor's next statement gets a new Transformer (tests turn it off: a control).
+#: A kept cursor whose ``connection`` was read gets a new Transformer (tests turn it off:
+#: a control).
 FRESH_TRANSFORMER = True
 
 
@@ -160,10 +161,17 @@ def release(conn: Any) -> None:
     tx = getattr(cur, "_tx", None)
     if tx is not None:
         tx.set_pgresult(None)
-    # psycopg keeps a cursor's Transformer while it runs the same query object, and what
-    # the Transformer holds was made during this lease: loaders and dumpers with its time
-    # zone, DateStyle and encoding, and row dumpers fixed through psycopg's public API
-    # (``psycopg.Copy(cur).set_types()``: the tenth review). The next lease's first
-    # statement makes a new one.
-    if FRESH_TRANSFORMER:
+    st = conn._tg_state
+    exposed = cur._tg_exposed and FRESH_TRANSFORMER
+    cur._tg_exposed = False
+    if st is None or st.effects or st.slow_path or exposed:
+        # psycopg keeps a cursor's Transformer while it runs the same query object, and
+        # the Transformer's loaders and dumpers hold the time zone, DateStyle and
+        # encoding of when they were made: settings of this lease (SET LOCAL in a
+        # transaction, or SET, which the guard resets) must not reach the next one. A
+        # fast-path statement's loaders are made after its implicit commit, with the
+        # session's settings. And a cursor whose ``connection`` was read after its
+        # statement started (``psycopg.Copy(cur)`` reads it, then fixes the
+        # Transformer's row dumpers with ``set_types()``: the tenth review) gets a new
+        # Transformer too.
         cur._last_query = None
