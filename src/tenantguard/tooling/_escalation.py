@@ -24,8 +24,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
-from tenantguard.core.sqlbuild import helper_sources
+from tenantguard.core.signed_sql import keys_schema_for
+from tenantguard.core.sqlbuild import helper_sources, signed_reader
 
 __all__ = ["foreign_code"]
 
@@ -97,11 +99,19 @@ def foreign_code(
     view read on its own: every relation under it), what reading the view may run: the
     view's and those relations' rules, policies, defaults and constraints."""
     trusted = helper_sources("tenantguard", setting, user_setting)
+    keys = keys_schema_for("tenantguard")
+    signed = {  # install --signed replaces the readers by verifying ones
+        "current_tenant": sql.SQL("SELECT {}").format(signed_reader(keys, "tenant")),
+        "current_user_id": sql.SQL("SELECT {}").format(signed_reader(keys, "user")),
+    }
     out: list[tuple[str, str, str]] = []
     for signature, owner, why, schema, name, source in conn.execute(
         _MAY_RUN, {"oids": [table_oid, *reads], "reads_only": bool(reads)}
     ).fetchall():
-        if schema == "tenantguard" and trusted.get(name) == source:
-            continue  # tenantguard's own helper, as install wrote it
+        if schema == "tenantguard" and (
+            trusted.get(name) == source
+            or (name in signed and signed[name].as_string(conn) == source)
+        ):
+            continue  # tenantguard's own helper, as install (or install --signed) wrote it
         out.append((signature, owner, why))
     return out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from psycopg import sql
+
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.probe._target import (
     CannotBuildRow,
@@ -27,6 +29,46 @@ RULE = Rule(
     anti_pattern="owner_id bigint REFERENCES app.users (id)",
     best_practice="FOREIGN KEY (tenant_id, owner_id) REFERENCES app.users (tenant_id, id)",
 )
+
+
+_ACTIONS = {"r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+
+
+def _fix(
+    tp: TableProbe,
+    child: sql.Identifier,
+    child_tenant: str,
+    name: str,
+    child_oid: int,
+    pairs: dict[str, str],
+) -> str:
+    """Replace the key by one that includes the tenant (keeping its actions), on a unique
+    key of the parent that leads with the tenant."""
+    conn = tp.prober.conn
+    got = conn.execute(
+        "SELECT confupdtype::text, confdeltype::text FROM pg_catalog.pg_constraint "
+        "WHERE conrelid = %s::oid AND conname = %s",
+        (child_oid, name),
+    ).fetchone()
+    on_update, on_delete = got if got else ("a", "a")
+    actions = "".join(
+        f" ON {what} {_ACTIONS[code]}"
+        for what, code in (("UPDATE", on_update), ("DELETE", on_delete))
+        if code in _ACTIONS
+    )
+    pairs = {c: p for c, p in pairs.items() if c != child_tenant and p != tp.table.tenant_column}
+    parent = tp.ident.as_string(conn)
+    child_sql = child.as_string(conn)
+    parent_cols = tp.quote(tp.table.tenant_column, *pairs.values())
+    return "\n".join(
+        [
+            f"-- replace {name} with a key that includes the tenant (same actions):",
+            f"ALTER TABLE {parent} ADD UNIQUE ({parent_cols});",
+            f"ALTER TABLE {child_sql} DROP CONSTRAINT {tp.quote(name)};",
+            f"ALTER TABLE {child_sql} ADD CONSTRAINT {tp.quote(name)} FOREIGN KEY "
+            f"({tp.quote(child_tenant, *pairs)}) REFERENCES {parent} ({parent_cols}){actions};",
+        ]
+    )
 
 
 @REGISTRY.register(RULE)
@@ -61,10 +103,7 @@ def run(tp: TableProbe) -> Iterator[Finding]:
                 f"{tp.tenant_b}'s {tp.table.label} row",
                 evidence,
                 obj=obj,
-                fix=f"-- replace {fk.name} with a key that includes the tenant:\n"
-                f"ALTER TABLE {child.name.ident.as_string(conn)} ADD FOREIGN KEY "
-                f"({tp.quote(child.tenant_column, *fk.child_columns)}) REFERENCES "
-                f"{tp.ident.as_string(conn)} ({tp.quote(tp.table.tenant_column, *fk.parent_columns)});",
+                fix=_fix(tp, child.name.ident, child.tenant_column, fk.name, fk.child_oid, pairs),
             )
         elif outcome.sqlstate == "23503" and outcome.constraint == fk.name:
             continue  # refused by this very key: safe
