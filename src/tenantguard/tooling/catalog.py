@@ -39,6 +39,7 @@ from tenantguard.tooling.sqlanalysis import (
 )
 
 __all__ = [
+    "FK_COLUMNS",
     "FUNCTION_EXCLUDED_SCHEMAS",
     "SYSTEM_SCHEMAS",
     "AuditContext",
@@ -62,6 +63,7 @@ __all__ = [
     "load_meta",
     "load_policies",
     "protect_fix_sql",
+    "replace_foreign_key_sql",
     "role_defaults",
     "settings_in_use",
     "sql_comment",
@@ -165,6 +167,41 @@ def protect_fix_sql(
     except Exception:  # an unsupported column type: say what to do instead
         return sql_comment(f"tenantguard protect {name} (tenant column type {type_name})")
     return "\n".join(render(s) + ";" for s in protect_statements(spec))
+
+
+_FK_ACTIONS = {"r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+
+
+def replace_foreign_key_sql(
+    conn: Any,
+    child: sql.Identifier,
+    name: str,
+    columns: list[tuple[str, str]],
+    target: sql.Identifier,
+    actions: tuple[str, str],
+) -> str:
+    """Replace foreign key *name* of *child* by one over *columns* (child, target pairs, the
+    tenant keys first), keeping its ON UPDATE / ON DELETE actions, on a unique key of the
+    target over the same columns (added: a foreign key needs one)."""
+    q = ", ".join
+    mine = q(sql.Identifier(c).as_string(conn) for c, _ in columns)
+    theirs = q(sql.Identifier(p).as_string(conn) for _, p in columns)
+    tail = "".join(
+        f" ON {what} {_FK_ACTIONS[code]}"
+        for what, code in zip(("UPDATE", "DELETE"), actions, strict=True)
+        if code in _FK_ACTIONS
+    )
+    child_sql, target_sql = child.as_string(conn), target.as_string(conn)
+    fk = sql.Identifier(name).as_string(conn)
+    return "\n".join(
+        [
+            f"-- replace {name} with a key that includes the tenant (same actions):",
+            f"ALTER TABLE {target_sql} ADD UNIQUE ({theirs});",
+            f"ALTER TABLE {child_sql} DROP CONSTRAINT {fk};",
+            f"ALTER TABLE {child_sql} ADD CONSTRAINT {fk} FOREIGN KEY ({mine}) "
+            f"REFERENCES {target_sql} ({theirs}){tail};",
+        ]
+    )
 
 
 def sql_comment(text: str) -> str:
@@ -862,22 +899,28 @@ JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
 WHERE i.indisunique AND i.indrelid = ANY(%(oids)s)
 ORDER BY i.indisprimary DESC, c.relname
 """
-# Foreign keys out of tenant tables, to any table; those that point at a tenant table
-# are that table's referenced_by too.
-_REFERENCES = """
-SELECT con.conname::text, con.conrelid::int, con.confrelid::int, pn.nspname::text,
-       pc.relname::text,
+# A foreign key's (con) columns and the columns they reference, in key order: two arrays.
+FK_COLUMNS = """
        ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(attnum, n)
              JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
              ORDER BY k.n),
        ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(attnum, n)
              JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum
              ORDER BY k.n)
-FROM pg_catalog.pg_constraint con
+"""
+# Foreign keys out of tenant tables, to any table; those that point at a tenant table
+# are that table's referenced_by too.
+_REFERENCES = (
+    """
+SELECT con.conname::text, con.conrelid::int, con.confrelid::int, pn.nspname::text,
+       pc.relname::text,"""
+    + FK_COLUMNS
+    + """FROM pg_catalog.pg_constraint con
 JOIN pg_catalog.pg_class pc ON pc.oid = con.confrelid
 JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
 WHERE con.contype = 'f' AND con.conrelid = ANY(%(oids)s) AND con.conparentid = 0
 """
+)
 # Views and materialized views that read the table, directly or through other views,
 # selectable by the role; with their security_invoker option.
 _VIEWS_OVER = """

@@ -221,6 +221,21 @@ class TableProbe:
         digest, n = outcome.rows[0]
         return outcome, digest, int(n)
 
+    def same_for_all(
+        self, relation: sql.Composable, tenants: Sequence[str]
+    ) -> tuple[int, str] | Outcome | None:
+        """Do all *tenants* read the same, non-empty rows of *relation*? (rows, evidence as
+        the last tenant) when they do; the first failed outcome when a read failed (a
+        refusal is fail-closed, any other error leaves the question open); else None."""
+        prints = [self.fingerprint(relation, t) for t in tenants]
+        failed = [o for o, _, _ in prints if not o.ok]
+        if failed:
+            return failed[0]
+        if len({d for _, d, _ in prints}) != 1 or not prints[0][2]:
+            return None
+        _, evidence = self.attempt(tenants[-1], sql.SQL("SELECT * FROM {}").format(relation))
+        return prints[0][2], evidence
+
     def count_check(self, tenant: str, more_than: int) -> Check:
         """After a write: does *tenant* now own more than *more_than* rows? (as the admin)"""
         query = sql.SQL("SELECT count(*) FROM {} WHERE {} = %s").format(self.ident, self.col)

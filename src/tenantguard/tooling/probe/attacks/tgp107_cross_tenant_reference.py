@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from psycopg import sql
-
+from tenantguard.tooling.catalog import Table, replace_foreign_key_sql
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.probe._target import (
     CannotBuildRow,
@@ -31,43 +30,22 @@ RULE = Rule(
 )
 
 
-_ACTIONS = {"r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
-
-
-def _fix(
-    tp: TableProbe,
-    child: sql.Identifier,
-    child_tenant: str,
-    name: str,
-    child_oid: int,
-    pairs: dict[str, str],
-) -> str:
-    """Replace the key by one that includes the tenant (keeping its actions), on a unique
-    key of the parent that leads with the tenant."""
-    conn = tp.prober.conn
-    got = conn.execute(
+def _fix(tp: TableProbe, child: Table, name: str, pairs: dict[str, str]) -> str:
+    """Replace the key by one that matches the child's tenant key to the table's."""
+    got = tp.prober.conn.execute(
         "SELECT confupdtype::text, confdeltype::text FROM pg_catalog.pg_constraint "
         "WHERE conrelid = %s::oid AND conname = %s",
-        (child_oid, name),
+        (child.oid, name),
     ).fetchone()
-    on_update, on_delete = got if got else ("a", "a")
-    actions = "".join(
-        f" ON {what} {_ACTIONS[code]}"
-        for what, code in (("UPDATE", on_update), ("DELETE", on_delete))
-        if code in _ACTIONS
-    )
-    pairs = {c: p for c, p in pairs.items() if c != child_tenant and p != tp.table.tenant_column}
-    parent = tp.ident.as_string(conn)
-    child_sql = child.as_string(conn)
-    parent_cols = tp.quote(tp.table.tenant_column, *pairs.values())
-    return "\n".join(
-        [
-            f"-- replace {name} with a key that includes the tenant (same actions):",
-            f"ALTER TABLE {parent} ADD UNIQUE ({parent_cols});",
-            f"ALTER TABLE {child_sql} DROP CONSTRAINT {tp.quote(name)};",
-            f"ALTER TABLE {child_sql} ADD CONSTRAINT {tp.quote(name)} FOREIGN KEY "
-            f"({tp.quote(child_tenant, *pairs)}) REFERENCES {parent} ({parent_cols}){actions};",
-        ]
+    key = tp.table.tenant_column
+    rest = [(c, p) for c, p in pairs.items() if c != child.tenant_column and p != key]
+    return replace_foreign_key_sql(
+        tp.prober.conn,
+        child.name.ident,
+        name,
+        [(child.tenant_column, key), *rest],
+        tp.ident,
+        (got[0], got[1]) if got else ("a", "a"),
     )
 
 
@@ -103,7 +81,7 @@ def run(tp: TableProbe) -> Iterator[Finding]:
                 f"{tp.tenant_b}'s {tp.table.label} row",
                 evidence,
                 obj=obj,
-                fix=_fix(tp, child.name.ident, child.tenant_column, fk.name, fk.child_oid, pairs),
+                fix=_fix(tp, child, fk.name, pairs),
             )
         elif outcome.sqlstate == "23503" and outcome.constraint == fk.name:
             continue  # refused by this very key: safe

@@ -60,20 +60,13 @@ def run(tp: TableProbe) -> Iterator[Finding]:
                     fix=fix,
                 )
             continue
-        prints = [
-            tp.fingerprint(view.name.ident, t) for t in (tp.tenant_a, tp.tenant_b, tp.absent_tenant)
-        ]
-        if not all(outcome.ok for outcome, _, _ in prints):
-            continue  # an error for some tenant: fail-closed, or not comparable
-        digests = {d for _, d, _ in prints}
-        if len(digests) == 1 and prints[0][2] > 0:
-            query = sql.SQL("SELECT * FROM {}").format(view.name.ident)
-            _, evidence = tp.attempt(tp.absent_tenant, query)
+        got = tp.same_for_all(view.name.ident, [tp.tenant_a, tp.tenant_b, tp.absent_tenant])
+        if isinstance(got, tuple):  # (an error for some tenant: fail-closed, or not comparable)
             yield tp.leak(
                 RULE,
-                f"{what} {view.name} over {tp.table.label} returns the same {prints[0][2]} row(s) "
+                f"{what} {view.name} over {tp.table.label} returns the same {got[0]} row(s) "
                 f"for tenant {tp.tenant_a}, tenant {tp.tenant_b} and a tenant that owns nothing",
-                evidence,
+                got[1],
                 obj=f"{what} {view.name}",
                 fix=fix,
             )

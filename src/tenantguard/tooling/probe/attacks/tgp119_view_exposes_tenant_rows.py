@@ -136,19 +136,15 @@ def run(tp: TableProbe) -> Iterator[Finding]:
                 return
         return
     tenants = list(dict.fromkeys((tp.tenant_a, tp.tenant_b, tp.absent_tenant)))
-    prints = [tp.fingerprint(view.name.ident, t) for t in tenants]
-    failed = [o for o, _, _ in prints if not o.ok and not o.denied]
-    if failed:
-        tp.note(what, f"reading it failed: {failed[0].error}")
-        return
-    if all(o.ok for o, _, _ in prints) and len({d for _, d, _ in prints}) == 1 and prints[0][2]:
-        query = sql.SQL("SELECT * FROM {}").format(view.name.ident)
-        _, evidence = tp.attempt(tp.absent_tenant, query)
+    got = tp.same_for_all(view.name.ident, tenants)
+    if isinstance(got, tuple):
         yield tp.leak(
             RULE,
-            f"{what} returns the same {prints[0][2]} row(s) for tenant {tp.tenant_a} and for a "
+            f"{what} returns the same {got[0]} row(s) for tenant {tp.tenant_a} and for a "
             f"tenant that owns nothing ({why})",
-            evidence,
+            got[1],
             obj=what,
             fix=fix_sql(tp, view),
         )
+    elif got is not None and not got.denied:  # a refusal is fail-closed; not this
+        tp.note(what, f"reading it failed: {got.error}")
