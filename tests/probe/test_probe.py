@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -19,6 +20,7 @@ from psycopg import sql
 
 from tenantguard.admin import install, protect
 from tenantguard.core.sqlbuild import InstallSpec
+from tenantguard.tooling.findings import Report
 from tenantguard.tooling.probe import RULES, probe_database
 
 CASES_DIR = Path(__file__).parent / "cases"
@@ -39,34 +41,49 @@ def test_every_attack_has_fixtures() -> None:
     assert {r.code for r in RULES if r.code < "TGP190"} == {c.split("_", 1)[0] for c in CASES}
 
 
+def scope(text: str) -> list[str] | None:
+    """The schemas a fixture is probed with (``-- scope: s1 s2``), else every schema."""
+    for line in text.splitlines():
+        if line.startswith("-- scope:"):
+            return line.split(":", 1)[1].split()
+    return None
+
+
+def prepare_case(conn: psycopg.Connection, s, text: str) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """Install ``--signed`` when the fixture asks for it, then run the fixture."""
+    if "-- install: signed" in text:
+        install(
+            conn,
+            InstallSpec(
+                app_role=s.app_role,
+                owner_role=s.owner_role,
+                signed=True,
+                key_owner_role=f"tg_keys_{s.suffix}",
+            ),
+        )
+    run_case(conn, text, s.app_role, s.owner_role)
+
+
+def probe_case(conn: psycopg.Connection, s, text: str, **kwargs: Any) -> Report:  # type: ignore[no-untyped-def,type-arg]
+    return probe_database(conn, app_role=s.app_role, schemas=scope(text), **kwargs)
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_attack_fixture(fresh, case: str) -> None:  # type: ignore[no-untyped-def]
     code = case.split("_", 1)[0]
+    leaky_sql = (CASES_DIR / case / "leaky.sql").read_text()
+    safe_sql = (CASES_DIR / case / "safe.sql").read_text()
     with fresh.admin() as conn:
-        if "-- install: signed" in (CASES_DIR / case / "leaky.sql").read_text():
-            install(
-                conn,
-                InstallSpec(
-                    app_role=fresh.app_role,
-                    owner_role=fresh.owner_role,
-                    signed=True,
-                    key_owner_role=f"tg_keys_{fresh.suffix}",
-                ),
-            )
-        run_case(
-            conn, (CASES_DIR / case / "leaky.sql").read_text(), fresh.app_role, fresh.owner_role
-        )
-        leaky = probe_database(conn, app_role=fresh.app_role)
+        prepare_case(conn, fresh, leaky_sql)
+        leaky = probe_case(conn, fresh, leaky_sql)
         hits = [f for f in leaky.findings if f.rule.code == code]
         assert hits, [(f.rule.code, f.message) for f in leaky.findings]
         assert all(f.evidence and f.fix_sql for f in hits)
         conn.execute(
             "DROP SCHEMA public CASCADE; CREATE SCHEMA public; GRANT USAGE ON SCHEMA public TO PUBLIC"
         )
-        run_case(
-            conn, (CASES_DIR / case / "safe.sql").read_text(), fresh.app_role, fresh.owner_role
-        )
-        safe = probe_database(conn, app_role=fresh.app_role)
+        run_case(conn, safe_sql, fresh.app_role, fresh.owner_role)
+        safe = probe_case(conn, fresh, safe_sql)
     assert [(f.rule.code, f.object, f.message) for f in safe.findings] == []
 
 

@@ -20,22 +20,25 @@ followed (its caller's owner chose to call it).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
-from tenantguard.core.sqlbuild import helper_sources
+from tenantguard.core.signed_sql import keys_schema_for
+from tenantguard.core.sqlbuild import helper_sources, signed_reader
 
 __all__ = ["foreign_code"]
 
 _MAY_RUN = """
 WITH RECURSIVE base AS (
-    SELECT %(oid)s::oid AS oid
+    SELECT unnest(%(oids)s::oid[]) AS oid
     UNION SELECT con.conrelid FROM pg_catalog.pg_constraint con
-          WHERE con.contype = 'f' AND con.confrelid = %(oid)s::oid
+          WHERE con.contype = 'f' AND con.confrelid = ANY(%(oids)s::oid[]) AND NOT %(reads_only)s
     UNION SELECT con.confrelid FROM pg_catalog.pg_constraint con
-          WHERE con.contype = 'f' AND con.conrelid = %(oid)s::oid
-    UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent = %(oid)s::oid
+          WHERE con.contype = 'f' AND con.conrelid = ANY(%(oids)s::oid[]) AND NOT %(reads_only)s
+    UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent = ANY(%(oids)s::oid[])
 ),
 rels(oid) AS (
     SELECT oid FROM base
@@ -44,7 +47,7 @@ rels(oid) AS (
     JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
          AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
     JOIN rels ON d.refobjid = rels.oid
-    WHERE r.ev_class <> rels.oid
+    WHERE r.ev_class <> rels.oid AND NOT %(reads_only)s
 ),
 fns(oid, why) AS (
     SELECT tg.tgfoid, 'trigger ' || quote_ident(tg.tgname) || ' on ' || tg.tgrelid::regclass::text
@@ -84,16 +87,31 @@ ORDER BY p.oid, 3
 
 
 def foreign_code(
-    conn: psycopg.Connection[Any], table_oid: int, setting: str, user_setting: str
+    conn: psycopg.Connection[Any],
+    table_oid: int,
+    setting: str,
+    user_setting: str,
+    *,
+    reads: Sequence[int] = (),
 ) -> list[tuple[str, str, str]]:
     """(function, owner, where it fires) for invoker code owned by a role without the
-    session user's privileges that may run while *table_oid* is probed."""
+    session user's privileges that may run while *table_oid* is probed. With *reads* (a
+    view read on its own: every relation under it), what reading the view may run: the
+    view's and those relations' rules, policies, defaults and constraints."""
     trusted = helper_sources("tenantguard", setting, user_setting)
+    keys = keys_schema_for("tenantguard")
+    signed = {  # install --signed replaces the readers by verifying ones
+        "current_tenant": sql.SQL("SELECT {}").format(signed_reader(keys, "tenant")),
+        "current_user_id": sql.SQL("SELECT {}").format(signed_reader(keys, "user")),
+    }
     out: list[tuple[str, str, str]] = []
     for signature, owner, why, schema, name, source in conn.execute(
-        _MAY_RUN, {"oid": table_oid}
+        _MAY_RUN, {"oids": [table_oid, *reads], "reads_only": bool(reads)}
     ).fetchall():
-        if schema == "tenantguard" and trusted.get(name) == source:
-            continue  # tenantguard's own helper, as install wrote it
+        if schema == "tenantguard" and (
+            trusted.get(name) == source
+            or (name in signed and signed[name].as_string(conn) == source)
+        ):
+            continue  # tenantguard's own helper, as install (or install --signed) wrote it
         out.append((signature, owner, why))
     return out

@@ -13,7 +13,7 @@ that means (policy expressions, view and function bodies) is
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -39,10 +39,13 @@ from tenantguard.tooling.sqlanalysis import (
 )
 
 __all__ = [
+    "FK_COLUMNS",
     "FUNCTION_EXCLUDED_SCHEMAS",
     "SYSTEM_SCHEMAS",
     "AuditContext",
+    "BaseTable",
     "Column",
+    "ExposingView",
     "ForeignKey",
     "Function",
     "FunctionOver",
@@ -56,9 +59,11 @@ __all__ = [
     "infer_tenant_columns",
     "infer_user_setting",
     "load_context",
+    "load_exposing_views",
     "load_meta",
     "load_policies",
     "protect_fix_sql",
+    "replace_foreign_key_sql",
     "role_defaults",
     "settings_in_use",
     "sql_comment",
@@ -162,6 +167,41 @@ def protect_fix_sql(
     except Exception:  # an unsupported column type: say what to do instead
         return sql_comment(f"tenantguard protect {name} (tenant column type {type_name})")
     return "\n".join(render(s) + ";" for s in protect_statements(spec))
+
+
+_FK_ACTIONS = {"r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+
+
+def replace_foreign_key_sql(
+    conn: Any,
+    child: sql.Identifier,
+    name: str,
+    columns: list[tuple[str, str]],
+    target: sql.Identifier,
+    actions: tuple[str, str],
+) -> str:
+    """Replace foreign key *name* of *child* by one over *columns* (child, target pairs, the
+    tenant keys first), keeping its ON UPDATE / ON DELETE actions, on a unique key of the
+    target over the same columns (added: a foreign key needs one)."""
+    q = ", ".join
+    mine = q(sql.Identifier(c).as_string(conn) for c, _ in columns)
+    theirs = q(sql.Identifier(p).as_string(conn) for _, p in columns)
+    tail = "".join(
+        f" ON {what} {_FK_ACTIONS[code]}"
+        for what, code in zip(("UPDATE", "DELETE"), actions, strict=True)
+        if code in _FK_ACTIONS
+    )
+    child_sql, target_sql = child.as_string(conn), target.as_string(conn)
+    fk = sql.Identifier(name).as_string(conn)
+    return "\n".join(
+        [
+            f"-- replace {name} with a key that includes the tenant (same actions):",
+            f"ALTER TABLE {target_sql} ADD UNIQUE ({theirs});",
+            f"ALTER TABLE {child_sql} DROP CONSTRAINT {fk};",
+            f"ALTER TABLE {child_sql} ADD CONSTRAINT {fk} FOREIGN KEY ({mine}) "
+            f"REFERENCES {target_sql} ({theirs}){tail};",
+        ]
+    )
 
 
 def sql_comment(text: str) -> str:
@@ -859,22 +899,28 @@ JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
 WHERE i.indisunique AND i.indrelid = ANY(%(oids)s)
 ORDER BY i.indisprimary DESC, c.relname
 """
-# Foreign keys out of tenant tables, to any table; those that point at a tenant table
-# are that table's referenced_by too.
-_REFERENCES = """
-SELECT con.conname::text, con.conrelid::int, con.confrelid::int, pn.nspname::text,
-       pc.relname::text,
+# A foreign key's (con) columns and the columns they reference, in key order: two arrays.
+FK_COLUMNS = """
        ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(attnum, n)
              JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
              ORDER BY k.n),
        ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(attnum, n)
              JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum
              ORDER BY k.n)
-FROM pg_catalog.pg_constraint con
+"""
+# Foreign keys out of tenant tables, to any table; those that point at a tenant table
+# are that table's referenced_by too.
+_REFERENCES = (
+    """
+SELECT con.conname::text, con.conrelid::int, con.confrelid::int, pn.nspname::text,
+       pc.relname::text,"""
+    + FK_COLUMNS
+    + """FROM pg_catalog.pg_constraint con
 JOIN pg_catalog.pg_class pc ON pc.oid = con.confrelid
 JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
 WHERE con.contype = 'f' AND con.conrelid = ANY(%(oids)s) AND con.conparentid = 0
 """
+)
 # Views and materialized views that read the table, directly or through other views,
 # selectable by the role; with their security_invoker option.
 _VIEWS_OVER = """
@@ -938,6 +984,176 @@ def role_defaults(conn: psycopg.Connection[Any], role: str) -> list[tuple[str, s
             if "." in name:
                 out[name] = value
     return list(out.items())
+
+
+# Views the runtime role can read that reach tenant rows some other way than through the
+# tables' own policies: views (and views under them) over tables with the tenant column, in
+# any schema, and views whose body calls a SECURITY DEFINER function. One row per (view,
+# tenant table it reads), a view that reads none on one row with NULLs. The probe attacks
+# the views its table pass did not (TGP119).
+_EXPOSING_VIEWS = """
+WITH RECURSIVE under(view, rel) AS (
+    SELECT r.ev_class, d.refobjid
+    FROM pg_catalog.pg_rewrite r
+    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
+         AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
+    WHERE d.refobjid <> r.ev_class
+  UNION
+    SELECT u.view, d.refobjid
+    FROM under u
+    JOIN pg_catalog.pg_rewrite r ON r.ev_class = u.rel
+    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
+         AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
+    WHERE d.refobjid <> r.ev_class
+),
+keys(oid, col) AS (SELECT * FROM unnest(%(map_oids)s::oid[], %(map_cols)s::text[])),
+bases AS (
+    SELECT DISTINCT u.view, c.oid, a.attname::text AS col
+    FROM under u
+    JOIN pg_catalog.pg_class c ON c.oid = u.rel AND c.relkind IN ('r', 'p', 'f')
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+         AND a.attname = coalesce((SELECT k.col FROM keys k WHERE k.oid = c.oid), %(col)s)
+),
+definers AS (
+    SELECT DISTINCT x.view, p.oid, p.provolatile = 'v' AS volatile
+    FROM (SELECT r.ev_class AS view, r.oid AS rule FROM pg_catalog.pg_rewrite r
+          UNION SELECT u.view, r.oid FROM under u JOIN pg_catalog.pg_rewrite r ON r.ev_class = u.rel) x
+    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
+         AND d.objid = x.rule AND d.refclassid = 'pg_catalog.pg_proc'::regclass
+    JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid AND p.prosecdef
+)
+SELECT v.oid::int, n.nspname::text, v.relname::text, v.relkind::text,
+       pg_catalog.pg_get_userbyid(v.relowner)::text, o.rolsuper OR o.rolbypassrls,
+       coalesce('security_invoker=true' = ANY(v.reloptions)
+                OR 'security_invoker=on' = ANY(v.reloptions), false),
+       ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = v.oid AND a.attnum > 0 AND NOT a.attisdropped
+               AND (a.attname = %(col)s OR a.attname IN (SELECT col FROM bases WHERE view = v.oid))
+             ORDER BY a.attname <> %(col)s, a.attnum),
+       ARRAY(SELECT f.oid::regprocedure::text FROM definers f WHERE f.view = v.oid ORDER BY 1),
+       ARRAY(SELECT pg_catalog.pg_get_userbyid(p.proowner)::text
+             FROM definers f JOIN pg_catalog.pg_proc p ON p.oid = f.oid
+             WHERE f.view = v.oid ORDER BY f.oid::regprocedure::text),
+       ARRAY(SELECT f.oid::regprocedure::text FROM definers f
+             WHERE f.view = v.oid AND f.volatile ORDER BY 1),
+       ARRAY(SELECT DISTINCT u.rel::int FROM under u WHERE u.view = v.oid),
+       b.oid::int, bn.nspname::text, bc.relname::text, b.col,
+       pg_catalog.format_type(ba.atttypid, ba.atttypmod), bc.relrowsecurity,
+       bc.relforcerowsecurity, bc.relowner = v.relowner,
+       pg_catalog.has_table_privilege(%(role)s, bc.oid, 'SELECT')
+           AND pg_catalog.has_schema_privilege(%(role)s, bc.relnamespace, 'USAGE'),
+       pg_catalog.has_schema_privilege(%(role)s, bc.relnamespace, 'USAGE'),
+       ARRAY(SELECT a.attname::text FROM pg_catalog.pg_index i
+             JOIN unnest(i.indkey) WITH ORDINALITY k(attnum, ord) ON true
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+             WHERE i.indrelid = bc.oid AND i.indisprimary ORDER BY k.ord)
+FROM pg_catalog.pg_class v
+JOIN pg_catalog.pg_namespace n ON n.oid = v.relnamespace
+JOIN pg_catalog.pg_roles o ON o.oid = v.relowner
+LEFT JOIN bases b ON b.view = v.oid
+LEFT JOIN pg_catalog.pg_class bc ON bc.oid = b.oid
+LEFT JOIN pg_catalog.pg_namespace bn ON bn.oid = bc.relnamespace
+LEFT JOIN pg_catalog.pg_attribute ba ON ba.attrelid = b.oid AND ba.attname = b.col
+WHERE v.relkind IN ('v', 'm') AND NOT (n.nspname = ANY(%(system)s))
+  AND pg_catalog.has_table_privilege(%(role)s, v.oid, 'SELECT')
+  AND pg_catalog.has_schema_privilege(%(role)s, v.relnamespace, 'USAGE')
+  AND (b.oid IS NOT NULL OR EXISTS (SELECT 1 FROM definers f WHERE f.view = v.oid))
+ORDER BY 2, 3, bn.nspname, bc.relname
+"""
+
+
+@dataclass(frozen=True)
+class BaseTable:
+    """A tenant table an :class:`ExposingView` reads (directly or through other views)."""
+
+    oid: int
+    name: QualifiedName
+    tenant_column: str
+    tenant_type: str
+    rls: bool
+    forced: bool
+    owned_by_view_owner: bool
+    readable: bool  # the runtime role may SELECT it itself
+    schema_usage: bool
+    primary_key: tuple[str, ...]
+
+    def protect_sql(self) -> str:
+        return protect_fix_sql(self.name, self.tenant_column, self.tenant_type, self.primary_key)
+
+
+@dataclass(frozen=True)
+class ExposingView:
+    """A view or materialized view the runtime role can read over tenant rows: over tables
+    with the tenant column (any schema), or calling SECURITY DEFINER functions."""
+
+    oid: int
+    name: QualifiedName
+    kind: str  # 'v' view, 'm' materialized view
+    owner: str
+    owner_bypasses: bool  # superuser or BYPASSRLS
+    security_invoker: bool
+    tenant_columns: tuple[str, ...]  # its columns named like a base table's tenant column
+    definers: tuple[tuple[str, str], ...]  # (signature, owner) of SECURITY DEFINER functions
+    volatile_definers: tuple[str, ...]  # the signatures of those that are VOLATILE
+    reads: tuple[int, ...]  # every relation under it (views and tables)
+    bases: tuple[BaseTable, ...]
+
+
+def load_exposing_views(
+    conn: psycopg.Connection[Any],
+    *,
+    role: str,
+    tenant_column: str,
+    tenant_columns: Mapping[int, str],
+) -> list[ExposingView]:
+    """The views :data:`_EXPOSING_VIEWS` finds; *tenant_columns* maps table oids to their
+    key where it is not *tenant_column*."""
+    params = {
+        "role": role,
+        "col": tenant_column,
+        "map_oids": list(tenant_columns),
+        "map_cols": list(tenant_columns.values()),
+        "system": list(FUNCTION_EXCLUDED_SCHEMAS),
+    }
+    views: dict[int, ExposingView] = {}
+    for row in conn.execute(_EXPOSING_VIEWS, params).fetchall():
+        oid, schema, name, kind, owner, bypass, invoker, cols, sigs, owners, volatile, reads = row[
+            :12
+        ]
+        base = None
+        if row[12] is not None:
+            col, type_name, rls, forced, same_owner, readable, usage = row[15:22]
+            base = BaseTable(
+                row[12],
+                QualifiedName(row[13], row[14]),
+                col,
+                type_name,
+                rls,
+                forced,
+                same_owner,
+                readable,
+                usage,
+                tuple(row[22]),
+            )
+        known = views.get(oid)
+        if known is None:
+            known = ExposingView(
+                oid,
+                QualifiedName(schema, name),
+                kind,
+                owner,
+                bool(bypass),
+                bool(invoker),
+                tuple(cols),
+                tuple(zip(sigs, owners, strict=True)),
+                tuple(volatile),
+                tuple(reads),
+                (),
+            )
+        if base is not None:
+            known = replace(known, bases=(*known.bases, base))
+        views[oid] = known
+    return list(views.values())
 
 
 def load_meta(

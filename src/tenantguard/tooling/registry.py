@@ -62,6 +62,7 @@ class Registered(Generic[Ctx]):
 
     rule: Rule
     fn: CheckFn[Ctx]
+    on: str = ""  # what it runs on, for a tool with more than one kind of target (probe: "view")
 
     @property
     def id(self) -> str:
@@ -92,8 +93,9 @@ class Registry(Generic[Ctx]):
         self.prefix = prefix
         self._entries: dict[str, Registered[Ctx]] = {}
 
-    def register(self, rule: Rule) -> Callable[[CheckFn[Ctx]], CheckFn[Ctx]]:
-        """Decorator: *rule* is checked by the decorated function."""
+    def register(self, rule: Rule, *, on: str = "") -> Callable[[CheckFn[Ctx]], CheckFn[Ctx]]:
+        """Decorator: *rule* is checked by the decorated function; *on* names what it runs
+        on where a tool has more than one kind of target (the probe's tables and views)."""
 
         def add(fn: CheckFn[Ctx]) -> CheckFn[Ctx]:
             if rule.tool != self.tool:
@@ -105,7 +107,7 @@ class Registry(Generic[Ctx]):
                 raise ValueError(
                     f"{rule.code} is registered twice ({known.module}, {fn.__module__})"
                 )
-            self._entries[rule.code] = Registered(rule, fn)
+            self._entries[rule.code] = Registered(rule, fn, on)
             return fn
 
         return add
@@ -119,10 +121,12 @@ class Registry(Generic[Ctx]):
             if m.name.startswith(self.prefix)
         ]
 
-    def checks(self) -> list[Registered[Ctx]]:
-        """What the tool runs: every registered check, in module name order."""
+    def checks(self, on: str | None = None) -> list[Registered[Ctx]]:
+        """What the tool runs: every registered check (or those that run *on* that kind of
+        target), in module name order."""
         self.modules()
-        return sorted(self._entries.values(), key=lambda r: (r.module, r.id))
+        found = sorted(self._entries.values(), key=lambda r: (r.module, r.id))
+        return found if on is None else [r for r in found if r.on == on]
 
     def rules(self) -> list[Rule]:
         return [r.rule for r in self.checks()]

@@ -49,9 +49,11 @@ from tenantguard.tooling._scope import (
     tenant_columns_meta,
 )
 from tenantguard.tooling.catalog import (
+    ExposingView,
     Table,
     TableMeta,
     load_context,
+    load_exposing_views,
     load_meta,
     role_defaults,
     settings_in_use,
@@ -59,6 +61,7 @@ from tenantguard.tooling.catalog import (
 from tenantguard.tooling.findings import Finding, Report, Rule, Severity
 from tenantguard.tooling.probe._session import Prober, execute
 from tenantguard.tooling.probe._target import CannotBuildRow, prepare_target
+from tenantguard.tooling.probe._views import prepare_view
 from tenantguard.tooling.probe.attacks import REGISTRY as ATTACKS
 from tenantguard.tooling.probe.attacks import RULES as ATTACK_RULES
 
@@ -161,7 +164,8 @@ def probe_database(
     check_setting(setting, settings_in_use(conn, ctx), "probe")
     targets = [t for t in ctx.tables if t.privileges]
     unreachable = _unreachable_tables(ctx.tables, targets)
-    if unreachable and not targets:
+    views = _views_in_scope(conn, ctx.tables, app_role, tenant_column, schemas, tables)
+    if unreachable and not targets and not views:
         raise UsageError(
             f"the runtime role {app_role!r} can reach none of the {len(unreachable)} tenant "
             f"table(s): {unreachable[0].unreachable(app_role)} ({unreachable[0].label}"
@@ -200,6 +204,7 @@ def probe_database(
             signing_key=probe_key,
             table_setup=table_setup,
         )
+        prober.scanned = list(ctx.tables)
         risky = {t.oid: foreign_code(work, t.oid, ctx.setting, ctx.user_setting) for t in targets}
         # reading a table as the admin evaluates its policies (for an admin RLS applies to):
         # tables with code the probe must not run are not read at all
@@ -209,14 +214,21 @@ def probe_database(
             if progress:
                 progress(t.label)
             report.findings += _probe_table(prober, t, metas, by_oid, bypass, known, risky[t.oid])
+        # then the views the table pass did not read (TGP109): read on their own (TGP119)
+        views = [v for v in views if f"view:{v.name}" not in prober.seen]
+        for v in views if why_not is None else ():
+            if progress:
+                progress(f"view {v.name}")
+            report.findings += _probe_view(prober, v, tenant_column, known)
         if why_not is not None:
             report.findings += [
-                Finding(NOT_PROBED, t.label, f"not probed: {why_not}", severity=Severity.HIGH)
-                for t in targets
+                Finding(NOT_PROBED, label, f"not probed: {why_not}", severity=Severity.HIGH)
+                for label in [*(t.label for t in targets), *(f"view {v.name}" for v in views)]
             ]
         # Every table refused for the same reason, the admin's own access: a usage error
         # (exit 2), not a report of untested tables. Other reasons stay TGP191 findings.
-        not_probed = [f for f in report.findings if f.rule is NOT_PROBED]
+        labels = {t.label for t in targets}
+        not_probed = [f for f in report.findings if f.rule is NOT_PROBED and f.object in labels]
         if (
             targets
             and len(not_probed) == len(targets)
@@ -233,15 +245,18 @@ def probe_database(
             report.findings += _fresh_login(app_dsn, targets)
     moved = sorted(set(conn.execute(_SEQUENCES).fetchall()) - set(sequences_before))
     coverage = [f for f in report.findings if f.rule in (NOT_RUN, NOT_PROBED)]
+    labels = {t.label for t in targets}
+    tables_not_probed = [f for f in coverage if f.rule is NOT_PROBED and f.object in labels]
     report.meta = {
         "server_version_num": ctx.server_version_num,
         "runtime_role": app_role,
         "tenant_column": tenant_column,
         **tenant_columns_meta(ctx.tables, tenant_column),
         "setting": ctx.setting,
-        "tables_probed": len(targets) - sum(1 for f in coverage if f.rule is NOT_PROBED),
-        "tables_not_probed": sum(1 for f in coverage if f.rule is NOT_PROBED),
+        "tables_probed": len(targets) - len(tables_not_probed),
+        "tables_not_probed": len(tables_not_probed),
         "tables_unreachable": [t.label for t in unreachable],
+        "views_read_on_their_own": [str(v.name) for v in views],
         "attacks_not_run": sum(1 for f in coverage if f.rule is NOT_RUN),
         "attempts": prober.attempts,
         "sequences_moved": [name for name, _ in moved],  # by triggers; reported, not reset
@@ -312,20 +327,7 @@ def _probe_table(
     # own access is what failed, and the message says which privilege it needs.
     fix = None if (t.rls and t.forced) else t.protect_sql(metas[t.oid].primary_key)
     if risky:
-        fn, owner, where = risky[0]
-        more = f" (and {len(risky) - 1} more)" if len(risky) > 1 else ""
-        return [
-            Finding(
-                NOT_PROBED,
-                t.label,
-                f"not probed: {fn}, owned by {owner!r} and run by {where}{more}, would run "
-                "inside the probe's session, where it could RESET ROLE to the administrator "
-                "and act with privileges its owner does not have (a rollback does not undo "
-                f"what it does outside the database): probe with a DSN that logs in as {owner!r} "
-                "itself (the owner can act as the runtime role through a rolled-back grant), "
-                "or, after reviewing it, make a superuser its owner",
-            )
-        ]
+        return [_refused(t.label, risky)]
     try:
         with prober.conn.transaction(force_rollback=True):
             prober.begin_table()
@@ -339,7 +341,7 @@ def _probe_table(
                 replica_mode=prober.replica_mode,
                 known_tenants=known,
             )
-            for attack in ATTACKS.checks():
+            for attack in ATTACKS.checks(on=""):
                 found.extend(attack.check(tp))
         for what, why, severity in tp.notes:
             found.append(Finding(NOT_RUN, t.label, f"{what}: {why}", severity=severity))
@@ -355,6 +357,75 @@ def _probe_table(
     except psycopg.Error as exc:
         first = first_line(exc) + _admin_subject_to_rls(prober.conn, t)
         found.append(Finding(NOT_PROBED, t.label, f"not probed: {first}", fix_sql=fix))
+    return found
+
+
+def _refused(label: str, risky: list[tuple[str, str, str]]) -> Finding:
+    """*label* is not probed: code its owner wrote would run in the probe's session."""
+    fn, owner, where = risky[0]
+    more = f" (and {len(risky) - 1} more)" if len(risky) > 1 else ""
+    return Finding(
+        NOT_PROBED,
+        label,
+        f"not probed: {fn}, owned by {owner!r} and run by {where}{more}, would run "
+        "inside the probe's session, where it could RESET ROLE to the administrator "
+        "and act with privileges its owner does not have (a rollback does not undo "
+        f"what it does outside the database): probe with a DSN that logs in as {owner!r} "
+        "itself (the owner can act as the runtime role through a rolled-back grant), "
+        "or, after reviewing it, make a superuser its owner",
+    )
+
+
+def _views_in_scope(
+    conn: psycopg.Connection[Any],
+    scanned: list[Table],
+    role: str,
+    tenant_column: str,
+    schemas: list[str] | None,
+    tables: list[str] | None,
+) -> list[ExposingView]:
+    """The views to read on their own: every one without --schema or --table; with them,
+    those in a scanned schema or over a scanned table."""
+    views = load_exposing_views(
+        conn,
+        role=role,
+        tenant_column=tenant_column,
+        tenant_columns={t.oid: t.tenant_column for t in scanned},
+    )
+    oids = {t.oid for t in scanned}
+    return [
+        v
+        for v in views
+        if not (schemas or tables)
+        or any(b.oid in oids for b in v.bases)
+        or (not tables and v.name.schema in (schemas or []))
+    ]
+
+
+def _probe_view(
+    prober: Prober, view: ExposingView, tenant_column: str, known: list[str]
+) -> list[Finding]:
+    """The attacks registered on="view", in one rolled-back transaction."""
+    label = f"{'materialized view' if view.kind == 'm' else 'view'} {view.name}"
+    risky = foreign_code(
+        prober.conn, view.oid, prober.setting, prober.user_setting, reads=view.reads
+    )
+    if risky:
+        return [_refused(label, risky)]
+    prober.forced_table, prober.user_value = None, None
+    prober.replay, prober.replay_tenants = [], []
+    found: list[Finding] = []
+    try:
+        with prober.conn.transaction(force_rollback=True):
+            prober.begin_table()
+            tp = prepare_view(prober, view, tenant_column, known)
+            for attack in ATTACKS.checks(on="view"):
+                found.extend(attack.check(tp))
+        for what, why, severity in tp.notes:
+            found.append(Finding(NOT_RUN, what, why, severity=severity))
+    except (CannotBuildRow, psycopg.Error) as exc:
+        why = str(exc) if isinstance(exc, CannotBuildRow) else first_line(exc)
+        found.append(Finding(NOT_PROBED, label, f"not probed: {why}"))
     return found
 
 

@@ -32,6 +32,7 @@ from psycopg import sql
 from tenantguard.core.signing import SigningKey, sign_context
 from tenantguard.errors import first_line
 from tenantguard.tooling._runas import RuntimeAccess
+from tenantguard.tooling.catalog import Table
 
 __all__ = ["SETUP_FAILED", "UNSET", "Outcome", "Prober", "Query", "Unset", "execute"]
 
@@ -160,6 +161,7 @@ class Prober:
         self.table_setup = list(table_setup)
         self.attempts = 0
         self.seen: set[str] = set()  # objects probed once per run (views, functions)
+        self.scanned: list[Table] = []  # the tenant tables in the run's scope
         # The synthetic rows of the current table, re-made on *fresh* for unset attempts
         # (each call builds the INSERT anew: fresh unique values, so it never waits on the
         # uncommitted twin in *work*).

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from tenantguard.tooling.catalog import Column, Table, TableMeta
+from tenantguard.tooling.catalog import Column, ExposingView, Table, TableMeta
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.probe._session import Check, Outcome, Prober, TenantValue, execute
 
@@ -31,6 +31,7 @@ __all__ = [
     "fetch_row",
     "insert_sql",
     "prepare_target",
+    "synthetic_tenant",
 ]
 
 Row = dict[str, str | None]  # column -> text representation (None: NULL)
@@ -149,6 +150,9 @@ class TableProbe:
     synthetic: bool
     big: bool  # too many rows for statements without a WHERE
     notes: list[tuple[str, str, Severity]] = field(default_factory=list)  # what, why, how bad
+    # Set when the target is a view read on its own (the attacks registered on="view"):
+    # *table* and *meta* then describe the view, its rows and tenants as the admin sees them.
+    view: ExposingView | None = None
 
     def quote(self, *names: str) -> str:
         """Identifiers for SQL shown to a person (fix suggestions), quoted like psycopg does."""
@@ -201,6 +205,36 @@ class TableProbe:
         Rows whose tenant is NULL belong to nobody (shared reference rows): not counted.
         """
         return sql.SQL("{c} IS NOT NULL AND {c}::text <> %s").format(c=self.col)
+
+    def fingerprint(
+        self, relation: sql.Composable, tenant: str, sample: int = 1000
+    ) -> tuple[Outcome, str | None, int]:
+        """(the outcome, a digest of the first *sample* rows, how many) of reading *relation*
+        with *tenant* bound: to compare what different tenants are shown."""
+        query = sql.SQL(
+            "SELECT md5(string_agg(v::text, ',' ORDER BY v::text)), count(*) "
+            "FROM (SELECT * FROM {} LIMIT {}) v"
+        ).format(relation, sql.Literal(sample))
+        outcome, _ = self.attempt(tenant, query)
+        if not outcome.ok or not outcome.rows:
+            return outcome, None, 0
+        digest, n = outcome.rows[0]
+        return outcome, digest, int(n)
+
+    def same_for_all(
+        self, relation: sql.Composable, tenants: Sequence[str]
+    ) -> tuple[int, str] | Outcome | None:
+        """Do all *tenants* read the same, non-empty rows of *relation*? (rows, evidence as
+        the last tenant) when they do; the first failed outcome when a read failed (a
+        refusal is fail-closed, any other error leaves the question open); else None."""
+        prints = [self.fingerprint(relation, t) for t in tenants]
+        failed = [o for o, _, _ in prints if not o.ok]
+        if failed:
+            return failed[0]
+        if len({d for _, d, _ in prints}) != 1 or not prints[0][2]:
+            return None
+        _, evidence = self.attempt(tenants[-1], sql.SQL("SELECT * FROM {}").format(relation))
+        return prints[0][2], evidence
 
     def count_check(self, tenant: str, more_than: int) -> Check:
         """After a write: does *tenant* now own more than *more_than* rows? (as the admin)"""
@@ -266,7 +300,7 @@ def fetch_row(
     return None
 
 
-def _synthetic_tenant(col: Column, taken: set[str], known: Sequence[str] = ()) -> str:
+def synthetic_tenant(col: Column, taken: set[str], known: Sequence[str] = ()) -> str:
     """A tenant id not in *taken*: a tenant known from other tables first (its foreign keys
     to a tenants table then hold), else a fresh value of the column's type."""
     for value in known:
@@ -412,7 +446,7 @@ def prepare_target(
                 if replica_mode:  # skip foreign-key and user triggers for synthetic rows only
                     conn.execute("SET LOCAL session_replication_role = replica")
                 while len(found) < 2:
-                    tenant = _synthetic_tenant(tcol, set(found), known_tenants)
+                    tenant = synthetic_tenant(tcol, set(found), known_tenants)
                     overrides = _valid_references(conn, meta, table.tenant_column, tenant)
                     overrides[table.tenant_column] = tenant
                     row = build_row(meta, source, overrides)
@@ -431,7 +465,7 @@ def prepare_target(
             if len(found) != 1:
                 raise CannotBuildRow(f"cannot insert a synthetic row: {exc}") from None
             # e.g. a list partition of one tenant: attack it as a tenant that owns no rows here
-            found = [_synthetic_tenant(tcol, set(found), known_tenants), found[0]]
+            found = [synthetic_tenant(tcol, set(found), known_tenants), found[0]]
             attacker_without_rows = True
     with prober.admin_view(conn):
         return _finish_target(
@@ -479,7 +513,7 @@ def _finish_target(
         row_b,
         count_a,
         count_b,
-        _synthetic_tenant(tcol, {a, b}),
+        synthetic_tenant(tcol, {a, b}),
         synthetic,
         table.rows_estimate > big_rows,
     )

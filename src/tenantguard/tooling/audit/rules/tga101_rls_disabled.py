@@ -66,7 +66,8 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
                 f"and the runtime role {ctx.runtime_role!r} has {reach} on it"
                 if reach
                 else f"so any grant to {ctx.runtime_role!r} exposes every tenant's rows"
-            ),
+            )
+            + ". No SQL fix exists: the fix says what to do instead",
             severity=None if reach else Severity.HIGH,
             fix_sql=sql_comment(
                 "a decision for a person: a foreign table cannot have row level security, so "

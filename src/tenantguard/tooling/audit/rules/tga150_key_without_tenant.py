@@ -7,7 +7,12 @@ from collections.abc import Iterator
 from psycopg import sql
 
 from tenantguard.tooling.audit.rules import REGISTRY
-from tenantguard.tooling.catalog import AuditContext, sql_comment
+from tenantguard.tooling.catalog import (
+    FK_COLUMNS,
+    AuditContext,
+    replace_foreign_key_sql,
+    sql_comment,
+)
 from tenantguard.tooling.findings import Finding, Rule, Severity
 
 RULE = Rule(
@@ -43,23 +48,31 @@ JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.i
 WHERE i.indisunique AND i.indrelid = ANY(%(oids)s)
 GROUP BY i.indexrelid, i.indrelid, i.indkey
 """
-# Foreign keys whose target is a tenant table (it has the tenant column too; the target
-# need not be among the audited tables). Safe: some key column is the tenant column and it
-# references the target's tenant column.
-_FKS = """
+# Foreign keys whose target is a tenant table: it has its tenant key (its own, given as
+# TABLE=COLUMN or inferred, for an audited table; the tenant column otherwise; the target
+# need not be among the audited tables). Safe: some key column is the child's tenant key and
+# it references the target's. With the columns and actions, for a fix that replaces the key.
+_FKS = (
+    """
+WITH keys(oid, col) AS (SELECT * FROM unnest(%(oids)s::oid[], %(cols)s::text[]))
 SELECT con.conname::text, con.conrelid::int, tn.nspname::text, tc.relname::text,
        EXISTS (SELECT 1 FROM unnest(con.conkey, con.confkey) AS k(src, dst)
                WHERE k.src = (%(attnums)s::int[])[array_position(%(oids)s::int[], con.conrelid::int)]
-                 AND k.dst = ta.attnum)
+                 AND k.dst = ta.attnum),
+       ta.attname::text,"""
+    + FK_COLUMNS
+    + """,
+       con.confupdtype::text, con.confdeltype::text
 FROM pg_catalog.pg_constraint con
 JOIN pg_catalog.pg_class tc ON tc.oid = con.confrelid
 JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace
 JOIN pg_catalog.pg_attribute ta
-  ON ta.attrelid = con.confrelid AND ta.attname = %(col)s AND ta.attnum > 0
- AND NOT ta.attisdropped
-WHERE con.contype = 'f' AND con.conrelid = ANY(%(oids)s)
+  ON ta.attrelid = con.confrelid AND ta.attnum > 0 AND NOT ta.attisdropped
+ AND ta.attname = coalesce((SELECT k.col FROM keys k WHERE k.oid = con.confrelid), %(col)s)
+WHERE con.contype = 'f' AND con.conrelid = ANY(%(oids)s) AND con.conparentid = 0
 ORDER BY 1
 """
+)
 
 
 @REGISTRY.register(RULE)
@@ -105,20 +118,28 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
         _FKS,
         {
             "oids": ctx.tenant_oids,
+            "cols": [t.tenant_column for t in ctx.tables],
             "attnums": [t.tenant_attnum for t in ctx.tables],
             "col": ctx.tenant_column,
         },
     )
-    for name, relid, schema, table, pinned in fks:
+    for name, relid, schema, table, pinned, key, ccols, pcols, on_update, on_delete in fks:
         if pinned:
             continue
         t = by_oid[relid]
-        target = sql.Identifier(schema, table).as_string(ctx.conn)
-        col = sql.Identifier(t.tenant_column).as_string(ctx.conn)
+        pairs = [(c, p) for c, p in zip(ccols, pcols, strict=True) if t.tenant_column != c]
+        fix = replace_foreign_key_sql(
+            ctx.conn,
+            t.name.ident,
+            name,
+            [(t.tenant_column, key), *[(c, p) for c, p in pairs if p != key]],
+            sql.Identifier(schema, table),
+            (on_update, on_delete),
+        )
         yield Finding(
             RULE,
             f"foreign key {name} on {t.label}",
             f"references the tenant table {schema}.{table} without matching {t.tenant_column} "
-            f"to its {t.tenant_column}: a row can point at another tenant's row",
-            fix_sql=sql_comment(f"FOREIGN KEY ({col}, ...) REFERENCES {target} ({col}, ...)"),
+            f"to its tenant key {key}: a row can point at another tenant's row",
+            fix_sql=fix,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from tenantguard.tooling.catalog import Table, replace_foreign_key_sql
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.probe._target import (
     CannotBuildRow,
@@ -27,6 +28,25 @@ RULE = Rule(
     anti_pattern="owner_id bigint REFERENCES app.users (id)",
     best_practice="FOREIGN KEY (tenant_id, owner_id) REFERENCES app.users (tenant_id, id)",
 )
+
+
+def _fix(tp: TableProbe, child: Table, name: str, pairs: dict[str, str]) -> str:
+    """Replace the key by one that matches the child's tenant key to the table's."""
+    got = tp.prober.conn.execute(
+        "SELECT confupdtype::text, confdeltype::text FROM pg_catalog.pg_constraint "
+        "WHERE conrelid = %s::oid AND conname = %s",
+        (child.oid, name),
+    ).fetchone()
+    key = tp.table.tenant_column
+    rest = [(c, p) for c, p in pairs.items() if c != child.tenant_column and p != key]
+    return replace_foreign_key_sql(
+        tp.prober.conn,
+        child.name.ident,
+        name,
+        [(child.tenant_column, key), *rest],
+        tp.ident,
+        (got[0], got[1]) if got else ("a", "a"),
+    )
 
 
 @REGISTRY.register(RULE)
@@ -61,10 +81,7 @@ def run(tp: TableProbe) -> Iterator[Finding]:
                 f"{tp.tenant_b}'s {tp.table.label} row",
                 evidence,
                 obj=obj,
-                fix=f"-- replace {fk.name} with a key that includes the tenant:\n"
-                f"ALTER TABLE {child.name.ident.as_string(conn)} ADD FOREIGN KEY "
-                f"({tp.quote(child.tenant_column, *fk.child_columns)}) REFERENCES "
-                f"{tp.ident.as_string(conn)} ({tp.quote(tp.table.tenant_column, *fk.parent_columns)});",
+                fix=_fix(tp, child, fk.name, pairs),
             )
         elif outcome.sqlstate == "23503" and outcome.constraint == fk.name:
             continue  # refused by this very key: safe

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from psycopg import sql
+
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.probe._target import CannotBuildRow, TableProbe, build_row, insert_sql
 from tenantguard.tooling.probe.attacks import REGISTRY
@@ -21,6 +23,33 @@ RULE = Rule(
     anti_pattern="CREATE TABLE app.users (tenant_id bigint, email text UNIQUE, ...);",
     best_practice="UNIQUE (tenant_id, email)",
 )
+
+
+def _fix(tp: TableProbe, index: str, target: str) -> str:
+    """A key that leads with the tenant, in place of the one that answers across tenants
+    (the old one goes: the values are then unique per tenant, no longer in the table)."""
+    conn = tp.prober.conn
+    got = conn.execute(
+        "SELECT con.conname::text FROM pg_catalog.pg_constraint con "
+        "JOIN pg_catalog.pg_class i ON i.oid = con.conindid "
+        "WHERE con.conrelid = %s::oid AND i.relname = %s",
+        (tp.table.oid, index),
+    ).fetchone()
+    table = tp.ident.as_string(conn)
+    drop = (
+        f"ALTER TABLE {table} DROP CONSTRAINT {tp.quote(got[0])};"
+        if got
+        else f"DROP INDEX {sql.Identifier(tp.table.name.schema, index).as_string(conn)};"
+    )
+    return "\n".join(
+        [
+            f"-- replace {index} with a key that leads with the tenant: the values become unique",
+            "-- per tenant, no longer across the table (keep the old key only if that is required,",
+            "-- and accept that it tells any tenant which values other tenants use)",
+            f"CREATE UNIQUE INDEX ON {table} ({target});",
+            drop,
+        ]
+    )
 
 
 @REGISTRY.register(RULE)
@@ -57,8 +86,7 @@ def run(tp: TableProbe) -> Iterator[Finding]:
                 f"{tp.tenant_b}: {outcome.error}",
                 evidence,
                 obj=f"index {key.name} on {tp.table.label}",
-                fix=f"-- replace {key.name} with a key that leads with the tenant:\n"
-                f"CREATE UNIQUE INDEX ON {tp.ident.as_string(tp.prober.conn)} ({target});",
+                fix=_fix(tp, key.name, target),
             )
         elif outcome.sqlstate == "23514" and "partition constraint" in (outcome.error or ""):
             continue  # A's rows cannot live in this partition at all

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
-from tenantguard.tooling.catalog import View
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.probe._target import TableProbe
 from tenantguard.tooling.probe.attacks import REGISTRY
@@ -28,21 +27,6 @@ RULE = Rule(
     best_practice="CREATE VIEW ... WITH (security_invoker = true) AS ...;  -- and no matviews "
     "over tenant tables granted to the app",
 )
-
-_SAMPLE = 1000  # rows of a view compared across tenants
-
-
-def _fingerprint(tp: TableProbe, view: View, tenant: str) -> tuple[bool, str | None, int]:
-    """(query ok, a digest of the first rows, how many) of *view* with *tenant* bound."""
-    query = sql.SQL(
-        "SELECT md5(string_agg(v::text, ',' ORDER BY v::text)), count(*) "
-        "FROM (SELECT * FROM {} LIMIT {}) v"
-    ).format(view.name.ident, sql.Literal(_SAMPLE))
-    outcome, _ = tp.attempt(tenant, query)
-    if not outcome.ok or not outcome.rows:
-        return False, None, 0
-    digest, n = outcome.rows[0]
-    return True, digest, int(n)
 
 
 @REGISTRY.register(RULE)
@@ -76,18 +60,13 @@ def run(tp: TableProbe) -> Iterator[Finding]:
                     fix=fix,
                 )
             continue
-        prints = [_fingerprint(tp, view, t) for t in (tp.tenant_a, tp.tenant_b, tp.absent_tenant)]
-        if not all(ok for ok, _, _ in prints):
-            continue  # an error for some tenant: fail-closed, or not comparable
-        digests = {d for _, d, _ in prints}
-        if len(digests) == 1 and prints[0][2] > 0:
-            query = sql.SQL("SELECT * FROM {}").format(view.name.ident)
-            _, evidence = tp.attempt(tp.absent_tenant, query)
+        got = tp.same_for_all(view.name.ident, [tp.tenant_a, tp.tenant_b, tp.absent_tenant])
+        if isinstance(got, tuple):  # (an error for some tenant: fail-closed, or not comparable)
             yield tp.leak(
                 RULE,
-                f"{what} {view.name} over {tp.table.label} returns the same {prints[0][2]} row(s) "
+                f"{what} {view.name} over {tp.table.label} returns the same {got[0]} row(s) "
                 f"for tenant {tp.tenant_a}, tenant {tp.tenant_b} and a tenant that owns nothing",
-                evidence,
+                got[1],
                 obj=f"{what} {view.name}",
                 fix=fix,
             )

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import psycopg
 from psycopg import sql
 
+from tenantguard.core.names import QualifiedName
+from tenantguard.tooling.catalog import protect_fix_sql
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.probe._session import execute
 from tenantguard.tooling.probe._target import TableProbe
@@ -33,7 +35,7 @@ RULE = Rule(
 
 _ROOT = """
 SELECT n.nspname::text, r.relname::text, a.attname::text, con.conname::text,
-       con.confupdtype::text, con.confdeltype::text
+       con.confupdtype::text, con.confdeltype::text, pg_catalog.format_type(a.atttypid, a.atttypmod)
 FROM pg_catalog.pg_constraint con
 JOIN pg_catalog.pg_class r ON r.oid = con.confrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace
@@ -55,7 +57,7 @@ def run(tp: TableProbe) -> Iterator[Finding]:
     ).fetchone()
     if found is None:
         return
-    schema, name, key, fk, on_update, on_delete = found
+    schema, name, key, fk, on_update, on_delete, key_type = found
     label = f"{schema}.{name}"
     if label in tp.prober.seen:
         return  # one root table, attacked once per run
@@ -78,7 +80,9 @@ def run(tp: TableProbe) -> Iterator[Finding]:
         return
     other = victim[0]
     fix = (
-        f"-- needs tenantguard install\ntenantguard protect {label} --tenant-column {key}\n"
+        "-- what tenantguard protect runs (after tenantguard install), keyed by its own id:\n"
+        + protect_fix_sql(QualifiedName(schema, name), key, key_type, (key,))
+        + "\n"
         + sql.SQL("REVOKE UPDATE, DELETE ON {} FROM {};")
         .format(root, sql.Identifier(tp.prober.app_role))
         .as_string(conn)

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from tenantguard.tooling.catalog import sql_comment
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.probe._session import execute
 from tenantguard.tooling.probe._target import CannotBuildRow, TableProbe, build_row, insert_sql
@@ -76,8 +77,12 @@ def run(tp: TableProbe) -> Iterator[Finding]:
 
     what = ", ".join(name for name, _f, _d in fires)
     definers = [f for _n, f, d in fires if d]
-    fix = "\n".join(f"ALTER FUNCTION {f} SECURITY INVOKER;" for f in definers) or (
-        "-- drop or rewrite " + what + ": their actions must run under the writer's policies"
+    fix = "\n".join(f"ALTER FUNCTION {f} SECURITY INVOKER;" for f in definers) or sql_comment(
+        f"no SQL fix is printed: the actions of {what} run as the table's owner, "
+        "whom row level security does not restrict here, and dropping them changes what "
+        "the application's writes do. Move their work into a SECURITY INVOKER trigger (or "
+        "the application) and DROP RULE, or make the table's owner a role that is neither "
+        "superuser nor BYPASSRLS with FORCE ROW LEVEL SECURITY on the tables they write."
     )
     attempts: list[tuple[str, sql.Composed, list[Any]]] = []
     if "INSERT" in tp.table.privileges:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from psycopg import sql
 
 from tenantguard.core.signing import SigningKey, new_key, sign_context
+from tenantguard.tooling.catalog import sql_comment
 from tenantguard.tooling.findings import Finding, Rule, Severity
 from tenantguard.tooling.probe._target import TableProbe
 from tenantguard.tooling.probe.attacks import REGISTRY
@@ -50,6 +51,20 @@ def _forgeries(tp: TableProbe) -> list[tuple[str, str]]:
     return out
 
 
+def _fix(tp: TableProbe) -> str:
+    """Drop the policies that read the setting as a plain tenant id, then protect the table
+    (its policies call the verifying helpers)."""
+    plain = f"current_setting('{tp.prober.setting}'"
+    table = tp.ident.as_string(tp.prober.conn)
+    drops = [
+        f"DROP POLICY IF EXISTS {tp.quote(p.name)} ON {table};"
+        for p in tp.table.policies
+        if any(plain in (e or "") for e in (p.qual, p.with_check))
+    ]
+    head = sql_comment("policies that read the setting as a plain id trust a forged context:")
+    return "\n".join([head, *drops, tp.table.protect_sql(tp.meta.primary_key)])
+
+
 @REGISTRY.register(RULE)
 def run(tp: TableProbe) -> Iterator[Finding]:
     p = tp.prober
@@ -67,6 +82,7 @@ def run(tp: TableProbe) -> Iterator[Finding]:
                 f"as tenant {tp.tenant_a}, {what} showed {outcome.scalar} row(s) of tenant "
                 f"{tp.tenant_b}",
                 evidence,
+                fix=_fix(tp),
             )
             return
     if not control.ok or int(control.scalar or 0) == 0:
