@@ -90,7 +90,7 @@ def test_control_without_the_adapters_check_the_next_lease_runs_the_planted_dump
 
     monkeypatch.setattr(_internals, "watch_adapters", lambda conn, hook: False)
     for m in (_pool, _pool_async, _internals):  # and the checkout's comparison of the tables
-        monkeypatch.setattr(m, "adapters_tables", lambda conn: conn._tg_adapters)
+        monkeypatch.setattr(m, "adapters_changed", lambda conn: False)
     with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
         row, echoed = _plant_then_victim(pool)
     assert echoed == ("1",)  # tenant 2's parameter rewritten by tenant 1's code

@@ -277,15 +277,48 @@ def handler_lists(conn: Any) -> tuple[list[Any], list[Any]] | None:
 
 
 def adapters_tables(conn: Any) -> tuple[Any, ...] | None:
-    """The identities of the tables behind the connection's adapters map, or None where
-    psycopg keeps them otherwise. psycopg copies a table on its first write, so a dumper,
-    loader or type registered by any route (psycopg's base-class methods called on
-    ``conn.adapters`` included, which skip :func:`watch_adapters`) changes one of them:
-    the checkin guard compares them with the ones recorded when the connection was pooled.
+    """The tables behind the connection's adapters map, or None where psycopg keeps them
+    otherwise. psycopg copies a table on its first write, so a dumper, loader or type
+    registered by any route (psycopg's base-class methods called on ``conn.adapters``
+    included, which skip :func:`watch_adapters`) replaces one of them: the checkout
+    compares them, by identity, with the ones recorded when the connection was pooled
+    (:func:`adapters_changed`).
     """
     try:
         a = conn._adapters
         d, o, lo = a._dumpers, a._dumpers_by_oid, a._loaders
-        return (*d.values(), o[0], o[1], lo[0], lo[1], a.types._registry)
+        return (d[_AUTO], d[_TEXT], d[_BINARY], o[0], o[1], lo[0], lo[1], a.types._registry)
     except (AttributeError, LookupError, TypeError):
         return None
+
+
+def adapters_changed(conn: Any) -> bool:
+    """A table of the connection's adapters map is not the one :func:`adapters_tables`
+    recorded (``conn._tg_adapters``). Identity only: one attribute chain per table."""
+    rec = conn._tg_adapters
+    if rec is None:
+        return False
+    try:
+        a = conn._adapters
+        d, o, lo = a._dumpers, a._dumpers_by_oid, a._loaders
+        return not (
+            d[_AUTO] is rec[0]
+            and d[_TEXT] is rec[1]
+            and d[_BINARY] is rec[2]
+            and o[0] is rec[3]
+            and o[1] is rec[4]
+            and lo[0] is rec[5]
+            and lo[1] is rec[6]
+            and a.types._registry is rec[7]
+        )
+    except (AttributeError, LookupError, TypeError):
+        return True
+
+
+def _pyformats() -> tuple[Any, Any, Any]:
+    from psycopg.adapt import PyFormat
+
+    return PyFormat.AUTO, PyFormat.TEXT, PyFormat.BINARY
+
+
+_AUTO, _TEXT, _BINARY = _pyformats()

@@ -38,7 +38,7 @@ from tenantguard.drivers.psycopg._connection import (
     TenantServerCursor,
 )
 from tenantguard.drivers.psycopg._connection_base import note_attributes, track_handlers
-from tenantguard.drivers.psycopg._internals import adapters_tables
+from tenantguard.drivers.psycopg._internals import adapters_changed
 from tenantguard.drivers.psycopg._pool_base import (
     HELPER_EXISTS_QUERY,
     HELPER_SETTINGS_QUERY,
@@ -305,12 +305,12 @@ class _Lease(LeaseBase):
                 or (len(conn.__dict__) != conn._tg_dict_len)
                 or (conn.lock is not conn._tg_public[1])
                 or (pg is not conn._tg_public[0])
-                or (adapters_tables(conn) != conn._tg_adapters)
+                or adapters_changed(conn)
             ) and self.pool._core.checkout_refused(
                 conn, stale
             ):  # held by a reference kept past its lease
                 # (see attributes_replaced)
-                # registered by any route
+                # registered by any route, psycopg's base classes too
                 st.end_lease()
                 if not conn.closed:
                     conn.close()

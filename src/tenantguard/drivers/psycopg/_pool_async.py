@@ -39,7 +39,7 @@ from tenantguard.drivers.psycopg._connection_async import (
     AsyncTenantServerCursor,
 )
 from tenantguard.drivers.psycopg._connection_base import note_attributes, track_handlers
-from tenantguard.drivers.psycopg._internals import adapters_tables
+from tenantguard.drivers.psycopg._internals import adapters_changed
 from tenantguard.drivers.psycopg._pool_base import (
     HELPER_EXISTS_QUERY,
     HELPER_SETTINGS_QUERY,
@@ -311,7 +311,7 @@ class _AsyncLease(LeaseBase):
                 or len(conn.__dict__) != conn._tg_dict_len  # (see attributes_replaced)
                 or conn.lock is not conn._tg_public[1]
                 or pg is not conn._tg_public[0]
-                or adapters_tables(conn) != conn._tg_adapters  # registered by any route
+                or adapters_changed(conn)  # registered by any route, psycopg's base classes too
             ) and self.pool._core.checkout_refused(conn, stale):
                 st.end_lease()
                 if not conn.closed:

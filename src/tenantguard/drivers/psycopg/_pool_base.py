@@ -191,7 +191,7 @@ def client_changed(conn: Any) -> bool:
         conn._tg_client_changed
         or conn._tg_notice
         or conn._tg_notify
-        or _internals.adapters_tables(conn) != conn._tg_adapters
+        or _internals.adapters_changed(conn)
     )
 
 
@@ -200,7 +200,7 @@ def changed_kind(conn: Any) -> str:
     changed = conn._tg_client_changed
     if isinstance(changed, str):
         return changed
-    if not changed and _internals.adapters_tables(conn) != conn._tg_adapters:
+    if not changed and _internals.adapters_changed(conn):
         return "adapters"
     return "client_state"
 
