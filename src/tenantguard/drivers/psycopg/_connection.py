@@ -63,8 +63,15 @@ if TYPE_CHECKING:
 class TenantCursor(psycopg.Cursor[Row]):
     """A cursor whose statements always run bound to the leased tenant."""
 
+    # No instance __dict__ (as psycopg's cursors): a method planted on the instance
+    # (``cur.fetchall = planted``) would run in the next lease that reuses it (the eleventh
+    # review). Only tenantguard's own slot.
+    __slots__ = ("_tg_exposed",)
     _conn: TenantConnection[Any]
-    _tg_exposed: bool = False  # ``connection`` read since the statement started (_reuse)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tg_exposed = False  # ``connection`` read since the statement started (_reuse)
 
     @property
     def connection(self) -> TenantConnection[Any]:

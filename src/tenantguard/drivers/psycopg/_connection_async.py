@@ -68,8 +68,15 @@ if TYPE_CHECKING:
 class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
     """A cursor whose statements always run bound to the leased tenant."""
 
+    # No instance __dict__ (as psycopg's cursors): a method planted on the instance
+    # (``cur.fetchall = planted``) would run in the next lease that reuses it (the eleventh
+    # review). Only tenantguard's own slot.
+    __slots__ = ("_tg_exposed",)
     _conn: AsyncTenantConnection[Any]
-    _tg_exposed: bool = False  # ``connection`` read since the statement started (_reuse)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tg_exposed = False  # ``connection`` read since the statement started (_reuse)
 
     @property
     def connection(self) -> AsyncTenantConnection[Any]:

@@ -287,14 +287,29 @@ def adapters_tables(conn: Any) -> tuple[Any, ...] | None:
     try:
         a = conn._adapters
         d, o, lo = a._dumpers, a._dumpers_by_oid, a._loaders
-        return (d[_AUTO], d[_TEXT], d[_BINARY], o[0], o[1], lo[0], lo[1], a.types._registry)
+        p = conn._prepared
+        return (
+            d[_AUTO],
+            d[_TEXT],
+            d[_BINARY],
+            o[0],
+            o[1],
+            lo[0],
+            lo[1],
+            a.types._registry,
+            a.types,  # the registry object itself: a public attribute of the map
+            p.prepare_threshold,  # psycopg's base-class setters skip tenantguard's mark
+            p.prepared_max,
+        )
     except (AttributeError, LookupError, TypeError):
         return None
 
 
 def adapters_changed(conn: Any) -> bool:
-    """A table of the connection's adapters map is not the one :func:`adapters_tables`
-    recorded (``conn._tg_adapters``). Identity only: one attribute chain per table."""
+    """A table of the connection's adapters map, its types registry, or psycopg's
+    preparation settings are not the ones :func:`adapters_tables` recorded
+    (``conn._tg_adapters``; the eleventh review replaced ``conn.adapters.types`` and set
+    ``prepare_threshold`` through psycopg's base-class property)."""
     rec = conn._tg_adapters
     if rec is None:
         return False
@@ -310,6 +325,9 @@ def adapters_changed(conn: Any) -> bool:
             and lo[0] is rec[5]
             and lo[1] is rec[6]
             and a.types._registry is rec[7]
+            and a.types is rec[8]
+            and conn._prepared.prepare_threshold == rec[9]
+            and conn._prepared.prepared_max == rec[10]
         )
     except (AttributeError, LookupError, TypeError):
         return True

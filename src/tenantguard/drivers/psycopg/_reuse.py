@@ -33,6 +33,7 @@ from weakref import getweakrefcount, ref
 
 from psycopg.adapt import AdaptersMap, PyFormat
 from psycopg.pq import ConnStatus, Format
+from psycopg.types import TypesRegistry
 
 from tenantguard.drivers.psycopg import _internals
 
@@ -111,6 +112,7 @@ def _same_adapters(mine: AdaptersMap, conn: AdaptersMap) -> bool:
         and md[PTEXT] is cd[PTEXT]
         and md[PBINARY] is cd[PBINARY]
         and mine.types._registry is conn.types._registry
+        and type(mine.types) is TypesRegistry  # (``cur.adapters.types = planted``)
     )
 
 
