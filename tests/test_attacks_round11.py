@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from psycopg.types import TypesRegistry
 
-from attack_payloads import DEFENDED
+from attack_payloads import DEFENDED, FAST_ONLY
 from tenantguard import TenantPool, tenant
 from tenantguard.drivers.psycopg import _internals, _pool, _pool_async
 from tenantguard.drivers.psycopg._connection import TenantCursor
@@ -69,6 +69,7 @@ def test_a_planted_types_registry_never_runs_in_the_next_lease(saas, monkeypatch
         assert loot and {r[0] for r in loot} == {2}
 
 
+@FAST_ONLY  # (cursor reuse is the fast path's)
 @DEFENDED
 def test_a_method_planted_on_the_reused_cursor_never_runs_in_the_next_lease(  # type: ignore[no-untyped-def]
     saas, monkeypatch, defended
