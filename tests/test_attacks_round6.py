@@ -262,7 +262,7 @@ def test_async_kept_reference_psycopg_cursor_in_the_next_tenants_transaction(  #
 def test_what_psycopg_sends_itself_keeps_the_connection(saas) -> None:  # type: ignore[no-untyped-def]
     """Transactions, savepoints, pipelines, named cursors, COPY, stream, executemany and
     transaction characteristics on a lease are screened as tenantguard's own: no
-    connection is replaced for them (the names in CONTROL_GENERATORS are psycopg's)."""
+    connection is replaced for them (the code objects in _internals.CONTROL_CODES are psycopg's)."""
     with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
         with tenant(1), pool.connection() as conn:
             pid = conn.info.backend_pid

@@ -163,7 +163,7 @@ def test_composable_in_executemany_is_rendered_once(saas, monkeypatch, defended)
 # psycopg's ServerCursor.scroll(value) / fetchmany(size) render the count with
 # sql.Literal(value) into "MOVE ... {value} FROM name" / "FETCH FORWARD {size} FROM name"
 # and send it with the simple query protocol (several statements allowed). The generators
-# are _scroll_gen / _fetch_gen, in CONTROL_GENERATORS: neither classified nor marked. A
+# are _scroll_gen / _fetch_gen, then let through by name: neither classified nor marked. A
 # Decimal subclass's __str__ is what psycopg's numeric dumper puts in the text, unquoted.
 
 
@@ -324,7 +324,7 @@ def test_async_kept_reference_cannot_take_the_next_tenants_pass(
 # Round 6 closed psycopg.Cursor.execute(conn.cursor(), ...). The same trick on the
 # connection: psycopg.Connection.set_read_only(conn, ...) etc. are psycopg's public methods;
 # called on a TenantConnection they skip the override (no leased(), no mark). Their
-# generators are in CONTROL_GENERATORS (holder: let through), or they do no conn.wait()
+# generators were let through by name (holder), or they do no conn.wait()
 # at all (cancel, cancel_safe, close, add_notice_handler).
 
 
@@ -500,7 +500,7 @@ def test_sync_kept_reference_retrying_never_rides_the_next_tenants_pass(  # type
         assert stolen and {r[0] for r in stolen} == {2}
 
 
-# ------------------------ 6. a generator's __name__ is writable: CONTROL_GENERATORS spoofed
+# ------------------------ 6. a generator's __name__ is writable: the name-based allowlist spoofed
 #
 # screen_wait trusts gen.__name__. psycopg's cursors call self._conn.wait(gen): a cursor
 # built on a stand-in object that forwards everything to the tenant connection, except

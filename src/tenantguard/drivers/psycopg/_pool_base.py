@@ -521,20 +521,13 @@ class PoolCore:
             return conn.closed
         if st.effects or self.verify == "always":
             return False
-        # (client_changed and _reported, inlined: every lease passes here)
+        # (client_changed inlined, without the adapters: compared at checkout)
         if st.client is not None and (
             conn._tg_client_changed or conn._tg_notice or conn._tg_notify
-        ):  # (the adapters' tables: compared at the next checkout, before any lease)
+        ):
             return False
-        if st.baseline is not None:
-            ps = pg.parameter_status
-            if (
-                ps(b"search_path"),
-                ps(b"session_authorization"),
-                ps(b"standard_conforming_strings"),
-                ps(b"client_encoding"),
-            ) != st.baseline_reported:
-                return False  # (the same bytes as at the baseline, which matched it: clean)
+        if st.baseline is not None and _reported(pg) != st.baseline_reported:
+            return False  # (the same bytes as at the baseline, which matched it: clean)
         self._count_checkin()
         st.end_lease()
         return True
