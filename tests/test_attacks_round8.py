@@ -34,7 +34,7 @@ from attack_payloads import (
 from conftest import Scratch, build_saas, make_scratch
 from tenantguard import AsyncTenantPool, TenantPool, tenant
 from tenantguard.admin import create_key
-from tenantguard.drivers.psycopg import _connection, _connection_async, _fastpath
+from tenantguard.drivers.psycopg import _connection, _connection_async, _fastpath, _internals
 from tenantguard.drivers.psycopg._pool_base import PoolCore
 from tenantguard.errors import LeaseNotHeld, SessionStateRefused
 
@@ -44,6 +44,9 @@ def _unrendered(monkeypatch: pytest.MonkeyPatch) -> None:
     for m in (_connection, _connection_async):
         monkeypatch.setattr(m, "rendered", lambda query, cursor: query)
     monkeypatch.setattr(_fastpath, "exact_bytes", lambda pgq: None)
+    # (and psycopg's own prepared-statement cache, which takes any key: the twelfth review's
+    # exact keys refuse a bytes subclass too)
+    monkeypatch.setattr(_internals, "exact_prepared", lambda conn: False)
 
 
 def _checkout_unchecked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -53,7 +53,7 @@ def _with(dsn: str, **changes: str) -> str:
     return psycopg.conninfo.make_conninfo(**params)
 
 
-def setup(admin_dsn: str, tenants: int) -> None:
+def setup(admin_dsn: str, tenants: int, policy_shapes: bool = False) -> None:
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         install(conn, InstallSpec(app_role=APP, owner_role=OWNER))
         conn.execute("DROP TABLE IF EXISTS public.items")
@@ -77,6 +77,60 @@ def setup(admin_dsn: str, tenants: int) -> None:
         )
         conn.execute("ANALYZE public.items")
         conn.execute("ANALYZE public.items_plain")
+        if policy_shapes:
+            _policy_shapes(conn)
+
+
+#: --policy-shapes: the same rows under other policy shapes, each read through TenantPool.
+SHAPES = {
+    # One permissive policy (no RESTRICTIVE guard): one InitPlan instead of two.
+    "items_single": [
+        "CREATE POLICY p ON public.items_single USING ({pred}) WITH CHECK ({pred})",
+    ],
+    # The RESTRICTIVE guard alone decides; the permissive policy admits every row.
+    "items_guard_true": [
+        "CREATE POLICY p ON public.items_guard_true USING (true) WITH CHECK (true)",
+        "CREATE POLICY g ON public.items_guard_true AS RESTRICTIVE USING ({pred}) "
+        "WITH CHECK ({pred})",
+    ],
+    # The pair, with a helper that reads the setting once (COALESCE(NULLIF(..), fail)).
+    "items_onecall": [
+        "CREATE POLICY p ON public.items_onecall USING ({pred1}) WITH CHECK ({pred1})",
+        "CREATE POLICY g ON public.items_onecall AS RESTRICTIVE USING ({pred1}) "
+        "WITH CHECK ({pred1})",
+    ],
+}
+_PRED = "tenant_id = (SELECT tenantguard.current_tenant()::bigint)"
+_PRED1 = "tenant_id = (SELECT tenantguard.current_tenant_onecall()::bigint)"
+
+
+def _policy_shapes(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(
+        "CREATE OR REPLACE FUNCTION tenantguard.current_tenant_onecall() RETURNS text "
+        "LANGUAGE sql STABLE PARALLEL SAFE AS $$SELECT COALESCE(NULLIF("
+        "pg_catalog.current_setting('app.tenant_id', true), ''), "
+        "tenantguard._fail('app.tenant_id', 'tenant'))$$"
+    )
+    conn.execute(
+        sql.SQL("GRANT EXECUTE ON FUNCTION tenantguard.current_tenant_onecall() TO {}").format(
+            sql.Identifier(APP)
+        )
+    )
+    for table, policies in SHAPES.items():
+        ident = sql.Identifier("public", table)
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
+        conn.execute(sql.SQL("CREATE TABLE {} AS SELECT * FROM public.items").format(ident))
+        conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (tenant_id, id)").format(ident))
+        conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(ident, sql.Identifier(OWNER)))
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY").format(
+                ident
+            )
+        )
+        for text in policies:
+            conn.execute(text.format(pred=_PRED, pred1=_PRED1).encode())
+        conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(ident, sql.Identifier(APP)))
+        conn.execute(sql.SQL("ANALYZE {}").format(ident))
 
 
 Op = Callable[[int], None]
@@ -94,7 +148,9 @@ def backend_cpu(pid: int) -> float | None:
 
 
 @contextlib.contextmanager
-def variants(admin_dsn: str, size: int = 1) -> Iterator[dict[str, tuple[Op, Callable[[], int]]]]:
+def variants(
+    admin_dsn: str, size: int = 1, policy_shapes: bool = False
+) -> Iterator[dict[str, tuple[Op, Callable[[], int]]]]:
     app_dsn = _with(admin_dsn, user=APP)
     kw: dict[str, Any] = {"autocommit": True}
     sizes = {"min_size": size, "max_size": size}
@@ -121,23 +177,34 @@ def variants(admin_dsn: str, size: int = 1) -> Iterator[dict[str, tuple[Op, Call
         with plain.connection() as conn:
             conn.execute(q_where, (t, t * 1000 + 7)).fetchall()
 
-    def op_tg(pool: TenantPool) -> Op:
+    def op_tg(pool: TenantPool, query: str = q_rls) -> Op:
         def op(t: int) -> None:
             with tenant(t), pool.connection() as conn:
-                conn.execute(q_rls, (t * 1000 + 7,)).fetchall()
+                conn.execute(query, (t * 1000 + 7,)).fetchall()
 
         return op
 
+    found: dict[str, tuple[Op, Callable[[], int]]] = {
+        "pool_where": (op_where, pid_of(plain)),
+        "tenantguard": (op_tg(pinned), pid_of(pinned)),
+        "tenantguard unpinned": (op_tg(unpinned), pid_of(unpinned)),
+    }
+    shaped: list[TenantPool] = []
+    if policy_shapes:  # each on its own pool: one backend each, for its server CPU
+        for table in SHAPES:
+            pool = TenantPool(app_dsn, tenant_kind="bigint", **sizes)
+            pool.pool.wait()
+            shaped.append(pool)
+            query = q_rls.replace("public.items", f"public.{table}")
+            found[f"tenantguard {table}"] = (op_tg(pool, query), pid_of(pool))
     try:
-        yield {
-            "pool_where": (op_where, pid_of(plain)),
-            "tenantguard": (op_tg(pinned), pid_of(pinned)),
-            "tenantguard unpinned": (op_tg(unpinned), pid_of(unpinned)),
-        }
+        yield found
     finally:
         plain.close()
         pinned.close()
         unpinned.close()
+        for pool in shaped:
+            pool.close()
 
 
 def measure(
@@ -197,17 +264,22 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=1, help="client threads per cell")
     ap.add_argument("--pool-size", type=int, default=None, help="default: 1, or 4 with threads")
+    ap.add_argument(
+        "--policy-shapes",
+        action="store_true",
+        help="also read copies of the table under other policy shapes (see SHAPES)",
+    )
     args = ap.parse_args()
     size = args.pool_size or (4 if args.threads > 1 else 1)
     with contextlib.ExitStack() as stack:
         dsn = args.dsn or stack.enter_context(embedded_postgres(prefix="tg-bench-pm-"))
-        setup(dsn, args.tenants)
+        setup(dsn, args.tenants, args.policy_shapes)
         rnd = random.Random(7)
         ratios: dict[str, list[float]] = {}
         raw: dict[str, list[float]] = {}
         cpu: dict[str, list[float]] = {}
         count: dict[str, int] = {}
-        with variants(dsn, size) as ops:
+        with variants(dsn, size, args.policy_shapes) as ops:
             names = list(ops)
             pids = {name: ops[name][1]() for name in names}
             for r in range(args.rounds):

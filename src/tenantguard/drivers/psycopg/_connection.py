@@ -92,6 +92,11 @@ class TenantCursor(psycopg.Cursor[Row]):
             untyped(super()).execute(query, params, prepare=prepare, binary=binary)
             return self
         if fast_path_open(conn):  # one autocommit statement (fail-closed in autocommit_bind)
+            if type(query) is not str and type(query) is not bytes:
+                # psycopg keeps the query as the cursor's _last_query and reads it at the
+                # start of the next statement (the next lease's, on a reused cursor): the
+                # caller's own object, a str subclass say, would run there (twelfth review).
+                query = rendered(query, self)
             binding, encoded = st.autocommit_bind()
             self._fast_execute(st, binding, encoded, query, params, prepare, binary)
             st.bound = conn.pgconn.transaction_status != IDLE

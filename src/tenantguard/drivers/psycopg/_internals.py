@@ -31,6 +31,7 @@ __all__ = [
     "TEMPLATES",
     "TESTED_SERIES",
     "capability",
+    "exact_prepared",
     "watch_adapters",
 ]
 
@@ -143,6 +144,56 @@ def watch_adapters(conn: Any, hook: Any) -> bool:
     assert isinstance(watched, AdaptersMap)
     conn._adapters = watched
     return True
+
+
+def exact_prepared(conn: Any) -> bool:
+    """Key psycopg's prepared-statement cache of a new pool connection only by exact
+    values: the query's bytes and each parameter's type oid (an ``int``).
+
+    The cache lives as long as the connection, across leases, and every statement looks
+    itself up in it: a key holding the caller's object (a dumper registered on a cursor,
+    whose ``oid`` is an ``int`` subclass) would have its ``__eq__`` run inside a later
+    lease's lookup (the twelfth review). A statement with such a key is refused before
+    anything is sent. Without psycopg's internals the fallback is public: the connection
+    prepares nothing (``prepare_threshold = None``), so psycopg keeps no keys. True when
+    the exact cache is installed.
+    """
+    if not FAST:
+        conn.prepare_threshold = None
+        return False
+    old = conn._prepared
+    new = _exact_keys_class()()
+    new.prepare_threshold = old.prepare_threshold
+    new.prepared_max = old.prepared_max
+    conn._prepared = new
+    return True
+
+
+_EXACT_KEYS: list[type[Any]] = []
+
+
+def _exact_keys_class() -> type[Any]:
+    if _EXACT_KEYS:
+        return _EXACT_KEYS[0]
+    from psycopg._preparing import PrepareManager
+
+    class ExactKeys(PrepareManager):
+        @staticmethod
+        def key(query: Any) -> tuple[bytes, tuple[int, ...]]:
+            q, types = query.query, query.types
+            if type(q) is not bytes or type(types) is not tuple:
+                raise TypeError("tenantguard: a converted query is not exact bytes and a tuple")
+            for oid in types:
+                if type(oid) is not int:
+                    raise TypeError(
+                        f"tenantguard: a parameter's type oid is a {type(oid).__name__}, not an "
+                        "int (a dumper registered with such an oid); nothing was sent: give "
+                        "the dumper an int oid"
+                    )
+            return (q, types)
+
+    _EXACT_KEYS.append(ExactKeys)
+    return ExactKeys
 
 
 def _mark(watched: Any) -> None:
@@ -300,6 +351,7 @@ def adapters_tables(conn: Any) -> tuple[Any, ...] | None:
             a.types,  # the registry object itself: a public attribute of the map
             p.prepare_threshold,  # psycopg's base-class setters skip tenantguard's mark
             p.prepared_max,
+            p,  # the cache object (exact_prepared): replaced, its keys are unchecked
         )
     except (AttributeError, LookupError, TypeError):
         return None
@@ -328,6 +380,7 @@ def adapters_changed(conn: Any) -> bool:
             and a.types is rec[8]
             and conn._prepared.prepare_threshold == rec[9]
             and conn._prepared.prepared_max == rec[10]
+            and conn._prepared is rec[11]
         )
     except (AttributeError, LookupError, TypeError):
         return True

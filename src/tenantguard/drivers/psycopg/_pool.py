@@ -205,6 +205,7 @@ class TenantPool:
         conn.cursor_factory = TenantCursor
         conn.server_cursor_factory = TenantServerCursor
         track_handlers(conn)
+        _internals.exact_prepared(conn)  # before any statement: nothing cached yet
         cur = conn._raw_cursor()  # made now, before any lease: see _raw_cursor
         if self._core.check_role:
             query, params = self._core.role_query()
