@@ -31,6 +31,9 @@ LOOT = "SELECT pg_catalog.current_setting('x.loot', true)"
 
 # The replant targets the fast path's _tg_bind (psycopg's own _pg3_N names otherwise).
 FAST_ONLY = pytest.mark.skipif(not fast_path()[0], reason="the default fast path's names")
+#: Pool kwargs that keep psycopg's statement preparation on both paths (the public-API path
+#: prepares nothing unless the caller sets a threshold): for attacks on prepared statements.
+PSYCOPG_PREPARES = {"prepare_threshold": 5}
 DEFENDED = pytest.mark.parametrize("defended", [True, False], ids=["defended", "control"])
 
 

@@ -20,6 +20,7 @@ import pytest
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from attack_payloads import PSYCOPG_PREPARES
 from conftest import temp_granted
 from tenantguard import AsyncTenantPool, TenantPool, tenant
 from tenantguard.core import session as session_mod
@@ -437,7 +438,9 @@ def _prepare_then(pool: TenantPool, attack: str) -> list[Any]:
 
 @pytest.mark.parametrize("attack", ["DEALLOCATE {name}", "DEALLOCATE ALL"])
 def test_dropped_driver_statements_do_not_fail_the_next_tenant(saas, attack: str) -> None:  # type: ignore[no-untyped-def]
-    with TenantPool(saas.app_dsn, session_state="reset", min_size=1, max_size=1) as pool:
+    with TenantPool(
+        saas.app_dsn, session_state="reset", min_size=1, max_size=1, kwargs=PSYCOPG_PREPARES
+    ) as pool:
         assert _prepare_then(pool, attack) == [4, 4, 4, 4]
         if not fast_path()[0]:
             return  # the public-API path has no re-prepare: the classifier is the defence
@@ -828,9 +831,10 @@ def test_python_side_state_never_reaches_the_next_lease_async(saas) -> None:  # 
                 await conn.set_read_only(True)
             async with pool.connection(tenant_id=1) as conn:
                 assert conn.info.backend_pid != pid and conn.read_only is None
-                conn.prepare_threshold = None
+                default = conn.prepare_threshold  # (None on the public-API path)
+                conn.prepare_threshold = 0 if default is None else None
             async with pool.connection(tenant_id=2) as conn:
-                assert conn.prepare_threshold == 5  # psycopg's default, not the lease's
+                assert conn.prepare_threshold == default  # the pool's, not the lease's
             assert pool.guard_stats.by_kind["client_state"] == 2
 
     asyncio.run(main())

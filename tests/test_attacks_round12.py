@@ -120,7 +120,7 @@ def test_an_oid_planted_in_the_prepared_cache_never_runs_in_the_next_lease(  # t
     saas, monkeypatch, defended
 ) -> None:
     if not defended:  # the control: psycopg's own cache, psycopg's default threshold
-        monkeypatch.setattr(_internals, "exact_prepared", lambda conn: False)
+        monkeypatch.setattr(_internals, "exact_prepared", lambda conn, **kw: False)
     loot: list[Any] = []
     ran: list[str] = []
     armed: list[bool] = []
@@ -205,3 +205,6 @@ def test_the_fallback_prepares_nothing(saas, monkeypatch) -> None:  # type: igno
                 "SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE name LIKE '_pg3%%'"
             ).fetchone()
     assert prepared == (0,)  # psycopg prepared nothing
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1, kwargs={"prepare_threshold": 2}) as pool:
+        with tenant(1), pool.connection() as conn:
+            assert conn.prepare_threshold == 2  # the caller's choice: psycopg's own cache

@@ -46,7 +46,7 @@ def _unrendered(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_fastpath, "exact_bytes", lambda pgq: None)
     # (and psycopg's own prepared-statement cache, which takes any key: the twelfth review's
     # exact keys refuse a bytes subclass too)
-    monkeypatch.setattr(_internals, "exact_prepared", lambda conn: False)
+    monkeypatch.setattr(_internals, "exact_prepared", lambda conn, **kw: False)
 
 
 def _checkout_unchecked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from attack_payloads import DEFENDED, FAST_ONLY
+from attack_payloads import DEFENDED, FAST_ONLY, PSYCOPG_PREPARES
 from tenantguard import AsyncTenantPool, TenantPool, tenant
 from tenantguard.drivers.psycopg import _connection, _connection_async, _fastpath
 from tenantguard.drivers.psycopg._pool_base import PoolCore
@@ -79,7 +79,7 @@ def test_an_aborted_pipeline_never_fails_the_next_tenants_requests(
 ) -> None:  # type: ignore[no-untyped-def]
     if not defended:
         _pipelines_unmarked(monkeypatch)
-    with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1, kwargs=PSYCOPG_PREPARES) as pool:
         with tenant(1), pool.connection() as conn:
             _poison_prepared_cache(conn)
         outcomes = _later_requests(pool)

@@ -146,7 +146,7 @@ def watch_adapters(conn: Any, hook: Any) -> bool:
     return True
 
 
-def exact_prepared(conn: Any) -> bool:
+def exact_prepared(conn: Any, *, keep_threshold: bool = False) -> bool:
     """Key psycopg's prepared-statement cache of a new pool connection only by exact
     values: the query's bytes and each parameter's type oid (an ``int``).
 
@@ -155,11 +155,13 @@ def exact_prepared(conn: Any) -> bool:
     whose ``oid`` is an ``int`` subclass) would have its ``__eq__`` run inside a later
     lease's lookup (the twelfth review). A statement with such a key is refused before
     anything is sent. Without psycopg's internals the fallback is public: the connection
-    prepares nothing (``prepare_threshold = None``), so psycopg keeps no keys. True when
-    the exact cache is installed.
+    prepares nothing (``prepare_threshold = None``), so psycopg keeps no keys, unless the
+    pool's caller chose a threshold (*keep_threshold*: psycopg's own cache then, as asked).
+    True when the exact cache is installed.
     """
     if not FAST:
-        conn.prepare_threshold = None
+        if not keep_threshold:
+            conn.prepare_threshold = None
         return False
     old = conn._prepared
     new = _exact_keys_class()()

@@ -212,7 +212,9 @@ class AsyncTenantPool:
         conn.cursor_factory = AsyncTenantCursor
         conn.server_cursor_factory = AsyncTenantServerCursor
         track_handlers(conn)
-        _internals.exact_prepared(conn)  # before any statement: nothing cached yet
+        # Before any statement: nothing cached yet. (Without the fast path a threshold the
+        # caller chose is kept, with psycopg's own cache: see exact_prepared.)
+        _internals.exact_prepared(conn, keep_threshold="prepare_threshold" in self._kwargs)
         cur = conn._raw_cursor()  # made now, before any lease: see _raw_cursor
         if self._core.check_role:
             query, params = self._core.role_query()
