@@ -243,12 +243,12 @@ def _instructions(app: str, raw: str, name: str, n: int, out_dir: str) -> int:
     raise RuntimeError(f"no summary in {out}")
 
 
-def callgrind_profile(app: str, raw: str, n: int) -> None:
+def callgrind_profile(app: str, raw: str, n: int, only: list[str] | None = None) -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("--callgrind needs valgrind (apt-get install -y valgrind)")
     rows = []
     with tempfile.TemporaryDirectory(prefix="tg-callgrind-") as tmp:
-        for name in PATHS + PARTS:
+        for name in only or PATHS + PARTS:
             a = _instructions(app, raw, name, n, tmp)
             b = _instructions(app, raw, name, 4 * n, tmp)
             rows.append((name, (b - a) / (3 * n)))
@@ -270,6 +270,11 @@ def main() -> None:
         help="run the client and the paths' server backends on this CPU (local server, Linux):"
         " removes the run-to-run noise of where the scheduler puts each backend",
     )
+    ap.add_argument(
+        "--paths",
+        help="with --callgrind: only these paths, comma-separated (default: all), e.g. "
+        "pool_where,tenantguard",
+    )
     ap.add_argument("--one-path", help=argparse.SUPPRESS)
     ap.add_argument("--app-dsn", help=argparse.SUPPRESS)
     ap.add_argument("--raw-dsn", help=argparse.SUPPRESS)
@@ -287,7 +292,8 @@ def main() -> None:
             ds = build_dataset(a, TENANTS, ROWS)
         app, raw = _with(dsn0, user=ds.app_role), _with(dsn0, user=ds.raw_role)
         if args.callgrind:
-            callgrind_profile(app, raw, max(200, args.n // 10))
+            only = args.paths.split(",") if args.paths else None
+            callgrind_profile(app, raw, max(200, args.n // 10), only)
         else:
             cpu_profile(app, raw, args.n, args.rounds, args.pin)
 

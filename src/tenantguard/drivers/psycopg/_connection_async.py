@@ -21,9 +21,11 @@ from tenantguard.core.session import ConnState
 from tenantguard.drivers.psycopg import _reuse
 from tenantguard.drivers.psycopg._connection_base import (
     IDLE,
+    KEPT_AS_IS,
     NEEDS_TX,
     NO_PARAMS,
     PIPELINE_ABORTED,
+    PLAIN_VALUES,
     REUSE,
     TrackedHandlers,
     exact,
@@ -71,12 +73,13 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
     # No instance __dict__ (as psycopg's cursors): a method planted on the instance
     # (``cur.fetchall = planted``) would run in the next lease that reuses it (the eleventh
     # review). Only tenantguard's own slot.
-    __slots__ = ("_tg_exposed",)
+    __slots__ = ("_tg_exposed", "_tg_foreign")
     _conn: AsyncTenantConnection[Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._tg_exposed = False  # ``connection`` read since the statement started (_reuse)
+        self._tg_foreign = False  # a parameter of a class outside PLAIN_VALUES (_reuse)
 
     @property
     def connection(self) -> AsyncTenantConnection[Any]:
@@ -97,7 +100,7 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
             await untyped(super()).execute(query, params, prepare=prepare, binary=binary)
             return self
         if fast_path_open(conn):  # one autocommit statement (fail-closed in autocommit_bind)
-            if type(query) is not str and type(query) is not bytes:
+            if type(query) not in KEPT_AS_IS:
                 # psycopg keeps the query as the cursor's _last_query and reads it at the
                 # start of the next statement (the next lease's, on a reused cursor): the
                 # caller's own object, a str subclass say, would run there (twelfth review).
@@ -105,6 +108,15 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
             binding, encoded = st.autocommit_bind()
             await self._fast_execute(st, binding, encoded, query, params, prepare, binary)
             st.bound = conn.pgconn.transaction_status != IDLE
+            if params:  # (plain_params, inlined: the hot path)
+                for value in params.values() if type(params) is dict else params:
+                    kind = type(value)
+                    if type(kind) is not type or kind not in PLAIN_VALUES:
+                        # Its class is a key of the Transformer's dumper cache, which the
+                        # next lease's lookups compare with (a metaclass's __eq__ would run
+                        # there: the thirteenth review): that lease gets a new Transformer.
+                        self._tg_foreign = True
+                        break
             return self
         pipelined = in_pipeline(conn)
         bind = st.bind_needed(conn.pgconn.transaction_status, pipelined)

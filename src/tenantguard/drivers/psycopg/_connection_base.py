@@ -15,11 +15,14 @@ the pools set the state when they create the connection.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from psycopg.abc import Params, Query
 from psycopg.pq import PipelineStatus, TransactionStatus
-from psycopg.sql import Composable
+from psycopg.sql import SQL, Composable, Composed
 
 from tenantguard.core.session import ConnState
 from tenantguard.drivers.psycopg import _reuse
@@ -193,6 +196,25 @@ def int_attribute(name: str) -> Any:
     return property(fget, fset)
 
 
+#: Query types the fast path hands psycopg as they are: psycopg reads a kept query only
+#: through ``bool()`` and identity, and these define neither (the converted bytes are what
+#: the fast path classifies). Passing a constant ``sql.Composed`` as is keeps psycopg's
+#: Transformer across statements, as with a constant ``str``.
+KEPT_AS_IS: frozenset[type] = frozenset({str, bytes, Composed, SQL})
+
+
+#: Parameter classes whose dumpers psycopg may cache for the next lease: plain values whose
+#: class (and metaclass, ``type``) compares and hashes by identity. psycopg's Transformer
+#: caches a dumper per parameter class and stays on a cursor that runs the same query object
+#: again, the next lease's too; a lookup there compares classes, so a class whose metaclass
+#: defines ``__eq__`` would run in that lease. Containers (lists, ranges) are not plain:
+#: their items' classes are cached too. A statement with any other parameter leaves a new
+#: Transformer for the next lease (the cursors' fast path checks, ``_reuse.release`` acts).
+PLAIN_VALUES: frozenset[type] = frozenset(
+    {int, str, float, bool, type(None), bytes, Decimal, UUID, date, datetime, time, timedelta}
+)
+
+
 def rendered(query: Any, cursor: Any) -> Any:
     """*query* as an object whose text cannot change between classifying and sending.
 
@@ -313,7 +335,10 @@ def attributes_replaced(conn: Any) -> bool:
     pgconn, lock = conn._tg_public
     if conn.pgconn is not pgconn or conn.lock is not lock:
         return True
-    if any(name[0] != "_" and name not in _PUBLIC_INSTANCE for name in conn.__dict__):
+    if any(
+        type(name) is not str or (name[0] != "_" and name not in _PUBLIC_INSTANCE)
+        for name in conn.__dict__
+    ):
         return True
     conn._tg_dict_len = len(conn.__dict__)
     return False

@@ -380,9 +380,13 @@ def adapters_changed(conn: Any) -> bool:
             and lo[1] is rec[6]
             and a.types._registry is rec[7]
             and a.types is rec[8]
-            and conn._prepared.prepare_threshold == rec[9]
-            and conn._prepared.prepared_max == rec[10]
-            and conn._prepared is rec[11]
+            and (p := conn._prepared) is rec[11]
+            # exact types before ``==``: a value set through psycopg's base-class property
+            # is the lease's object, and this runs in the next lease (thirteenth review)
+            and ((t := p.prepare_threshold) is None or type(t) is int)
+            and t == rec[9]
+            and type(m := p.prepared_max) is int
+            and m == rec[10]
         )
     except (AttributeError, LookupError, TypeError):
         return True

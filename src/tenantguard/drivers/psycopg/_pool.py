@@ -297,7 +297,9 @@ class _Lease(LeaseBase):
             # full check, which records what it finds.
             pg = conn.pgconn
             while (
-                stale
+                pg is not conn._tg_public[0]
+                or conn.lock is not conn._tg_public[1]
+                or stale
                 or pg.status
                 or pg.transaction_status
                 or pg.pipeline_status
@@ -306,12 +308,10 @@ class _Lease(LeaseBase):
                 or conn._tg_notify
                 or conn.lock.locked()
                 or (len(conn.__dict__) != conn._tg_dict_len)
-                or (conn.lock is not conn._tg_public[1])
-                or (pg is not conn._tg_public[0])
                 or adapters_changed(conn)
-            ) and self.pool._core.checkout_refused(
-                conn, stale
-            ):  # held by a reference kept past its lease
+            ) and self.pool._core.checkout_refused(conn, stale):
+                # Identities first: nothing a lease may have planted is called before them.
+                # held by a reference kept past its lease
                 # (see attributes_replaced)
                 # registered by any route, psycopg's base classes too
                 st.end_lease()

@@ -303,7 +303,10 @@ class _AsyncLease(LeaseBase):
             # full check, which records what it finds.
             pg = conn.pgconn
             while (
-                stale
+                # Identities first: nothing a lease may have planted is called before them.
+                pg is not conn._tg_public[0]
+                or conn.lock is not conn._tg_public[1]
+                or stale
                 or pg.status
                 or pg.transaction_status
                 or pg.pipeline_status
@@ -312,8 +315,6 @@ class _AsyncLease(LeaseBase):
                 or conn._tg_notify
                 or conn.lock.locked()  # held by a reference kept past its lease
                 or len(conn.__dict__) != conn._tg_dict_len  # (see attributes_replaced)
-                or conn.lock is not conn._tg_public[1]
-                or pg is not conn._tg_public[0]
                 or adapters_changed(conn)  # registered by any route, psycopg's base classes too
             ) and self.pool._core.checkout_refused(conn, stale):
                 st.end_lease()

@@ -164,8 +164,8 @@ def release(conn: Any) -> None:
     if tx is not None:
         tx.set_pgresult(None)
     st = conn._tg_state
-    exposed = cur._tg_exposed and FRESH_TRANSFORMER
-    cur._tg_exposed = False
+    exposed = (cur._tg_exposed or cur._tg_foreign) and FRESH_TRANSFORMER
+    cur._tg_exposed = cur._tg_foreign = False
     if st is None or st.effects or st.slow_path or exposed:
         # psycopg keeps a cursor's Transformer while it runs the same query object, and
         # the Transformer's loaders and dumpers hold the time zone, DateStyle and
