@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -51,3 +52,24 @@ def loot_after_tenant2(pool: Any) -> str | None:
     with tenant(1), pool.connection() as conn:
         row = conn.execute(LOOT).fetchone()
     return None if row is None else row[0]
+
+
+def spy(loot: list[Any]) -> Any:
+    """A row factory that copies every row it makes into *loot* (set by the attacker)."""
+
+    def factory(cur: Any) -> Any:
+        def make(values: Any) -> Any:
+            loot.append(tuple(values))
+            return tuple(values)
+
+        return make
+
+    return factory
+
+
+def in_thread(fn: Any) -> None:
+    """Run *fn* in another thread (another tenant's worker) and wait for it."""
+    t = threading.Thread(target=fn)
+    t.start()
+    t.join(30)
+    assert not t.is_alive()

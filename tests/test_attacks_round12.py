@@ -21,36 +21,17 @@ a tenant context is in-process tampering with the application's own objects.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import psycopg
 from psycopg.adapt import Dumper
 
-from attack_payloads import DEFENDED, FAST_ONLY
+from attack_payloads import DEFENDED, FAST_ONLY, in_thread, spy
 from tenantguard import TenantPool, tenant
 from tenantguard.drivers.psycopg import _connection, _internals, _pool, _pool_async
 
 ROWS = "SELECT tenant_id, amount FROM app.invoices ORDER BY amount"
 BY_AMOUNT = "SELECT tenant_id, amount FROM app.invoices WHERE amount > %s ORDER BY amount"
-
-
-def _spy(loot: list[Any]) -> Any:
-    def factory(cur: Any) -> Any:
-        def make(values: Any) -> Any:
-            loot.append(tuple(values))
-            return tuple(values)
-
-        return make
-
-    return factory
-
-
-def _in_thread(fn: Any) -> None:
-    t = threading.Thread(target=fn)
-    t.start()
-    t.join(30)
-    assert not t.is_alive()
 
 
 @FAST_ONLY  # (the slow path renders every query: it never had this)
@@ -69,7 +50,7 @@ def test_the_callers_query_object_never_runs_in_the_next_lease(saas, monkeypatch
             if Sticky.armed:
                 Sticky.armed = False
                 ran.append("next lease")
-                kept[0].row_factory = _spy(loot)  # in tenant 2's thread: "the holder"
+                kept[0].row_factory = spy(loot)  # in tenant 2's thread: "the holder"
             return True
 
     with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
@@ -84,7 +65,7 @@ def test_the_callers_query_object_never_runs_in_the_next_lease(saas, monkeypatch
                 conn.execute("SELECT 1").fetchall()
                 rows.extend(conn.execute(ROWS).fetchall())
 
-        _in_thread(tenant2)
+        in_thread(tenant2)
     assert {r[0] for r in rows} == {2}
     if defended:
         assert ran == [] and loot == []
@@ -133,7 +114,7 @@ def test_an_oid_planted_in_the_prepared_cache_never_runs_in_the_next_lease(  # t
         def __eq__(self, other: object) -> bool:  # psycopg's dict lookup
             if armed and not ran:
                 ran.append("next lease")
-                kept[0].row_factory = _spy(loot)
+                kept[0].row_factory = spy(loot)
             return int.__eq__(self, other)
 
     class Mine:
@@ -164,7 +145,7 @@ def test_an_oid_planted_in_the_prepared_cache_never_runs_in_the_next_lease(  # t
                 conn.execute(BY_AMOUNT, (0,)).fetchall()
                 rows.extend(conn.execute(ROWS).fetchall())
 
-        _in_thread(tenant2)
+        in_thread(tenant2)
     assert {r[0] for r in rows} == {2}
     if defended:
         assert ran == [] and loot == []

@@ -25,30 +25,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from attack_payloads import DEFENDED, FAST_ONLY
+from attack_payloads import DEFENDED, FAST_ONLY, in_thread, spy
 from tenantguard import AsyncTenantPool, TenantPool, tenant
 from tenantguard.drivers.psycopg import _internals, _pool, _pool_async, _reuse
 
 ROWS = "SELECT tenant_id, amount FROM app.invoices ORDER BY amount"
 BY_AMOUNT = "SELECT tenant_id, amount FROM app.invoices WHERE amount > %s ORDER BY amount"
-
-
-def _spy(loot: list[Any]) -> Any:
-    def factory(cur: Any) -> Any:
-        def make(values: Any) -> Any:
-            loot.append(tuple(values))
-            return tuple(values)
-
-        return make
-
-    return factory
-
-
-def _in_thread(fn: Any) -> None:
-    t = threading.Thread(target=fn)
-    t.start()
-    t.join(30)
-    assert not t.is_alive()
 
 
 def _loose_comparisons(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,7 +88,7 @@ def test_a_planted_prepare_threshold_never_runs_at_the_next_checkout(  # type: i
             with tenant(2), pool.connection() as conn:
                 rows.extend(conn.execute(ROWS).fetchall())
 
-        _in_thread(tenant2)
+        in_thread(tenant2)
         kinds = dict(pool.guard_stats.by_kind)
     assert {r[0] for r in rows} == {2}
     if defended:
@@ -130,7 +112,7 @@ def test_async_a_planted_prepare_threshold_never_runs_at_the_next_checkout(  # t
         def act() -> None:
             task = asyncio.current_task()
             if kept and first and task is not first[0]:
-                kept[0].row_factory = _spy(loot)  # in tenant 2's task: "the holder"
+                kept[0].row_factory = spy(loot)  # in tenant 2's task: "the holder"
                 kept.clear()
 
         async with AsyncTenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
@@ -177,7 +159,7 @@ def test_a_parameter_class_never_runs_in_the_next_leases_dumper_lookup(  # type:
         def __eq__(cls, other: object) -> bool:
             if kept and not ran and threading.get_ident() != main:
                 ran.append(threading.get_ident())
-                kept[0].row_factory = _spy(loot)  # in tenant 2's thread: "the holder"
+                kept[0].row_factory = spy(loot)  # in tenant 2's thread: "the holder"
             return type.__eq__(cls, other)  # type: ignore[no-any-return]
 
     class Evil(int, metaclass=Meta):
@@ -194,7 +176,7 @@ def test_a_parameter_class_never_runs_in_the_next_leases_dumper_lookup(  # type:
                 conn.execute(BY_AMOUNT, (0,)).fetchall()  # the same constant
                 rows.extend(conn.execute(ROWS).fetchall())
 
-        _in_thread(tenant2)
+        in_thread(tenant2)
     assert {r[0] for r in rows} == {2}
     if defended:
         assert ran == [] and loot == []
