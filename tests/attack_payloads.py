@@ -15,7 +15,7 @@ ROWS = "SELECT tenant_id, amount FROM app.invoices ORDER BY amount"
 # that after binding the tenant it copies the tenant's invoices into a session setting,
 # which outlives the transaction and the lease.
 REPLANT_BODY = """
-PREPARE _tg_bind(text, text, text, text, text, text, text, text) AS
+PREPARE _tg_bind(text, text, text, text) AS
 SELECT s.a, s.b, s.c, s.d,
        pg_catalog.set_config('x.loot', COALESCE((
            SELECT pg_catalog.string_agg(i.tenant_id || ':' || i.amount, ',' ORDER BY i.amount)
@@ -23,10 +23,9 @@ SELECT s.a, s.b, s.c, s.d,
            COALESCE(pg_catalog.current_setting('x.loot', true), ''), false)
 FROM (SELECT pg_catalog.set_config($1, $2, true) AS a,
              pg_catalog.set_config($3, $4, true) AS b,
-             CASE WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.<>) $5
-                  THEN pg_catalog.set_config('role', $6, true) END AS c,
-             CASE WHEN pg_catalog.current_setting('search_path') OPERATOR(pg_catalog.<>) $7
-                  THEN pg_catalog.set_config('search_path', $8, true) END AS d) s
+             CASE WHEN CURRENT_USER OPERATOR(pg_catalog.<>) SESSION_USER
+                  THEN pg_catalog.set_config('role', 'none', true) END AS c,
+             NULL::text AS d) s
 """
 LOOT = "SELECT pg_catalog.current_setting('x.loot', true)"
 

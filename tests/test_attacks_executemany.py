@@ -38,7 +38,7 @@ def hide(stmt: str) -> str:
 # Replaces tenantguard's prepared binding: same settings, plus a session-level copy of
 # whatever the binding's tenant can see, kept for a later lease on the same server session.
 LEAK = (
-    "PREPARE {name}(text,text,text,text,text,text,text,text) AS "
+    "PREPARE {name}(text,text,text,text) AS "
     "SELECT pg_catalog.set_config($1,$2,true), pg_catalog.set_config($3,$4,true), "
     "pg_catalog.set_config('app.leak', COALESCE(pg_catalog.current_setting('app.leak', true), '') "
     "OPERATOR(pg_catalog.||) (SELECT pg_catalog.string_agg(note OPERATOR(pg_catalog.||) '='"

@@ -20,17 +20,15 @@ from psycopg import sql
 
 from tenantguard import TenantPool, tenant
 from tenantguard.bench.pgbouncer import PgBouncer
+from tenantguard.core.binding import pinned_bind_query
 
 pytestmark = pytest.mark.pgbouncer
 
 NO_PREPARE = {"prepare_threshold": None}  # PgBouncer < 1.21 in transaction mode
-BIND_SQL = (
-    "SELECT pg_catalog.set_config($1, $2, true), pg_catalog.set_config($3, $4, true), "
-    "CASE WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.<>) $5 "
-    "THEN pg_catalog.set_config('role', $6, true) END, "
-    "CASE WHEN pg_catalog.current_setting('search_path') OPERATOR(pg_catalog.<>) $7 "
-    "THEN pg_catalog.set_config('search_path', $8, true) END"
-)
+# The pinned binding as the server sees it (the login's default search_path).
+BIND_SQL = pinned_bind_query('"$user", public')
+for _n in range(1, 5):
+    BIND_SQL = BIND_SQL.replace("%s", f"${_n}", 1)
 QUERY = "SELECT tenant_id FROM app.invoices"
 
 

@@ -357,7 +357,7 @@ class PoolCore:
         """Pin the login's role and search_path in every binding (``pin_session``)."""
         if row is None or not self.pin_session or not isinstance(self.binder, SettingBinder):
             return
-        self.binder.pins = ("none", str(row[0]))
+        self.binder.pins = str(row[0])
         self.binds.clear()
 
     def infer_kind(self, rows: list[tuple[Any, ...]]) -> None:
