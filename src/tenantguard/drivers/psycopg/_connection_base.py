@@ -22,7 +22,7 @@ from uuid import UUID
 
 from psycopg.abc import Params, Query
 from psycopg.pq import PipelineStatus, TransactionStatus
-from psycopg.sql import SQL, Composable, Composed
+from psycopg.sql import Composable, Composed
 
 from tenantguard.core.session import ConnState
 from tenantguard.drivers.psycopg import _reuse
@@ -199,8 +199,11 @@ def int_attribute(name: str) -> Any:
 #: Query types the fast path hands psycopg as they are: psycopg reads a kept query only
 #: through ``bool()`` and identity, and these define neither (the converted bytes are what
 #: the fast path classifies). Passing a constant ``sql.Composed`` as is keeps psycopg's
-#: Transformer across statements, as with a constant ``str``.
-KEPT_AS_IS: frozenset[type] = frozenset({str, bytes, Composed, SQL})
+#: Transformer across statements, as with a constant ``str``; its rendering is always
+#: exact bytes (``b"".join``). Not ``sql.SQL``: it renders to what its text's ``encode()``
+#: returns, and a ``str`` subclass's bytes subclass became a key of psycopg's process-wide
+#: query cache, compared in other tenants' lookups (the fourteenth review).
+KEPT_AS_IS: frozenset[type] = frozenset({str, bytes, Composed})
 
 
 #: Parameter classes whose dumpers psycopg may cache for the next lease: plain values whose

@@ -23,11 +23,13 @@ import weakref
 from typing import Any
 
 import psycopg
+from psycopg.types import TypesRegistry
 
 __all__ = [
     "FAST",
     "NO_TRACEBACK",
     "REASON",
+    "REGISTRY_CLASSES",
     "TEMPLATES",
     "TESTED_SERIES",
     "capability",
@@ -263,6 +265,8 @@ if FAST:
     NO_TRACEBACK = tuple(_NT)
 
 _WatchedAdapters, _WatchedTypes = _watched_classes()
+#: The classes a connection's types registry may have: psycopg's, or watched.
+REGISTRY_CLASSES: frozenset[type[Any]] = frozenset({_WatchedTypes, TypesRegistry})
 
 
 # -- what conn.wait() lets through (see _connection_base.screen_wait) -------------------
@@ -378,8 +382,8 @@ def adapters_changed(conn: Any) -> bool:
             and o[1] is rec[4]
             and lo[0] is rec[5]
             and lo[1] is rec[6]
-            and a.types._registry is rec[7]
-            and a.types is rec[8]
+            and a.types is rec[8]  # before anything is read through it (fourteenth review)
+            and rec[8]._registry is rec[7]
             and (p := conn._prepared) is rec[11]
             # exact types before ``==``: a value set through psycopg's base-class property
             # is the lease's object, and this runs in the next lease (thirteenth review)

@@ -36,6 +36,7 @@ from psycopg.pq import ConnStatus, Format
 from psycopg.types import TypesRegistry
 
 from tenantguard.drivers.psycopg import _internals
+from tenantguard.drivers.psycopg._internals import REGISTRY_CLASSES
 
 __all__ = ["ENABLED", "REFS_WHEN_FREE", "adopt", "release", "reusable"]
 
@@ -111,8 +112,12 @@ def _same_adapters(mine: AdaptersMap, conn: AdaptersMap) -> bool:
         and md[AUTO] is cd[AUTO]
         and md[PTEXT] is cd[PTEXT]
         and md[PBINARY] is cd[PBINARY]
-        and mine.types._registry is conn.types._registry
-        and type(mine.types) is TypesRegistry  # (``cur.adapters.types = planted``)
+        # The types registries' classes before anything is read through them: a planted
+        # ``cur.adapters.types`` (a public attribute) ran in the next lease's reuse check
+        # (the fourteenth review).
+        and type(mt := mine.types) is TypesRegistry
+        and type(ct := conn.types) in REGISTRY_CLASSES
+        and mt._registry is ct._registry
     )
 
 
