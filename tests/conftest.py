@@ -203,7 +203,7 @@ def _pgbouncer_params() -> list[Any]:
     Each is ``(binary, problem)``; a binary that cannot run is kept with its problem, so
     that its tests report it instead of vanishing.
     """
-    from tenantguard.bench.pgbouncer import ENV_VAR, installed_pgbouncer, pgbouncer_version
+    from tenantguard.testing.pgbouncer import ENV_VAR, installed_pgbouncer, pgbouncer_version
 
     candidates = [("installed pgbouncer", installed_pgbouncer())]
     if os.environ.get(ENV_VAR):

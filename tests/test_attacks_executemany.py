@@ -131,7 +131,7 @@ def test_executemany_with_a_none_parameter_set_is_screened_async(saas) -> None: 
 def test_executemany_none_through_pgbouncer(saas, pgbouncer_binary, screening, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Through transaction-mode PgBouncer (one server connection): client A (tenant 1)
     tries to hijack the server's prepared binding for client B's tenant 2 requests."""
-    from tenantguard.bench.pgbouncer import PgBouncer
+    from tenantguard.testing.pgbouncer import PgBouncer
 
     if screening != "current":
         _old_screening(monkeypatch)

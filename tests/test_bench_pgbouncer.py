@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tenantguard.bench.pgbouncer import ENV_VAR, PgBouncer, find_pgbouncer, pgbouncer_version
+from tenantguard.testing.pgbouncer import ENV_VAR, PgBouncer, find_pgbouncer, pgbouncer_version
 
 
 def fake(tmp_path: Path, name: str, first_line: str) -> str:

@@ -9,9 +9,9 @@ import psycopg
 from psycopg import sql
 
 from tenantguard.bench.pgbench import find_pgbench
-from tenantguard.bench.pgbouncer import find_pgbouncer, pgbouncer_version
 from tenantguard.bench.report import load_results, plot, write_markdown
 from tenantguard.bench.run import BenchConfig, evaluate_targets, run_bench, save
+from tenantguard.testing.pgbouncer import find_pgbouncer, pgbouncer_version
 
 
 def test_harness_runs_and_writes_report(server_dsn, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -19,8 +19,8 @@ import pytest
 from psycopg import sql
 
 from tenantguard import TenantPool, tenant
-from tenantguard.bench.pgbouncer import PgBouncer
 from tenantguard.core.binding import pinned_bind_query
+from tenantguard.testing.pgbouncer import PgBouncer
 
 pytestmark = pytest.mark.pgbouncer
 

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from tenantguard import TenantPool, tenant
-from tenantguard.bench.rtproxy import RoundTripProxy
+from tenantguard.testing.rtproxy import RoundTripProxy
 
 
 def upstream_of(dsn: str) -> str | tuple[str, int]:

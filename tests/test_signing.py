@@ -427,7 +427,7 @@ def test_probe_of_signed_install_runs_every_attack_and_finds_nothing(signed) -> 
 
 
 def test_signed_statement_is_still_one_round_trip(signed) -> None:  # type: ignore[no-untyped-def]
-    from tenantguard.bench.rtproxy import RoundTripProxy
+    from tenantguard.testing.rtproxy import RoundTripProxy
     from test_roundtrips import measure, upstream_of
 
     s, key = signed

@@ -71,16 +71,16 @@ if [ "${LOWEST_REBUILD:-0}" = 1 ] || [ ! -f "$STAMP" ] || [ pyproject.toml -nt "
     if [ -n "$cert_line" ]; then
         eval "export $cert_line"
     fi
-    say "uv pip install --resolution lowest-direct -e '.[dev]' ${opts[*]}"
+    say "uv pip install --resolution lowest-direct -e '.[dev,bench]' ${opts[*]}"
     # unsafe-best-match: pip's rule (the best version across all indexes); uv's default
     # stops at the first index that has the package, which may hold only its newest.
     VIRTUAL_ENV="$VENV" "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" \
         --resolution lowest-direct --index-strategy unsafe-best-match \
-        "${opts[@]}" -e '.[dev]'
+        "${opts[@]}" -e '.[dev,bench]'
     touch "$STAMP"
 fi
 
 "$VENV/bin/python" -m pip list 2>/dev/null \
-    | grep -i -E '^(psycopg|psycopg-binary|psycopg-pool|pglast|click|rich|pytest) ' >&2 || true
+    | grep -i -E '^(psycopg|psycopg-binary|psycopg-pool|pglast|click|rich|pytest|matplotlib) ' >&2 || true
 say "pytest ${*:-(the whole suite)}"
 exec "$VENV/bin/python" -m pytest "$@"

@@ -457,16 +457,29 @@ def bench(
     Builds TENANTS x ROWS-PER-TENANT rows server-side (reused across runs), runs every
     variant interleaved in rounds, counts round trips, and checks the targets.
     Load goes to the given server (or the embedded one) only; every loop is bounded.
+    Needs the bench extra: pip install 'tenantguard[bench]'.
     """
+    from tenantguard.bench import EXTRA_HINT, missing_extra
+
+    missing = missing_extra(embedded=dsn is None and not report_only)
+    if missing:  # before the harness is imported: exit 2 with the install hint
+        err.print(
+            f"error: tenantguard bench needs the bench extra ({', '.join(missing)} not installed)",
+            markup=False,
+            highlight=False,
+        )
+        err.print(f"hint: {EXTRA_HINT}", markup=False, highlight=False)
+        sys.exit(2)
+
     from contextlib import nullcontext
     from pathlib import Path
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from tenantguard.bench.pgbouncer import find_pgbouncer, pgbouncer_version
     from tenantguard.bench.report import load_results, plot, write_markdown
     from tenantguard.bench.run import BenchConfig, run_bench, save
     from tenantguard.embedded import embedded_postgres
+    from tenantguard.testing.pgbouncer import find_pgbouncer, pgbouncer_version
 
     try:
         client_list = sorted({int(c) for c in clients.split(",") if c.strip()})

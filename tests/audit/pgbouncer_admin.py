@@ -1,6 +1,6 @@
 """A PgBouncer with its admin console open, for the pooler rule (TGA171).
 
-Reuses the project's launcher (``tenantguard.bench.pgbouncer``) and adds settings and
+Reuses the project's launcher (``tenantguard.testing.pgbouncer``) and adds settings and
 ``[databases]`` entries. The audit only reads the console, so the upstream server is
 never contacted.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tenantguard.bench.pgbouncer import PgBouncer, find_pgbouncer
+from tenantguard.testing.pgbouncer import PgBouncer, find_pgbouncer
 
 ADMIN = "postgres"
 

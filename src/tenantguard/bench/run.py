@@ -33,11 +33,11 @@ from tenantguard.bench.dataset import Dataset, build_dataset, explain_list
 from tenantguard.bench.harness import Cell, Group, ProcRuntime, count_round_trips, run_group
 from tenantguard.bench.pgbench import find_pgbench
 from tenantguard.bench.pgbench import measure as measure_pgbench
-from tenantguard.bench.pgbouncer import PgBouncer, find_pgbouncer
-from tenantguard.bench.rtproxy import RoundTripProxy
 from tenantguard.bench.variants import VARIANTS, WORKLOADS, start_insert_ids
 from tenantguard.drivers.psycopg import TenantPool
 from tenantguard.errors import first_line
+from tenantguard.testing.pgbouncer import PgBouncer, find_pgbouncer
+from tenantguard.testing.rtproxy import RoundTripProxy
 
 __all__ = ["BenchConfig", "run_bench"]
 
