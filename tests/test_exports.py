@@ -10,7 +10,7 @@ def test_all_is_sorted_and_complete() -> None:
     # identifiers) because it ships the pytest11 plugin, which loads tenantguard.pytest_plugin
     public = {n for n in dir(tenantguard) if n.isidentifier() and not n.startswith("_")}
     modules = {"core", "drivers", "errors", "admin", "tooling", "bench", "embedded", "cli", "demo"}
-    modules |= {"pytest_plugin"}
+    modules |= {"pytest_plugin", "testing"}
     assert sorted(tenantguard.__all__) == tenantguard.__all__
     assert set(tenantguard.__all__) == public - modules
 
