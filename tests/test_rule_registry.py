@@ -149,3 +149,32 @@ def test_control_a_private_import_is_caught(tmp_path: Path) -> None:
     rule = tmp_path / "tga999_x.py"
     rule.write_text("from a.b import _helper, public as _alias\nfrom c import __version__\n")
     assert list(_private_imports(rule)) == ["tga999_x.py:1 a.b._helper"]
+
+
+#: The modules that parse SQL text themselves: the shared analysis, and lint's reader of
+#: migration files. Every other module of the tools goes through ``sqlanalysis``.
+PARSERS = {"sqlanalysis.py", "lint/engine.py"}
+
+
+def _parsing_modules(root: Path) -> set[str]:
+    out = set()
+    for path in root.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module in ("pglast", "pglast.parser")
+                and any(a.name in ("parse_sql", "parse_plpgsql", "ParseError") for a in node.names)
+            ):
+                out.add(path.relative_to(root).as_posix())
+    return out
+
+
+def test_only_the_shared_analysis_parses_sql() -> None:
+    assert _parsing_modules(TOOLING) == PARSERS
+
+
+def test_control_a_rule_that_parses_by_itself_is_caught(tmp_path: Path) -> None:
+    (tmp_path / "sqlanalysis.py").write_text("from pglast import parse_sql\n")
+    (tmp_path / "rule.py").write_text("from pglast import ast, parse_sql\n")
+    assert _parsing_modules(tmp_path) == {"sqlanalysis.py", "rule.py"}

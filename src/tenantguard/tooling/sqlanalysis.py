@@ -37,6 +37,7 @@ __all__ = [
     "relations_in",
     "setting_changes",
     "settings_read",
+    "statements_or_none",
     "string_literal",
     "view_filters_tenant",
     "walk",
@@ -337,6 +338,18 @@ def view_filters_tenant(
 def parse_statements(text: str) -> list[ast.Node]:
     """The statements of *text* (raises ParseError)."""
     return [s.stmt for s in parse_sql(text) if s.stmt is not None]
+
+
+def statements_or_none(text: str | None) -> list[ast.Node] | None:
+    """The statements of *text* (none for an empty or blank text), or None when it does
+    not parse: the rules that read catalog text (a view's, a rule's, a pooler setting)
+    treat that as "cannot tell", each in its own way."""
+    if text is None or not text.strip():
+        return []
+    try:
+        return parse_statements(text)
+    except ParseError:
+        return None
 
 
 def plpgsql_dicts(

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from pglast import ast, parse_sql
-from pglast.parser import ParseError
+from pglast import ast
 from psycopg import sql
 
 from tenantguard.tooling.audit.rules import REGISTRY
 from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
-from tenantguard.tooling.sqlanalysis import relations_in
+from tenantguard.tooling.sqlanalysis import relations_in, statements_or_none
 
 RULE = Rule(
     code="TGA137",
@@ -59,10 +58,8 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
     ):
         if not writes:
             continue
-        try:  # the actions only: the rule's own table is not what they reach
-            stmts = [s.stmt for s in parse_sql(definition)]
-        except ParseError:
-            stmts = []
+        # the actions only: the rule's own table is not what they reach
+        stmts = statements_or_none(definition) or []
         actions = [a for s in stmts if isinstance(s, ast.RuleStmt) for a in (s.actions or ())]
         reasons: list[str] = []
         seen: set[str] = set()

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from pglast import parse_sql
-from pglast.parser import ParseError
 from psycopg import sql
 
 from tenantguard.tooling.audit.rules import REGISTRY
 from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
-from tenantguard.tooling.sqlanalysis import view_filters_tenant
+from tenantguard.tooling.sqlanalysis import statements_or_none, view_filters_tenant
 
 RULE = Rule(
     code="TGA140",
@@ -32,11 +30,8 @@ RULE = Rule(
 
 def filters_tenant(ctx: AuditContext, definition: str | None) -> bool:
     """Does the view body (pg_get_viewdef) keep to the bound tenant on its own?"""
-    try:
-        stmts = parse_sql(definition or "")
-    except ParseError:
-        return False
-    if len(stmts) != 1:
+    stmts = statements_or_none(definition)
+    if stmts is None or len(stmts) != 1:
         return False
     path = ctx.session_schemas  # pg_get_viewdef qualifies names against this session's path
     distrust = frozenset((t.name.schema, t.name.name) for t in ctx.tables) | frozenset(
@@ -48,7 +43,7 @@ def filters_tenant(ctx: AuditContext, definition: str | None) -> bool:
         return hit[0].tenant_column if len(hit) == 1 else None
 
     return view_filters_tenant(
-        stmts[0].stmt, tenant_key, lambda node, column: ctx.pinned(node, column, distrust)
+        stmts[0], tenant_key, lambda node, column: ctx.pinned(node, column, distrust)
     )
 
 

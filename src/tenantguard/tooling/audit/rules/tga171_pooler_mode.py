@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from pglast import ast, enums, parse_sql
-from pglast.parser import ParseError
+from pglast import ast, enums
 
 from tenantguard.core.rolecheck import ROLE_CHECK_QUERY, role_params, role_report
 from tenantguard.tooling.audit.pooler import PoolerInfo
 from tenantguard.tooling.audit.rules import REGISTRY
 from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
+from tenantguard.tooling.sqlanalysis import statements_or_none
 
 RULE = Rule(
     code="TGA171",
@@ -48,9 +48,8 @@ RULE = Rule(
 
 def _resets(query: str, setting: str) -> bool:
     """Does *query* (server_reset_query) clear a session-level *setting*?"""
-    try:
-        stmts = [s.stmt for s in parse_sql(query)] if query.strip() else []
-    except ParseError:
+    stmts = statements_or_none(query)
+    if stmts is None:
         return False
     for s in stmts:
         if isinstance(s, ast.DiscardStmt) and s.target == enums.DiscardMode.DISCARD_ALL:
