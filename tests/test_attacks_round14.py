@@ -51,6 +51,11 @@ def _old_kept_types(monkeypatch: pytest.MonkeyPatch) -> None:
     """The control: ``sql.SQL`` passes the fast path as it is."""
     for m in (_connection, _connection_async):
         monkeypatch.setattr(m, "KEPT_AS_IS", frozenset({str, bytes, Composed, SQL}))
+    # (and psycopg's own conversion: the fifteenth review's exact bytes stop it too)
+    from psycopg._queries import PostgresQuery
+
+    mine = PostgresQuery.__dict__["_ensure_bytes"]
+    monkeypatch.setattr(PostgresQuery, "_ensure_bytes", mine._tg_original)
 
 
 def _old_reuse_check(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,6 +66,9 @@ def _old_reuse_check(monkeypatch: pytest.MonkeyPatch) -> None:
         return bool(mine.types._registry is conn.types._registry) and real(mine, conn)
 
     monkeypatch.setattr(_reuse, "_same_adapters", same)
+    # (and the fifteenth review's checks before it: the registry's class and attributes)
+    monkeypatch.setattr(_reuse, "TypesRegistry", _PlantedCursorTypes)
+    monkeypatch.setattr(_reuse, "TYPES_ATTRIBUTES", 10**9)
 
 
 ROWS = "SELECT tenant_id, amount FROM app.invoices ORDER BY amount"

@@ -34,6 +34,7 @@ __all__ = [
     "TESTED_SERIES",
     "capability",
     "exact_prepared",
+    "exact_query_cache",
     "watch_adapters",
 ]
 
@@ -200,6 +201,51 @@ def _exact_keys_class() -> type[Any]:
     return ExactKeys
 
 
+def exact_query_cache() -> bool:
+    """Make psycopg's process-wide query-conversion caches see only exact ``bytes``.
+
+    psycopg converts a query's text once per (text, encoding) and keeps the result in an
+    ``lru_cache`` shared by every connection of the process. A key that is a ``bytes``
+    subclass (a query sent through psycopg's own cursor classes, on any connection)
+    stays there, and the next lookup whose hash matches runs its ``__eq__`` and may get
+    its SQL back: the fifteenth review had another tenant's later statement, in another
+    thread, run the attacker's SQL under that tenant's binding. psycopg turns every query
+    into bytes in one method before the cache sees it (``_ensure_bytes``); replaced by
+    one that returns the same content as exact ``bytes``, no key in those caches can be
+    the caller's object. An exact ``bytes`` query costs one type check (psycopg's own
+    method makes two). Applied at import where psycopg has that method, independent of
+    the fast path. True when applied.
+    """
+    try:
+        from psycopg import sql as _sql
+        from psycopg._queries import PostgresQuery
+    except ImportError:
+        return False
+    current = PostgresQuery.__dict__.get("_ensure_bytes")
+    if current is None:  # psycopg changed: nothing to replace
+        return False
+    if getattr(current, "_tg_exact", False):
+        return True
+    composable = _sql.Composable
+
+    def _ensure_bytes(self: Any, query: Any) -> bytes:
+        if type(query) is bytes:
+            return query
+        if isinstance(query, str):
+            out = query.encode(self._tx.encoding)
+        elif isinstance(query, composable):
+            out = query.as_bytes(self._tx)
+        else:
+            out = query
+        return out if type(out) is bytes else bytes(memoryview(out))
+
+    _ensure_bytes._tg_exact = True  # type: ignore[attr-defined]
+    _ensure_bytes._tg_original = current  # type: ignore[attr-defined]
+    _ensure_bytes.__doc__ = current.__doc__
+    PostgresQuery._ensure_bytes = _ensure_bytes  # type: ignore[method-assign]
+    return True
+
+
 def _mark(watched: Any) -> None:
     conn = watched._tg_conn() if watched._tg_conn is not None else None
     if conn is not None:
@@ -249,6 +295,7 @@ def _missing_on(cls: type, name: str) -> bool:
 
 
 FAST, REASON = capability()
+EXACT_QUERY_CACHE = exact_query_cache()
 
 try:  # t-strings (psycopg >= 3.3): execute() hands them to psycopg untouched
     from psycopg._compat import Template

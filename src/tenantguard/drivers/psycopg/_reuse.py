@@ -95,6 +95,12 @@ def _own_weakref_refs() -> int:
 OWN_WEAKREF_REFS = _own_weakref_refs()
 
 
+#: How many instance attributes psycopg gives a cursor's adapters map and its types
+#: registry, read off the first cursor adopted (before it is handed out): a cursor whose
+#: map or registry has more is never reused.
+MAP_ATTRIBUTES = TYPES_ATTRIBUTES = -1
+
+
 def _same_adapters(mine: AdaptersMap, conn: AdaptersMap) -> bool:
     """The cursor's adapter map still shares every table with the connection's.
 
@@ -127,7 +133,17 @@ def reusable(conn: Any, binary: bool) -> Any:
     if getrefcount(conn._tg_reused_cursor) != REFS_WHEN_FREE:
         return None
     cur = conn._tg_reused_cursor
-    if cur._closed or not _same_adapters(cur._adapters, conn._adapters):
+    mine = cur._adapters
+    if (
+        cur._closed
+        # Nothing added on the cursor's map or its types registry (``cur.adapters.
+        # get_dumper = planted``: psycopg's Transformer looks it up on the instance; the
+        # fifteenth review's ran in the next lease), before anything is read through them.
+        or len(mine.__dict__) > MAP_ATTRIBUTES
+        or type(types := mine.types) is not TypesRegistry  # (its class before its dict)
+        or len(types.__dict__) > TYPES_ATTRIBUTES
+        or not _same_adapters(mine, conn._adapters)
+    ):
         return None
     if conn.pgconn.status != CONNECTION_OK:
         conn._check_connection_ok()  # raises psycopg's own error
@@ -143,6 +159,10 @@ def adopt(conn: Any, cur: Any) -> None:
     means "nobody else holds it" (the cursor, its Transformer, the argument)."""
     conn._tg_reused_cursor = cur
     conn._tg_adapters_refs = getrefcount(cur._adapters)
+    global MAP_ATTRIBUTES, TYPES_ATTRIBUTES
+    if MAP_ATTRIBUTES < 0:
+        MAP_ATTRIBUTES = len(cur._adapters.__dict__)
+        TYPES_ATTRIBUTES = len(cur._adapters.types.__dict__)
 
 
 def release(conn: Any) -> None:
