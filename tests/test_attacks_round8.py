@@ -47,6 +47,11 @@ def _unrendered(monkeypatch: pytest.MonkeyPatch) -> None:
     # (and psycopg's own prepared-statement cache, which takes any key: the twelfth review's
     # exact keys refuse a bytes subclass too)
     monkeypatch.setattr(_internals, "exact_prepared", lambda conn, **kw: False)
+    # (and psycopg's own query conversion: the fifteenth review's exact bytes stop it too)
+    from psycopg._queries import PostgresQuery
+
+    mine = PostgresQuery.__dict__["_ensure_bytes"]
+    monkeypatch.setattr(PostgresQuery, "_ensure_bytes", mine._tg_original)
 
 
 def _checkout_unchecked(monkeypatch: pytest.MonkeyPatch) -> None:
