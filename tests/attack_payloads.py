@@ -72,3 +72,12 @@ def in_thread(fn: Any) -> None:
     t.start()
     t.join(30)
     assert not t.is_alive()
+
+
+def psycopgs_own_conversion(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A control: psycopg's own ``_ensure_bytes`` (the caller's bytes object becomes the key
+    of psycopg's process-wide query cache), in place of tenantguard's exact one."""
+    from psycopg._queries import PostgresQuery
+
+    mine = PostgresQuery.__dict__["_ensure_bytes"]
+    monkeypatch.setattr(PostgresQuery, "_ensure_bytes", mine._tg_original)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from psycopg.sql import SQL, Composed
 
-from attack_payloads import DEFENDED, FAST_ONLY, in_thread, spy
+from attack_payloads import DEFENDED, FAST_ONLY, in_thread, psycopgs_own_conversion, spy
 from tenantguard import AsyncTenantPool, TenantPool, tenant
 from tenantguard.drivers.psycopg import (
     _connection,
@@ -52,10 +52,7 @@ def _old_kept_types(monkeypatch: pytest.MonkeyPatch) -> None:
     for m in (_connection, _connection_async):
         monkeypatch.setattr(m, "KEPT_AS_IS", frozenset({str, bytes, Composed, SQL}))
     # (and psycopg's own conversion: the fifteenth review's exact bytes stop it too)
-    from psycopg._queries import PostgresQuery
-
-    mine = PostgresQuery.__dict__["_ensure_bytes"]
-    monkeypatch.setattr(PostgresQuery, "_ensure_bytes", mine._tg_original)
+    psycopgs_own_conversion(monkeypatch)
 
 
 def _old_reuse_check(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,17 +27,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from attack_payloads import DEFENDED, FAST_ONLY, in_thread, spy
+from attack_payloads import DEFENDED, FAST_ONLY, in_thread, psycopgs_own_conversion, spy
 from tenantguard import AsyncTenantPool, TenantPool, tenant
 from tenantguard.drivers.psycopg import _reuse
-
-
-def _psycopgs_own_conversion(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The control: psycopg's own ``_ensure_bytes`` (the caller's bytes object as the key)."""
-    from psycopg._queries import PostgresQuery
-
-    mine = PostgresQuery.__dict__["_ensure_bytes"]
-    monkeypatch.setattr(PostgresQuery, "_ensure_bytes", mine._tg_original)
+from test_pgbouncer import bouncer, client_kw, via  # noqa: F401 (bouncer: the fixture)
 
 
 def _unlimited_attributes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,7 +87,7 @@ def test_query_cache_poisoned_by_base_cursor_runs_sql_in_next_lease_sync(
     saas, monkeypatch, defended
 ) -> None:  # type: ignore[no-untyped-def]
     if not defended:
-        _psycopgs_own_conversion(monkeypatch)
+        psycopgs_own_conversion(monkeypatch)
     main = threading.get_ident()
     ran: list[int] = []
 
@@ -128,7 +121,7 @@ def test_query_cache_poisoned_by_base_cursor_runs_sql_in_next_lease_async(
     saas, monkeypatch, defended
 ) -> None:  # type: ignore[no-untyped-def]
     if not defended:
-        _psycopgs_own_conversion(monkeypatch)
+        psycopgs_own_conversion(monkeypatch)
     ran: list[Any] = []
 
     async def main() -> list[Any]:
@@ -313,7 +306,7 @@ def test_query_cache_poisoned_exfiltrates_next_lease_rows_public_path(
     saas, monkeypatch, defended
 ) -> None:  # type: ignore[no-untyped-def]
     if not defended:
-        _psycopgs_own_conversion(monkeypatch)
+        psycopgs_own_conversion(monkeypatch)
     tb = BY_AMOUNT.encode()
 
     class EvilBytes(bytes):
@@ -345,30 +338,17 @@ def test_query_cache_poisoned_exfiltrates_next_lease_rows_public_path(
     assert (loot is not None and loot[0] == "2:10,2:20,2:30,2:40") is not defended
 
 
-@pytest.fixture(scope="module")
-def bouncer(saas, pgbouncer_binary):  # type: ignore[no-untyped-def]
-    from tenantguard.testing.pgbouncer import PgBouncer
-
-    params = psycopg.conninfo.conninfo_to_dict(saas.admin_dsn)
-    host = str(params.get("host") or "127.0.0.1")
-    port = int(params.get("port") or 5432)
-    with PgBouncer(
-        host, port, users=[saas.app_role, "postgres"], pool_size=1, binary=pgbouncer_binary
-    ) as pgb:
-        yield pgb
-
-
 @pytest.mark.pgbouncer
 @DEFENDED
 def test_query_cache_poisoned_runs_sql_in_next_lease_through_pgbouncer(
-    bouncer, saas, monkeypatch, defended
+    bouncer,  # noqa: F811 (the fixture imported above)
+    saas,
+    monkeypatch,
+    defended,
 ) -> None:  # type: ignore[no-untyped-def]
     if not defended:
-        _psycopgs_own_conversion(monkeypatch)
-    params = psycopg.conninfo.conninfo_to_dict(saas.admin_dsn)
-    params.update(bouncer.conninfo(user=saas.app_role))
-    dsn = psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
-    kw = {} if bouncer.keeps_prepared else {"prepare_threshold": None}
+        psycopgs_own_conversion(monkeypatch)
+    dsn, kw = via(bouncer, saas, saas.app_role), client_kw(bouncer)
     main = threading.get_ident()
     ran: list[int] = []
 

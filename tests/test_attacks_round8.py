@@ -30,6 +30,7 @@ from attack_payloads import (
     ROWS,
     leaked,
     loot_after_tenant2,
+    psycopgs_own_conversion,
 )
 from conftest import Scratch, build_saas, make_scratch
 from tenantguard import AsyncTenantPool, TenantPool, tenant
@@ -48,10 +49,7 @@ def _unrendered(monkeypatch: pytest.MonkeyPatch) -> None:
     # exact keys refuse a bytes subclass too)
     monkeypatch.setattr(_internals, "exact_prepared", lambda conn, **kw: False)
     # (and psycopg's own query conversion: the fifteenth review's exact bytes stop it too)
-    from psycopg._queries import PostgresQuery
-
-    mine = PostgresQuery.__dict__["_ensure_bytes"]
-    monkeypatch.setattr(PostgresQuery, "_ensure_bytes", mine._tg_original)
+    psycopgs_own_conversion(monkeypatch)
 
 
 def _checkout_unchecked(monkeypatch: pytest.MonkeyPatch) -> None:
