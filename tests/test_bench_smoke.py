@@ -49,6 +49,9 @@ def test_harness_runs_and_writes_report(server_dsn, tmp_path) -> None:  # type: 
     assert (
         "workloads/select/1" in groups and "index/list/1" in groups and "guard/select/1" in groups
     )
+    # The pool model's target group: tenantguard vs psycopg_pool + WHERE, one client.
+    assert {c["label"] for c in groups["pool/select/1"]["cells"]} == {"pool_where", "tenantguard"}
+    assert groups["pool/select/1"]["baseline"] == "pool_where"
     assert "pgbouncer/select/1" in groups  # pgbouncer is installed wherever the suite runs
     bouncer = results["meta"]["pgbouncer"]  # find_pgbouncer()'s: TENANTGUARD_PGBOUNCER in CI
     version = pgbouncer_version(str(find_pgbouncer()))
@@ -88,6 +91,7 @@ def test_harness_runs_and_writes_report(server_dsn, tmp_path) -> None:  # type: 
     assert names >= {
         "round trips per point select",
         "point select vs raw, 2 client process(es)",
+        f"point select vs psycopg_pool + WHERE, 1 client, median of {3 * cfg.rounds} rounds",
         "PgBouncer vs direct, same transport, 1 client(s)",
     }
     if find_pgbench() is not None:  # Debian's postgresql-client: wherever the suite runs

@@ -634,7 +634,7 @@ def write_markdown(results: list[dict[str, Any]], out_dir: Path, path: Path, rel
             f"- PgBouncer: {_bouncer_text(res)}",
             f"- {meta['rounds']} rounds x {meta['seconds_per_cell']} s per cell"
             + (
-                f" ({3 * meta['rounds']} for the guard and RLS groups, whose effects are small)"
+                f" ({3 * meta['rounds']} for the guard, RLS and pool groups)"
                 if meta.get("small_effect_rounds")
                 else ""
             )

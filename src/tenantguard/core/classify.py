@@ -42,9 +42,25 @@ LOCAL_ONLY: Effects = frozenset({"local_search_path"})
 #: ``pg_terminate_backend`` / ``pg_cancel_backend`` (a login may signal its own role's
 #: other backends: every other tenant's pooled connection) and ``setseed`` (the seed of
 #: ``random()`` outlives the lease; no checkin query can see it), ``lastval`` / ``currval``
-#: (they return the value a previous lease, another tenant's, last drew from a sequence).
+#: (they return the value a previous lease, another tenant's, last drew from a sequence),
+#: and ``pg_sequence_last_value`` (the same value, read from the sequence itself, what the
+#: ``pg_sequences`` view shows too: the sixteenth review).
 REFUSED = "refused:"
-_REFUSED_FUNCS = {"pg_terminate_backend", "pg_cancel_backend", "setseed", "lastval", "currval"}
+_REFUSED_FUNCS = {
+    "pg_terminate_backend",
+    "pg_cancel_backend",
+    "setseed",
+    "lastval",
+    "currval",
+    "pg_sequence_last_value",
+}
+#: ``pg_sequences`` calls pg_sequence_last_value inside the view, out of the classifier's
+#: sight: reading the view is refused as the call is.
+_REFUSED_RELATIONS = {"pg_sequences": "pg_sequence_last_value"}
+#: COPY to or from a file or a program on the server: it runs as the server's operating
+#: system user, beyond every tenant (a login needs a pg_*_server_* role, which the pools
+#: refuse; this refuses the statement too).
+SERVER_COPY = REFUSED + "server_copy"
 # Built-ins that run SQL given as text, through SPI: what their text does (a session-level
 # set_config, say) is invisible in the calling statement. A literal is classified as
 # SQL; anything else is code the classifier cannot see.
@@ -158,6 +174,13 @@ def _node_effects(node: ast.Node) -> set[str]:
                 out.add("search_path")
             else:
                 out.add("setting:" + (name or "all"))
+    elif isinstance(node, ast.CopyStmt):
+        if node.is_program or node.filename is not None:
+            out.add(SERVER_COPY)
+    elif isinstance(node, ast.RangeVar):
+        refused = _REFUSED_RELATIONS.get((node.relname or "").lower())
+        if refused is not None and (node.schemaname or "pg_catalog").lower() == "pg_catalog":
+            out.add(REFUSED + refused)
     elif isinstance(node, ast.UpdateStmt):
         rel = node.relation
         if isinstance(rel, ast.RangeVar) and (rel.relname or "").lower() == "pg_settings":
@@ -349,10 +372,19 @@ def refuse_persistent(effects: Effects) -> None:
                     "nothing was sent",
                     hint="run two-phase commit from a dedicated connection outside the app pool",
                 )
-            if name in ("lastval", "currval"):
+            if name == "server_copy":
                 raise UnsupportedOperation(
-                    f"{name}() is not sent on a tenant lease: on a pooled connection it can "
-                    "return the value another tenant's request last drew from a sequence; "
+                    "COPY to or from a file or program on the database server is not sent on a "
+                    "tenant lease: it runs as the server's operating-system user, beyond every "
+                    "tenant's rows; nothing was sent",
+                    hint="use COPY ... TO STDOUT / FROM STDIN (cursor.copy()), which RLS filters",
+                )
+            if name in ("lastval", "currval", "pg_sequence_last_value"):
+                raise UnsupportedOperation(
+                    f"{name}()"
+                    + (" (or the pg_sequences view)" if name == "pg_sequence_last_value" else "")
+                    + " is not sent on a tenant lease: it can return the value another "
+                    "tenant's request last drew from a sequence; "
                     "nothing was sent",
                     hint="use INSERT ... RETURNING to read the values your statement generated",
                 )

@@ -15,6 +15,7 @@ __all__ = [
     "CODE_KINDS",
     "KINDS",
     "ROLE_CHECK_QUERY",
+    "SERVER_ACCESS_ROLES",
     "RoleReport",
     "code_report",
     "role_report",
@@ -29,6 +30,7 @@ KINDS = (
     "member_of_bypass",
     "createrole",
     "member_of_createrole",
+    "member_of_server_access",
     "owner",
     "member_of_owner",
     "setting_default",
@@ -36,6 +38,10 @@ KINDS = (
 # What code_report can find: ways for SQL on a leased connection to create code (a
 # function, a view, a domain) that later runs inside another tenant's transaction.
 CODE_KINDS = ("temp", "create_database", "create_schema")
+# Predefined roles that reach the server's files and programs: a member runs COPY ... TO
+# PROGRAM as the server's OS user (which logs in as a superuser on most installations), or
+# reads and writes any file the server can.
+SERVER_ACCESS_ROLES = ("pg_execute_server_program", "pg_read_server_files", "pg_write_server_files")
 # Before PostgreSQL 16, CREATEROLE can grant any role that is not a superuser (including
 # the owner of the tenant tables) to anyone, itself included.
 CREATEROLE_GRANTS_ANY_BEFORE = 160000
@@ -59,6 +65,13 @@ WITH target AS (
                         AND a.attnum > 0 AND NOT a.attisdropped))
       AND c.relnamespace NOT IN (SELECT oid FROM pg_catalog.pg_namespace
                                  WHERE nspname IN ('pg_catalog', 'information_schema'))
+), reach AS (
+    -- Every role whose privileges SQL on the login's connection can use: its own, the
+    -- ones it inherits, and the ones it can SET [LOCAL] ROLE to (a NOINHERIT membership
+    -- or, from PostgreSQL 16, INHERIT FALSE: has_*_privilege(login) does not see those;
+    -- the sixteenth review). MEMBER covers all of them.
+    SELECT r.oid, r.rolname FROM pg_catalog.pg_roles r, target t
+    WHERE pg_catalog.pg_has_role(t.oid, r.oid, 'MEMBER')
 ), tenant_tables AS (  -- what a dedicated runtime role needs grants on (superuser advice)
     SELECT c.oid, c.relnamespace, c.relname FROM pg_catalog.pg_class c
     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -93,16 +106,37 @@ SELECT
           WHERE r.oid <> t.oid AND r.rolcreaterole AND NOT (r.rolsuper OR r.rolbypassrls)
             AND pg_catalog.pg_has_role(t.oid, r.oid, 'MEMBER') ORDER BY 1),
     pg_catalog.current_setting('server_version_num')::int,
-    pg_catalog.has_database_privilege(t.oid, pg_catalog.current_database(), 'TEMPORARY'),
-    pg_catalog.has_database_privilege(t.oid, pg_catalog.current_database(), 'CREATE'),
-    ARRAY(SELECT n.nspname::text FROM pg_catalog.pg_namespace n
-          WHERE pg_catalog.has_schema_privilege(t.oid, n.oid, 'CREATE')
+    EXISTS (SELECT 1 FROM reach r WHERE pg_catalog.has_database_privilege(
+                r.oid, pg_catalog.current_database(), 'TEMPORARY')),
+    EXISTS (SELECT 1 FROM reach r WHERE pg_catalog.has_database_privilege(
+                r.oid, pg_catalog.current_database(), 'CREATE')),
+    ARRAY(SELECT DISTINCT n.nspname::text FROM pg_catalog.pg_namespace n, reach r
+          WHERE pg_catalog.has_schema_privilege(r.oid, n.oid, 'CREATE')
             AND n.nspname !~ '^pg_(temp|toast_temp)_[0-9]+$' ORDER BY 1),
     pg_catalog.current_database()::text,
     ARRAY(SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM tenant_tables c
           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE t.rolsuper ORDER BY 1),
     ARRAY(SELECT DISTINCT quote_ident(n.nspname) FROM tenant_tables c
-          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE t.rolsuper ORDER BY 1)
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE t.rolsuper ORDER BY 1),
+    -- the roles it can become or use whose privileges give it more code than its own
+    ARRAY(SELECT r.rolname::text FROM reach r
+          WHERE r.oid <> t.oid
+            AND ((pg_catalog.has_database_privilege(r.oid, pg_catalog.current_database(),
+                                                    'TEMPORARY')
+                  AND NOT pg_catalog.has_database_privilege(
+                      t.oid, pg_catalog.current_database(), 'TEMPORARY'))
+                 OR (pg_catalog.has_database_privilege(r.oid, pg_catalog.current_database(),
+                                                       'CREATE')
+                     AND NOT pg_catalog.has_database_privilege(
+                         t.oid, pg_catalog.current_database(), 'CREATE'))
+                 OR EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n
+                            WHERE pg_catalog.has_schema_privilege(r.oid, n.oid, 'CREATE')
+                              AND NOT pg_catalog.has_schema_privilege(t.oid, n.oid, 'CREATE')
+                              AND n.nspname !~ '^pg_(temp|toast_temp)_[0-9]+$'))
+          ORDER BY 1),
+    ARRAY(SELECT r.rolname::text FROM pg_catalog.pg_roles r
+          WHERE r.rolname = ANY (%(server_roles)s)
+            AND pg_catalog.pg_has_role(t.oid, r.oid, 'MEMBER') ORDER BY 1)
 FROM target t
 """
 
@@ -138,6 +172,7 @@ def role_params(
         "setting": setting,
         "user_setting": user_setting,
         "as_session_user": as_session_user,
+        "server_roles": list(SERVER_ACCESS_ROLES),
     }
 
 
@@ -227,6 +262,14 @@ def role_report(row: tuple[Any, ...], owner_hint: str | None = None) -> RoleRepo
             f"it is a member of {strong!r}, which has CREATEROLE: " + _createrole_why(int(version)),
             f"REVOKE {_q(strong)} FROM {role};",
         )
+    for server in row[17] if len(row) > 17 else ():
+        add(
+            "member_of_server_access",
+            f"it is a member of {server!r}: it can run programs or read and write files on "
+            "the database server as the server's operating-system user (COPY ... PROGRAM, "
+            "COPY ... TO 'file'), which is as good as a superuser",
+            f"REVOKE {_q(server)} FROM {role};",
+        )
     if owned:
         shown = ", ".join(owned[:5]) + (" ..." if len(owned) > 5 else "")
         target = _q(owner_hint) if owner_hint else "<owner_role>"
@@ -264,32 +307,43 @@ def code_report(row: tuple[Any, ...]) -> RoleReport:
     """
     name = row[0]
     temp, create_db, schemas, dbname = row[10:14]
+    via = list(row[16]) if len(row) > 16 else []
     role = _q(name)
     db = _q(dbname)
     problems: list[str] = []
     fixes: list[str] = []
     kinds: list[str] = []
+    # Privileges it has only through a role it can SET ROLE to: revoking from the login
+    # does not remove them; the membership (or the role's privilege) must go.
+    through = (
+        f" (also through {', '.join(repr(r) for r in via)}: a role it can SET ROLE to)"
+        if via
+        else ""
+    )
+    revoke_via = "".join(
+        f"\nREVOKE {_q(r)} FROM {role};  -- or revoke the privilege from {_q(r)}" for r in via
+    )
     if temp:
         kinds.append("temp")
         problems.append(
             "it can create temporary objects in this database (TEMPORARY, granted to PUBLIC "
             "by default): a temporary view, domain or function left on a pooled connection "
-            "runs inside the next tenant's statements"
+            "runs inside the next tenant's statements" + through
         )
         fixes.append(
             f"REVOKE TEMPORARY ON DATABASE {db} FROM PUBLIC;\n"
             f"REVOKE TEMPORARY ON DATABASE {db} FROM {role};"
-            "  -- or: tenantguard install (it does this unless --allow-temp)"
+            "  -- or: tenantguard install (it does this unless --allow-temp)" + revoke_via
         )
     if create_db:
         kinds.append("create_database")
-        problems.append("it can create schemas in this database (CREATE on the database)")
-        fixes.append(f"REVOKE CREATE ON DATABASE {db} FROM PUBLIC, {role};")
+        problems.append("it can create schemas in this database (CREATE on the database)" + through)
+        fixes.append(f"REVOKE CREATE ON DATABASE {db} FROM PUBLIC, {role};" + revoke_via)
     for schema in schemas:
         kinds.append("create_schema")
         problems.append(
             f"it can create functions and views in schema {schema!r} (CREATE on the schema), "
-            "code the statement classifier cannot see into"
+            "code the statement classifier cannot see into" + through
         )
-        fixes.append(f"REVOKE CREATE ON SCHEMA {_q(schema)} FROM PUBLIC, {role};")
+        fixes.append(f"REVOKE CREATE ON SCHEMA {_q(schema)} FROM PUBLIC, {role};" + revoke_via)
     return RoleReport(name, problems, fixes, kinds)

@@ -22,8 +22,9 @@ RULE = Rule(
     "from a function: that code then runs inside the next tenant's statements on the same "
     "connection, with the next tenant bound, and can copy its rows where the first tenant "
     "reads them later. CREATE on the database or on a schema gives persistent functions "
-    "whose bodies no statement check can see. A runtime role needs none of these "
-    "(tenantguard's pools refuse such a login unless allow_temp=True).",
+    "whose bodies no statement check can see. Privileges of every role the runtime role is a "
+    "member of count, NOINHERIT memberships included: SET LOCAL ROLE reaches them. A runtime "
+    "role needs none of these (tenantguard's pools refuse such a login unless allow_temp=True).",
     anti_pattern="-- the default: GRANT TEMPORARY ON DATABASE app TO PUBLIC\n"
     "GRANT CREATE ON SCHEMA public TO app_user;",
     best_practice="REVOKE TEMPORARY ON DATABASE app FROM PUBLIC;  -- tenantguard install does\n"

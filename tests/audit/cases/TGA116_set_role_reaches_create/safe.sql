@@ -1,0 +1,10 @@
+-- A protected tenant table: the audit refuses a database without one.
+CREATE TABLE public.base (tenant_id bigint NOT NULL, id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY);
+GRANT SELECT, INSERT, UPDATE, DELETE ON public.base TO {app};
+-- protect: public.base
+-- The same membership in a role without CREATE anywhere: nothing to reach.
+ALTER ROLE {app} NOINHERIT;
+DO $$ BEGIN
+  EXECUTE format('CREATE ROLE %I NOLOGIN', 'maker_' || current_database());
+  EXECUTE format('GRANT %I TO {app}', 'maker_' || current_database());
+END $$;
