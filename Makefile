@@ -55,4 +55,4 @@ pgbouncer:
 # the PgBouncer 1.24.1 of `make pgbouncer`.
 bench: $(STAMP) pgbouncer
 	$(BIN)/tenantguard bench --pgbouncer $(PGBOUNCER) --tenants 10000 --rows-per-tenant 100 --clients 1,4,16
-	$(BIN)/tenantguard bench --pgbouncer $(PGBOUNCER) --tenants 100000 --rows-per-tenant 100 --clients 1,4,16 --rounds 3
+	$(BIN)/tenantguard bench --pgbouncer $(PGBOUNCER) --tenants 100000 --rows-per-tenant 100 --clients 1,4,16 --rounds 3 --no-signed

@@ -34,10 +34,15 @@ def test_harness_runs_and_writes_report(server_dsn, tmp_path) -> None:  # type: 
         with psycopg.connect(server_dsn, autocommit=True) as c:
             c.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(f"{cfg.database}_signed")
+                )
+            )
+            c.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                     sql.Identifier(cfg.database)
                 )
             )
-            for r in ("app", "owner", "raw"):
+            for r in ("app", "owner", "raw", "keys"):
                 c.execute(
                     sql.SQL("DROP ROLE IF EXISTS {}").format(
                         sql.Identifier(f"{cfg.role_prefix}_{r}")
@@ -52,6 +57,11 @@ def test_harness_runs_and_writes_report(server_dsn, tmp_path) -> None:  # type: 
     # The pool model's target group: tenantguard vs psycopg_pool + WHERE, one client.
     assert {c["label"] for c in groups["pool/select/1"]["cells"]} == {"pool_where", "tenantguard"}
     assert groups["pool/select/1"]["baseline"] == "pool_where"
+    # Signed vs unsigned contexts, in the second database.
+    assert [c["label"] for c in groups["signed/select/1"]["cells"]] == [
+        "tenantguard [items_plain] via signed",
+        "tenantguard_signed via signed",
+    ]
     assert "pgbouncer/select/1" in groups  # pgbouncer is installed wherever the suite runs
     bouncer = results["meta"]["pgbouncer"]  # find_pgbouncer()'s: TENANTGUARD_PGBOUNCER in CI
     version = pgbouncer_version(str(find_pgbouncer()))
@@ -92,6 +102,7 @@ def test_harness_runs_and_writes_report(server_dsn, tmp_path) -> None:  # type: 
         "round trips per point select",
         "point select vs raw, 2 client process(es)",
         f"point select vs psycopg_pool + WHERE, 1 client, median of {3 * cfg.rounds} rounds",
+        f"signed point select vs unsigned, 1 client, median of {3 * cfg.rounds} rounds",
         "PgBouncer vs direct, same transport, 1 client(s)",
     }
     if find_pgbench() is not None:  # Debian's postgresql-client: wherever the suite runs

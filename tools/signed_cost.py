@@ -41,19 +41,11 @@ import psycopg
 from psycopg import sql
 
 from tenantguard import TenantPool, tenant
-from tenantguard.admin import admin_connect, create_key, install, protect
-from tenantguard.bench.dataset import build_dataset
+from tenantguard.admin import admin_connect
+from tenantguard.bench.dataset import add_signed_shapes, build_dataset
 from tenantguard.bench.pgbench import find_pgbench
 from tenantguard.bench.run import _with
-from tenantguard.core.names import QualifiedName
 from tenantguard.core.signing import SigningKey, sign_context
-from tenantguard.core.sqlbuild import (
-    InstallSpec,
-    ProtectSpec,
-    _helper_sql,
-    protect_statements,
-    render,
-)
 from tenantguard.embedded import embedded_postgres
 
 DB = "tg_signed_cost"
@@ -68,33 +60,8 @@ def prepare(admin_dsn: str, tenants: int, rows: int) -> tuple[str, str, SigningK
     dsn = _with(admin_dsn, dbname=DB)
     with admin_connect(dsn, autocommit=True) as a:
         ds = build_dataset(a, tenants, rows)
-        # The unsigned shape, kept beside the signed one: a copy of the plain helper...
-        a.execute(_helper_sql("tenantguard", "plain_tenant", "app.tenant_id", "tenant"))
-        a.execute(
-            sql.SQL("GRANT EXECUTE ON FUNCTION tenantguard.plain_tenant() TO {}").format(
-                sql.Identifier(ds.app_role)
-            )
-        )
-        # ...and the same table and policies calling it.
-        a.execute("CREATE TABLE bench.items_plain (LIKE bench.items INCLUDING ALL)")
-        a.execute("INSERT INTO bench.items_plain SELECT * FROM bench.items")
-        spec = ProtectSpec(QualifiedName("bench", "items_plain"), pk_columns=("id",))
-        with a.transaction():
-            for stmt in protect_statements(spec):
-                text = render(stmt).replace('"current_tenant"', '"plain_tenant"')
-                if not text.startswith("CREATE INDEX"):  # LIKE ... INCLUDING ALL has it
-                    a.execute(sql.SQL(text))
-        a.execute(
-            sql.SQL("GRANT SELECT ON bench.items_plain TO {}").format(sql.Identifier(ds.app_role))
-        )
-        a.execute("VACUUM (ANALYZE) bench.items_plain")
-        # Now signing: bench.items' policies become the verifying ones.
-        install(
-            a,
-            InstallSpec(app_role=ds.app_role, owner_role="tg_bench_owner", signed=True),
-        )
-        protect(a, ["bench.items"])
-        key = create_key(a)
+        # bench.items signed, bench.items_plain the unsigned shape beside it.
+        key = add_signed_shapes(a, ds)
     return dsn, _with(dsn, user=ds.app_role), key
 
 

@@ -426,6 +426,11 @@ def demo(dsn: str | None, keep: bool, as_json: bool) -> None:
     help="Skip the server-side measurement with pgbench (a C client; run when installed).",
 )
 @click.option(
+    "--no-signed",
+    is_flag=True,
+    help="Skip the signed-context group (it builds a second database, <database>_signed).",
+)
+@click.option(
     "--pgbouncer",
     default=None,
     metavar="PATH",
@@ -449,6 +454,7 @@ def bench(
     markdown: str,
     no_pgbouncer: bool,
     no_pgbench: bool,
+    no_signed: bool,
     pgbouncer: str | None,
     report_only: bool,
 ) -> None:
@@ -552,6 +558,7 @@ def bench(
             pgbouncer=bouncer_binary is not None,
             pgbouncer_binary=bouncer_binary,
             pgbench=not no_pgbench,
+            signed=not no_signed,
             command=command,
         )
         results = run_bench(cfg, progress=progress)

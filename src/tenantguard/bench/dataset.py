@@ -3,6 +3,11 @@
 ``bench.items``       RLS-protected by tenantguard, with the composite (tenant_id, id) index.
 ``bench.items_noidx`` the same rows and policies, without the composite index.
 
+:func:`add_signed_shapes` turns a dataset's database into the signed-context one:
+``bench.items`` with ``install --signed`` policies (the verifying view) and
+``bench.items_plain``, the same rows, index and policy shape calling a copy of the unsigned
+helper, so both run against one server, data and cache.
+
 Ids are tenant-major (``id = (tenant - 1) * rows + r``), so a tenant's rows are
 contiguous and the newest-N list is an index range scan when the index exists.
 """
@@ -17,10 +22,19 @@ import psycopg
 from psycopg import sql
 
 from tenantguard.admin import install, protect
+from tenantguard.admin.keys import create_key, list_keys, rotate_key
 from tenantguard.core.names import QualifiedName
-from tenantguard.core.sqlbuild import InstallSpec, grant_statements
+from tenantguard.core.signing import SigningKey
+from tenantguard.core.sqlbuild import (
+    InstallSpec,
+    ProtectSpec,
+    _helper_sql,
+    grant_statements,
+    protect_statements,
+    render,
+)
 
-__all__ = ["Dataset", "build_dataset", "explain_list"]
+__all__ = ["Dataset", "add_signed_shapes", "build_dataset", "explain_list"]
 
 TABLES = ("items", "items_noidx")
 
@@ -115,6 +129,52 @@ def build_dataset(
         )
     )
     return ds
+
+
+def add_signed_shapes(
+    conn: psycopg.Connection[Any],
+    ds: Dataset,
+    owner_role: str = "tg_bench_owner",
+    key_owner_role: str = "tg_bench_keys",
+) -> SigningKey:
+    """Make *ds*'s database the signed one (idempotent); returns a live signing key.
+
+    ``bench.items_plain`` keeps the unsigned shape beside the signed ``bench.items``: a
+    copy of the plain helper (the inlinable SQL function ``install`` makes without
+    ``--signed``) and the same policies calling it. A new key is added on every call
+    (the first with ``create``, later ones with ``rotate``), so no secret is stored.
+    """
+    app = sql.Identifier(ds.app_role)
+    has_plain = conn.execute("SELECT to_regclass('bench.items_plain') IS NOT NULL").fetchone()
+    if not (has_plain and has_plain[0]):
+        conn.execute(_helper_sql("tenantguard", "plain_tenant", "app.tenant_id", "tenant"))
+        conn.execute(
+            sql.SQL("GRANT EXECUTE ON FUNCTION tenantguard.plain_tenant() TO {}").format(app)
+        )
+        conn.execute("CREATE TABLE bench.items_plain (LIKE bench.items INCLUDING ALL)")
+        conn.execute("INSERT INTO bench.items_plain SELECT * FROM bench.items")
+        conn.execute(
+            sql.SQL("ALTER TABLE bench.items_plain OWNER TO {}").format(sql.Identifier(owner_role))
+        )
+        spec = ProtectSpec(QualifiedName("bench", "items_plain"), pk_columns=("id",))
+        with conn.transaction():
+            for stmt in protect_statements(spec):
+                text = render(stmt).replace('"current_tenant"', '"plain_tenant"')
+                if not text.startswith("CREATE INDEX"):  # LIKE ... INCLUDING ALL has it
+                    conn.execute(sql.SQL(text))  # type: ignore[call-overload]
+        conn.execute(sql.SQL("GRANT SELECT ON bench.items_plain TO {}").format(app))
+        conn.execute("VACUUM (ANALYZE) bench.items_plain")
+    # Signing: bench.items' policies become the verifying ones.
+    install(
+        conn,
+        InstallSpec(
+            app_role=ds.app_role, owner_role=owner_role, signed=True, key_owner_role=key_owner_role
+        ),
+    )
+    protect(conn, [QualifiedName("bench", "items")])
+    if any(k.live for k in list_keys(conn)):
+        return rotate_key(conn)
+    return create_key(conn)
 
 
 def explain_list(conn: psycopg.Connection[Any], table: str, tenant_id: int, limit: int = 10) -> str:

@@ -5,6 +5,9 @@ Groups (each interleaved in rounds, ratios to the group's baseline in the same r
 * ``workloads``: every workload x {raw, naive, session_set, tenantguard,
   tenantguard_async} x clients; baseline ``raw``.
 * ``guard``: point select, tenantguard with and without the checkin guard.
+* ``signed``: point select at one client, signed contexts (``install --signed``) vs
+  unsigned, in a second database (``<database>_signed``) holding both shapes; three times
+  the rounds.
 * ``pool``: point select at one client, tenantguard vs psycopg_pool with the ``WHERE``
   written by hand (the code tenantguard replaces): the pool model's target, in three
   times the rounds of the other groups (15 by default).
@@ -32,7 +35,7 @@ import psycopg
 from psycopg import sql
 
 from tenantguard.admin import admin_connect
-from tenantguard.bench.dataset import Dataset, build_dataset, explain_list
+from tenantguard.bench.dataset import Dataset, add_signed_shapes, build_dataset, explain_list
 from tenantguard.bench.harness import Cell, Group, ProcRuntime, count_round_trips, run_group
 from tenantguard.bench.pgbench import find_pgbench
 from tenantguard.bench.pgbench import measure as measure_pgbench
@@ -58,9 +61,10 @@ class BenchConfig:
     pgbouncer_binary: str | None = None  # default: $TENANTGUARD_PGBOUNCER, else the installed one
     processes: bool = True  # also run point selects with one OS process per client
     pgbench: bool = True  # the server's share, with a C client, when pgbench is installed
+    signed: bool = True  # the signed-context group, in a second database (<database>_signed)
     command: str = ""
     database: str | None = None  # default: tenantguard_bench_<tenants>x<rows> (reused)
-    role_prefix: str = "tg_bench"  # roles <prefix>_app, <prefix>_owner, <prefix>_raw
+    role_prefix: str = "tg_bench"  # roles <prefix>_app, _owner, _raw (and _keys: signed)
 
 
 def _with(dsn: str, **changes: str) -> str:
@@ -80,11 +84,14 @@ def _runtime_for(
     raw_dsn: str,
     size: int,
     unprepared: frozenset[str] = frozenset({"direct-noprep"}),
+    signing_key: Any = None,
 ) -> Any:
     """The runtime of *cell*; its clients run without prepared statements where its *via*
     is *unprepared* (through a PgBouncer < 1.21 in transaction mode, or direct as if)."""
     opts: dict[str, Any] = {"table": cell.table, "size": size, "raw_dsn": raw_dsn}
     dsn = dsns[cell.via]
+    if cell.via == "signed":
+        opts["signing_key"] = signing_key
     if cell.via.startswith("pgbouncer"):
         opts["raw_dsn"] = _with(raw_dsn, **_bouncer_params(dsn))
     if cell.via in unprepared:
@@ -93,6 +100,30 @@ def _runtime_for(
         opts["size"] = 1  # each client process is a worker with its own pool of one
         return ProcRuntime(cell.variant, dsn, opts)
     return VARIANTS[cell.variant].factory(dsn, opts)
+
+
+def _signed_database(
+    cfg: BenchConfig, db: str, progress: Callable[[str, int, int], None] | None
+) -> tuple[str, Any]:
+    """The signed-context database (``<db>_signed``, reused): its app DSN and a live key."""
+    sdb = f"{db}_signed"
+    with admin_connect(cfg.dsn, autocommit=True) as admin:
+        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (sdb,)).fetchone() is None:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(sdb)))
+    admin_dsn = _with(cfg.dsn, dbname=sdb)
+    owner = f"{cfg.role_prefix}_owner"
+    with admin_connect(admin_dsn, autocommit=True) as admin:
+        ds = build_dataset(
+            admin,
+            cfg.tenants,
+            cfg.rows_per_tenant,
+            app_role=f"{cfg.role_prefix}_app",
+            owner_role=owner,
+            raw_role=f"{cfg.role_prefix}_raw",
+            progress=(lambda d, t: progress("signed dataset", d, t)) if progress else None,
+        )
+        key = add_signed_shapes(admin, ds, owner, f"{cfg.role_prefix}_keys")
+    return _with(admin_dsn, user=ds.app_role), key
 
 
 def _bouncer_params(dsn: str) -> dict[str, str]:
@@ -339,6 +370,7 @@ def run_bench(
         start_insert_ids(int(top[0]) if top else 0)
     app_dsn = _with(admin_dsn, user=ds.app_role)
     raw_dsn = _with(admin_dsn, user=ds.raw_role)
+    signed_dsn, signing_key = _signed_database(cfg, db, progress) if cfg.signed else (None, None)
 
     results: dict[str, Any] = {
         "meta": {
@@ -363,6 +395,8 @@ def run_bench(
         bouncer = stack.enter_context(_maybe_bouncer(cfg, ds, admin_dsn))
         results["meta"]["pgbouncer"] = bouncer.info() if bouncer is not None else None
         dsns = {"direct": app_dsn, "direct-noprep": app_dsn}
+        if signed_dsn is not None:
+            dsns["signed"] = signed_dsn
         unprepared = frozenset({"direct-noprep"})
         if bouncer is not None:
             dsns["pgbouncer"] = _with(app_dsn, **bouncer.conninfo())
@@ -399,6 +433,14 @@ def run_bench(
                 groups.append(Group(f"split/select/{c}", cells, cells[0]))
         cells = [Cell("pool_where", "select", 1), Cell("tenantguard", "select", 1)]
         groups.append(Group("pool/select/1", cells, cells[0]))
+        if signed_dsn is not None:
+            # Signed vs unsigned contexts, one database: bench.items (install --signed)
+            # and bench.items_plain (the unsigned helper), the same rows and index.
+            cells = [
+                Cell("tenantguard", "select", 1, table="items_plain", via="signed"),
+                Cell("tenantguard_signed", "select", 1, via="signed"),
+            ]
+            groups.append(Group("signed/select/1", cells, cells[0]))
         for c in cfg.clients[:2]:
             cells = [Cell("tenantguard", "select", c), Cell("tenantguard_noguard", "select", c)]
             groups.append(Group(f"guard/select/{c}", cells, cells[1]))
@@ -453,7 +495,9 @@ def run_bench(
             with pinned:
                 try:
                     for cell in g.cells:
-                        runtimes[cell] = _runtime_for(cell, dsns, raw_dsn, size, unprepared)
+                        runtimes[cell] = _runtime_for(
+                            cell, dsns, raw_dsn, size, unprepared, signing_key
+                        )
                     res = run_group(
                         g,
                         runtimes,
@@ -524,7 +568,7 @@ def _pgbench_share(
 
 # Groups whose effect is small against the noise, or whose target asks for at least 15
 # rounds (the pool model's one-client target), run three times the rounds.
-_SMALL_EFFECTS = ("guard/", "rls/", "split-rls/", "pool/")
+_SMALL_EFFECTS = ("guard/", "rls/", "split-rls/", "pool/", "signed/")
 
 
 def _cpus() -> int:
@@ -577,6 +621,15 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             pool["ratio_median"],
             ">= 0.85x",
             pool["ratio_median"] >= 0.85,
+        )
+    signed = _cell(results, "signed/select/1", "tenantguard_signed via signed")
+    if signed and signed["ratio_median"] is not None:
+        rounds = results["meta"].get("small_effect_rounds", "?")
+        add(
+            f"signed point select vs unsigned, 1 client, median of {rounds} rounds",
+            signed["ratio_median"],
+            ">= 0.85x",
+            signed["ratio_median"] >= 0.85,
         )
     rt = results.get("round_trips", {}).get("tenantguard", {}).get("select")
     if rt is not None:

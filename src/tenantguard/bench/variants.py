@@ -182,6 +182,7 @@ class _PoolRuntime:
         size: int,
         cls: type[TenantPool],
         check_role: bool = True,
+        signing_key: Any = None,
         **kw: Any,
     ):
         self.pool = cls(
@@ -191,6 +192,7 @@ class _PoolRuntime:
             tenant_kind="bigint",
             kwargs=kw or None,
             check_role=check_role,
+            signing_key=signing_key,
         )
         self.pool.pool.wait(timeout=30)
         self.q = queries
@@ -249,6 +251,19 @@ def _session_set(dsn: str, o: dict[str, Any]) -> _ConnRuntime:
 def _tg(dsn: str, o: dict[str, Any]) -> _PoolRuntime:
     return _PoolRuntime(
         dsn, _queries(_tables(o), False), o["size"], TenantPool, **o.get("conn_kw", {})
+    )
+
+
+def _tg_signed(dsn: str, o: dict[str, Any]) -> _PoolRuntime:
+    # The signed dataset's bench.items (install --signed); its unsigned twin is
+    # "tenantguard" on table items_plain of the same database.
+    return _PoolRuntime(
+        dsn,
+        _queries(_tables(o), False),
+        o["size"],
+        TenantPool,
+        signing_key=o["signing_key"],
+        **o.get("conn_kw", {}),
     )
 
 
@@ -327,6 +342,12 @@ VARIANTS: dict[str, Variant] = {
             _tg_noguard,
         ),
         Variant("tenantguard_async", "AsyncTenantPool, one task per client", "async", _tg_async),
+        Variant(
+            "tenantguard_signed",
+            "TenantPool binding signed contexts (install --signed), checkin guard on",
+            "sync",
+            _tg_signed,
+        ),
     ]
 }
 
