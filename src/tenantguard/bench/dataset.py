@@ -161,7 +161,7 @@ def add_signed_shapes(
             for stmt in protect_statements(spec):
                 text = render(stmt).replace('"current_tenant"', '"plain_tenant"')
                 if not text.startswith("CREATE INDEX"):  # LIKE ... INCLUDING ALL has it
-                    conn.execute(sql.SQL(text))  # type: ignore[call-overload]
+                    conn.execute(sql.SQL(text))
         conn.execute(sql.SQL("GRANT SELECT ON bench.items_plain TO {}").format(app))
         conn.execute("VACUUM (ANALYZE) bench.items_plain")
     # Signing: bench.items' policies become the verifying ones.

@@ -613,24 +613,15 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 add(f"(info) point select vs psycopg_pool + WHERE, {c} {how}", r, "-", None)
 
     select_targets("workloads", "client(s)")
-    pool = _cell(results, "pool/select/1", "tenantguard")
-    if pool and pool["ratio_median"] is not None:
-        rounds = results["meta"].get("small_effect_rounds", "?")
-        add(
-            f"point select vs psycopg_pool + WHERE, 1 client, median of {rounds} rounds",
-            pool["ratio_median"],
-            ">= 0.85x",
-            pool["ratio_median"] >= 0.85,
-        )
-    signed = _cell(results, "signed/select/1", "tenantguard_signed via signed")
-    if signed and signed["ratio_median"] is not None:
-        rounds = results["meta"].get("small_effect_rounds", "?")
-        add(
-            f"signed point select vs unsigned, 1 client, median of {rounds} rounds",
-            signed["ratio_median"],
-            ">= 0.85x",
-            signed["ratio_median"] >= 0.85,
-        )
+    rounds = results["meta"].get("small_effect_rounds", "?")
+    for group, label, name in (
+        ("pool/select/1", "tenantguard", "point select vs psycopg_pool + WHERE"),
+        ("signed/select/1", "tenantguard_signed via signed", "signed point select vs unsigned"),
+    ):
+        cell = _cell(results, group, label)
+        if cell and cell["ratio_median"] is not None:
+            ratio = cell["ratio_median"]
+            add(f"{name}, 1 client, median of {rounds} rounds", ratio, ">= 0.85x", ratio >= 0.85)
     rt = results.get("round_trips", {}).get("tenantguard", {}).get("select")
     if rt is not None:
         add("round trips per point select", rt, "== 1", rt == 1.0)
