@@ -247,3 +247,26 @@ def test_superuser_login_gets_a_runtime_role_not_a_demotion(fresh) -> None:  # t
             conn.execute("SELECT set_config('app.tenant_id', '1', true)")
             conn.execute("SELECT count(*) FROM public.notes")  # granted, RLS applies
     assert not [f for f in found if f.rule.code == "TGA110"]
+
+
+# --- one answer for the index a table needs (TGA160 and protect) ---------------------------
+
+
+def test_the_audits_index_fix_is_the_index_protect_creates(fresh) -> None:  # type: ignore[no-untyped-def]
+    _run(
+        fresh,
+        "CREATE TABLE public.orders (tenant_id bigint NOT NULL, region text NOT NULL, "
+        "id bigint NOT NULL, PRIMARY KEY (region, id)); "
+        "ALTER TABLE public.orders ENABLE ROW LEVEL SECURITY",
+    )
+    with fresh.admin() as conn:
+        plan = protect(conn, ["public.orders"], dry_run=True)
+        found = audit_database(conn, app_role=fresh.app_role).findings
+        (hit,) = [f for f in found if f.rule.code == "TGA160"]
+        (index,) = [s for s in plan.statements if s.startswith("CREATE INDEX")]
+        # the tenant, then the primary key's columns in key order: the same statement
+        assert hit.fix_sql == index
+        assert '("tenant_id", "region", "id")' in index
+        conn.execute(hit.fix_sql or "")
+        again = audit_database(conn, app_role=fresh.app_role).findings
+    assert not [f for f in again if f.rule.code == "TGA160"]

@@ -530,15 +530,22 @@ def protect_statements(spec: ProtectSpec, state: TableState | None = None) -> li
     for name in stale:
         out.append(sql.SQL("DROP POLICY {} ON {}").format(sql.Identifier(name), table))
     if fresh or not st.has_tenant_index:
-        cols = _dedupe([spec.tenant_column, *spec.pk_columns])
-        out.append(
-            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
-                sql.Identifier(tenant_index_name(spec.table, spec.tenant_column)),
-                table,
-                sql.SQL(", ").join(sql.Identifier(c) for c in cols),
-            )
-        )
+        out.append(tenant_index_statement(spec.table, spec.tenant_column, spec.pk_columns))
     return out
+
+
+def tenant_index_statement(
+    table: QualifiedName, tenant_column: str, pk_columns: Sequence[str]
+) -> sql.Composed:
+    """The index a tenant table needs: the tenant column, then the primary key's columns
+    (a tenant's point lookups and newest-N lists are index range scans). The one answer
+    ``protect`` creates and the audit (TGA160) prints."""
+    cols = _dedupe([tenant_column, *pk_columns])
+    return sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+        sql.Identifier(tenant_index_name(table, tenant_column)),
+        table.ident,
+        sql.SQL(", ").join(sql.Identifier(c) for c in cols),
+    )
 
 
 def _dedupe(cols: Iterable[str]) -> list[str]:

@@ -263,7 +263,16 @@ JOIN pg_catalog.pg_class c ON c.oid = t.oid
 # security_invoker): TGA140 and TGA141.
 _TENANT_VIEWS = """
 SELECT DISTINCT v.oid::regclass::text, pg_catalog.pg_get_userbyid(v.relowner)::text,
-       o.rolsuper OR o.rolbypassrls, v.relkind::text,
+       o.rolsuper OR o.rolbypassrls
+       -- or it owns (or is a member of the owner of) a tenant table it reads that does
+       -- not FORCE row level security: the view reads that table's every row
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d2
+                  JOIN pg_catalog.pg_class t ON t.oid = d2.refobjid
+                  WHERE d2.objid = r.oid AND d2.classid = 'pg_rewrite'::regclass
+                    AND t.oid = ANY(%(oids)s) AND t.oid <> v.oid
+                    AND NOT (t.relrowsecurity AND t.relforcerowsecurity)
+                    AND pg_catalog.pg_has_role(v.relowner, t.relowner, 'USAGE')),
+       v.relkind::text,
        pg_catalog.has_table_privilege(%(role)s, v.oid, 'SELECT'), vn.nspname::text, v.relname::text,
        coalesce(v.reloptions && ARRAY['security_barrier=true', 'security_barrier=on'], false),
        pg_catalog.pg_get_viewdef(v.oid)
@@ -425,7 +434,8 @@ class AuditContext:
     @cached_property
     def tenant_views(self) -> list[tuple[Any, ...]]:
         """Views and materialized views over tenant tables without security_invoker:
-        (regclass text, owner, owner bypasses RLS, relkind, readable by the runtime role,
+        (regclass text, owner, RLS does not apply to the owner on a table the view reads
+        (superuser, BYPASSRLS, or owner of a table that does not FORCE it), relkind, readable by the runtime role,
         schema, name, security_barrier, pg_get_viewdef)."""
         return self.fetch(_TENANT_VIEWS, {"role": self.runtime_role, "oids": self.tenant_oids})
 

@@ -12,7 +12,7 @@ from tenantguard.tooling.sqlanalysis import func_names
 RULE = Rule(
     code="TGA130",
     name="immutable-policy-helper",
-    severity=Severity.HIGH,
+    severity=Severity.CRITICAL,
     tool="audit",
     summary="A policy helper is IMMUTABLE (it can be folded into a cached plan)",
     description="The planner may evaluate an IMMUTABLE function once and keep the result in a "

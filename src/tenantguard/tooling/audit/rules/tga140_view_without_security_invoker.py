@@ -60,7 +60,14 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
             RULE,
             f"view {view}",
             f"reads tenant tables as {owner!r}"
-            + (" (bypasses RLS), readable by the runtime role" if sev else ""),
+            + (
+                " (RLS does not apply to it there: a superuser, BYPASSRLS, or the owner of a "
+                "table the view reads that does not FORCE RLS), readable by the runtime role: "
+                "critical"
+                if sev
+                else ": high, not critical: RLS applies to the owner, or the runtime role "
+                "cannot read the view; its rows are still filtered as the owner's, not the caller's"
+            ),
             severity=sev,
             fix_sql=sql.SQL("ALTER VIEW {} SET (security_invoker = true);")
             .format(ident)

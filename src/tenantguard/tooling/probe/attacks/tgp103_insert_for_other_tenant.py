@@ -11,7 +11,7 @@ from tenantguard.tooling.probe.attacks import REGISTRY
 RULE = Rule(
     code="TGP103",
     name="insert-for-other-tenant",
-    severity=Severity.CRITICAL,
+    severity=Severity.HIGH,
     tool="probe",
     summary="With tenant A bound, a row with tenant B's id can be inserted",
     description="Without a tenant-pinned WITH CHECK, tenant A can plant rows in tenant B's "

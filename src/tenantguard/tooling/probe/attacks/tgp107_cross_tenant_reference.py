@@ -18,7 +18,7 @@ from tenantguard.tooling.probe.attacks import REGISTRY
 RULE = Rule(
     code="TGP107",
     name="cross-tenant-reference",
-    severity=Severity.HIGH,
+    severity=Severity.MEDIUM,
     tool="probe",
     summary="A row of tenant A can reference tenant B's row through a foreign key",
     description="Foreign-key checks bypass row level security. A foreign key that does not "

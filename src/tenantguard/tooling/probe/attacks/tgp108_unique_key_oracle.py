@@ -13,7 +13,7 @@ from tenantguard.tooling.probe.attacks import REGISTRY
 RULE = Rule(
     code="TGP108",
     name="unique-key-oracle",
-    severity=Severity.HIGH,
+    severity=Severity.MEDIUM,
     tool="probe",
     summary="Inserting tenant B's unique value as tenant A fails: an existence oracle",
     description="Unique constraints are checked across all rows, whatever the policies say. "

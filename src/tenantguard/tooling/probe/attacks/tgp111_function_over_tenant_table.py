@@ -15,7 +15,7 @@ from tenantguard.tooling.probe.attacks import REGISTRY
 RULE = Rule(
     code="TGP111",
     name="function-over-tenant-table",
-    severity=Severity.HIGH,
+    severity=Severity.CRITICAL,
     tool="probe",
     summary="A SECURITY DEFINER function returns tenant B's data to tenant A",
     description="A SECURITY DEFINER function runs as its owner, who is usually exempt from "

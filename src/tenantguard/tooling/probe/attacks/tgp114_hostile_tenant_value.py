@@ -13,7 +13,7 @@ from tenantguard.tooling.probe.attacks import REGISTRY
 RULE = Rule(
     code="TGP114",
     name="hostile-tenant-value",
-    severity=Severity.HIGH,
+    severity=Severity.CRITICAL,
     tool="probe",
     summary="A malformed tenant id (garbage, a pattern, an injection) shows other tenants' rows",
     description="Policies that compare with LIKE, build SQL from the setting, or cast loosely "
