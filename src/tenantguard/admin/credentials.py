@@ -123,7 +123,9 @@ def _role_part(tenant: str) -> str:
     """The tenant as it appears in role names: itself when short and plain, else a digest."""
     if _PLAIN_TENANT.fullmatch(tenant):
         return tenant
-    return "h" + hashlib.sha256(tenant.encode()).hexdigest()[:16]
+    # "h_" + digest: a plain id has no underscore, so no tenant id can choose another's
+    # names (the seventeenth review squatted a digest as a plain id).
+    return "h_" + hashlib.sha256(tenant.encode()).hexdigest()[:16]
 
 
 def _check_slot(slot: str) -> str:

@@ -55,8 +55,27 @@ _REFUSED_FUNCS = {
     "pg_sequence_last_value",
 }
 #: ``pg_sequences`` calls pg_sequence_last_value inside the view, out of the classifier's
-#: sight: reading the view is refused as the call is.
+#: sight: reading the view is refused as the call is, by name in SQL text too (the XML
+#: export functions read a relation named in a string: the seventeenth review).
 _REFUSED_RELATIONS = {"pg_sequences": "pg_sequence_last_value"}
+_RELATION_TEXT_FUNCS = {"table_to_xml", "table_to_xmlschema", "table_to_xml_and_xmlschema"}
+_SCHEMA_TEXT_FUNCS = {"schema_to_xml", "schema_to_xmlschema", "schema_to_xml_and_xmlschema"}
+#: Built-ins that read or write files on the server (superuser-only unless granted; the pools
+#: refuse a login that may run them, and this refuses the call).
+SERVER_FILE = REFUSED + "server_file"
+_SERVER_FILE_FUNCS = {
+    "pg_read_file",
+    "pg_read_binary_file",
+    "lo_import",
+    "lo_export",
+    "pg_file_write",
+    "pg_file_rename",
+    "pg_file_unlink",
+}
+#: The ``seed`` setting's assign hook calls setseed(): SET LOCAL seed, or set_config('seed',
+#: ..., true), reseeds random() for the rest of the session (undoing the value at the end of
+#: the transaction does not reseed), which setseed's refusal is there to stop.
+_SEED_SETTING = "seed"
 #: COPY to or from a file or a program on the server: it runs as the server's operating
 #: system user, beyond every tenant (a login needs a pg_*_server_* role, which the pools
 #: refuse; this refuses the statement too).
@@ -164,6 +183,8 @@ def _node_effects(node: ast.Node) -> set[str]:
         name = (node.name or "").lower()
         if name in _LEXER_SETTINGS:
             out.add(LEXER_SETTING)
+        if name == _SEED_SETTING:
+            out.add(REFUSED + "setseed")
         if node.is_local and name == "search_path":
             # A transaction-local search_path can point unqualified CREATEs at pg_temp.
             out.add("local_search_path")
@@ -237,6 +258,12 @@ def _node_effects(node: ast.Node) -> set[str]:
                 and (first.val.sval or "").lower() in _LEXER_SETTINGS
             ):
                 out.add(LEXER_SETTING)
+            if (
+                isinstance(first, ast.A_Const)
+                and isinstance(first.val, ast.String)
+                and (first.val.sval or "").lower() == _SEED_SETTING
+            ):
+                out.add(REFUSED + "setseed")
             if len(args) < 3 or not _is_true_const(args[2]):
                 out.add("setting:set_config")
             elif not (isinstance(args[0], ast.A_Const) and isinstance(args[0].val, ast.String)):
@@ -247,9 +274,33 @@ def _node_effects(node: ast.Node) -> set[str]:
             out.add("advisory_lock")
         elif fname in _REFUSED_FUNCS:
             out.add(REFUSED + fname)
+        elif fname in _SERVER_FILE_FUNCS:
+            out.add(SERVER_FILE)
+        elif fname in _RELATION_TEXT_FUNCS or fname in _SCHEMA_TEXT_FUNCS:
+            out |= _named_relation_effects(node, fname in _SCHEMA_TEXT_FUNCS)
         elif fname in _SQL_TEXT_FUNCS:
             out |= _sql_text_effects(node, _SQL_TEXT_FUNCS[fname])
     return out
+
+
+def _named_relation_effects(node: ast.FuncCall, schema: bool) -> Effects:
+    """What an XML export reads when its first argument names a relation (or, with
+    *schema*, every table and view of a schema): a refused relation is refused, and a
+    name computed at run time is code the classifier cannot see."""
+    args = node.args or ()
+    arg = args[0] if args else None
+    while isinstance(arg, ast.TypeCast):
+        arg = arg.arg
+    if not (isinstance(arg, ast.A_Const) and isinstance(arg.val, ast.String)):
+        return frozenset({"opaque_code"})
+    text = (arg.val.sval or "").strip()
+    if schema:
+        if text.strip('"').lower() == "pg_catalog":
+            return frozenset(REFUSED + f for f in _REFUSED_RELATIONS.values())
+        return NONE
+    last = text.rsplit(".", 1)[-1].strip().strip('"').lower()
+    refused = _REFUSED_RELATIONS.get(last)
+    return frozenset({REFUSED + refused}) if refused is not None else NONE
 
 
 def _sql_text_effects(node: ast.FuncCall, index: int) -> Effects:
@@ -378,6 +429,13 @@ def refuse_persistent(effects: Effects) -> None:
                     "tenant lease: it runs as the server's operating-system user, beyond every "
                     "tenant's rows; nothing was sent",
                     hint="use COPY ... TO STDOUT / FROM STDIN (cursor.copy()), which RLS filters",
+                )
+            if name == "server_file":
+                raise UnsupportedOperation(
+                    "functions that read or write files on the database server are not sent on "
+                    "a tenant lease: the server's files (its write-ahead log) hold every "
+                    "tenant's rows; nothing was sent",
+                    hint="run them as an administrator, outside the app pool",
                 )
             if name in ("lastval", "currval", "pg_sequence_last_value"):
                 raise UnsupportedOperation(

@@ -12,10 +12,12 @@ from typing import Any, LiteralString
 from psycopg import sql
 
 __all__ = [
+    "ALL_DATA_ROLES",
     "CODE_KINDS",
     "KINDS",
     "ROLE_CHECK_QUERY",
     "SERVER_ACCESS_ROLES",
+    "SERVER_FILE_FUNCTIONS",
     "RoleReport",
     "code_report",
     "role_report",
@@ -31,17 +33,34 @@ KINDS = (
     "createrole",
     "member_of_createrole",
     "member_of_server_access",
+    "server_file_function",
     "owner",
     "member_of_owner",
     "setting_default",
 )
 # What code_report can find: ways for SQL on a leased connection to create code (a
 # function, a view, a domain) that later runs inside another tenant's transaction.
-CODE_KINDS = ("temp", "create_database", "create_schema")
+CODE_KINDS = ("temp", "create_database", "create_schema", "owned_objects")
 # Predefined roles that reach the server's files and programs: a member runs COPY ... TO
 # PROGRAM as the server's OS user (which logs in as a superuser on most installations), or
 # reads and writes any file the server can.
 SERVER_ACCESS_ROLES = ("pg_execute_server_program", "pg_read_server_files", "pg_write_server_files")
+# Predefined roles that read or write every table and view past its grants: row level
+# security still applies to tenant tables, but not to what has none (tenantguard's
+# signing keys, the role-scope registry, the break-glass log: the seventeenth review read
+# the keys and forged any tenant's context).
+ALL_DATA_ROLES = ("pg_read_all_data", "pg_write_all_data")
+# Built-ins that read or write files on the server (superuser-only unless granted): the
+# current WAL segment holds every tenant's recent writes (the seventeenth review read one).
+SERVER_FILE_FUNCTIONS = (
+    "pg_read_file",
+    "pg_read_binary_file",
+    "lo_import",
+    "lo_export",
+    "pg_file_write",
+    "pg_file_rename",
+    "pg_file_unlink",
+)
 # Before PostgreSQL 16, CREATEROLE can grant any role that is not a superuser (including
 # the owner of the tenant tables) to anyone, itself included.
 CREATEROLE_GRANTS_ANY_BEFORE = 160000
@@ -136,7 +155,51 @@ SELECT
           ORDER BY 1),
     ARRAY(SELECT r.rolname::text FROM pg_catalog.pg_roles r
           WHERE r.rolname = ANY (%(server_roles)s)
-            AND pg_catalog.pg_has_role(t.oid, r.oid, 'MEMBER') ORDER BY 1)
+            AND pg_catalog.pg_has_role(t.oid, r.oid, 'MEMBER') ORDER BY 1),
+    -- server file functions it (or a role it can become) may execute
+    ARRAY(SELECT DISTINCT p.oid::regprocedure::text FROM pg_catalog.pg_proc p, reach r
+          WHERE p.pronamespace = 'pg_catalog'::regnamespace
+            AND p.proname = ANY (%(file_functions)s)
+            AND pg_catalog.has_function_privilege(r.oid, p.oid, 'EXECUTE') ORDER BY 1),
+    -- objects it (or a role it can become) owns, or may add triggers to, outside the
+    -- protected tables: an owner attaches code to them without any CREATE privilege
+    -- (a policy, a rule, a trigger, a replaced view or function body, a domain CHECK)
+    ARRAY(SELECT o.what FROM (
+        SELECT CASE c.relkind WHEN 'v' THEN 'view ' WHEN 'm' THEN 'materialized view '
+                              WHEN 'f' THEN 'foreign table ' ELSE 'table ' END
+               || c.oid::regclass::text
+               || CASE WHEN r.oid <> t.oid THEN ' (owned by ' || pg_catalog.quote_ident(r.rolname) || ')' ELSE '' END AS what
+        FROM pg_catalog.pg_class c JOIN reach r ON r.oid = c.relowner
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+          AND c.oid NOT IN (SELECT oid FROM protected)
+          AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+          AND n.nspname !~ '^pg_(temp|toast_temp)_[0-9]+$'
+        UNION
+        SELECT 'function ' || p.oid::regprocedure::text || CASE WHEN r.oid <> t.oid THEN ' (owned by ' || pg_catalog.quote_ident(r.rolname) || ')' ELSE '' END
+        FROM pg_catalog.pg_proc p JOIN reach r ON r.oid = p.proowner
+        JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+          AND n.nspname !~ '^pg_(temp|toast_temp)_[0-9]+$'
+        UNION
+        SELECT CASE y.typtype WHEN 'd' THEN 'domain ' ELSE 'type ' END || y.oid::regtype::text
+               || CASE WHEN r.oid <> t.oid THEN ' (owned by ' || pg_catalog.quote_ident(r.rolname) || ')' ELSE '' END
+        FROM pg_catalog.pg_type y JOIN reach r ON r.oid = y.typowner
+        JOIN pg_catalog.pg_namespace n ON n.oid = y.typnamespace
+        WHERE (y.typtype IN ('d', 'e', 'r', 'm')
+               OR (y.typtype = 'c' AND (SELECT relkind FROM pg_catalog.pg_class
+                                        WHERE oid = y.typrelid) = 'c'))
+          AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+          AND n.nspname !~ '^pg_(temp|toast_temp)_[0-9]+$'
+        UNION
+        SELECT 'trigger on ' || c.oid::regclass::text || CASE WHEN r.oid <> t.oid THEN ' (granted to ' || pg_catalog.quote_ident(r.rolname) || ')' ELSE '' END
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
+             reach r
+        WHERE c.relkind IN ('r', 'p', 'v', 'f') AND c.relowner <> r.oid
+          AND pg_catalog.has_table_privilege(r.oid, c.oid, 'TRIGGER')
+          AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+          AND n.nspname !~ '^pg_(temp|toast_temp)_[0-9]+$'
+    ) o ORDER BY 1)
 FROM target t
 """
 
@@ -172,7 +235,8 @@ def role_params(
         "setting": setting,
         "user_setting": user_setting,
         "as_session_user": as_session_user,
-        "server_roles": list(SERVER_ACCESS_ROLES),
+        "server_roles": list(SERVER_ACCESS_ROLES + ALL_DATA_ROLES),
+        "file_functions": list(SERVER_FILE_FUNCTIONS),
     }
 
 
@@ -265,10 +329,24 @@ def role_report(row: tuple[Any, ...], owner_hint: str | None = None) -> RoleRepo
     for server in row[17] if len(row) > 17 else ():
         add(
             "member_of_server_access",
-            f"it is a member of {server!r}: it can run programs or read and write files on "
-            "the database server as the server's operating-system user (COPY ... PROGRAM, "
-            "COPY ... TO 'file'), which is as good as a superuser",
+            (
+                f"it is a member of {server!r}: it reads or writes every table past its "
+                "grants, including what row level security does not cover (tenantguard's "
+                "signing keys, registries and logs)"
+                if server in ALL_DATA_ROLES
+                else f"it is a member of {server!r}: it can run programs or read and write "
+                "files on the database server as the server's operating-system user (COPY "
+                "... PROGRAM, COPY ... TO 'file'), which is as good as a superuser"
+            ),
             f"REVOKE {_q(server)} FROM {role};",
+        )
+    for fn in row[18] if len(row) > 18 else ():
+        add(
+            "server_file_function",
+            f"it can execute {fn}, which reads or writes files on the database server (the "
+            "write-ahead log holds every tenant's recent rows)",
+            f"REVOKE EXECUTE ON FUNCTION pg_catalog.{fn} FROM PUBLIC, {role};"
+            "  -- and from any role it is a member of that was granted it",
         )
     if owned:
         shown = ", ".join(owned[:5]) + (" ..." if len(owned) > 5 else "")
@@ -346,4 +424,30 @@ def code_report(row: tuple[Any, ...]) -> RoleReport:
             "code the statement classifier cannot see into" + through
         )
         fixes.append(f"REVOKE CREATE ON SCHEMA {_q(schema)} FROM PUBLIC, {role};" + revoke_via)
+    owned = list(row[19]) if len(row) > 19 else []
+    if owned:
+        kinds.append("owned_objects")
+        shown = ", ".join(owned[:5]) + (f" and {len(owned) - 5} more" if len(owned) > 5 else "")
+        problems.append(
+            f"it owns (or may add triggers to) {shown}: an owner attaches code to them with no "
+            "CREATE privilege at all (a policy, a rule, a trigger, a new view or function "
+            "body, a domain CHECK), and that code runs in other tenants' statements" + through
+        )
+        fixes.append("\n".join(dict.fromkeys(_hand_over(what, role) for what in owned)))
     return RoleReport(name, problems, fixes, kinds)
+
+
+def _hand_over(what: str, role: str) -> str:
+    """SQL that takes *what* (a code_report label) away from the runtime role: the object
+    goes to whoever runs the fix (the migrations' role, as a rule), a TRIGGER grant goes."""
+    what, _, by = what.partition(" (")
+    if by:  # through a role it is a member of: the membership goes, not the object
+        holder = by.rstrip(")").split(" ", 2)[2]
+        return f"REVOKE {holder} FROM {role};  -- it reaches {what} through {holder}"
+    if what.startswith("trigger on "):
+        return f"REVOKE TRIGGER ON {what[len('trigger on ') :]} FROM PUBLIC, {role};"
+    kind, _, name = what.partition(" ")
+    if kind in ("materialized", "foreign"):
+        more, _, name = name.partition(" ")
+        kind = f"{kind} {more}"
+    return f"ALTER {kind.upper()} {name} OWNER TO CURRENT_USER;  -- or your migrations' role"

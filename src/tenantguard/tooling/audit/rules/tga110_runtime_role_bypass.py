@@ -34,7 +34,7 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
         return
     report = role_report(row)
     for kind, problem, fix in zip(report.kinds, report.problems, report.fixes, strict=True):
-        if kind == "setting_default":  # reported by TGA112
+        if kind in ("setting_default", "member_of_server_access"):  # TGA112, TGA111
             continue
         severity = None
         if kind in ("createrole", "member_of_createrole"):

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
+from tenantguard.core.rolecheck import SERVER_ACCESS_ROLES
 from tenantguard.tooling.audit.rules import REGISTRY
 from tenantguard.tooling.catalog import AuditContext
 from tenantguard.tooling.findings import Finding, Rule, Severity
@@ -17,7 +18,10 @@ RULE = Rule(
     tool="audit",
     summary="The runtime role is a member of pg_read_all_data / pg_write_all_data",
     description="These predefined roles grant access to every table, including copies, logs "
-    "and any table without RLS; they also survive new tables being added without grants.",
+    "and any table without RLS (tenantguard's signing keys among them); they also survive new "
+    "tables being added without grants. pg_execute_server_program and pg_*_server_files reach "
+    "the server's programs and files (its write-ahead log holds every tenant's rows): critical. "
+    "tenantguard's pools refuse a login in any of them except pg_maintain.",
     anti_pattern="GRANT pg_read_all_data TO app_user;",
     best_practice="REVOKE pg_read_all_data FROM app_user;  -- grant per table instead",
 )
@@ -43,7 +47,13 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
         yield Finding(
             RULE,
             f"role {ctx.runtime_role}",
-            f"member of {role}",
+            f"member of {role}"
+            + (
+                ": the server's programs and files, as good as a superuser"
+                if role in SERVER_ACCESS_ROLES
+                else ""
+            ),
+            severity=Severity.CRITICAL if role in SERVER_ACCESS_ROLES else None,
             fix_sql=sql.SQL("REVOKE {} FROM {};")
             .format(sql.Identifier(role), sql.Identifier(ctx.runtime_role))
             .as_string(),
