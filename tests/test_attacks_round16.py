@@ -125,6 +125,9 @@ def test_control_set_role_reaches_create_and_a_view_shadows_the_next_tenants_tab
     s16: Scratch, maker_membership: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _login_only(monkeypatch)
+    # and the eighteenth review's refusal of GRANT on a lease, which the attack uses too
+    flagged = classify._node_effects
+    monkeypatch.setattr(classify, "_node_effects", lambda n: flagged(n) - {classify.PRIVILEGES})
     ns, m = sql.Identifier(s16.app_role), sql.Identifier(maker_membership)
     with _pool(s16) as pool:  # the control: the pool opens
         with tenant(1), pool.connection() as c, c.transaction():

@@ -76,6 +76,30 @@ _SERVER_FILE_FUNCS = {
 #: ..., true), reseeds random() for the rest of the session (undoing the value at the end of
 #: the transaction does not reseed), which setseed's refusal is there to stop.
 _SEED_SETTING = "seed"
+#: Statements a runtime login never needs, which change what roles may do or what the
+#: database is (the eighteenth review: a database-owner login granted itself CREATE back,
+#: and ALTER DATABASE ... CONNECTION LIMIT 0 locked every tenant out). Refused in every mode.
+PRIVILEGES = REFUSED + "privileges"
+_PRIVILEGE_STMTS = (
+    ast.GrantStmt,
+    ast.GrantRoleStmt,
+    ast.AlterDatabaseStmt,
+    ast.AlterDefaultPrivilegesStmt,
+    ast.DropOwnedStmt,
+    ast.ReassignOwnedStmt,
+)
+#: Replication slots and logical decoding: a slot outlives the lease and keeps WAL, and
+#: decoding reads every tenant's writes (row level security does not apply to the WAL).
+REPLICATION = REFUSED + "replication"
+_REPLICATION_FUNCS = re.compile(
+    r"pg_(create|drop|copy)_\w*replication_slot|pg_logical_\w+|"
+    r"pg_replication_slot_advance|pg_replication_origin_\w+"
+)
+#: Extension functions that run SQL text (contrib's tablefunc): crosstab's texts are
+#: classified as SQL; connectby builds its SQL from names, and dblink runs SQL on another
+#: session: code the classifier cannot see.
+_CROSSTAB_FUNCS = {"crosstab", "crosstab2", "crosstab3", "crosstab4", "crosstab_hash"}
+_OPAQUE_FUNCS = re.compile(r"connectby|dblink\w*")
 #: COPY to or from a file or a program on the server: it runs as the server's operating
 #: system user, beyond every tenant (a login needs a pg_*_server_* role, which the pools
 #: refuse; this refuses the statement too).
@@ -202,6 +226,8 @@ def _node_effects(node: ast.Node) -> set[str]:
         refused = _REFUSED_RELATIONS.get((node.relname or "").lower())
         if refused is not None and (node.schemaname or "pg_catalog").lower() == "pg_catalog":
             out.add(REFUSED + refused)
+    elif isinstance(node, _PRIVILEGE_STMTS):
+        out.add(PRIVILEGES)
     elif isinstance(node, ast.UpdateStmt):
         rel = node.relation
         if isinstance(rel, ast.RangeVar) and (rel.relname or "").lower() == "pg_settings":
@@ -276,6 +302,13 @@ def _node_effects(node: ast.Node) -> set[str]:
             out.add(REFUSED + fname)
         elif fname in _SERVER_FILE_FUNCS:
             out.add(SERVER_FILE)
+        elif _REPLICATION_FUNCS.fullmatch(fname):
+            out.add(REPLICATION)
+        elif fname in _CROSSTAB_FUNCS:
+            for i in range(len(node.args or ())):
+                out |= _sql_text_effects(node, i)
+        elif _OPAQUE_FUNCS.fullmatch(fname):
+            out.add("opaque_code")
         elif fname in _RELATION_TEXT_FUNCS or fname in _SCHEMA_TEXT_FUNCS:
             out |= _named_relation_effects(node, fname in _SCHEMA_TEXT_FUNCS)
         elif fname in _SQL_TEXT_FUNCS:
@@ -429,6 +462,20 @@ def refuse_persistent(effects: Effects) -> None:
                     "tenant lease: it runs as the server's operating-system user, beyond every "
                     "tenant's rows; nothing was sent",
                     hint="use COPY ... TO STDOUT / FROM STDIN (cursor.copy()), which RLS filters",
+                )
+            if name == "privileges":
+                raise UnsupportedOperation(
+                    "GRANT, REVOKE, ALTER DATABASE, ALTER DEFAULT PRIVILEGES, DROP OWNED and "
+                    "REASSIGN OWNED are not sent on a tenant lease: they change what roles may "
+                    "do, for every tenant; nothing was sent",
+                    hint="change privileges as an administrator, in migrations",
+                )
+            if name == "replication":
+                raise UnsupportedOperation(
+                    "replication slots and logical decoding are not used on a tenant lease: a "
+                    "slot outlives the lease, and decoding reads every tenant's writes; nothing "
+                    "was sent",
+                    hint="run change data capture with a dedicated replication login",
                 )
             if name == "server_file":
                 raise UnsupportedOperation(

@@ -34,6 +34,7 @@ KINDS = (
     "member_of_createrole",
     "member_of_server_access",
     "server_file_function",
+    "replication",
     "owner",
     "member_of_owner",
     "setting_default",
@@ -161,36 +162,38 @@ SELECT
           WHERE p.pronamespace = 'pg_catalog'::regnamespace
             AND p.proname = ANY (%(file_functions)s)
             AND pg_catalog.has_function_privilege(r.oid, p.oid, 'EXECUTE') ORDER BY 1),
-    -- objects it (or a role it can become) owns, or may add triggers to, outside the
-    -- protected tables: an owner attaches code to them without any CREATE privilege
-    -- (a policy, a rule, a trigger, a replaced view or function body, a domain CHECK)
+    -- objects it (or a role it can become) owns, of any kind, or may add triggers to,
+    -- outside the protected tables: an owner attaches code to them without any CREATE
+    -- privilege (a policy, a rule, a trigger, a new view or function body, a domain CHECK),
+    -- grants itself CREATE back (the database, a schema), or drops them with CASCADE
+    -- (an extension: the columns of its types go). pg_shdepend records every owner; large
+    -- objects (any login makes them) and temporary objects are left out.
     ARRAY(SELECT o.what FROM (
-        SELECT CASE c.relkind WHEN 'v' THEN 'view ' WHEN 'm' THEN 'materialized view '
-                              WHEN 'f' THEN 'foreign table ' ELSE 'table ' END
-               || c.oid::regclass::text
+        SELECT pg_catalog.pg_describe_object(sd.classid, sd.objid, sd.objsubid)
                || CASE WHEN r.oid <> t.oid THEN ' (owned by ' || pg_catalog.quote_ident(r.rolname) || ')' ELSE '' END AS what
-        FROM pg_catalog.pg_class c JOIN reach r ON r.oid = c.relowner
-        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
-          AND c.oid NOT IN (SELECT oid FROM protected)
-          AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
-          AND n.nspname !~ '^pg_(temp|toast_temp)_[0-9]+$'
-        UNION
-        SELECT 'function ' || p.oid::regprocedure::text || CASE WHEN r.oid <> t.oid THEN ' (owned by ' || pg_catalog.quote_ident(r.rolname) || ')' ELSE '' END
-        FROM pg_catalog.pg_proc p JOIN reach r ON r.oid = p.proowner
-        JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-          AND n.nspname !~ '^pg_(temp|toast_temp)_[0-9]+$'
-        UNION
-        SELECT CASE y.typtype WHEN 'd' THEN 'domain ' ELSE 'type ' END || y.oid::regtype::text
-               || CASE WHEN r.oid <> t.oid THEN ' (owned by ' || pg_catalog.quote_ident(r.rolname) || ')' ELSE '' END
-        FROM pg_catalog.pg_type y JOIN reach r ON r.oid = y.typowner
-        JOIN pg_catalog.pg_namespace n ON n.oid = y.typnamespace
-        WHERE (y.typtype IN ('d', 'e', 'r', 'm')
-               OR (y.typtype = 'c' AND (SELECT relkind FROM pg_catalog.pg_class
-                                        WHERE oid = y.typrelid) = 'c'))
-          AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-          AND n.nspname !~ '^pg_(temp|toast_temp)_[0-9]+$'
+        FROM pg_catalog.pg_shdepend sd JOIN reach r ON r.oid = sd.refobjid
+        WHERE sd.refclassid = 'pg_catalog.pg_authid'::regclass AND sd.deptype = 'o'
+          AND (sd.dbid = (SELECT oid FROM pg_catalog.pg_database
+                          WHERE datname = pg_catalog.current_database())
+               OR (sd.classid = 'pg_catalog.pg_database'::regclass
+                   AND sd.objid = (SELECT oid FROM pg_catalog.pg_database
+                                   WHERE datname = pg_catalog.current_database())))
+          AND sd.classid NOT IN ('pg_catalog.pg_largeobject'::regclass,
+                                 'pg_catalog.pg_largeobject_metadata'::regclass)
+          AND NOT (sd.classid = 'pg_catalog.pg_class'::regclass
+                   AND (sd.objid IN (SELECT oid FROM protected)
+                        OR EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                                   WHERE c.oid = sd.objid
+                                     AND n.nspname ~ '^pg_(temp|toast_temp)_[0-9]+$')))
+          AND NOT (sd.classid = 'pg_catalog.pg_proc'::regclass
+                   AND EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
+                               JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                               WHERE p.oid = sd.objid AND n.nspname ~ '^pg_temp_[0-9]+$'))
+          AND NOT (sd.classid = 'pg_catalog.pg_type'::regclass
+                   AND EXISTS (SELECT 1 FROM pg_catalog.pg_type y
+                               JOIN pg_catalog.pg_namespace n ON n.oid = y.typnamespace
+                               WHERE y.oid = sd.objid AND n.nspname ~ '^pg_temp_[0-9]+$'))
         UNION
         SELECT 'trigger on ' || c.oid::regclass::text || CASE WHEN r.oid <> t.oid THEN ' (granted to ' || pg_catalog.quote_ident(r.rolname) || ')' ELSE '' END
         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
@@ -199,7 +202,11 @@ SELECT
           AND pg_catalog.has_table_privilege(r.oid, c.oid, 'TRIGGER')
           AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
           AND n.nspname !~ '^pg_(temp|toast_temp)_[0-9]+$'
-    ) o ORDER BY 1)
+    ) o ORDER BY 1),
+    -- REPLICATION on it or a role it can become: logical decoding reads every tenant's
+    -- writes (row level security does not apply to the WAL), a slot keeps WAL for good
+    EXISTS (SELECT 1 FROM reach r JOIN pg_catalog.pg_roles x ON x.oid = r.oid
+            WHERE x.rolreplication)
 FROM target t
 """
 
@@ -340,6 +347,14 @@ def role_report(row: tuple[Any, ...], owner_hint: str | None = None) -> RoleRepo
             ),
             f"REVOKE {_q(server)} FROM {role};",
         )
+    if len(row) > 20 and row[20]:
+        add(
+            "replication",
+            "it has REPLICATION (or is a member of a role that has): logical decoding reads "
+            "every tenant's writes, row level security does not apply to the write-ahead "
+            "log, and a replication slot keeps WAL until the disk is full",
+            f"ALTER ROLE {role} NOREPLICATION;  -- and on any role it is a member of",
+        )
     for fn in row[18] if len(row) > 18 else ():
         add(
             "server_file_function",
@@ -433,21 +448,27 @@ def code_report(row: tuple[Any, ...]) -> RoleReport:
             "CREATE privilege at all (a policy, a rule, a trigger, a new view or function "
             "body, a domain CHECK), and that code runs in other tenants' statements" + through
         )
-        fixes.append("\n".join(dict.fromkeys(_hand_over(what, role) for what in owned)))
+        fixes.append(_hand_over(owned, role))
     return RoleReport(name, problems, fixes, kinds)
 
 
-def _hand_over(what: str, role: str) -> str:
-    """SQL that takes *what* (a code_report label) away from the runtime role: the object
-    goes to whoever runs the fix (the migrations' role, as a rule), a TRIGGER grant goes."""
-    what, _, by = what.partition(" (")
-    if by:  # through a role it is a member of: the membership goes, not the object
-        holder = by.rstrip(")").split(" ", 2)[2]
-        return f"REVOKE {holder} FROM {role};  -- it reaches {what} through {holder}"
-    if what.startswith("trigger on "):
-        return f"REVOKE TRIGGER ON {what[len('trigger on ') :]} FROM PUBLIC, {role};"
-    kind, _, name = what.partition(" ")
-    if kind in ("materialized", "foreign"):
-        more, _, name = name.partition(" ")
-        kind = f"{kind} {more}"
-    return f"ALTER {kind.upper()} {name} OWNER TO CURRENT_USER;  -- or your migrations' role"
+def _hand_over(owned: list[str], role: str) -> str:
+    """SQL that takes the *owned* objects (code_report labels) away from the runtime role:
+    what it owns goes to whoever runs the fix (the migrations' role, as a rule), what it
+    reaches through a membership goes with the membership, a TRIGGER grant is revoked."""
+    lines: list[str] = []
+    direct = [w for w in owned if " (" not in w and not w.startswith("trigger on ")]
+    if direct:
+        lines.append(
+            f"REASSIGN OWNED BY {role} TO CURRENT_USER;  -- it owns "
+            + ", ".join(direct[:3])
+            + (" ..." if len(direct) > 3 else "")
+        )
+    for what in owned:
+        what, _, by = what.partition(" (")
+        if by:  # through a role it is a member of
+            holder = by.rstrip(")").split(" ", 2)[2]
+            lines.append(f"REVOKE {holder} FROM {role};  -- it reaches {what} through {holder}")
+        elif what.startswith("trigger on "):
+            lines.append(f"REVOKE TRIGGER ON {what[len('trigger on ') :]} FROM PUBLIC, {role};")
+    return "\n".join(dict.fromkeys(lines))
