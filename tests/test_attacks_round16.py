@@ -29,7 +29,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import Scratch, build_saas, make_scratch
+from conftest import Scratch
 from tenantguard import TenantPool, tenant
 from tenantguard.admin import protect
 from tenantguard.core import classify, rolecheck
@@ -37,15 +37,6 @@ from tenantguard.core.names import QualifiedName
 from tenantguard.core.sqlbuild import grant_statements
 from tenantguard.drivers.psycopg import _pool_base
 from tenantguard.errors import UnsafeRoleError, UnsupportedOperation
-
-
-@pytest.fixture(scope="module")
-def s16(server_dsn: str) -> Iterator[Scratch]:
-    gen = make_scratch(server_dsn)
-    s = next(gen)
-    build_saas(s)
-    yield s
-    next(gen, None)
 
 
 def _version(s: Scratch) -> int:
@@ -68,29 +59,29 @@ def _login_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def maker_membership(s16: Scratch) -> Iterator[str]:
+def maker_membership(saas: Scratch) -> Iterator[str]:
     """A NOLOGIN role with CREATE on the database that the login can SET ROLE to, but
     whose privileges it does not inherit; and public.documents, protected, with rows of
     tenants 1 and 2."""
-    maker = f"tg_maker_{s16.suffix}"
-    app, m = sql.Identifier(s16.app_role), sql.Identifier(maker)
-    with s16.admin() as a:
+    maker = f"tg_maker_{saas.suffix}"
+    app, m = sql.Identifier(saas.app_role), sql.Identifier(maker)
+    with saas.admin() as a:
         a.execute("DROP TABLE IF EXISTS public.documents")
         a.execute("CREATE TABLE public.documents (tenant_id bigint NOT NULL, body text)")
         a.execute(
             sql.SQL("ALTER TABLE public.documents OWNER TO {}").format(
-                sql.Identifier(s16.owner_role)
+                sql.Identifier(saas.owner_role)
             )
         )
         protect(a, ["public.documents"])
-        for st in grant_statements([QualifiedName.parse("public.documents")], s16.app_role):
+        for st in grant_statements([QualifiedName.parse("public.documents")], saas.app_role):
             a.execute(st)
         a.execute("INSERT INTO public.documents VALUES (1, 'acme memo'), (2, 'globex: merger')")
         a.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(m))
         a.execute(
-            sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(s16.dbname), m)
+            sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(saas.dbname), m)
         )
-        if _version(s16) >= 160000:
+        if _version(saas) >= 160000:
             a.execute(sql.SQL("GRANT {} TO {} WITH INHERIT FALSE").format(m, app))
         else:
             a.execute(sql.SQL("ALTER ROLE {} NOINHERIT").format(app))
@@ -98,38 +89,38 @@ def maker_membership(s16: Scratch) -> Iterator[str]:
     try:
         yield maker
     finally:
-        with s16.admin() as a:
+        with saas.admin() as a:
             a.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(app))
             a.execute("DROP TABLE IF EXISTS public.documents")
             a.execute(sql.SQL("REVOKE {} FROM {}").format(m, app))
             a.execute(sql.SQL("ALTER ROLE {} INHERIT").format(app))
             a.execute(
                 sql.SQL("REVOKE CREATE ON DATABASE {} FROM {}").format(
-                    sql.Identifier(s16.dbname), m
+                    sql.Identifier(saas.dbname), m
                 )
             )
             a.execute(sql.SQL("DROP ROLE {}").format(m))
 
 
 def test_a_role_reached_by_set_role_counts_for_code_privileges(
-    s16: Scratch, maker_membership: str
+    saas: Scratch, maker_membership: str
 ) -> None:
     with pytest.raises(UnsafeRoleError) as err:
-        _pool(s16)
+        _pool(saas)
     text = str(err.value)
     assert "CREATE on the database" in text and maker_membership in text
-    assert f'REVOKE "{maker_membership}" FROM "{s16.app_role}"' in "\n".join(err.value.fixes)
+    assert f'REVOKE "{maker_membership}" FROM "{saas.app_role}"' in "\n".join(err.value.fixes)
 
 
 def test_control_set_role_reaches_create_and_a_view_shadows_the_next_tenants_table(
-    s16: Scratch, maker_membership: str, monkeypatch: pytest.MonkeyPatch
+    saas: Scratch, maker_membership: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _login_only(monkeypatch)
     # and the eighteenth review's refusal of GRANT on a lease, which the attack uses too
     flagged = classify._node_effects
     monkeypatch.setattr(classify, "_node_effects", lambda n: flagged(n) - {classify.PRIVILEGES})
-    ns, m = sql.Identifier(s16.app_role), sql.Identifier(maker_membership)
-    with _pool(s16) as pool:  # the control: the pool opens
+    ns, m = sql.Identifier(saas.app_role), sql.Identifier(maker_membership)
+    with _pool(saas) as pool:  # the control: the pool opens
         with tenant(1), pool.connection() as c, c.transaction():
             c.execute(sql.SQL("SET LOCAL ROLE {}").format(m))
             c.execute(sql.SQL("CREATE SCHEMA {}").format(ns))
@@ -156,21 +147,21 @@ def test_control_set_role_reaches_create_and_a_view_shadows_the_next_tenants_tab
 
 
 @pytest.fixture
-def server_program(s16: Scratch) -> Iterator[None]:
-    app = sql.Identifier(s16.app_role)
-    with s16.admin() as a:
+def server_program(saas: Scratch) -> Iterator[None]:
+    app = sql.Identifier(saas.app_role)
+    with saas.admin() as a:
         a.execute(sql.SQL("GRANT pg_execute_server_program TO {}").format(app))
     try:
         yield
     finally:
-        with s16.admin() as a:
+        with saas.admin() as a:
             a.execute(sql.SQL("REVOKE pg_execute_server_program FROM {}").format(app))
             a.execute("DELETE FROM app.invoices WHERE note LIKE 'stolen:%'")
 
 
-def test_a_server_program_member_is_refused(s16: Scratch, server_program: None) -> None:
+def test_a_server_program_member_is_refused(saas: Scratch, server_program: None) -> None:
     with pytest.raises(UnsafeRoleError) as err:
-        _pool(s16)
+        _pool(saas)
     assert "pg_execute_server_program" in str(err.value)
     assert "member_of_server_access" in rolecheck.KINDS
 
@@ -191,13 +182,13 @@ def _copy_to_program(s: Scratch) -> sql.Composed:
 
 
 def test_copy_to_a_server_program_is_refused_before_sending(
-    s16: Scratch, server_program: None, monkeypatch: pytest.MonkeyPatch
+    saas: Scratch, server_program: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The role check removed (its control), the classifier still refuses the statement.
     monkeypatch.setattr(rolecheck, "SERVER_ACCESS_ROLES", ())
-    with _pool(s16) as pool, tenant(1), pool.connection() as c:
+    with _pool(saas) as pool, tenant(1), pool.connection() as c:
         with pytest.raises(UnsupportedOperation, match="COPY to or from a file or program"):
-            c.execute(_copy_to_program(s16))
+            c.execute(_copy_to_program(saas))
         with pytest.raises(UnsupportedOperation, match="COPY to or from a file or program"):
             c.execute("COPY app.invoices FROM '/etc/hostname'")
         assert c.execute(
@@ -206,13 +197,13 @@ def test_copy_to_a_server_program_is_refused_before_sending(
 
 
 def test_control_a_server_program_copies_the_other_tenants_rows(
-    s16: Scratch, server_program: None, monkeypatch: pytest.MonkeyPatch
+    saas: Scratch, server_program: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(rolecheck, "SERVER_ACCESS_ROLES", ())
     flagged = classify._node_effects
     monkeypatch.setattr(classify, "_node_effects", lambda n: flagged(n) - {classify.SERVER_COPY})
-    with _pool(s16) as pool, tenant(1), pool.connection() as c:
-        c.execute(_copy_to_program(s16))
+    with _pool(saas) as pool, tenant(1), pool.connection() as c:
+        c.execute(_copy_to_program(saas))
         stolen = c.execute(
             "SELECT note FROM app.invoices WHERE note LIKE 'stolen:%' ORDER BY 1"
         ).fetchall()
@@ -220,26 +211,26 @@ def test_control_a_server_program_copies_the_other_tenants_rows(
 
 
 @pytest.fixture
-def serial_orders(s16: Scratch) -> Iterator[str]:
+def serial_orders(saas: Scratch) -> Iterator[str]:
     """A protected table with a ``serial`` id (its sequence shared by every tenant)."""
-    with s16.admin() as a:
+    with saas.admin() as a:
         a.execute(
             sql.SQL(
                 "CREATE TABLE app.orders (tenant_id bigint NOT NULL, id bigserial PRIMARY KEY); "
                 "ALTER TABLE app.orders OWNER TO {}"
-            ).format(sql.Identifier(s16.owner_role))
+            ).format(sql.Identifier(saas.owner_role))
         )
         protect(a, ["app.orders"])
         for st in grant_statements(
             [QualifiedName.parse("app.orders")],
-            s16.app_role,
+            saas.app_role,
             sequences=[QualifiedName.parse("app.orders_id_seq")],
         ):
             a.execute(st)
     try:
         yield "app.orders_id_seq"
     finally:
-        with s16.admin() as a:
+        with saas.admin() as a:
             a.execute("DROP TABLE app.orders")
 
 
@@ -257,8 +248,8 @@ def _tenant2_draws(pool: TenantPool) -> int:
 
 
 @pytest.mark.parametrize("query", LAST_VALUE)
-def test_the_sequences_last_value_is_refused(s16: Scratch, serial_orders: str, query: str) -> None:
-    with _pool(s16) as pool:
+def test_the_sequences_last_value_is_refused(saas: Scratch, serial_orders: str, query: str) -> None:
+    with _pool(saas) as pool:
         _tenant2_draws(pool)
         with tenant(1), pool.connection() as c:
             with pytest.raises(UnsupportedOperation, match="last drew from a sequence"):
@@ -267,13 +258,13 @@ def test_the_sequences_last_value_is_refused(s16: Scratch, serial_orders: str, q
 
 @pytest.mark.parametrize("query", LAST_VALUE)
 def test_control_the_sequences_last_value_is_tenant_2s_new_id(
-    s16: Scratch, serial_orders: str, query: str, monkeypatch: pytest.MonkeyPatch
+    saas: Scratch, serial_orders: str, query: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
         classify, "_REFUSED_FUNCS", classify._REFUSED_FUNCS - {"pg_sequence_last_value"}
     )
     monkeypatch.setattr(classify, "_REFUSED_RELATIONS", {})
-    with _pool(s16) as pool:
+    with _pool(saas) as pool:
         drawn = _tenant2_draws(pool)
         with tenant(1), pool.connection() as c:
             seen: Any = c.execute(query).fetchone()

@@ -41,22 +41,13 @@ from tenantguard.drivers.psycopg import _pool_base
 from tenantguard.errors import UnsafeRoleError, UnsupportedOperation
 
 
-def _scratch(server_dsn: str, signed: bool = False) -> Iterator[Scratch]:
-    gen = make_scratch(server_dsn)
-    s = next(gen)
-    build_saas(s, signed=signed)
-    yield s
-    next(gen, None)
-
-
-@pytest.fixture(scope="module")
-def s17(server_dsn: str) -> Iterator[Scratch]:
-    yield from _scratch(server_dsn)
-
-
 @pytest.fixture(scope="module")
 def s17_signed(server_dsn: str) -> Iterator[Scratch]:
-    yield from _scratch(server_dsn, signed=True)
+    gen = make_scratch(server_dsn)
+    s = next(gen)
+    build_saas(s, signed=True)
+    yield s
+    next(gen, None)
 
 
 def _without_column(monkeypatch: pytest.MonkeyPatch, start: str) -> None:
@@ -79,25 +70,25 @@ def _without_column(monkeypatch: pytest.MonkeyPatch, start: str) -> None:
 
 
 @pytest.fixture
-def owned_plans(s17: Scratch) -> Iterator[None]:
-    with s17.admin() as a:
+def owned_plans(saas: Scratch) -> Iterator[None]:
+    with saas.admin() as a:
         a.execute(
             sql.SQL(
                 "CREATE TABLE app.plans (id int PRIMARY KEY, name text); "
                 "INSERT INTO app.plans VALUES (1, 'free'), (2, 'pro'); "
                 "ALTER TABLE app.plans OWNER TO {}"
-            ).format(sql.Identifier(s17.app_role))
+            ).format(sql.Identifier(saas.app_role))
         )
     try:
         yield
     finally:
-        with s17.admin() as a:
+        with saas.admin() as a:
             a.execute("DROP TABLE app.plans")
             a.execute(
                 sql.SQL(
                     "SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata "
                     "WHERE lomowner = {}::regrole"
-                ).format(sql.Literal(s17.app_role))
+                ).format(sql.Literal(saas.app_role))
             )
 
 
@@ -111,18 +102,18 @@ PLANT = [
 ]
 
 
-def test_a_login_that_owns_a_table_is_refused(s17: Scratch, owned_plans: None) -> None:
+def test_a_login_that_owns_a_table_is_refused(saas: Scratch, owned_plans: None) -> None:
     with pytest.raises(UnsafeRoleError) as err:
-        TenantPool(s17.app_dsn, min_size=1, max_size=1, open=True)
+        TenantPool(saas.app_dsn, min_size=1, max_size=1, open=True)
     assert "table app.plans" in str(err.value)
-    assert f'REASSIGN OWNED BY "{s17.app_role}" TO CURRENT_USER;' in "\n".join(err.value.fixes)
+    assert f'REASSIGN OWNED BY "{saas.app_role}" TO CURRENT_USER;' in "\n".join(err.value.fixes)
 
 
 def test_control_an_owned_table_carries_a_policy_into_the_next_tenants_select(
-    s17: Scratch, owned_plans: None, monkeypatch: pytest.MonkeyPatch
+    saas: Scratch, owned_plans: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _without_column(monkeypatch, "ARRAY(SELECT o.what FROM (")
-    with TenantPool(s17.app_dsn, min_size=1, max_size=1, open=True) as pool:
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1, open=True) as pool:
         with tenant(1), pool.connection() as c:
             for q in PLANT:
                 c.execute(q)
@@ -185,9 +176,9 @@ def test_control_a_read_all_data_member_forges_another_tenants_context(
 
 
 @pytest.fixture
-def reads_files(s17: Scratch) -> Iterator[None]:
-    app = sql.Identifier(s17.app_role)
-    with s17.admin() as a:
+def reads_files(saas: Scratch) -> Iterator[None]:
+    app = sql.Identifier(saas.app_role)
+    with saas.admin() as a:
         a.execute(
             sql.SQL("GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO {}").format(
                 app
@@ -196,7 +187,7 @@ def reads_files(s17: Scratch) -> Iterator[None]:
     try:
         yield
     finally:
-        with s17.admin() as a:
+        with saas.admin() as a:
             a.execute(
                 sql.SQL(
                     "REVOKE EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) FROM {}"
@@ -205,19 +196,19 @@ def reads_files(s17: Scratch) -> Iterator[None]:
             a.execute("DELETE FROM app.invoices WHERE note = 'globex-secret-7f3a'")
 
 
-def test_a_login_with_a_server_file_function_is_refused(s17: Scratch, reads_files: None) -> None:
+def test_a_login_with_a_server_file_function_is_refused(saas: Scratch, reads_files: None) -> None:
     with pytest.raises(UnsafeRoleError, match=r"pg_read_binary_file\(text\)"):
-        TenantPool(s17.app_dsn, min_size=1, max_size=1, open=True)
+        TenantPool(saas.app_dsn, min_size=1, max_size=1, open=True)
 
 
 WAL = "SELECT 'pg_wal/' || pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn())"
 
 
 def test_server_file_functions_are_refused_before_sending(
-    s17: Scratch, reads_files: None, monkeypatch: pytest.MonkeyPatch
+    saas: Scratch, reads_files: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(rolecheck, "SERVER_FILE_FUNCTIONS", ())  # the role check's control
-    with TenantPool(s17.app_dsn, min_size=1, max_size=1, open=True) as pool:
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1, open=True) as pool:
         with tenant(1), pool.connection() as c:
             seg: Any = c.execute(WAL).fetchone()
             with pytest.raises(UnsupportedOperation, match="files on the database server"):
@@ -225,11 +216,11 @@ def test_server_file_functions_are_refused_before_sending(
 
 
 def test_control_a_server_file_function_reads_the_other_tenants_row_from_the_wal(
-    s17: Scratch, reads_files: None, monkeypatch: pytest.MonkeyPatch
+    saas: Scratch, reads_files: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(rolecheck, "SERVER_FILE_FUNCTIONS", ())
     monkeypatch.setattr(classify, "_SERVER_FILE_FUNCS", set())
-    with TenantPool(s17.app_dsn, min_size=1, max_size=1, open=True) as pool:
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1, open=True) as pool:
         with tenant(2), pool.connection() as c:
             c.execute(
                 "INSERT INTO app.invoices (tenant_id, amount, note) "
@@ -253,8 +244,8 @@ def _predicted(s: Scratch) -> list[float]:
 
 
 @pytest.mark.parametrize("spelling", SEED)
-def test_the_seed_setting_is_refused(s17: Scratch, spelling: str) -> None:
-    with TenantPool(s17.app_dsn, min_size=1, max_size=1, open=True) as pool:
+def test_the_seed_setting_is_refused(saas: Scratch, spelling: str) -> None:
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1, open=True) as pool:
         with tenant(1), pool.connection() as c, c.transaction():
             with pytest.raises(UnsupportedOperation, match="seed of random"):
                 c.execute(spelling)
@@ -262,15 +253,15 @@ def test_the_seed_setting_is_refused(s17: Scratch, spelling: str) -> None:
 
 @pytest.mark.parametrize("spelling", SEED)
 def test_control_the_seed_setting_predicts_the_next_tenants_random(
-    s17: Scratch, spelling: str, monkeypatch: pytest.MonkeyPatch
+    saas: Scratch, spelling: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(classify, "_SEED_SETTING", "not-seed")
-    with TenantPool(s17.app_dsn, min_size=1, max_size=1, open=True) as pool:
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1, open=True) as pool:
         with tenant(1), pool.connection() as c, c.transaction():
             c.execute(spelling)
         with tenant(2), pool.connection() as c:
             got = [float(c.execute("SELECT random()").fetchone()[0]) for _ in range(3)]  # type: ignore[index]
-    assert got == _predicted(s17)
+    assert got == _predicted(saas)
 
 
 # --- 5. pg_sequences by name -------------------------------------------------------------
@@ -278,20 +269,20 @@ def test_control_the_seed_setting_predicts_the_next_tenants_random(
 XML = "SELECT table_to_xml('pg_catalog.pg_sequences', true, false, '')"
 
 
-def test_pg_sequences_by_name_is_refused(s17: Scratch) -> None:
-    with TenantPool(s17.app_dsn, min_size=1, max_size=1, open=True) as pool:
+def test_pg_sequences_by_name_is_refused(saas: Scratch) -> None:
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1, open=True) as pool:
         with tenant(1), pool.connection() as c:
             with pytest.raises(UnsupportedOperation, match="pg_sequences"):
                 c.execute(XML)
 
 
 def test_control_pg_sequences_by_name_is_sent(
-    s17: Scratch, monkeypatch: pytest.MonkeyPatch
+    saas: Scratch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import psycopg
 
     monkeypatch.setattr(classify, "_REFUSED_RELATIONS", {})
-    with TenantPool(s17.app_dsn, min_size=1, max_size=1, open=True) as pool:
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1, open=True) as pool:
         with tenant(1), pool.connection() as c:
             try:
                 out: Any = c.execute(XML).fetchone()

@@ -23,7 +23,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import Scratch, build_saas, make_scratch
+from conftest import Scratch
 from tenantguard import TenantPool, tenant
 from tenantguard.core import classify
 from tenantguard.core.classify import classify_sql
@@ -32,15 +32,6 @@ from test_attacks_round17 import _without_column
 
 OWNED = "ARRAY(SELECT o.what FROM ("
 REPLICATION = "EXISTS (SELECT 1 FROM reach r JOIN pg_catalog.pg_roles x"
-
-
-@pytest.fixture(scope="module")
-def s18(server_dsn: str) -> Iterator[Scratch]:
-    gen = make_scratch(server_dsn)
-    s = next(gen)
-    build_saas(s)
-    yield s
-    next(gen, None)
 
 
 def _pool(s: Scratch) -> TenantPool:
@@ -57,9 +48,9 @@ def _unrefused(monkeypatch: pytest.MonkeyPatch, effect: str) -> None:
 
 
 @pytest.fixture
-def owns_database(s18: Scratch) -> Iterator[None]:
-    db, app = sql.Identifier(s18.dbname), sql.Identifier(s18.app_role)
-    with s18.admin() as a:
+def owns_database(saas: Scratch) -> Iterator[None]:
+    db, app = sql.Identifier(saas.dbname), sql.Identifier(saas.app_role)
+    with saas.admin() as a:
         a.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(db, app))
         # what an administrator revokes so that the code check passes (PG15+: public is
         # owned by pg_database_owner, whose members hold CREATE on it)
@@ -74,7 +65,7 @@ def owns_database(s18: Scratch) -> Iterator[None]:
     try:
         yield
     finally:
-        with s18.admin() as a:
+        with saas.admin() as a:
             a.execute(sql.SQL("ALTER DATABASE {} CONNECTION LIMIT -1").format(db))
             a.execute(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(db))
             a.execute(
@@ -82,44 +73,44 @@ def owns_database(s18: Scratch) -> Iterator[None]:
             )
 
 
-def test_the_databases_owner_is_refused(s18: Scratch, owns_database: None) -> None:
+def test_the_databases_owner_is_refused(saas: Scratch, owns_database: None) -> None:
     with pytest.raises(UnsafeRoleError) as err:
-        _pool(s18)
-    assert f"database {s18.dbname}" in str(err.value)
-    assert f'REASSIGN OWNED BY "{s18.app_role}" TO CURRENT_USER;' in "\n".join(err.value.fixes)
+        _pool(saas)
+    assert f"database {saas.dbname}" in str(err.value)
+    assert f'REASSIGN OWNED BY "{saas.app_role}" TO CURRENT_USER;' in "\n".join(err.value.fixes)
 
 
 LOCKOUT = "ALTER DATABASE {} CONNECTION LIMIT 0"
 
 
 def test_alter_database_is_refused_before_sending(
-    s18: Scratch, owns_database: None, monkeypatch: pytest.MonkeyPatch
+    saas: Scratch, owns_database: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _without_column(monkeypatch, OWNED)  # the role check's control
-    with _pool(s18) as pool, tenant(1), pool.connection() as c:
+    with _pool(saas) as pool, tenant(1), pool.connection() as c:
         for q in (LOCKOUT, "GRANT CREATE ON DATABASE {} TO CURRENT_USER"):
             with pytest.raises(UnsupportedOperation, match="not sent on a tenant lease"):
-                c.execute(sql.SQL(q).format(sql.Identifier(s18.dbname)))
+                c.execute(sql.SQL(q).format(sql.Identifier(saas.dbname)))
 
 
 def test_control_the_databases_owner_locks_every_tenant_out(
-    s18: Scratch, owns_database: None, monkeypatch: pytest.MonkeyPatch
+    saas: Scratch, owns_database: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _without_column(monkeypatch, OWNED)
     _unrefused(monkeypatch, classify.PRIVILEGES)
-    with _pool(s18) as pool, tenant(1), pool.connection() as c:
-        c.execute(sql.SQL(LOCKOUT).format(sql.Identifier(s18.dbname)))
+    with _pool(saas) as pool, tenant(1), pool.connection() as c:
+        c.execute(sql.SQL(LOCKOUT).format(sql.Identifier(saas.dbname)))
     with pytest.raises(psycopg.OperationalError, match="not accepting connections|too many"):
-        psycopg.connect(s18.app_dsn).close()  # any tenant's next connection
+        psycopg.connect(saas.app_dsn).close()  # any tenant's next connection
 
 
 # --- 2. the tenant schema's owner -----------------------------------------------------------
 
 
 @pytest.fixture
-def owns_schema(s18: Scratch) -> Iterator[None]:
-    app = sql.Identifier(s18.app_role)
-    with s18.admin() as a:
+def owns_schema(saas: Scratch) -> Iterator[None]:
+    app = sql.Identifier(saas.app_role)
+    with saas.admin() as a:
         a.execute(
             sql.SQL(
                 "CREATE TABLE app.notes (tenant_id bigint NOT NULL, body text); "
@@ -127,38 +118,38 @@ def owns_schema(s18: Scratch) -> Iterator[None]:
                 "INSERT INTO app.notes VALUES (1, 'acme'), (2, 'globex'); "
                 "ALTER SCHEMA app OWNER TO {app}; "
                 "SET ROLE {app}; REVOKE CREATE ON SCHEMA app FROM PUBLIC, {app}; RESET ROLE"
-            ).format(owner=sql.Identifier(s18.owner_role), app=app)
+            ).format(owner=sql.Identifier(saas.owner_role), app=app)
         )
         from tenantguard.admin import protect
         from tenantguard.core.names import QualifiedName
         from tenantguard.core.sqlbuild import grant_statements
 
         protect(a, ["app.notes"])
-        for st in grant_statements([QualifiedName.parse("app.notes")], s18.app_role):
+        for st in grant_statements([QualifiedName.parse("app.notes")], saas.app_role):
             a.execute(st)
     try:
         yield
     finally:
-        with s18.admin() as a:
+        with saas.admin() as a:
             a.execute("DROP TABLE IF EXISTS app.notes")
             a.execute(
-                sql.SQL("ALTER SCHEMA app OWNER TO {}").format(sql.Identifier(s18.owner_role))
+                sql.SQL("ALTER SCHEMA app OWNER TO {}").format(sql.Identifier(saas.owner_role))
             )
 
 
-def test_the_tenant_schemas_owner_is_refused(s18: Scratch, owns_schema: None) -> None:
+def test_the_tenant_schemas_owner_is_refused(saas: Scratch, owns_schema: None) -> None:
     with pytest.raises(UnsafeRoleError, match="schema app"):
-        _pool(s18)
+        _pool(saas)
 
 
 def test_control_the_tenant_schemas_owner_drops_every_tenants_rows(
-    s18: Scratch, owns_schema: None, monkeypatch: pytest.MonkeyPatch
+    saas: Scratch, owns_schema: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _without_column(monkeypatch, OWNED)
-    with _pool(s18) as pool:
+    with _pool(saas) as pool:
         with tenant(1), pool.connection() as c:
             c.execute("DROP TABLE app.notes CASCADE")  # DDL: sent, as the schema's owner
-    with s18.admin() as a:
+    with saas.admin() as a:
         gone = a.execute("SELECT to_regclass('app.notes') IS NULL").fetchone()
     assert gone == (True,)  # tenant 2's rows went with it
 
@@ -169,14 +160,14 @@ SLOT = "SELECT pg_create_physical_replication_slot('tg_r18_slot')"
 
 
 @pytest.fixture
-def replication(s18: Scratch) -> Iterator[None]:
-    app = sql.Identifier(s18.app_role)
-    with s18.admin() as a:
+def replication(saas: Scratch) -> Iterator[None]:
+    app = sql.Identifier(saas.app_role)
+    with saas.admin() as a:
         a.execute(sql.SQL("ALTER ROLE {} REPLICATION").format(app))
     try:
         yield
     finally:
-        with s18.admin() as a:
+        with saas.admin() as a:
             a.execute(sql.SQL("ALTER ROLE {} NOREPLICATION").format(app))
             a.execute(
                 "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
@@ -184,22 +175,22 @@ def replication(s18: Scratch) -> Iterator[None]:
             )
 
 
-def test_a_replication_login_is_refused(s18: Scratch, replication: None) -> None:
+def test_a_replication_login_is_refused(saas: Scratch, replication: None) -> None:
     with pytest.raises(UnsafeRoleError, match="REPLICATION"):
-        _pool(s18)
+        _pool(saas)
 
 
 def test_replication_slots_are_refused_before_sending(
-    s18: Scratch, replication: None, monkeypatch: pytest.MonkeyPatch
+    saas: Scratch, replication: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _without_column(monkeypatch, REPLICATION)
-    with _pool(s18) as pool, tenant(1), pool.connection() as c:
+    with _pool(saas) as pool, tenant(1), pool.connection() as c:
         with pytest.raises(UnsupportedOperation, match="replication slots"):
             c.execute(SLOT)
 
 
 def test_control_a_replication_slot_outlives_the_lease(
-    s18: Scratch, replication: None, monkeypatch: pytest.MonkeyPatch
+    saas: Scratch, replication: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
         "tenantguard.drivers.psycopg._pool_base.ROLE_CHECK_QUERY",
@@ -208,9 +199,9 @@ def test_control_a_replication_slot_outlives_the_lease(
         ),
     )
     _unrefused(monkeypatch, classify.REPLICATION)
-    with _pool(s18) as pool, tenant(1), pool.connection() as c:
+    with _pool(saas) as pool, tenant(1), pool.connection() as c:
         c.execute(SLOT)
-    with s18.admin() as a:
+    with saas.admin() as a:
         kept: Any = a.execute(
             "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'tg_r18_slot'"
         ).fetchone()
@@ -242,9 +233,9 @@ def test_control_crosstab_text_unclassified(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.fixture
-def owns_others(s18: Scratch) -> Iterator[None]:
-    app = sql.Identifier(s18.app_role)
-    with s18.admin() as a:
+def owns_others(saas: Scratch) -> Iterator[None]:
+    app = sql.Identifier(saas.app_role)
+    with saas.admin() as a:
         a.execute(
             sql.SQL(
                 "CREATE SEQUENCE app.counter; ALTER SEQUENCE app.counter OWNER TO {app}; "
@@ -255,12 +246,12 @@ def owns_others(s18: Scratch) -> Iterator[None]:
     try:
         yield
     finally:
-        with s18.admin() as a:
+        with saas.admin() as a:
             a.execute("DROP SEQUENCE app.counter; DROP TEXT SEARCH CONFIGURATION app.words")
 
 
-def test_owned_objects_of_any_kind_are_refused(s18: Scratch, owns_others: None) -> None:
+def test_owned_objects_of_any_kind_are_refused(saas: Scratch, owns_others: None) -> None:
     with pytest.raises(UnsafeRoleError) as err:
-        _pool(s18)
+        _pool(saas)
     assert "sequence app.counter" in str(err.value)
     assert "text search configuration app.words" in str(err.value)
