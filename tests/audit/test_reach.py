@@ -270,3 +270,21 @@ def test_the_audits_index_fix_is_the_index_protect_creates(fresh) -> None:  # ty
         conn.execute(hit.fix_sql or "")
         again = audit_database(conn, app_role=fresh.app_role).findings
     assert not [f for f in again if f.rule.code == "TGA160"]
+
+
+def test_a_random_uuid_key_is_rated_low_and_says_why(fresh) -> None:  # type: ignore[no-untyped-def]
+    _run(
+        fresh,
+        "CREATE TABLE public.members (id uuid DEFAULT gen_random_uuid() PRIMARY KEY, "
+        "tenant_id bigint NOT NULL, email text NOT NULL UNIQUE); "
+        "GRANT SELECT, INSERT, UPDATE ON public.members TO {app}",
+    )
+    with fresh.admin() as conn:
+        protect(conn, ["public.members"])
+        found = audit_database(conn, app_role=fresh.app_role).findings
+    levels = {f.object.split()[1]: (f.level, f.message) for f in found if f.rule.code == "TGA150"}
+    # the random surrogate key answers only for an id already known; the email is a real
+    # oracle (the control: the same rule, the same table)
+    assert levels["members_pkey"][0] == Severity.LOW
+    assert "drawn at random" in levels["members_pkey"][1]
+    assert levels["members_email_key"][0] == Severity.MEDIUM

@@ -42,9 +42,14 @@ _UNIQUE = """
 SELECT i.indexrelid::regclass::text, i.indrelid::int,
        ARRAY(SELECT a.attname::text FROM unnest(i.indkey) k
              JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k),
-       bool_and(a.attidentity = 'a')
+       bool_and(a.attidentity = 'a'),
+       -- every column drawn at random by default (a uuid surrogate key): the oracle only
+       -- answers for a value the asker already knows
+       bool_and(coalesce(pg_catalog.pg_get_expr(d.adbin, d.adrelid)
+                         ~ '^(public\\.)?(gen_random_uuid|uuid_generate_v4)\\(\\)$', false))
 FROM pg_catalog.pg_index i
 JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE i.indisunique AND i.indrelid = ANY(%(oids)s)
 GROUP BY i.indexrelid, i.indrelid, i.indkey
 """
@@ -79,8 +84,8 @@ ORDER BY 1
 def check(ctx: AuditContext) -> Iterator[Finding]:
     by_oid = {t.oid: t for t in ctx.tables}
     rows = ctx.fetch(_UNIQUE, {"oids": ctx.tenant_oids})
-    roots = {relid for _i, relid, cols, _a in rows if cols == [by_oid[relid].tenant_column]}
-    for index, relid, cols, all_identity in rows:
+    roots = {relid for _i, relid, cols, _a, _r in rows if cols == [by_oid[relid].tenant_column]}
+    for index, relid, cols, all_identity, random_default in rows:
         t = by_oid[relid]
         if t.tenant_column in cols or all_identity:
             continue
@@ -105,6 +110,12 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
             fix = sql_comment(
                 "tenant names are global by design; unless the app must add or rename "
                 f"tenants: {revoke.as_string(ctx.conn)}"
+            )
+            severity = Severity.LOW
+        elif random_default:
+            message += (
+                ", but its values are drawn at random by default (a uuid key): it answers "
+                "only for a value the runtime role already knows: rated low"
             )
             severity = Severity.LOW
         elif not writes:
