@@ -103,6 +103,13 @@ def test_rule_fixture(server_dsn, case: str, variant: str) -> None:  # type: ign
                 conn, app_role=s.app_role, pooler_dsn=pooler.console_dsn if pooler else None
             )
         hits = [f for f in report.findings if f.rule.code == code]
+        # A finding rated other than its rule's default says why, naming the level it got.
+        unexplained = [
+            (f.rule.code, str(f.level), f.message)
+            for f in report.findings
+            if f.level != f.rule.severity and str(f.level) not in f.message.lower()
+        ]
+        assert not unexplained, unexplained
         if variant == "leaky":
             assert hits, f"{code} did not fire; findings: {[f.rule.code for f in report.findings]}"
             assert all(f.message and f.object for f in hits)

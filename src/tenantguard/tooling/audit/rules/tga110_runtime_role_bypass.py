@@ -40,4 +40,9 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
         if kind in ("createrole", "member_of_createrole"):
             old = ctx.server_version_num < CREATEROLE_GRANTS_ANY_BEFORE
             severity = Severity.CRITICAL if old else Severity.HIGH
+            if not old:
+                problem += (
+                    " (rated high, not critical: from PostgreSQL 16 CREATEROLE no longer "
+                    "grants roles it does not administer)"
+                )
         yield Finding(RULE, f"role {report.role}", problem, severity=severity, fix_sql=fix)

@@ -80,7 +80,8 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
                 f"{ctx.runtime_role!r} has CREATE on it"
                 + (" (granted to PUBLIC)" if public_create else "")
                 + ": it can add objects next to the tenant tables that shadow what other "
-                "code finds through search_path",
+                "code finds through search_path (rated medium, not critical: it does not own "
+                "the schema, and its objects run only where someone's search_path finds them)",
                 severity=Severity.MEDIUM,
                 fix_sql="\n".join(fixes),
             )

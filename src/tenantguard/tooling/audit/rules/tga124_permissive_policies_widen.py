@@ -96,7 +96,13 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
                     f"{p.label} on {t.label}",
                     f"permissive {part} ({expr(p)}) for {', '.join(unguarded)} does not pin "
                     f"{t.tenant_column} to the bound tenant and no restrictive tenant guard "
-                    f"applies; {widened}",
+                    f"applies; {widened}"
+                    + (
+                        ""
+                        if part == "USING"
+                        else " (rated high, not critical: it admits writes of other tenants' "
+                        "rows, it does not show them)"
+                    ),
                     severity=None if part == "USING" else Severity.HIGH,
                     fix_sql=t.protect_sql()
                     + "\n"

@@ -36,7 +36,7 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
             RULE,
             f"function {f.signature}",
             f"SECURITY DEFINER (runs as {f.owner!r}) with the caller's search_path"
-            + (f"; {why} and {ctx.runtime_role!r} can execute it" if high else ""),
+            + (f"; {why} and {ctx.runtime_role!r} can execute it: rated high" if high else ""),
             severity=Severity.HIGH if high else None,
             fix_sql=sql.SQL("ALTER FUNCTION {} SET search_path = pg_catalog, pg_temp;")
             .format(f.ident)

@@ -99,7 +99,7 @@ def check(ctx: AuditContext) -> Iterator[Finding]:
             RULE,
             f"materialized view {view}",
             f"copies tenant rows (owner {owner!r})"
-            + ("; the runtime role can read it" if readable else ""),
+            + ("; the runtime role can read it: rated critical" if readable else ""),
             severity=Severity.CRITICAL if readable else None,
             fix_sql=_fix(ctx, schema, name, owner, definition),
         )
