@@ -273,6 +273,10 @@ def _node_effects(node: ast.Node) -> set[str]:
             out.add("temp_object")
     elif isinstance(node, ast.DoStmt | ast.CallStmt | ast.LoadStmt):
         out.add("opaque_code")
+    elif isinstance(node, ast.A_Indirection | ast.ColumnRef):
+        call = _field_call(node)
+        if call is not None:
+            out |= _node_effects(call)
     elif isinstance(node, ast.FuncCall):
         fname = _func_name(node)
         if fname == "set_config":
@@ -314,6 +318,30 @@ def _node_effects(node: ast.Node) -> set[str]:
         elif fname in _SQL_TEXT_FUNCS:
             out |= _sql_text_effects(node, _SQL_TEXT_FUNCS[fname])
     return out
+
+
+def _field_call(node: ast.A_Indirection | ast.ColumnRef) -> ast.FuncCall | None:
+    """``(x).f`` and ``t.col.f`` as the call ``f(x)`` PostgreSQL may read them as.
+
+    PostgreSQL resolves a field selection that names no column as a call of a function
+    with that one argument, any type: ``(pid).pg_terminate_backend`` ends a backend and
+    ``($$...$$::text).ts_stat`` runs SQL text (the nineteenth review). pglast keeps them as
+    field selections; each is checked as the call it may be (a column that happens to be
+    named like a refused function is refused too)."""
+    if isinstance(node, ast.A_Indirection):
+        items = list(node.indirection or ())
+        if not items or not isinstance(items[-1], ast.String):
+            return None
+        arg: Any = node.arg
+        if len(items) > 1:
+            arg = ast.A_Indirection(arg=node.arg, indirection=tuple(items[:-1]))
+    else:
+        fields = list(node.fields or ())
+        if len(fields) < 2 or not isinstance(fields[-1], ast.String):
+            return None
+        arg = ast.ColumnRef(fields=tuple(fields[:-1]))
+    name = items[-1] if isinstance(node, ast.A_Indirection) else fields[-1]
+    return ast.FuncCall(funcname=(ast.String(sval=name.sval),), args=(arg,))
 
 
 def _named_relation_effects(node: ast.FuncCall, schema: bool) -> Effects:
