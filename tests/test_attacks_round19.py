@@ -33,6 +33,10 @@ SPELLINGS = [
     ("SELECT ('app.tickets'::regclass).currval", UnsupportedOperation),
     ("SELECT (42::bigint).pg_advisory_lock", SessionStateRefused),
     (READ_ONLY, SessionStateRefused),
+    # (the same review: a SET grant on it is all it takes; it switches off triggers and
+    # foreign-key checks, so it is refused in every spelling)
+    ("SET LOCAL session_replication_role = replica", UnsupportedOperation),
+    ("SELECT set_config('session_replication_role', 'replica', true)", UnsupportedOperation),
 ]
 
 

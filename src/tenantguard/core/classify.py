@@ -76,6 +76,11 @@ _SERVER_FILE_FUNCS = {
 #: ..., true), reseeds random() for the rest of the session (undoing the value at the end of
 #: the transaction does not reseed), which setseed's refusal is there to stop.
 _SEED_SETTING = "seed"
+#: ``session_replication_role = replica`` switches off triggers and foreign-key checks for
+#: the session or transaction (a grant of SET on it is all a login needs, PostgreSQL 15+):
+#: a tenant's writes would skip what guards other tenants' rows. Refused in every mode.
+REPLICATION_ROLE = REFUSED + "replication_role"
+_REPLICATION_ROLE_SETTING = "session_replication_role"
 #: Statements a runtime login never needs, which change what roles may do or what the
 #: database is (the eighteenth review: a database-owner login granted itself CREATE back,
 #: and ALTER DATABASE ... CONNECTION LIMIT 0 locked every tenant out). Refused in every mode.
@@ -209,6 +214,8 @@ def _node_effects(node: ast.Node) -> set[str]:
             out.add(LEXER_SETTING)
         if name == _SEED_SETTING:
             out.add(REFUSED + "setseed")
+        if name == _REPLICATION_ROLE_SETTING:
+            out.add(REPLICATION_ROLE)
         if node.is_local and name == "search_path":
             # A transaction-local search_path can point unqualified CREATEs at pg_temp.
             out.add("local_search_path")
@@ -294,6 +301,12 @@ def _node_effects(node: ast.Node) -> set[str]:
                 and (first.val.sval or "").lower() == _SEED_SETTING
             ):
                 out.add(REFUSED + "setseed")
+            if (
+                isinstance(first, ast.A_Const)
+                and isinstance(first.val, ast.String)
+                and (first.val.sval or "").lower() == _REPLICATION_ROLE_SETTING
+            ):
+                out.add(REPLICATION_ROLE)
             if len(args) < 3 or not _is_true_const(args[2]):
                 out.add("setting:set_config")
             elif not (isinstance(args[0], ast.A_Const) and isinstance(args[0].val, ast.String)):
@@ -490,6 +503,13 @@ def refuse_persistent(effects: Effects) -> None:
                     "tenant lease: it runs as the server's operating-system user, beyond every "
                     "tenant's rows; nothing was sent",
                     hint="use COPY ... TO STDOUT / FROM STDIN (cursor.copy()), which RLS filters",
+                )
+            if name == "replication_role":
+                raise UnsupportedOperation(
+                    "session_replication_role is not changed on a tenant lease: 'replica' "
+                    "switches off triggers and foreign-key checks that guard other tenants' "
+                    "rows; nothing was sent",
+                    hint="leave it to replication tools, outside the app pool",
                 )
             if name == "privileges":
                 raise UnsupportedOperation(
