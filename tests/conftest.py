@@ -197,6 +197,18 @@ def saas(scratch: Scratch) -> Scratch:
     return scratch
 
 
+@pytest.fixture(scope="module")
+def tickets(saas: Scratch) -> Iterator[Scratch]:
+    """The SaaS database with ``app.tickets``, a sequence the runtime role may draw from."""
+    with saas.admin() as a:
+        a.execute(
+            sql.SQL(
+                "CREATE SEQUENCE app.tickets; GRANT USAGE ON SEQUENCE app.tickets TO {}"
+            ).format(sql.Identifier(saas.app_role))
+        )
+    yield saas
+
+
 def _pgbouncer_params() -> list[Any]:
     """One param per pgbouncer to test through: the installed one, and $TENANTGUARD_PGBOUNCER.
 

@@ -11,7 +11,6 @@ classifier without that reading).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -40,15 +39,6 @@ SPELLINGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tickets(saas: Scratch) -> Iterator[Scratch]:
-    with saas.admin() as a:
-        a.execute(
-            f'CREATE SEQUENCE app.tickets; GRANT USAGE ON SEQUENCE app.tickets TO "{saas.app_role}"'
-        )
-    yield saas
-
-
 def _pool(s: Scratch) -> TenantPool:
     return TenantPool(s.app_dsn, min_size=1, max_size=1, open=True)
 
@@ -64,7 +54,7 @@ def test_field_notation_calls_are_checked_as_calls(
 
 
 def _unread(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(classify, "_field_call", lambda node: None)
+    monkeypatch.setattr(classify, "_field_calls", lambda node: [])
 
 
 def test_control_a_setting_hidden_in_ts_stat_breaks_the_next_tenants_writes(

@@ -104,7 +104,7 @@ _REPLICATION_FUNCS = re.compile(
 #: classified as SQL; connectby builds its SQL from names, and dblink runs SQL on another
 #: session: code the classifier cannot see.
 _CROSSTAB_FUNCS = {"crosstab", "crosstab2", "crosstab3", "crosstab4", "crosstab_hash"}
-_OPAQUE_FUNCS = re.compile(r"connectby|dblink\w*")
+_OPAQUE_FUNCS = re.compile(r"connectby|dblink\w*|xpath_table")
 #: COPY to or from a file or a program on the server: it runs as the server's operating
 #: system user, beyond every tenant (a login needs a pg_*_server_* role, which the pools
 #: refuse; this refuses the statement too).
@@ -281,8 +281,7 @@ def _node_effects(node: ast.Node) -> set[str]:
     elif isinstance(node, ast.DoStmt | ast.CallStmt | ast.LoadStmt):
         out.add("opaque_code")
     elif isinstance(node, ast.A_Indirection | ast.ColumnRef):
-        call = _field_call(node)
-        if call is not None:
+        for call in _field_calls(node):
             out |= _node_effects(call)
     elif isinstance(node, ast.FuncCall):
         fname = _func_name(node)
@@ -333,28 +332,34 @@ def _node_effects(node: ast.Node) -> set[str]:
     return out
 
 
-def _field_call(node: ast.A_Indirection | ast.ColumnRef) -> ast.FuncCall | None:
-    """``(x).f`` and ``t.col.f`` as the call ``f(x)`` PostgreSQL may read them as.
+def _field_calls(node: ast.A_Indirection | ast.ColumnRef) -> list[ast.FuncCall]:
+    """``(x).f``, ``(x).f.g`` and ``t.col.f`` as the calls PostgreSQL may read them as.
 
     PostgreSQL resolves a field selection that names no column as a call of a function
     with that one argument, any type: ``(pid).pg_terminate_backend`` ends a backend and
-    ``($$...$$::text).ts_stat`` runs SQL text (the nineteenth review). pglast keeps them as
-    field selections; each is checked as the call it may be (a column that happens to be
-    named like a refused function is refused too)."""
+    ``($$...$$::text).ts_stat`` runs SQL text (the nineteenth review), and ``(x).f.g`` is
+    ``g(f(x))``, ``(x).f.*`` every field of ``f(x)`` (the twentieth). pglast keeps each as
+    one field selection; every name in it is checked as the call it may be, with what
+    comes before it as the argument (a column that happens to be named like a refused
+    function is refused too)."""
+    calls: list[ast.FuncCall] = []
     if isinstance(node, ast.A_Indirection):
         items = list(node.indirection or ())
-        if not items or not isinstance(items[-1], ast.String):
-            return None
-        arg: Any = node.arg
-        if len(items) > 1:
-            arg = ast.A_Indirection(arg=node.arg, indirection=tuple(items[:-1]))
+        for i, item in enumerate(items):
+            if isinstance(item, ast.String):
+                arg: Any = (
+                    node.arg
+                    if i == 0
+                    else ast.A_Indirection(arg=node.arg, indirection=tuple(items[:i]))
+                )
+                calls.append(ast.FuncCall(funcname=(ast.String(sval=item.sval),), args=(arg,)))
     else:
         fields = list(node.fields or ())
-        if len(fields) < 2 or not isinstance(fields[-1], ast.String):
-            return None
-        arg = ast.ColumnRef(fields=tuple(fields[:-1]))
-    name = items[-1] if isinstance(node, ast.A_Indirection) else fields[-1]
-    return ast.FuncCall(funcname=(ast.String(sval=name.sval),), args=(arg,))
+        for i in range(1, len(fields)):
+            if isinstance(fields[i], ast.String):
+                arg = ast.ColumnRef(fields=tuple(fields[:i]))
+                calls.append(ast.FuncCall(funcname=(ast.String(sval=fields[i].sval),), args=(arg,)))
+    return calls
 
 
 def _named_relation_effects(node: ast.FuncCall, schema: bool) -> Effects:
