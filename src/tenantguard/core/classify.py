@@ -80,6 +80,7 @@ _SEED_SETTING = "seed"
 #: the session or transaction (a grant of SET on it is all a login needs, PostgreSQL 15+):
 #: a tenant's writes would skip what guards other tenants' rows. Refused in every mode.
 REPLICATION_ROLE = REFUSED + "replication_role"
+SETTING_NAME = REFUSED + "setting_name"
 _REPLICATION_ROLE_SETTING = "session_replication_role"
 #: Statements a runtime login never needs, which change what roles may do or what the
 #: database is (the eighteenth review: a database-owner login granted itself CREATE back,
@@ -287,30 +288,22 @@ def _node_effects(node: ast.Node) -> set[str]:
         fname = _func_name(node)
         if fname == "set_config":
             args = node.args or ()
-            first = args[0] if args else None
-            if (
-                isinstance(first, ast.A_Const)
-                and isinstance(first.val, ast.String)
-                and (first.val.sval or "").lower() in _LEXER_SETTINGS
-            ):
+            setting = _literal(args[0]) if args else None
+            lowered = (setting or "").lower()
+            if setting is None:
+                # A name the classifier cannot know (computed, or under a cast that may cut
+                # it): it could be seed, session_replication_role or a lexer setting, which
+                # are refused in every mode (the twenty-first review, in "reset" mode).
+                out.add(SETTING_NAME)
+            if lowered in _LEXER_SETTINGS:
                 out.add(LEXER_SETTING)
-            if (
-                isinstance(first, ast.A_Const)
-                and isinstance(first.val, ast.String)
-                and (first.val.sval or "").lower() == _SEED_SETTING
-            ):
+            if lowered == _SEED_SETTING:
                 out.add(REFUSED + "setseed")
-            if (
-                isinstance(first, ast.A_Const)
-                and isinstance(first.val, ast.String)
-                and (first.val.sval or "").lower() == _REPLICATION_ROLE_SETTING
-            ):
+            if lowered == _REPLICATION_ROLE_SETTING:
                 out.add(REPLICATION_ROLE)
-            if len(args) < 3 or not _is_true_const(args[2]):
+            if len(args) < 3 or not _is_true_const(args[2]) or setting is None:
                 out.add("setting:set_config")
-            elif not (isinstance(args[0], ast.A_Const) and isinstance(args[0].val, ast.String)):
-                out.add("setting:set_config")  # a name chosen at run time: search_path?
-            elif (args[0].val.sval or "").lower() == "search_path":
+            elif lowered == "search_path":
                 out.add("local_search_path")
         elif fname in _SESSION_LOCK_FUNCS:
             out.add("advisory_lock")
@@ -362,17 +355,43 @@ def _field_calls(node: ast.A_Indirection | ast.ColumnRef) -> list[ast.FuncCall]:
     return calls
 
 
+# Casts that hand a string on unchanged (no length: varchar(n), char(n), "char" and name
+# cut it, and the server would run a prefix of what the classifier read: the
+# twenty-first review hid `(k).pg_try_advisory_lock` behind `...lockXX` cut by
+# varchar(63)). regclass and friends parse the name the classifier compares.
+_KEEPING_CASTS = {"text", "varchar", "regclass", "regnamespace", "regproc", "regprocedure"}
+
+
+def _literal(arg: Any) -> str | None:
+    """The string *arg* is once every cast ran, when the classifier can know it: a string
+    literal under casts that keep it whole; None for anything else."""
+    while isinstance(arg, ast.TypeCast):
+        type_name = arg.typeName
+        if type_name is None:
+            return None
+        names = [getattr(n, "sval", "") for n in (type_name.names or ())]
+        if (
+            not names
+            or names[-1].lower() not in _KEEPING_CASTS
+            or type_name.typmods
+            or type_name.arrayBounds
+        ):
+            return None
+        arg = arg.arg
+    if isinstance(arg, ast.A_Const) and isinstance(arg.val, ast.String):
+        return arg.val.sval or ""
+    return None
+
+
 def _named_relation_effects(node: ast.FuncCall, schema: bool) -> Effects:
     """What an XML export reads when its first argument names a relation (or, with
     *schema*, every table and view of a schema): a refused relation is refused, and a
     name computed at run time is code the classifier cannot see."""
     args = node.args or ()
-    arg = args[0] if args else None
-    while isinstance(arg, ast.TypeCast):
-        arg = arg.arg
-    if not (isinstance(arg, ast.A_Const) and isinstance(arg.val, ast.String)):
+    literal = _literal(args[0]) if args else None
+    if literal is None:
         return frozenset({"opaque_code"})
-    text = (arg.val.sval or "").strip()
+    text = literal.strip()
     if schema:
         if text.strip('"').lower() == "pg_catalog":
             return frozenset(REFUSED + f for f in _REFUSED_RELATIONS.values())
@@ -388,10 +407,11 @@ def _sql_text_effects(node: ast.FuncCall, index: int) -> Effects:
     if len(args) <= index:
         return NONE  # another overload (ts_rewrite(tsquery, tsquery, tsquery))
     arg = args[index]
+    literal = _literal(arg)
+    if literal is not None:
+        return classify_sql(literal)
     while isinstance(arg, ast.TypeCast):
         arg = arg.arg
-    if isinstance(arg, ast.A_Const) and isinstance(arg.val, ast.String):
-        return classify_sql(arg.val.sval or "")
     if isinstance(arg, ast.A_Const) and arg.isnull:
         return NONE
     return frozenset({"opaque_code"})  # text computed at run time
@@ -508,6 +528,14 @@ def refuse_persistent(effects: Effects) -> None:
                     "tenant lease: it runs as the server's operating-system user, beyond every "
                     "tenant's rows; nothing was sent",
                     hint="use COPY ... TO STDOUT / FROM STDIN (cursor.copy()), which RLS filters",
+                )
+            if name == "setting_name":
+                raise UnsupportedOperation(
+                    "set_config() with a setting name the classifier cannot read (computed, or "
+                    "under a cast) is not sent on a tenant lease: it could name seed, "
+                    "session_replication_role or a setting that changes how SQL is read; "
+                    "nothing was sent",
+                    hint="write the setting's name as a plain string literal",
                 )
             if name == "replication_role":
                 raise UnsupportedOperation(
