@@ -102,27 +102,35 @@ def _runtime_for(
     return VARIANTS[cell.variant].factory(dsn, opts)
 
 
-def _signed_database(
-    cfg: BenchConfig, db: str, progress: Callable[[str, int, int], None] | None
-) -> tuple[str, Any]:
-    """The signed-context database (``<db>_signed``, reused): its app DSN and a live key."""
-    sdb = f"{db}_signed"
+def _dataset(
+    cfg: BenchConfig, db: str, stage: str, progress: Callable[[str, int, int], None] | None
+) -> tuple[str, Dataset]:
+    """Database *db* (created when missing, reused otherwise) with the bench dataset built
+    in it: its admin DSN and the dataset."""
     with admin_connect(cfg.dsn, autocommit=True) as admin:
-        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (sdb,)).fetchone() is None:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(sdb)))
-    admin_dsn = _with(cfg.dsn, dbname=sdb)
-    owner = f"{cfg.role_prefix}_owner"
+        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is None:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+    admin_dsn = _with(cfg.dsn, dbname=db)
     with admin_connect(admin_dsn, autocommit=True) as admin:
         ds = build_dataset(
             admin,
             cfg.tenants,
             cfg.rows_per_tenant,
             app_role=f"{cfg.role_prefix}_app",
-            owner_role=owner,
+            owner_role=f"{cfg.role_prefix}_owner",
             raw_role=f"{cfg.role_prefix}_raw",
-            progress=(lambda d, t: progress("signed dataset", d, t)) if progress else None,
+            progress=(lambda d, t: progress(stage, d, t)) if progress else None,
         )
-        key = add_signed_shapes(admin, ds, owner, f"{cfg.role_prefix}_keys")
+    return admin_dsn, ds
+
+
+def _signed_database(
+    cfg: BenchConfig, db: str, progress: Callable[[str, int, int], None] | None
+) -> tuple[str, Any]:
+    """The signed-context database (``<db>_signed``, reused): its app DSN and a live key."""
+    admin_dsn, ds = _dataset(cfg, f"{db}_signed", "signed dataset", progress)
+    with admin_connect(admin_dsn, autocommit=True) as admin:
+        key = add_signed_shapes(admin, ds, f"{cfg.role_prefix}_owner", f"{cfg.role_prefix}_keys")
     return _with(admin_dsn, user=ds.app_role), key
 
 
@@ -351,21 +359,10 @@ def run_bench(
     """Run everything and return the results (also written to ``cfg.output``)."""
     started = time.time()
     with admin_connect(cfg.dsn, autocommit=True) as admin:
-        db = cfg.database or f"tenantguard_bench_{cfg.tenants}x{cfg.rows_per_tenant}"
-        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is None:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
         server_version = str(admin.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
-    admin_dsn = _with(cfg.dsn, dbname=db)
+    db = cfg.database or f"tenantguard_bench_{cfg.tenants}x{cfg.rows_per_tenant}"
+    admin_dsn, ds = _dataset(cfg, db, "dataset", progress)
     with admin_connect(admin_dsn, autocommit=True) as admin:
-        ds = build_dataset(
-            admin,
-            cfg.tenants,
-            cfg.rows_per_tenant,
-            app_role=f"{cfg.role_prefix}_app",
-            owner_role=f"{cfg.role_prefix}_owner",
-            raw_role=f"{cfg.role_prefix}_raw",
-            progress=(lambda d, t: progress("dataset", d, t)) if progress else None,
-        )
         top = admin.execute("SELECT coalesce(max(id), 0) FROM bench.items").fetchone()
         start_insert_ids(int(top[0]) if top else 0)
     app_dsn = _with(admin_dsn, user=ds.app_role)

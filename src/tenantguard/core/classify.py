@@ -18,6 +18,7 @@ from pglast import ast, parse_sql
 from pglast.parser import ParseError
 
 from tenantguard.core._bounded import remember
+from tenantguard.core.rolecheck import SERVER_FILE_FUNCTIONS
 
 __all__ = [
     "LOCAL_ONLY",
@@ -63,15 +64,7 @@ _SCHEMA_TEXT_FUNCS = {"schema_to_xml", "schema_to_xmlschema", "schema_to_xml_and
 #: Built-ins that read or write files on the server (superuser-only unless granted; the pools
 #: refuse a login that may run them, and this refuses the call).
 SERVER_FILE = REFUSED + "server_file"
-_SERVER_FILE_FUNCS = {
-    "pg_read_file",
-    "pg_read_binary_file",
-    "lo_import",
-    "lo_export",
-    "pg_file_write",
-    "pg_file_rename",
-    "pg_file_unlink",
-}
+_SERVER_FILE_FUNCS = frozenset(SERVER_FILE_FUNCTIONS)  # what the role check refuses
 #: The ``seed`` setting's assign hook calls setseed(): SET LOCAL seed, or set_config('seed',
 #: ..., true), reseeds random() for the rest of the session (undoing the value at the end of
 #: the transaction does not reseed), which setseed's refusal is there to stop.
