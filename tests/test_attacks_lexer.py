@@ -17,7 +17,6 @@ import pytest
 
 from tenantguard import TenantContext, TenantPool, tenant
 from tenantguard.core.ids import parse_tenant_id
-from tenantguard.drivers.psycopg import _pool_base as pool_mod
 from tenantguard.drivers.psycopg import fast_path
 from tenantguard.errors import UnsupportedOperation
 
@@ -94,7 +93,10 @@ def test_control_with_every_layer_away_tenant_1_reads_tenant_2s_rows(saas, monke
         _blind(pool)
         with tenant(1), pool.connection() as conn:
             conn._tg_state.lexer = None
-        monkeypatch.setattr(pool_mod, "_reported", lambda pg: conn._tg_state.baseline_reported)
+        # the checkin guard's read of what the server reports (layer 3) away
+        monkeypatch.setattr(
+            pool._core, "clean_reported", lambda pg: conn._tg_state.baseline_reported
+        )
         _attack(pool)
         assert _next_lease_count(pool) == 4  # tenant 2's rows, bound by the planted statement
         assert pool.guard_stats.contaminated == 0

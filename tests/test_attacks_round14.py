@@ -57,12 +57,14 @@ def _old_kept_types(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _old_reuse_check(monkeypatch: pytest.MonkeyPatch) -> None:
     """The control: the reuse check reads the cursor registry's table before its class."""
-    real = _reuse._same_adapters
+    real = _reuse.reusable
 
-    def same(mine: Any, conn: Any) -> bool:
-        return bool(mine.types._registry is conn.types._registry) and real(mine, conn)
+    def reusable(conn: Any, binary: bool) -> Any:
+        if conn._tg_reused_cursor is not None:  # (no local name: the count stays)
+            conn._tg_reused_cursor._adapters.types._registry  # noqa: B018
+        return real(conn, binary)
 
-    monkeypatch.setattr(_reuse, "_same_adapters", same)
+    monkeypatch.setattr(_reuse, "reusable", reusable)
     # (and the fifteenth review's checks before it: the registry's class and attributes)
     monkeypatch.setattr(_reuse, "TypesRegistry", _PlantedCursorTypes)
     monkeypatch.setattr(_reuse, "TYPES_ATTRIBUTES", 10**9)
@@ -290,7 +292,7 @@ def test_sql_over_str_subclass_plants_query_cache_key_async(saas, monkeypatch, d
 class _PlantedCursorTypes:
     """Set as the reused cursor's ``cur.adapters.types`` during tenant 1's own lease (no
     reference kept to the cursor or its map). The next lease's ``_reuse.reusable`` ->
-    ``_same_adapters`` reads ``mine.types._registry`` before ``type(mine.types)``."""
+    ``reusable`` reads ``mine.types._registry`` before ``type(mine.types)``."""
 
     def __init__(self, registry: Any, act: Any) -> None:
         self._reg = registry

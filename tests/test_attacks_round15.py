@@ -9,7 +9,7 @@
    to tenant 1's SQL and runs it, under tenant 2's binding; ``__eq__`` runs in tenant 2's
    thread. Both paths (fast path on and off), sync and async.
 2. ``cur.adapters.get_dumper = evil`` (an instance attribute on the public adapters map of
-   the cursor the next lease reuses): ``_reuse._same_adapters`` compares the tables and the
+   the cursor the next lease reuses): ``_reuse.reusable`` compares the tables and the
    types registry but not the map's instance ``__dict__``; psycopg's C Transformer looks
    ``get_dumper`` up as an attribute, so it runs in tenant 2's thread on its first
    parameterised statement (fast path only: cursor reuse).

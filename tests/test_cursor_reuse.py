@@ -137,6 +137,7 @@ def test_no_rows_stay_attached_to_an_idle_connection(pool) -> None:  # type: ign
     kept = conn._tg_reused_cursor
     assert kept is not None  # kept for the next lease...
     assert kept.pgresult is None and kept._tx.pgresult is None  # ...without tenant 1's rows
+    assert kept._results == [] and kept._query is None  # ...nor its parameters
     kept_id = id(kept)
     del kept  # (a reference held here would rightly prevent the reuse)
     with tenant(2), pool.connection() as conn2:

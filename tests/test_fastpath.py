@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 import pytest
 
@@ -72,3 +74,45 @@ def test_fast_and_fallback_paths_agree(saas) -> None:  # type: ignore[no-untyped
                     "SELECT tenant_id, amount FROM app.invoices ORDER BY id"
                 ).fetchall()
     assert results[True] == results[False] and len(results[True]) == 6
+
+
+@FAST_ONLY
+def test_a_statement_leaves_the_cursor_as_psycopg_s_own_execute_does(saas) -> None:  # type: ignore[no-untyped-def]
+    """The fast path starts a statement as psycopg's Cursor._start_query does on an autocommit
+    connection (without its generators): the cursor's state after each statement, and when
+    it keeps its Transformer (the same query object again) or makes a new one (another
+    object, even of equal text), are psycopg's own."""
+    q = "SELECT x, x * 2 AS y FROM pg_catalog.generate_series(1, %s) AS x"
+    equal_text = "".join(list(q))
+    assert equal_text == q and equal_text is not q
+
+    def trace(cur: Any) -> list[Any]:
+        seen, first_tx = [], None
+        # q seven times: psycopg prepares it from the sixth (prepare_threshold 5)
+        for query, n in [(q, 3), (q, 2)] * 3 + [(q, 1), (equal_text, 4), ("SELECT 1", None)]:
+            cur.execute(query, None if n is None else (n,))
+            first_tx = first_tx or cur._tx
+            seen.append(
+                (
+                    cur._tx is first_tx,
+                    cur.rowcount,
+                    cur.rownumber,
+                    cur.statusmessage,
+                    [c.name for c in cur.description or ()],
+                    cur._iresult,
+                    len(cur._results),
+                    cur._execmany_returning,
+                    cur._query is None,
+                    cur._last_query is query,
+                    cur.fetchall(),
+                )
+            )
+        return seen
+
+    with psycopg.connect(saas.app_dsn, autocommit=True) as plain:
+        psycopgs = trace(plain.cursor())
+    with TenantPool(saas.app_dsn, min_size=1, max_size=1) as p:
+        with tenant(1), p.connection() as conn:
+            ours = trace(conn.cursor())
+    assert ours == psycopgs
+    assert [s[0] for s in ours] == [True] * 7 + [False, False]

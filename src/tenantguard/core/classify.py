@@ -11,7 +11,7 @@ checkin guard resets it. The clean path costs one dictionary lookup per statemen
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pglast import ast, parse_sql
@@ -486,6 +486,9 @@ class StatementClassifier:
 
     def __init__(self, max_entries: int = 4096) -> None:
         self._cache: dict[object, Effects] = {}
+        #: ``cached(query)``: the effects of *query* sent as it is (no placeholders
+        #: replaced), if classified before; else None. The cache's own lookup, in C.
+        self.cached: Callable[[object], Effects | None] = self._cache.get
         self._max = max_entries
 
     def effects(self, query: str | bytes, params: bool = False) -> Effects:

@@ -77,6 +77,7 @@ class ConnState:
         "lease",
         "lease_bind",
         "lexer",
+        "lexer_ok",
         "owner",
         "owner_of",
         "refuse",
@@ -121,6 +122,9 @@ class ConnState:
         self.client: tuple[object, ...] | None = None
         # LEXER_PARAMS as the server reported them when the baseline was taken.
         self.lexer: tuple[bytes | None, ...] | None = None
+        # Nothing has been sent since the checkin guard found LEXER_PARAMS as in ``lexer``
+        # (set by its clean path, cleared by the first statement screened or sent after it).
+        self.lexer_ok = False
         # (tenant value, its type, kind, user) -> (binding, encoded values), shared by a
         # pool's connections: a stable binder's statement depends on the context only.
         self.binds: BindCache = {} if binds is None else binds
@@ -186,7 +190,12 @@ class ConnState:
         values pre-encoded, kept in the pool's shared cache (``None`` when one is not
         ASCII: the driver encodes those in the connection's encoding).
         """
-        ctx = self.context_for("a query")
+        ctx: TenantContext
+        now = _current.get()
+        if now is not self.lease or now is None or self.owner_of() != self.owner:
+            ctx = self.context_for("a query")  # raises, or the same checks passed
+        else:  # the common case (context_for's, inlined)
+            ctx = self.lease_bind  # type: ignore[assignment]  # (set with the lease)
         self.bound = False
         if not self.stable_binder:  # e.g. a binder that signs each transaction
             return self._encoded_bind(ctx)
@@ -233,7 +242,14 @@ class ConnState:
         (:data:`LEXER_PARAMS` unchanged since the connection's baseline).
         """
         lexer = self.lexer
-        if lexer is not None and (
+        if lexer is None:
+            pass
+        elif self.lexer_ok:
+            # The lease's first statement: libpq's reported values are the ones the checkin
+            # guard compared at the end of the last lease, nothing sent since (one read of
+            # each per statement after this one).
+            self.lexer_ok = False
+        elif (
             pgconn.parameter_status(LEXER_PARAMS[0]) != lexer[0]
             or pgconn.parameter_status(LEXER_PARAMS[1]) != lexer[1]
         ):

@@ -30,7 +30,6 @@ from tenantguard.drivers.psycopg._connection_base import (
     REUSE,
     TrackedHandlers,
     exact,
-    fast_path_open,
     guarded_attribute,
     held,
     in_pipeline,
@@ -94,15 +93,41 @@ class TenantCursor(psycopg.Cursor[Row]):
         if st is None:
             untyped(super()).execute(query, params, prepare=prepare, binary=binary)
             return self
-        if fast_path_open(conn):  # one autocommit statement (fail-closed in autocommit_bind)
+        pg = conn.pgconn
+        if (
+            conn._tg_fast_path
+            and conn._pipeline is None
+            and conn._autocommit
+            and (pg.transaction_status == IDLE)
+        ):  # one autocommit statement, idle, no pipeline (fast_path_open, inlined)
             if type(query) not in KEPT_AS_IS:
                 # psycopg keeps the query as the cursor's _last_query and reads it at the
                 # start of the next statement (the next lease's, on a reused cursor): the
                 # caller's own object, a str subclass say, would run there (twelfth review).
                 query = rendered(query, self)
-            binding, encoded = st.autocommit_bind()
-            self._fast_execute(st, binding, encoded, query, params, prepare, binary)
-            st.bound = conn.pgconn.transaction_status != IDLE
+            binding, encoded = st.autocommit_bind()  # fail-closed: no tenant, not the holder
+            if encoded is None:
+                encoded = encode_values(binding[1], self._encoding)
+            try:
+                try:
+                    with conn.lock:
+                        _WAIT(
+                            conn,
+                            bound_execute_gen(
+                                self, st, binding, encoded, query, params, prepare, binary
+                            ),
+                        )
+                except BindStatementMissing:  # the server forgot the binding: once more
+                    with conn.lock:
+                        _WAIT(
+                            conn,
+                            bound_execute_gen(
+                                self, st, binding, encoded, query, params, prepare, binary
+                            ),
+                        )
+            except NO_TRACEBACK as ex:  # as psycopg does
+                raise ex.with_traceback(None) from None
+            st.bound = pg.transaction_status != IDLE
             if params:  # (plain_params, inlined: the hot path)
                 for value in params.values() if type(params) is dict else params:
                     kind = type(value)
@@ -134,39 +159,6 @@ class TenantCursor(psycopg.Cursor[Row]):
             conn._tg_pass = False
         st.after_statement(conn.pgconn.transaction_status)
         return self
-
-    def _fast_execute(
-        self,
-        st: ConnState,
-        bind: tuple[str, tuple[str, ...]],
-        encoded: list[bytes] | None,
-        query: Query,
-        params: Params | None,
-        prepare: bool | None,
-        binary: bool | None,
-    ) -> None:
-        conn = self._conn
-        if encoded is None:
-            encoded = encode_values(bind[1], self._encoding)
-        try:
-            try:
-                with conn.lock:
-                    _WAIT(
-                        conn,
-                        bound_execute_gen(
-                            self, st, bind, encoded, query, params, prepare=prepare, binary=binary
-                        ),
-                    )
-            except BindStatementMissing:  # the server forgot the binding: once more
-                with conn.lock:
-                    _WAIT(
-                        conn,
-                        bound_execute_gen(
-                            self, st, bind, encoded, query, params, prepare=prepare, binary=binary
-                        ),
-                    )
-        except NO_TRACEBACK as ex:  # as psycopg does
-            raise ex.with_traceback(None) from None
 
     def executemany(
         self, query: Query, params_seq: Iterable[Params], *, returning: bool = False

@@ -29,7 +29,6 @@ from tenantguard.drivers.psycopg._connection_base import (
     REUSE,
     TrackedHandlers,
     exact,
-    fast_path_open,
     guarded_attribute,
     held,
     in_pipeline,
@@ -99,15 +98,41 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
         if st is None:
             await untyped(super()).execute(query, params, prepare=prepare, binary=binary)
             return self
-        if fast_path_open(conn):  # one autocommit statement (fail-closed in autocommit_bind)
+        pg = conn.pgconn
+        if (  # one autocommit statement, idle, no pipeline (fast_path_open, inlined)
+            conn._tg_fast_path
+            and conn._pipeline is None
+            and conn._autocommit
+            and pg.transaction_status == IDLE
+        ):
             if type(query) not in KEPT_AS_IS:
                 # psycopg keeps the query as the cursor's _last_query and reads it at the
                 # start of the next statement (the next lease's, on a reused cursor): the
                 # caller's own object, a str subclass say, would run there (twelfth review).
                 query = rendered(query, self)
-            binding, encoded = st.autocommit_bind()
-            await self._fast_execute(st, binding, encoded, query, params, prepare, binary)
-            st.bound = conn.pgconn.transaction_status != IDLE
+            binding, encoded = st.autocommit_bind()  # fail-closed: no tenant, not the holder
+            if encoded is None:
+                encoded = encode_values(binding[1], self._encoding)
+            try:
+                try:
+                    async with conn.lock:
+                        await _WAIT(
+                            conn,
+                            bound_execute_gen(
+                                self, st, binding, encoded, query, params, prepare, binary
+                            ),
+                        )
+                except BindStatementMissing:  # the server forgot the binding: once more
+                    async with conn.lock:
+                        await _WAIT(
+                            conn,
+                            bound_execute_gen(
+                                self, st, binding, encoded, query, params, prepare, binary
+                            ),
+                        )
+            except NO_TRACEBACK as ex:  # as psycopg does
+                raise ex.with_traceback(None) from None
+            st.bound = pg.transaction_status != IDLE
             if params:  # (plain_params, inlined: the hot path)
                 for value in params.values() if type(params) is dict else params:
                     kind = type(value)
@@ -139,39 +164,6 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
             conn._tg_pass = False
         st.after_statement(conn.pgconn.transaction_status)
         return self
-
-    async def _fast_execute(
-        self,
-        st: ConnState,
-        bind: tuple[str, tuple[str, ...]],
-        encoded: list[bytes] | None,
-        query: Query,
-        params: Params | None,
-        prepare: bool | None,
-        binary: bool | None,
-    ) -> None:
-        conn = self._conn
-        if encoded is None:
-            encoded = encode_values(bind[1], self._encoding)
-        try:
-            try:
-                async with conn.lock:
-                    await _WAIT(
-                        conn,
-                        bound_execute_gen(
-                            self, st, bind, encoded, query, params, prepare=prepare, binary=binary
-                        ),
-                    )
-            except BindStatementMissing:  # the server forgot the binding: once more
-                async with conn.lock:
-                    await _WAIT(
-                        conn,
-                        bound_execute_gen(
-                            self, st, bind, encoded, query, params, prepare=prepare, binary=binary
-                        ),
-                    )
-        except NO_TRACEBACK as ex:  # as psycopg does
-            raise ex.with_traceback(None) from None
 
     async def executemany(
         self, query: Query, params_seq: Iterable[Params], *, returning: bool = False

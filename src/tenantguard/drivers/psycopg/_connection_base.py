@@ -28,6 +28,7 @@ from tenantguard.core.session import ConnState
 from tenantguard.drivers.psycopg import _reuse
 from tenantguard.drivers.psycopg._internals import (
     CONTROL_CODES,
+    GUARDED_PREFIX,
     SETTER_CODES,
     TEMPLATES,
     handler_lists,
@@ -123,7 +124,7 @@ def guarded_attribute(name: str) -> Any:
     """A plain psycopg connection attribute (``row_factory``...) whose assignment needs the
     lease (from a kept reference it would shape another lease's results) and marks the
     connection (set during a lease, the next lease would inherit it)."""
-    slot = "_tg_attr_" + name
+    slot = GUARDED_PREFIX + name
 
     def fget(self: Any) -> Any:
         return self.__dict__[slot]
@@ -269,6 +270,7 @@ def screen_wait(conn: Any, st: ConnState, gen: Any) -> None:
     """
     holder = st.owner_of() == st.owner
     code = getattr(gen, "gi_code", None)
+    st.lexer_ok = False  # something is sent: the next statement reads LEXER_PARAMS
     if code in CONTROL_CODES or code in SETTER_CODES:
         if not holder or code in SETTER_CODES:
             conn._tg_client_changed = True  # replaced before the next lease (mark first)

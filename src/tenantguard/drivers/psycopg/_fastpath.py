@@ -41,12 +41,14 @@ from tenantguard.drivers.psycopg._internals import FAST as AVAILABLE
 if AVAILABLE:  # the capability check in _internals found every name used below
     from psycopg import generators
     from psycopg._preparing import Prepare
+    from psycopg.adapt import Transformer
 
     _NO, _SHOULD = Prepare.NO, Prepare.SHOULD
 
 FATAL_ERROR = pq.ExecStatus.FATAL_ERROR
 TUPLES_OK = pq.ExecStatus.TUPLES_OK
 PIPELINE_OFF = pq.PipelineStatus.OFF
+TEXT, BINARY = pq.Format.TEXT, pq.Format.BINARY
 SQLSTATE = pq.DiagnosticField.SQLSTATE
 BIND_NAME = b"_tg_bind"
 
@@ -94,7 +96,6 @@ def bound_execute_gen(
     bind_params: list[bytes],
     query: Query,
     params: Params | None,
-    *,
     prepare: bool | None,
     binary: bool | None,
 ) -> PQGen[None]:
@@ -108,7 +109,15 @@ def bound_execute_gen(
     """
     conn = cur._conn
     pgconn = conn.pgconn
-    yield from cur._start_query(query)
+    # psycopg's Cursor._start_query, without its two generators: on an autocommit
+    # connection outside a transaction (the only case here) it sends nothing.
+    if cur._closed:
+        raise e.InterfaceError("the cursor is closed")
+    cur._reset()
+    last = cur._last_query
+    if not last or last is not query:
+        cur._last_query = None
+        cur._tx = Transformer(cur)
     cur._tg_exposed = False  # (a new Transformer reads cur.connection: not the caller)
     bind_query = bind[0]
     shape = _BIND_SHAPES.get(bind_query)
@@ -117,8 +126,15 @@ def bound_execute_gen(
     pgq = cur._convert_query(query, params)
     if type(pgq.query) is not bytes:
         exact_bytes(pgq)
-    # The bytes the server will run, classified and screened before anything is sent.
-    st.screen(st.classifier.effects(pgq.query), pgconn)
+    # The bytes the server will run, classified and screened before anything is sent
+    # (the classifier's cache and screen()'s first-statement case, inlined).
+    effects = st.classifier.cached(pgq.query)
+    if effects is None:
+        effects = st.classifier.effects(pgq.query)
+    if effects or not st.lexer_ok:
+        st.screen(effects, pgconn)
+    else:
+        st.lexer_ok = False
     prepared = conn._prepared
     prep, name = prepared.get(pgq, prepare)
     use_prepared_bind = prepared.prepare_threshold is not None
@@ -138,7 +154,11 @@ def bound_execute_gen(
         else:
             if prep is _SHOULD:
                 cur._send_prepare(name, pgq)
-            cur._send_query_prepared(name, pgq, binary=binary)
+            # (psycopg's _send_query_prepared outside a pipeline: the public libpq call)
+            fmt = cur.format if binary is None else BINARY if binary else TEXT
+            pgconn.send_query_prepared(
+                name, pgq.params, param_formats=pgq.formats, result_format=fmt
+            )
         key = prepared.maybe_add_to_cache(pgq, prep, name)
         pgconn.pipeline_sync()
         # Flush, then one result set per queued message (each ends with a NULL), then
@@ -158,7 +178,12 @@ def bound_execute_gen(
                 pass
     if key is not None:
         prepared.validate(key, prep, name, results)
-    if prep is not _NO and _missing_statement(results):
+    if (
+        prep is not _NO
+        and results
+        and results[0].status == FATAL_ERROR
+        and results[0].error_field(SQLSTATE) == b"26000"
+    ):
         # psycopg's prepared statement is gone from the server (something it did not see
         # dropped it: a DEALLOCATE inside a function, say). Nothing ran: the implicit
         # transaction aborted at its Bind. Forget psycopg's statements on both sides and
@@ -179,15 +204,8 @@ def bound_execute_gen(
     cur._check_results(results)
     cur._set_results(results)
     cur._last_query = query
-    yield from prepared.maintain_gen(conn)
-
-
-def _missing_statement(results: list[Any]) -> bool:
-    return bool(
-        results
-        and results[0].status == FATAL_ERROR
-        and results[0].error_field(SQLSTATE) == b"26000"
-    )
+    if prepared._to_flush:  # statements to DEALLOCATE (psycopg's maintain_gen, when any)
+        yield from prepared.maintain_gen(conn)
 
 
 def _check_before(

@@ -43,6 +43,10 @@ __all__ = [
 TESTED_SERIES = ((3, 3),)
 ENV_VAR = "TENANTGUARD_FAST_PATH"
 
+#: Where a tenant connection keeps a guarded attribute's value (``row_factory`` in
+#: ``conn.__dict__["_tg_attr_row_factory"]``: ``_connection_base.guarded_attribute``).
+GUARDED_PREFIX = "_tg_attr_"
+
 # Private names the fast path and cursor reuse read or call, by owner.
 _CURSOR_NAMES = (
     "_start_query",
@@ -50,7 +54,6 @@ _CURSOR_NAMES = (
     "_get_prepared",
     "_execute_send",
     "_send_prepare",
-    "_send_query_prepared",
     "_check_results",
     "_set_results",
     "_reset",
@@ -75,6 +78,7 @@ _PREPARE_MANAGER_NAMES = (
     "clear",
     "maintain_gen",
     "prepare_threshold",
+    "_to_flush",
 )
 
 

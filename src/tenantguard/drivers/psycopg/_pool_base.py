@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Literal
 
 from psycopg.pq import PipelineStatus, TransactionStatus
@@ -165,6 +165,17 @@ def _reported(pg: Any) -> tuple[bytes | None, ...]:
     )
 
 
+def _reported_lexer(pg: Any) -> tuple[bytes | None, ...]:
+    """What the clean path reads when the pool pins role and search_path in every binding
+    and refuses a superuser login: :data:`LEXER_PARAMS` only. search_path is set
+    transaction-locally by the binding whenever it differs from the login's, and
+    session_authorization changes only for a superuser (SET SESSION AUTHORIZATION): a
+    change of either left on the connection cannot reach the next lease's statements.
+    (The full checkin steps still read and report both.)"""
+    ps = pg.parameter_status
+    return ps(b"standard_conforming_strings"), ps(b"client_encoding")
+
+
 def _reported_kinds(base: SessionSnapshot, reported: tuple[bytes | None, ...]) -> set[str]:
     path, auth = reported[:2]
     kinds = set()
@@ -314,6 +325,8 @@ class PoolCore:
         self.guard_stats = GuardStats()
         self._count_checkin = self.guard_stats._checkins.__next__  # (count_checkin, in C)
         self.binds: BindCache = {}  # the connections' shared binding cache
+        # What the checkin guard's clean path compares with the baseline's report.
+        self.clean_reported: Callable[[Any], tuple[bytes | None, ...]] = _reported
         # The login's persistent defaults when the pool's first connection was made.
         self.role_defaults: tuple[str, ...] | None = None
         warn_public_path()
@@ -359,6 +372,8 @@ class PoolCore:
             return
         self.binder.pins = str(row[0])
         self.binds.clear()
+        if self.check_role:  # no superuser login: see _reported_lexer
+            self.clean_reported = _reported_lexer
 
     def infer_kind(self, rows: list[tuple[Any, ...]]) -> None:
         """The tenant kind from the protected tables' tenant column, when not given.
@@ -441,7 +456,9 @@ class PoolCore:
         st.lexer = check_lexer(conn.pgconn)
         reported = _reported(conn.pgconn)
         # Kept only when it agrees with the baseline; otherwise every checkin verifies.
-        st.baseline_reported = None if _reported_kinds(st.baseline, reported) else reported
+        st.baseline_reported = (
+            None if _reported_kinds(st.baseline, reported) else self.clean_reported(conn.pgconn)
+        )
 
     def check_role_defaults(self, now: tuple[str, ...] | None) -> None:
         """A new connection must start with the defaults the pool's first one had.
@@ -526,8 +543,10 @@ class PoolCore:
             conn._tg_client_changed or conn._tg_notice or conn._tg_notify
         ):
             return False
-        if st.baseline is not None and _reported(pg) != st.baseline_reported:
-            return False  # (the same bytes as at the baseline, which matched it: clean)
+        if st.baseline is not None:
+            if self.clean_reported(pg) != st.baseline_reported:
+                return False  # (the same bytes as at the baseline, which matched it: clean)
+            st.lexer_ok = True  # (LEXER_PARAMS among them: see ConnState.screen)
         self._count_checkin()
         st.end_lease()
         return True
@@ -560,7 +579,7 @@ class PoolCore:
         # A reported parameter that changed (any that _reported reads) is a reason to verify even
         # when it names no kind itself: the snapshot's settings digest then says what.
         reported_changed = (
-            st.baseline is not None and _reported(conn.pgconn) != st.baseline_reported
+            st.baseline is not None and self.clean_reported(conn.pgconn) != st.baseline_reported
         )
         try:
             if kinds or reported_changed or self.verify == "always":

@@ -31,7 +31,7 @@ from sys import getrefcount
 from typing import Any
 from weakref import getweakrefcount, ref
 
-from psycopg.adapt import AdaptersMap, PyFormat
+from psycopg.adapt import PyFormat
 from psycopg.pq import ConnStatus, Format
 from psycopg.types import TypesRegistry
 
@@ -41,6 +41,7 @@ from tenantguard.drivers.psycopg._internals import REGISTRY_CLASSES
 __all__ = ["ENABLED", "REFS_WHEN_FREE", "adopt", "release", "reusable"]
 
 TEXT, BINARY = Format.TEXT, Format.BINARY
+ROW_FACTORY = _internals.GUARDED_PREFIX + "row_factory"  # (see guarded_attribute)
 CONNECTION_OK = ConnStatus.OK
 AUTO, PTEXT, PBINARY = PyFormat.AUTO, PyFormat.TEXT, PyFormat.BINARY
 
@@ -101,32 +102,6 @@ OWN_WEAKREF_REFS = _own_weakref_refs()
 MAP_ATTRIBUTES = TYPES_ATTRIBUTES = -1
 
 
-def _same_adapters(mine: AdaptersMap, conn: AdaptersMap) -> bool:
-    """The cursor's adapter map still shares every table with the connection's.
-
-    psycopg copies a table on first write (on either side), so identity of the
-    tables means neither side registered anything since the cursor was made.
-    """
-    md, cd = mine._dumpers, conn._dumpers
-    ml, cl = mine._loaders, conn._loaders
-    mo, co = mine._dumpers_by_oid, conn._dumpers_by_oid
-    return (
-        ml[0] is cl[0]
-        and ml[1] is cl[1]
-        and mo[0] is co[0]
-        and mo[1] is co[1]
-        and md[AUTO] is cd[AUTO]
-        and md[PTEXT] is cd[PTEXT]
-        and md[PBINARY] is cd[PBINARY]
-        # The types registries' classes before anything is read through them: a planted
-        # ``cur.adapters.types`` (a public attribute) ran in the next lease's reuse check
-        # (the fourteenth review).
-        and type(mt := mine.types) is TypesRegistry
-        and type(ct := conn.types) in REGISTRY_CLASSES
-        and mt._registry is ct._registry
-    )
-
-
 def reusable(conn: Any, binary: bool) -> Any:
     """The connection's kept cursor, made to look new, or None to make a new one."""
     # Counted before any local name holds it (None, with far more references, fails too).
@@ -142,12 +117,33 @@ def reusable(conn: Any, binary: bool) -> Any:
         or len(mine.__dict__) > MAP_ATTRIBUTES
         or type(types := mine.types) is not TypesRegistry  # (its class before its dict)
         or len(types.__dict__) > TYPES_ATTRIBUTES
-        or not _same_adapters(mine, conn._adapters)
+    ):
+        return None
+    # The cursor's adapters map still shares every table with the connection's: psycopg
+    # copies a table on first write (on either side), so identity of the tables means
+    # neither side registered anything since the cursor was made.
+    theirs = conn._adapters
+    md, cd = mine._dumpers, theirs._dumpers
+    ml, cl = mine._loaders, theirs._loaders
+    mo, co = mine._dumpers_by_oid, theirs._dumpers_by_oid
+    if not (
+        ml[0] is cl[0]
+        and ml[1] is cl[1]
+        and mo[0] is co[0]
+        and mo[1] is co[1]
+        and md[AUTO] is cd[AUTO]
+        and md[PTEXT] is cd[PTEXT]
+        and md[PBINARY] is cd[PBINARY]
+        # The types registries' classes before anything is read through them: a planted
+        # ``cur.adapters.types`` (a public attribute) ran in the next lease's reuse check
+        # (the fourteenth review).
+        and type(ct := theirs.types) in REGISTRY_CLASSES
+        and types._registry is ct._registry
     ):
         return None
     if conn.pgconn.status != CONNECTION_OK:
         conn._check_connection_ok()  # raises psycopg's own error
-    cur._row_factory = conn.row_factory
+    cur._row_factory = conn.__dict__[ROW_FACTORY]  # (conn.row_factory's own read)
     cur.arraysize = 1
     cur.format = BINARY if binary else TEXT
     return cur
@@ -184,10 +180,11 @@ def release(conn: Any) -> None:
         # be made with the next tenant's result in hand (the sixth review).
         conn._tg_reused_cursor = None
         return
-    cur._reset()
-    tx = getattr(cur, "_tx", None)
-    if tx is not None:
-        tx.set_pgresult(None)
+    # This tenant's result and query (its parameters) go now; psycopg's _reset() of the
+    # rest runs when the cursor starts its next statement, before anything is read.
+    cur._results = []
+    cur.pgresult = cur._query = None
+    cur._tx.set_pgresult(None)  # (set before its first statement was sent: see adopt)
     st = conn._tg_state
     exposed = (cur._tg_exposed or cur._tg_foreign) and FRESH_TRANSFORMER
     cur._tg_exposed = cur._tg_foreign = False
