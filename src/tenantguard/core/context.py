@@ -91,7 +91,7 @@ class tenant(ContextDecorator):
         self._token = _current.set(self._ctx)
         return self._ctx
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         token, self._token = self._token, None
         if token is not None:
             _current.reset(token)

@@ -135,7 +135,8 @@ class ConnState:
         self.lease_bind = bind_ctx if bind_ctx is not None else normalize_context(ctx, self.kind)
         self.owner = self.owner_of()
         self.bound = self.slow_path = False
-        self.effects.clear()
+        if self.effects:  # (end_lease clears them: only a lease that did not end left any)
+            self.effects.clear()
 
     def end_lease(self) -> TenantContext | None:
         ctx = self.lease

@@ -280,7 +280,8 @@ class _Lease(LeaseBase):
             ctx = _current.get()
             if ctx is None:
                 raise NoTenantContext("pool.connection()")
-            kind = self.pool._core.tenant_kind
+            core = self.pool._core
+            kind = core.tenant_kind
             st_ctx = (
                 ctx if kind is None or ctx.tenant.kind == kind else normalize_context(ctx, kind)
             )
@@ -309,7 +310,7 @@ class _Lease(LeaseBase):
                 or conn.lock.locked()
                 or (len(conn.__dict__) != conn._tg_dict_len)
                 or adapters_changed(conn)
-            ) and self.pool._core.checkout_refused(conn, stale):
+            ) and core.checkout_refused(conn, stale):
                 # Identities first: nothing a lease may have planted is called before them.
                 # held by a reference kept past its lease
                 # (see attributes_replaced)

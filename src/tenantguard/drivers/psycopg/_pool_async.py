@@ -286,7 +286,8 @@ class _AsyncLease(LeaseBase):
             ctx = _current.get()
             if ctx is None:
                 raise NoTenantContext("pool.connection()")
-            kind = self.pool._core.tenant_kind
+            core = self.pool._core
+            kind = core.tenant_kind
             st_ctx = (
                 ctx if kind is None or ctx.tenant.kind == kind else normalize_context(ctx, kind)
             )
@@ -316,7 +317,7 @@ class _AsyncLease(LeaseBase):
                 or conn.lock.locked()  # held by a reference kept past its lease
                 or len(conn.__dict__) != conn._tg_dict_len  # (see attributes_replaced)
                 or adapters_changed(conn)  # registered by any route, psycopg's base classes too
-            ) and self.pool._core.checkout_refused(conn, stale):
+            ) and core.checkout_refused(conn, stale):
                 st.end_lease()
                 if not conn.closed:
                     await conn.close()
