@@ -30,7 +30,7 @@ from tenantguard.errors import (
     UnsupportedOperation,
 )
 
-__all__ = ["LEXER_PARAMS", "ConnState", "normalize_context"]
+__all__ = ["LEXER_PARAMS", "ConnState", "lexer_neutral", "normalize_context"]
 
 #: The reported parameters that decide how the server splits SQL text into tokens. The
 #: classifier reads SQL as PostgreSQL does with ``standard_conforming_strings = on`` in
@@ -52,6 +52,27 @@ BindCache = dict[
     tuple[object, type, str, str | None],
     tuple[tuple[LiteralString, tuple[str, ...]], list[bytes] | None],
 ]
+
+
+def lexer_neutral(text: str | bytes) -> bool:
+    """*text* is read the same whatever :data:`LEXER_PARAMS` are: ASCII (every client
+    encoding PostgreSQL accepts reads ASCII as ASCII) and no backslash (the only character
+    ``standard_conforming_strings`` changes the meaning of)."""
+    return text.isascii() and ("\\" not in text if isinstance(text, str) else b"\\" not in text)
+
+
+def refuse_pipelined_text() -> None:
+    """In a pipeline the server reports a changed parameter only at the pipeline's Sync:
+    what the connection reports may be older than what an earlier statement of the same
+    pipeline set, so only SQL text that every setting reads alike is sent there."""
+    raise UnsupportedOperation(
+        "this statement is queued in a pipeline and its SQL text has a backslash or a "
+        "non-ASCII character: the server reports standard_conforming_strings and "
+        "client_encoding only at the pipeline's Sync, so tenantguard cannot know how an "
+        "earlier statement of the pipeline left them to read it; this statement was not sent",
+        hint="pass such values as parameters (%s), or run the statement outside conn.pipeline() "
+        "(executemany pipelines every parameter set after the first)",
+    )
 
 
 def normalize_context(ctx: TenantContext, kind: TenantKind | None) -> TenantContext:
@@ -228,12 +249,15 @@ class ConnState:
 
         Raises before sending when the statement is refused (:meth:`screen`).
         """
+        text: str | bytes | None = None
         if isinstance(query, str | bytes):
-            effects = self.classifier.effects(query, params)
+            effects = self.classifier.effects(text := query, params)
         elif isinstance(query, sql.Composable):
-            effects = self.classifier.effects(query.as_string(), params)
+            effects = self.classifier.effects(text := query.as_string(), params)
         else:
             effects = frozenset({"unparsed"})
+        if pgconn.pipeline_status and text is not None and not lexer_neutral(text):
+            refuse_pipelined_text()
         self.screen(effects, pgconn)
 
     def screen(self, effects: frozenset[str], pgconn: Any) -> None:
