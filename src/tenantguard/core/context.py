@@ -51,7 +51,7 @@ def reset_tenant(token: Token[TenantContext | None]) -> None:
 
 # Contexts are immutable, so ``tenant(42)`` may share one: validated once per id.
 _INT_CONTEXTS: dict[int, TenantContext] = {}
-_INT_CONTEXTS_SIZE = 4096
+_INT_CONTEXTS_SIZE = 16384  # (as BIND_CACHE_SIZE: 0.6 us a hit, 1.6 us at 10,000 tenants and 4096)
 
 
 def _int_context(tenant_id: int) -> TenantContext:

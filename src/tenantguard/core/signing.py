@@ -144,7 +144,7 @@ def sign_context(
 
 
 #: Tokens kept per binder (tenants x users); past it the cache starts over.
-TOKEN_CACHE_SIZE = 4096
+TOKEN_CACHE_SIZE = 16384  # (as BIND_CACHE_SIZE in core.session)
 
 
 class SignedBinder(SettingBinder):
