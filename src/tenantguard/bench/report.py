@@ -344,7 +344,7 @@ def _analysis(results: list[dict[str, Any]], out_dir: Path) -> list[str]:
             " -n 400 --rounds 40 --pin 0` (CPU per op, paths interleaved in 40 rounds, median;"
             " client and backends on one CPU so every path is measured alike) and `--callgrind"
             " -n 5000` (instructions per op, deterministic); then the same two runs with the"
-            " library before this change (`git archive ce2530c src` on `PYTHONPATH`), for"
+            " library before this change (`git archive 71d17d9 src` on `PYTHONPATH`), for"
             " before/after:",
         ),
         (
