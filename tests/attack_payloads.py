@@ -36,6 +36,23 @@ FAST_ONLY = pytest.mark.skipif(not fast_path()[0], reason="the default fast path
 PSYCOPG_PREPARES = {"prepare_threshold": 5}
 DEFENDED = pytest.mark.parametrize("defended", [True, False], ids=["defended", "control"])
 
+#: Turns standard_conforming_strings off for the session, in plain sight: the tests of the
+#: lexer checks take the classifier away (:func:`blind`), so it passes.
+SCS_OFF_PLAIN = "SELECT pg_catalog.set_config('standard_conforming_strings', 'off', false)"
+#: With standard_conforming_strings on (how tenantguard reads SQL) everything after `'a\'` is
+#: a comment; with it off, the server reads a string, then set_config of tenant 2 and a count
+#: of its invoices.
+MISREAD = (
+    "SELECT 'a\\' --', pg_catalog.set_config('app.tenant_id', '2', true), "
+    "(SELECT count(*) FROM app.invoices)"
+)
+
+
+def blind(pool: Any) -> None:
+    """The classifier away: every statement looks clean (the layer under test is the next)."""
+    pool._core.classifier.effects = lambda query, params=False: frozenset()
+    pool._core.classifier.cached = lambda query: None
+
 
 def leaked(loot: str | None) -> bool:
     """Tenant 2's four invoices, copied by the planted binding."""

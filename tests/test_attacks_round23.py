@@ -20,24 +20,10 @@ from typing import Any
 
 import pytest
 
+from attack_payloads import DEFENDED, MISREAD, SCS_OFF_PLAIN, blind
 from tenantguard import AsyncTenantPool, TenantPool, tenant
 from tenantguard.core import session
 from tenantguard.errors import UnsupportedOperation
-
-DEFENDED = pytest.mark.parametrize("defended", [True, False], ids=["defended", "control"])
-
-SCS_OFF = "SELECT pg_catalog.set_config('standard_conforming_strings', 'off', false)"
-# scs on (the classifier's reading): a string, then a comment. scs off (the server's, once
-# the first statement ran): a string, set_config of tenant 2, a count of its invoices.
-MISREAD = (
-    "SELECT 'a\\' --', pg_catalog.set_config('app.tenant_id', '2', true), "
-    "(SELECT count(*) FROM app.invoices)"
-)
-
-
-def _blind(pool: Any) -> None:
-    pool._core.classifier.effects = lambda query, params=False: frozenset()  # type: ignore[method-assign]
-    pool._core.classifier.cached = lambda query: None  # type: ignore[method-assign]
 
 
 def _control(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,15 +38,15 @@ def test_a_lexer_change_earlier_in_the_same_pipeline(
     if not defended:
         _control(monkeypatch)
     with TenantPool(saas.app_dsn, min_size=1, max_size=1, session_state=mode) as pool:
-        _blind(pool)
+        blind(pool)
         with tenant(1), pool.connection() as conn:
             if defended:
                 with pytest.raises(UnsupportedOperation, match="pipeline"), conn.pipeline():
-                    conn.execute(SCS_OFF)
+                    conn.execute(SCS_OFF_PLAIN)
                     conn.execute(MISREAD)
             else:
                 with conn.pipeline():
-                    conn.execute(SCS_OFF)
+                    conn.execute(SCS_OFF_PLAIN)
                     leaked = conn.execute(MISREAD).fetchone()
                 assert leaked is not None and leaked[2] == 4  # tenant 2's invoices
         with tenant(1), pool.connection() as conn:  # and the next lease reads as it should
@@ -75,9 +61,9 @@ def test_the_async_pool_too(saas: Any, monkeypatch: pytest.MonkeyPatch, defended
 
     async def run() -> object:
         async with AsyncTenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
-            _blind(pool)
+            blind(pool)
             async with pool.connection(tenant_id=1) as conn, conn.pipeline():
-                await conn.execute(SCS_OFF)
+                await conn.execute(SCS_OFF_PLAIN)
                 cur = await conn.execute(MISREAD)
                 return await cur.fetchone()
 
@@ -91,9 +77,9 @@ def test_the_async_pool_too(saas: Any, monkeypatch: pytest.MonkeyPatch, defended
 
 def test_outside_a_pipeline_the_check_before_each_statement_holds(saas: Any) -> None:
     with TenantPool(saas.app_dsn, min_size=1, max_size=1) as pool:
-        _blind(pool)
+        blind(pool)
         with tenant(1), pool.connection() as conn:
-            conn.execute(SCS_OFF)
+            conn.execute(SCS_OFF_PLAIN)
             with pytest.raises(UnsupportedOperation, match="standard_conforming_strings"):
                 conn.execute(MISREAD)
 

@@ -21,26 +21,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from attack_payloads import DEFENDED, MISREAD, SCS_OFF_PLAIN, blind
 from tenantguard import TenantPool, tenant
 from tenantguard.core.session import ConnState
 from tenantguard.drivers.psycopg import _connection, _pool_base
 from tenantguard.errors import UnsupportedOperation
-
-DEFENDED = pytest.mark.parametrize("defended", [True, False], ids=["defended", "control"])
-
-SCS_OFF = "SELECT pg_catalog.set_config('standard_conforming_strings', 'off', false)"
-# With standard_conforming_strings on (how tenantguard reads SQL) everything after `'a\'` is
-# a comment; with it off, the server reads a string, then set_config and the subquery.
-MISREAD = (
-    "SELECT 'a\\' --', pg_catalog.set_config('app.tenant_id', '2', true), "
-    "(SELECT count(*) FROM app.invoices)"
-)
-
-
-def _blind(pool: TenantPool) -> None:
-    """The classifier away: every statement looks clean (the defence under test is the next)."""
-    pool._core.classifier.effects = lambda query, params=False: frozenset()  # type: ignore[method-assign]
-    pool._core.classifier.cached = lambda query: None  # type: ignore[method-assign]
 
 
 def _without_the_reset(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,12 +47,12 @@ def test_a_lexer_change_sent_unscreened_is_read_by_the_next_statement(
     if not defended:
         _without_the_reset(monkeypatch)
     with TenantPool(saas.app_dsn, min_size=1, max_size=1, session_state="reset") as pool:
-        _blind(pool)
+        blind(pool)
         with tenant(1), pool.connection() as conn:
             assert conn.execute("SELECT count(*) FROM app.invoices").fetchone() == (2,)
         assert conn._tg_state.lexer_ok  # the clean checkin compared LEXER_PARAMS
         with tenant(1), pool.connection() as conn:
-            psycopg.Cursor(conn).execute(SCS_OFF)  # psycopg's own cursor: not screened
+            psycopg.Cursor(conn).execute(SCS_OFF_PLAIN)  # psycopg's own cursor: not screened
             if defended:
                 with pytest.raises(UnsupportedOperation, match="standard_conforming_strings"):
                     conn.execute(MISREAD)
@@ -113,7 +98,7 @@ def test_a_search_path_left_on_the_connection_never_reaches_the_next_lease(
         assert (pool._core.clean_reported is _pool_base._reported_lexer) == defended
         if not defended:
             monkeypatch.setattr(pool._core, "clean_reported", _pool_base._reported_lexer)
-        _blind(pool)
+        blind(pool)
         with tenant(1), pool.connection() as conn:
             default = conn.execute(PATH).fetchone()
             conn.execute(EVIL)

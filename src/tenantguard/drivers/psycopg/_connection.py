@@ -99,7 +99,7 @@ class TenantCursor(psycopg.Cursor[Row]):
             and conn._pipeline is None
             and conn._autocommit
             and (pg.transaction_status == IDLE)
-        ):  # one autocommit statement, idle, no pipeline (fast_path_open, inlined)
+        ):  # the fast path: one autocommit statement, idle, no pipeline
             if type(query) not in KEPT_AS_IS:
                 # psycopg keeps the query as the cursor's _last_query and reads it at the
                 # start of the next statement (the next lease's, on a reused cursor): the

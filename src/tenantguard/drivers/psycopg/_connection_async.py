@@ -99,7 +99,7 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Row]):
             await untyped(super()).execute(query, params, prepare=prepare, binary=binary)
             return self
         pg = conn.pgconn
-        if (  # one autocommit statement, idle, no pipeline (fast_path_open, inlined)
+        if (  # the fast path: one autocommit statement, idle, no pipeline
             conn._tg_fast_path
             and conn._pipeline is None
             and conn._autocommit

@@ -43,7 +43,6 @@ __all__ = [
     "TrackedHandlers",
     "attributes_replaced",
     "exact",
-    "fast_path_open",
     "guarded_attribute",
     "held",
     "in_pipeline",
@@ -309,16 +308,6 @@ def screened(
     for params in items:
         st.note(query, pgconn, params is not None)
         yield params
-
-
-def fast_path_open(conn: Any) -> bool:
-    """The hot path applies: an autocommit connection, idle, not in a user pipeline."""
-    return bool(
-        conn._tg_fast_path
-        and conn._pipeline is None
-        and conn._autocommit
-        and conn.pgconn.transaction_status == IDLE
-    )
 
 
 def note_attributes(conn: Any) -> None:

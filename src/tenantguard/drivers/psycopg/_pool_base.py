@@ -148,6 +148,9 @@ def check_pool_kwargs(pool_kwargs: dict[str, Any]) -> None:
         )
 
 
+_SCS, _ENCODING = LEXER_PARAMS
+
+
 def _reported(pg: Any) -> tuple[bytes | None, ...]:
     """What the server reports by itself (``ParameterStatus``; search_path from PostgreSQL 18)
     that decides what the next lease's statements mean: search_path, the session's
@@ -157,12 +160,7 @@ def _reported(pg: Any) -> tuple[bytes | None, ...]:
     database's own functions: ``verify="always"`` sees those; each read costs about 1k
     instructions on the clean path.)"""
     ps = pg.parameter_status
-    return (
-        ps(b"search_path"),
-        ps(b"session_authorization"),
-        ps(b"standard_conforming_strings"),
-        ps(b"client_encoding"),
-    )
+    return ps(b"search_path"), ps(b"session_authorization"), ps(_SCS), ps(_ENCODING)
 
 
 def _reported_lexer(pg: Any) -> tuple[bytes | None, ...]:
@@ -173,7 +171,7 @@ def _reported_lexer(pg: Any) -> tuple[bytes | None, ...]:
     change of either left on the connection cannot reach the next lease's statements.
     (The full checkin steps still read and report both.)"""
     ps = pg.parameter_status
-    return ps(b"standard_conforming_strings"), ps(b"client_encoding")
+    return ps(_SCS), ps(_ENCODING)
 
 
 def _reported_kinds(base: SessionSnapshot, reported: tuple[bytes | None, ...]) -> set[str]:
